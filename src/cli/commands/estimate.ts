@@ -1,0 +1,72 @@
+import type { CommandModule } from 'yargs';
+import type { Estimate } from '../../cost/estimate.js';
+import { estimatePlan } from '../../cost/estimatePlan.js';
+import { DEFAULT_DEVICE } from '../../cost/presets.js';
+import { formatLayout } from '../../layout/layout.js';
+import { buildGraph } from '../../model/graph.js';
+import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
+import { loadDevice, loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
+
+interface Args {
+  mesh?: string;
+  model?: string;
+  layout?: string;
+  plan?: string;
+  zero?: number;
+  recompute?: string;
+  microbatches?: number;
+  device: string;
+  json?: boolean;
+}
+
+export function formatEstimate(e: Estimate): string {
+  const lines = [
+    `model ${e.model.name} (${fmtParams(e.model.params)} parameters) on mesh ${e.mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')}, ${e.device}`,
+    `plan  ${e.plan.layout || '(replicated)'}  zero ${e.plan.zero}  recompute ${e.plan.recompute}  microbatches ${e.plan.microbatches}`,
+    `valid ${e.valid}  feasible ${e.feasible}`,
+    ...e.reasons.map((r) => `  - ${r}`),
+    '',
+    `step ${fmtSeconds(e.time.step)}  (compute ${fmtSeconds(e.time.compute)}, exposed communication ${fmtSeconds(e.time.exposedCommunication)} of ${fmtSeconds(e.time.communication)}, bubble ${fmtSeconds(e.time.bubble)})`,
+    `MFU ${(e.mfu * 100).toFixed(1)}%   ${fmtCount(e.tokensPerSecond)} tokens/s   model FLOPs/step ${fmtCount(e.flops.modelPerStep)}   per device ${fmtCount(e.flops.perDevice)}`,
+    '',
+    `memory per device ${fmtBytes(e.memory.total)} of ${fmtBytes(e.memory.capacity)}: params ${fmtBytes(e.memory.params)}, gradients ${fmtBytes(e.memory.gradients)}, optimizer ${fmtBytes(e.memory.optimizer)}, activations ${fmtBytes(e.memory.activations)}, temporary ${fmtBytes(e.memory.temporary)}`,
+    `sent per device ${fmtBytes(e.communication.bytesPerDevice)}: ${Object.entries(e.communication.byAxis).map(([a, b]) => `${a} ${fmtBytes(b)}`).join(', ') || 'nothing'}`,
+  ];
+  if (e.communication.collectives.length) {
+    lines.push('', table(['collective', 'axes', 'bytes', 'per step'],
+      e.communication.collectives.map((c) => [c.kind, c.axes.join('+'), fmtBytes(c.bytes), String(c.count)])));
+  }
+  return lines.join('\n') + '\n';
+}
+
+export const estimateCommand: CommandModule<object, Args> = {
+  command: 'estimate',
+  describe: 'Price one plan: FLOPs, memory, collectives, step time and MFU per device',
+  builder: (y) =>
+    y
+      .option('mesh', { type: 'string', describe: 'mesh shape: 16x32, 2x4x8 or rows:16;cols:32' })
+      .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
+      .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;d_ff:cols;heads:cols;vocab:cols"' })
+      .option('plan', { type: 'string', describe: 'a plan file written by search --out (instead of --layout)' })
+      .option('zero', { type: 'number', describe: 'ZeRO stage 0-3 over the batch axes', default: undefined })
+      .option('recompute', { type: 'string', describe: 'none | selective | full' })
+      .option('microbatches', { type: 'number', describe: 'microbatches per step' })
+      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
+  handler: (args) => {
+    const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
+    const mesh = loadMesh(args.mesh ?? file?.mesh);
+    const spec = loadModel(args.model ?? file?.model);
+    const profile = loadDevice(args.device);
+    // Flags override what a plan file says.
+    const plan = planFromArgs({
+      layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
+      zero: args.zero ?? file?.plan.zero,
+      recompute: args.recompute ?? file?.plan.recompute,
+      microbatches: args.microbatches ?? file?.plan.microbatches,
+    });
+    const e = estimatePlan(buildGraph(spec), mesh, plan, profile);
+    process.stdout.write(args.json ? JSON.stringify(e) + '\n' : formatEstimate(e));
+    if (!e.valid) process.exitCode = 2;
+  },
+};

@@ -1,0 +1,12 @@
+import type { Argv } from 'yargs';
+import { devicesCommand } from './devices.js';
+import { estimateCommand } from './estimate.js';
+import { modelsCommand } from './models.js';
+
+/** Every subcommand registers here, one line each. */
+export function registerCommands(y: Argv): Argv {
+  return y
+    .command(estimateCommand)
+    .command(modelsCommand)
+    .command(devicesCommand);
+}

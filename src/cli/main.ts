@@ -1,0 +1,43 @@
+import yargs, { type Argv } from 'yargs';
+import { InputError } from '../errors.js';
+import { registerCommands } from './commands/index.js';
+
+/**
+ * The command line. Bad input of any kind (a flag, a file, a layout) prints one line on stderr
+ * and returns 2; a bug prints its stack and returns 1.
+ */
+export async function main(argv: string[]): Promise<number> {
+  let usageError: string | null = null;
+  let parser: Argv = yargs(argv)
+    .scriptName('mesh-search')
+    .usage('mesh-search: find the best Mesh-TensorFlow layout to train a Transformer on a mesh of accelerators.\n\nUsage: $0 [command] --mesh 16x32 --model transformer-5b [options]')
+    .strict()
+    .exitProcess(false)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .help()
+    .alias('help', 'h')
+    .version(false)
+    .fail((msg, err) => {
+      if (err) throw err;
+      usageError = msg ?? 'bad command line';
+    });
+  parser = registerCommands(parser);
+  try {
+    await parser.parseAsync();
+  } catch (e) {
+    if (usageError !== null) {
+      // A usage error stops before the command; report it, not what followed from it.
+    } else if (e instanceof InputError) {
+      process.stderr.write(`mesh-search: ${e.message}\n`);
+      return 2;
+    } else {
+      process.stderr.write(`mesh-search: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+      return 1;
+    }
+  }
+  if (usageError !== null) {
+    process.stderr.write(`mesh-search: ${String(usageError).split('\n')[0]} (see mesh-search --help)\n`);
+    return 2;
+  }
+  return typeof process.exitCode === 'number' ? process.exitCode : 0;
+}

@@ -1,0 +1,96 @@
+import type { HardwareProfile } from './profile.js';
+import { profileError } from './profile.js';
+
+const GiB = 2 ** 30;
+const GB = 1e9;
+const T = 1e12;
+
+// Efficiencies and latencies below are starting points until `mesh-search calibrate` fits them:
+// matmul 0.6 of peak and 0.7 of HBM bandwidth for memory-bound ops are in the range that
+// Narayanan et al. 2021 (Megatron-LM, Sec. 5: 52% of peak end to end for GPT-3 on A100) imply.
+const DEFAULT_EFFICIENCY = { matmul: 0.6, elementwise: 0.7, softmax: 0.5, reduction: 0.5 };
+const EFF_SOURCE = 'starting point, in line with Narayanan et al. 2021 Sec. 5; calibrate to replace';
+// Overlap 1: gradient sync may hide behind the whole backward (Li et al. 2020, PyTorch DDP, Sec. 3.2.3).
+const OVERLAP_SOURCE = 'Li et al. 2020 (PyTorch DDP) bucketed overlap of allreduce with backward';
+
+function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number }, src: string): HardwareProfile {
+  return {
+    name, description,
+    peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
+    memoryBytes: perCore.mem, memoryBandwidth: perCore.hbm,
+    levels: [
+      { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
+      { name: 'dcn', devices: 1e9, link: { bandwidth: 12.5 * GB, latency: 20e-6 } },
+    ],
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1,
+    sources: {
+      peak: src, memory: src, ici: src,
+      float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
+      latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
+      dcn: 'assumed 100 Gbit/s per host across pods',
+      efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
+    },
+  };
+}
+
+function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number }, src: string): HardwareProfile {
+  return {
+    name, description,
+    peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.flops / 16 },
+    memoryBytes: g.mem, memoryBandwidth: g.hbm,
+    levels: [
+      { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 3e-6 } },
+      { name: 'infiniband', devices: 1e9, link: { bandwidth: g.net, latency: 10e-6 } },
+    ],
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1,
+    sources: {
+      peak: src, memory: src, nvlink: src,
+      float32: 'plain fp32 (no TF32) is 1/16 of the dense bf16 tensor-core peak on these parts',
+      node: '8 GPUs per node (DGX/HGX); one 200 Gbit/s (A100) or 400 Gbit/s (H100/H200) NIC per GPU',
+      latency: 'assumed 3 µs per NVLink ring step and 10 µs per InfiniBand step (NCCL ring); calibrate',
+      efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
+    },
+  };
+}
+
+// Devices are TPU cores for v2/v3 (two per chip, as the Mesh-TF paper counts its 512-core pod),
+// chips for v4. ICI per core: one link each way along a ring axis, shared by the chip's cores.
+const PRESETS: HardwareProfile[] = [
+  tpu('tpu-v2', 'TPU v2 core; the Mesh-TensorFlow paper\'s 512-core pod (16x16 chips, 2 cores each)',
+    { flops: 23 * T, mem: 8 * GiB, hbm: 350 * GB, ici: 62 * GB, pod: 512 },
+    'Jouppi et al. 2020 (CACM 63:7), Table 3: 46 TFLOPS bf16, 16 GiB, 700 GB/s per chip; ICI 496 Gbit/s per link'),
+  tpu('tpu-v3', 'TPU v3 core; 2048-core pod (32x32 chips, 2 cores each)',
+    { flops: 61.5 * T, mem: 16 * GiB, hbm: 450 * GB, ici: 82 * GB, pod: 2048 },
+    'Jouppi et al. 2020 (CACM 63:7), Table 3: 123 TFLOPS bf16, 32 GiB, 900 GB/s per chip; ICI 656 Gbit/s per link'),
+  tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
+    { flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
+    'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
+  gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
+    { flops: 312 * T, mem: 40 * GB, hbm: 1555 * GB, nvlink: 300 * GB, net: 25 * GB },
+    'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 40 GB HBM2 at 1555 GB/s, NVLink 600 GB/s (300 each way)'),
+  gpu('a100-80g', 'NVIDIA A100 SXM 80 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
+    { flops: 312 * T, mem: 80 * GB, hbm: 2039 * GB, nvlink: 300 * GB, net: 25 * GB },
+    'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 80 GB HBM2e at 2039 GB/s, NVLink 600 GB/s (300 each way)'),
+  gpu('h100-sxm', 'NVIDIA H100 SXM 80 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB },
+    'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
+  gpu('h200', 'NVIDIA H200 SXM 141 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
+    { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB },
+    'NVIDIA H200 datasheet: 989 TFLOPS bf16 dense, 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s (450 each way)'),
+];
+
+export function devicePresets(): readonly HardwareProfile[] {
+  return PRESETS;
+}
+
+export function findDevice(name: string): HardwareProfile | undefined {
+  return PRESETS.find((p) => p.name === name);
+}
+
+export function getDevice(name: string): HardwareProfile {
+  const p = findDevice(name);
+  if (!p) throw profileError(name, PRESETS.map((x) => x.name));
+  return p;
+}
+
+export const DEFAULT_DEVICE = 'tpu-v2';

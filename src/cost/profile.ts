@@ -1,0 +1,81 @@
+import { InputError, check } from '../errors.js';
+import type { Dtype } from '../model/spec.js';
+
+/** One direction of a link, per device: bandwidth in bytes/s and latency per ring step in s. */
+export interface Link {
+  readonly bandwidth: number;
+  readonly latency: number;
+}
+
+/** A level of the network: up to `devices` consecutive devices share this link. */
+export interface Level {
+  readonly name: string;
+  readonly devices: number;
+  readonly link: Link;
+}
+
+export type OpClassName = 'matmul' | 'elementwise' | 'softmax' | 'reduction';
+
+/** A hardware profile (DESIGN.md): presets ship, calibration writes new ones. */
+export interface HardwareProfile {
+  readonly name: string;
+  readonly description: string;
+  /** Peak FLOP/s per device, by dtype. */
+  readonly peakFlops: Readonly<Record<Dtype, number>>;
+  readonly memoryBytes: number;
+  /** HBM bandwidth per device, bytes/s: what elementwise ops are priced by. */
+  readonly memoryBandwidth: number;
+  /** Network levels, innermost first; an axis uses the first level that holds all its devices. */
+  readonly levels: readonly Level[];
+  /** Per mesh axis overrides (calibration fits these). */
+  readonly axisLinks?: Readonly<Record<string, Link>>;
+  /** Fraction of peak (matmul) or of memory bandwidth (the others) each op class reaches. */
+  readonly efficiency: Readonly<Record<OpClassName, number>>;
+  /** Fraction of the backward compute that overlappable communication can hide behind (0..1). */
+  readonly overlap: number;
+  /** Where each number came from. */
+  readonly sources: Readonly<Record<string, string>>;
+  /** Set by calibration: what the profile was fitted from. */
+  readonly fittedFrom?: unknown;
+}
+
+export function validateProfile(value: unknown, where = 'profile'): HardwareProfile {
+  check(typeof value === 'object' && value !== null && !Array.isArray(value), `${where}: expected a JSON object`);
+  const o = value as Record<string, unknown>;
+  const pos = (v: unknown, what: string) =>
+    check(typeof v === 'number' && Number.isFinite(v) && v > 0, `${where}: ${what} must be a positive number, got ${JSON.stringify(v)}`);
+  check(typeof o.name === 'string', `${where}: "name" must be a string`);
+  const peak = o.peakFlops as Record<string, unknown> | undefined;
+  check(typeof peak === 'object' && peak !== null, `${where}: "peakFlops" must be an object by dtype`);
+  for (const d of ['bfloat16', 'float16', 'float32']) pos(peak[d], `peakFlops.${d}`);
+  pos(o.memoryBytes, 'memoryBytes');
+  pos(o.memoryBandwidth, 'memoryBandwidth');
+  check(Array.isArray(o.levels) && o.levels.length > 0, `${where}: "levels" must be a non-empty list`);
+  for (const [i, l] of (o.levels as Record<string, unknown>[]).entries()) {
+    check(typeof l === 'object' && l !== null, `${where}: levels[${i}] must be an object`);
+    pos(l.devices, `levels[${i}].devices`);
+    const link = l.link as Record<string, unknown>;
+    check(typeof link === 'object' && link !== null, `${where}: levels[${i}].link must be an object`);
+    pos(link.bandwidth, `levels[${i}].link.bandwidth`);
+    check(typeof link.latency === 'number' && link.latency >= 0, `${where}: levels[${i}].link.latency must be >= 0`);
+  }
+  if (o.axisLinks !== undefined) {
+    check(typeof o.axisLinks === 'object' && o.axisLinks !== null, `${where}: "axisLinks" must be an object`);
+    for (const [a, l] of Object.entries(o.axisLinks as Record<string, Record<string, unknown>>)) {
+      pos(l?.bandwidth, `axisLinks.${a}.bandwidth`);
+      check(typeof l.latency === 'number' && l.latency >= 0, `${where}: axisLinks.${a}.latency must be >= 0`);
+    }
+  }
+  const eff = o.efficiency as Record<string, unknown>;
+  check(typeof eff === 'object' && eff !== null, `${where}: "efficiency" must be an object`);
+  for (const k of ['matmul', 'elementwise', 'softmax', 'reduction']) {
+    const v = eff[k];
+    check(typeof v === 'number' && v > 0 && v <= 1, `${where}: efficiency.${k} must be in (0, 1], got ${JSON.stringify(v)}`);
+  }
+  check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1]`);
+  return { description: '', sources: {}, ...(o as object) } as HardwareProfile;
+}
+
+export function profileError(name: string, known: string[]): InputError {
+  return new InputError(`unknown device "${name}"; presets are ${known.join(', ')} (or give a profile JSON file)`);
+}

@@ -1,0 +1,56 @@
+import { check } from '../errors.js';
+import { formatLayout, parseLayout, type Layout } from '../layout/layout.js';
+
+export type ZeroStage = 0 | 1 | 2 | 3;
+export type Recompute = 'none' | 'selective' | 'full';
+export const RECOMPUTE: readonly Recompute[] = ['none', 'selective', 'full'];
+
+/** A layout plus the training strategy (DESIGN.md, "plan"). */
+export interface Plan {
+  readonly layout: Layout;
+  /** ZeRO stage over the axes that split `batch`. */
+  readonly zero: ZeroStage;
+  readonly recompute: Recompute;
+  /** Microbatches per step (gradient accumulation; pipeline microbatches when `layers` is split). */
+  readonly microbatches: number;
+}
+
+export function makePlan(layout: Layout | string, opts: { zero?: unknown; recompute?: unknown; microbatches?: unknown } = {}): Plan {
+  const zero = opts.zero ?? 0;
+  const recompute = opts.recompute ?? 'none';
+  const microbatches = opts.microbatches ?? 1;
+  check(zero === 0 || zero === 1 || zero === 2 || zero === 3, `--zero must be 0, 1, 2 or 3, got ${JSON.stringify(zero)}`);
+  check(typeof recompute === 'string' && (RECOMPUTE as readonly string[]).includes(recompute),
+    `--recompute must be none, selective or full, got ${JSON.stringify(recompute)}`);
+  check(typeof microbatches === 'number' && Number.isSafeInteger(microbatches) && microbatches >= 1,
+    `--microbatches must be a positive integer, got ${JSON.stringify(microbatches)}`);
+  return {
+    layout: typeof layout === 'string' ? parseLayout(layout) : layout,
+    zero: zero as ZeroStage,
+    recompute: recompute as Recompute,
+    microbatches: microbatches as number,
+  };
+}
+
+/** The JSON form of a plan, as DESIGN.md prints it and `--plan plan.json` reads it. */
+export interface PlanJson {
+  layout: string;
+  zero: ZeroStage;
+  recompute: Recompute;
+  microbatches: number;
+}
+
+export function planToJson(plan: Plan): PlanJson {
+  return { layout: formatLayout(plan.layout), zero: plan.zero, recompute: plan.recompute, microbatches: plan.microbatches };
+}
+
+export function planFromJson(value: unknown, where = 'plan'): Plan {
+  check(typeof value === 'object' && value !== null && !Array.isArray(value), `${where}: expected an object with layout, zero, recompute, microbatches`);
+  const o = value as Record<string, unknown>;
+  check(typeof o.layout === 'string', `${where}: "layout" must be a string like batch:rows;d_ff:cols`);
+  return makePlan(o.layout as string, { zero: o.zero, recompute: o.recompute, microbatches: o.microbatches });
+}
+
+export function describePlan(plan: Plan): string {
+  return `${formatLayout(plan.layout) || '(replicated)'} zero=${plan.zero} recompute=${plan.recompute} microbatches=${plan.microbatches}`;
+}

@@ -1,0 +1,281 @@
+import type { Activation, ModelSpec } from './spec.js';
+import { DTYPE_BYTES } from './spec.js';
+
+/** Tensor dimension names, as Mesh-TF's Transformer names them. */
+export const DIM_NAMES = ['batch', 'length', 'memory_length', 'd_model', 'heads', 'd_kv', 'd_ff', 'vocab', 'layers'] as const;
+export type DimName = (typeof DIM_NAMES)[number];
+
+export type TensorRole = 'activation' | 'weight' | 'ids' | 'mask' | 'stat';
+
+export interface TensorSpec {
+  readonly id: string;
+  readonly dims: readonly DimName[];
+  readonly role: TensorRole;
+  /** Bytes per element as stored (activations in the model dtype, masks 1, ids 4). */
+  readonly bytes: number;
+}
+
+/**
+ * Op kinds: one table that the lowering, the cost model and the runtime all register against.
+ * Every op reads `inputs` and writes `output`; `dim` names the reduced or renamed dimension.
+ */
+export type OpKind =
+  | 'einsum'      // output = Σ over dims missing from output of Π inputs
+  | 'gather'      // output[b,l,d] = table[ids[b,l], d]            inputs: ids, table
+  | 'add'         // output = a + b, b broadcast over dims it lacks inputs: a, b
+  | 'layernorm'   // normalise over `dim`, times scale plus bias   inputs: x, scale, bias
+  | 'softmax'     // softmax over `dim`                            inputs: x
+  | 'causal'      // x + (-inf where memory position > position)   inputs: x
+  | 'dropout'     // x × mask / keep                               inputs: x
+  | 'act'         // relu or gelu                                  inputs: x
+  | 'swiglu'      // silu(gate) × up                               inputs: gate, up
+  | 'rotary'      // rotary position embedding over d_kv pairs     inputs: x
+  | 'rename'      // same data, `dim` renamed to `to`              inputs: x
+  | 'xent';       // mean softmax cross-entropy over `dim`         inputs: logits, ids
+
+/** What an op costs on hardware: priced with one efficiency per class. */
+export type OpClass = 'matmul' | 'elementwise' | 'softmax' | 'reduction';
+
+export const OP_CLASS: Record<OpKind, OpClass> = {
+  einsum: 'matmul', gather: 'elementwise', add: 'elementwise', layernorm: 'reduction',
+  softmax: 'softmax', causal: 'elementwise', dropout: 'elementwise', act: 'elementwise',
+  swiglu: 'elementwise', rotary: 'elementwise', rename: 'elementwise', xent: 'reduction',
+};
+
+export interface OpSpec {
+  readonly name: string;
+  readonly kind: OpKind;
+  readonly inputs: readonly string[];
+  readonly output: string;
+  /** layernorm/softmax/xent: the reduced dimension; rename: the old name. */
+  readonly dim?: DimName;
+  /** rename: the new name. */
+  readonly to?: DimName;
+  readonly activation?: Activation;
+  /** Tensors the backward reads: kept between forward and backward unless recomputed. */
+  readonly saves: readonly string[];
+  /** Part of the attention core (QKᵀ → softmax → dropout → ×V): selective recompute redoes it. */
+  readonly attentionCore?: boolean;
+}
+
+export type BlockName = 'embed' | 'encoder' | 'encoder_final' | 'decoder' | 'head';
+
+export interface Block {
+  readonly name: BlockName;
+  /** How many times the block runs per (micro)batch: the layer count for layer blocks. */
+  readonly repeat: number;
+  /** A layer block: its weights carry the `layers` dimension and pipeline stages split it. */
+  readonly layered: boolean;
+  readonly ops: readonly OpSpec[];
+  /** The block's input activation: all that full recompute keeps. */
+  readonly input?: string;
+}
+
+export interface Graph {
+  readonly spec: ModelSpec;
+  readonly dimSizes: Readonly<Record<DimName, number>>;
+  readonly tensors: ReadonlyMap<string, TensorSpec>;
+  readonly blocks: readonly Block[];
+  /** Weight tensor ids, each once (a tied embedding is one weight). */
+  readonly weights: readonly string[];
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Build the training graph of a Transformer as named-dimension ops (one layer per layer block). */
+export function buildGraph(spec: ModelSpec): Graph {
+  const act = DTYPE_BYTES[spec.dtype];
+  const tensors = new Map<string, TensorSpec>();
+  const t = (id: string, dims: DimName[], role: TensorRole = 'activation'): string => {
+    const bytes = role === 'mask' ? 1 : role === 'ids' ? 4 : role === 'stat' ? 4 : act;
+    const prev = tensors.get(id);
+    if (prev && prev.dims.join() !== dims.join()) throw new Error(`tensor ${id} declared twice with other dims`);
+    tensors.set(id, { id, dims, role, bytes });
+    return id;
+  };
+  const w = (id: string, dims: DimName[]) => t(id, dims, 'weight');
+  const B: DimName[] = ['batch', 'length', 'd_model'];
+
+  const dropoutOps = (prefix: string, x: string, dims: DimName[]): { ops: OpSpec[]; out: string } => {
+    if (!spec.dropout) return { ops: [], out: x };
+    const out = t(`${prefix}.drop`, dims);
+    t(`${prefix}.mask`, dims, 'mask');
+    return { ops: [{ name: `${prefix}.dropout`, kind: 'dropout', inputs: [x], output: out, saves: [`${prefix}.mask`] }], out };
+  };
+
+  const layerNorm = (prefix: string, x: string): { ops: OpSpec[]; out: string } => {
+    const scale = w(`${prefix}.scale`, ['d_model']);
+    const bias = w(`${prefix}.bias`, ['d_model']);
+    const out = t(`${prefix}.out`, B);
+    return { ops: [{ name: prefix, kind: 'layernorm', inputs: [x, scale, bias], output: out, dim: 'd_model', saves: [x] }], out };
+  };
+
+  /** Multi-head attention from x (queries) and mem (keys/values, before rename). */
+  const attention = (p: string, x: string, mem: string, causal: boolean): { ops: OpSpec[]; out: string } => {
+    const ops: OpSpec[] = [];
+    const HD: DimName[] = ['d_model', 'heads', 'd_kv'];
+    const wq = w(`${p}.wq`, HD), wk = w(`${p}.wk`, HD), wv = w(`${p}.wv`, HD), wo = w(`${p}.wo`, ['heads', 'd_kv', 'd_model']);
+    const memM = t(`${p}.mem`, ['batch', 'memory_length', 'd_model']);
+    ops.push({ name: `${p}.rename`, kind: 'rename', inputs: [mem], output: memM, dim: 'length', to: 'memory_length', saves: [] });
+    let q = t(`${p}.q`, ['batch', 'length', 'heads', 'd_kv']);
+    let k = t(`${p}.k`, ['batch', 'memory_length', 'heads', 'd_kv']);
+    const v = t(`${p}.v`, ['batch', 'memory_length', 'heads', 'd_kv']);
+    ops.push({ name: `${p}.q`, kind: 'einsum', inputs: [x, wq], output: q, saves: [x] });
+    ops.push({ name: `${p}.k`, kind: 'einsum', inputs: [memM, wk], output: k, saves: [memM] });
+    ops.push({ name: `${p}.v`, kind: 'einsum', inputs: [memM, wv], output: v, saves: [memM] });
+    if (spec.positions === 'rotary' && causal) {
+      const qr = t(`${p}.q_rot`, ['batch', 'length', 'heads', 'd_kv']);
+      const kr = t(`${p}.k_rot`, ['batch', 'memory_length', 'heads', 'd_kv']);
+      ops.push({ name: `${p}.q_rot`, kind: 'rotary', inputs: [q], output: qr, saves: [] });
+      ops.push({ name: `${p}.k_rot`, kind: 'rotary', inputs: [k], output: kr, saves: [] });
+      q = qr;
+      k = kr;
+    }
+    const S: DimName[] = ['batch', 'heads', 'length', 'memory_length'];
+    const logits = t(`${p}.logits`, S);
+    ops.push({ name: `${p}.qk`, kind: 'einsum', inputs: [q, k], output: logits, saves: [q, k], attentionCore: true });
+    let sm = logits;
+    if (causal) {
+      const masked = t(`${p}.masked`, S);
+      ops.push({ name: `${p}.causal`, kind: 'causal', inputs: [logits], output: masked, saves: [], attentionCore: true });
+      sm = masked;
+    }
+    const probs = t(`${p}.probs`, S);
+    ops.push({ name: `${p}.softmax`, kind: 'softmax', inputs: [sm], output: probs, dim: 'memory_length', saves: [probs], attentionCore: true });
+    const d = dropoutOps(`${p}.probs`, probs, S);
+    for (const op of d.ops) ops.push({ ...op, attentionCore: true });
+    const o = t(`${p}.o`, ['batch', 'length', 'heads', 'd_kv']);
+    ops.push({ name: `${p}.av`, kind: 'einsum', inputs: [d.out, v], output: o, saves: [d.out, v], attentionCore: true });
+    const y = t(`${p}.y`, B);
+    ops.push({ name: `${p}.o`, kind: 'einsum', inputs: [o, wo], output: y, saves: [o] });
+    const yd = dropoutOps(`${p}.y`, y, B);
+    ops.push(...yd.ops);
+    return { ops, out: yd.out };
+  };
+
+  const ffn = (p: string, x: string): { ops: OpSpec[]; out: string } => {
+    const ops: OpSpec[] = [];
+    const F: DimName[] = ['batch', 'length', 'd_ff'];
+    const w1 = w(`${p}.w1`, ['d_model', 'd_ff']), w2 = w(`${p}.w2`, ['d_ff', 'd_model']);
+    const h = t(`${p}.h`, F);
+    ops.push({ name: `${p}.w1`, kind: 'einsum', inputs: [x, w1], output: h, saves: [x] });
+    const a = t(`${p}.a`, F);
+    if (spec.activation === 'swiglu') {
+      const w3 = w(`${p}.w3`, ['d_model', 'd_ff']);
+      const g = t(`${p}.g`, F);
+      ops.push({ name: `${p}.w3`, kind: 'einsum', inputs: [x, w3], output: g, saves: [x] });
+      ops.push({ name: `${p}.swiglu`, kind: 'swiglu', inputs: [g, h], output: a, saves: [g, h] });
+    } else {
+      ops.push({ name: `${p}.act`, kind: 'act', inputs: [h], output: a, activation: spec.activation, saves: [h] });
+    }
+    const y = t(`${p}.y`, B);
+    ops.push({ name: `${p}.w2`, kind: 'einsum', inputs: [a, w2], output: y, saves: [a] });
+    const yd = dropoutOps(`${p}.y`, y, B);
+    ops.push(...yd.ops);
+    return { ops, out: yd.out };
+  };
+
+  const residual = (name: string, a: string, b: string, out: string): OpSpec =>
+    ({ name, kind: 'add', inputs: [a, b], output: t(out, B), saves: [] });
+
+  /** A pre-norm layer: x + attn(ln(x)) [+ cross(ln(.), enc)] + ffn(ln(.)). */
+  const layer = (p: 'encoder' | 'decoder', cross: boolean): Block => {
+    const ops: OpSpec[] = [];
+    const x = t(`${p}.x`, B);
+    const ln1 = layerNorm(`${p}.ln1`, x);
+    const att = attention(`${p}.self`, ln1.out, ln1.out, p === 'decoder');
+    ops.push(...ln1.ops, ...att.ops, residual(`${p}.res1`, x, att.out, `${p}.x1`));
+    let cur = `${p}.x1`;
+    if (cross) {
+      const lnc = layerNorm(`${p}.lnc`, cur);
+      const ca = attention(`${p}.cross`, lnc.out, 'encoder.out', false);
+      ops.push(...lnc.ops, ...ca.ops, residual(`${p}.resc`, cur, ca.out, `${p}.xc`));
+      cur = `${p}.xc`;
+    }
+    const ln2 = layerNorm(`${p}.ln2`, cur);
+    const f = ffn(`${p}.ffn`, ln2.out);
+    ops.push(...ln2.ops, ...f.ops, residual(`${p}.res2`, cur, f.out, `${p}.x`));
+    // The layer's output is the next layer's input `${p}.x`: the block is one step of a loop.
+    const repeat = p === 'encoder' ? spec.encoderLayers : spec.decoderLayers;
+    return { name: p, repeat, layered: true, ops, input: x };
+  };
+
+  /** Token (and position) embedding, writing the layer loop's input `${p}.x`. */
+  const embed = (p: 'encoder' | 'decoder'): OpSpec[] => {
+    const ops: OpSpec[] = [];
+    const ids = t(`${p}.ids`, ['batch', 'length'], 'ids');
+    const table = w('embedding', ['vocab', 'd_model']);
+    const learned = spec.positions === 'learned';
+    const last = (id: string, isLast: boolean) => (isLast ? t(`${p}.x`, B) : t(id, B));
+    const e = last(`${p}.emb`, !learned && !spec.dropout);
+    ops.push({ name: `${p}.embed`, kind: 'gather', inputs: [ids, table], output: e, saves: [ids] });
+    let cur = e;
+    if (learned) {
+      const pos = w('positions', ['length', 'd_model']);
+      const ep = last(`${p}.emb_pos`, !spec.dropout);
+      ops.push({ name: `${p}.positions`, kind: 'add', inputs: [e, pos], output: ep, saves: [] });
+      cur = ep;
+    }
+    if (spec.dropout) {
+      t(`${p}.emb.mask`, B, 'mask');
+      ops.push({ name: `${p}.emb.dropout`, kind: 'dropout', inputs: [cur], output: t(`${p}.x`, B), saves: [`${p}.emb.mask`] });
+    }
+    return ops;
+  };
+
+  const blocks: Block[] = [];
+  const embedOps: OpSpec[] = [];
+  if (spec.kind === 'encoder-decoder') embedOps.push(...embed('encoder'));
+  embedOps.push(...embed('decoder'));
+  blocks.push({ name: 'embed', repeat: 1, layered: false, ops: embedOps });
+  if (spec.kind === 'encoder-decoder') {
+    blocks.push(layer('encoder', false));
+    const scale = w('encoder.lnf.scale', ['d_model']);
+    const bias = w('encoder.lnf.bias', ['d_model']);
+    const out = t('encoder.out', B);
+    blocks.push({
+      name: 'encoder_final', repeat: 1, layered: false,
+      ops: [{ name: 'encoder.lnf', kind: 'layernorm', inputs: ['encoder.x', scale, bias], output: out, dim: 'd_model', saves: ['encoder.x'] }],
+    });
+  }
+  blocks.push(layer('decoder', spec.kind === 'encoder-decoder'));
+
+  const headOps: OpSpec[] = [];
+  const lnf = layerNorm('decoder.lnf', 'decoder.x');
+  headOps.push(...lnf.ops);
+  const softmaxW = spec.tiedEmbeddings ? 'embedding' : w('softmax', ['vocab', 'd_model']);
+  const logits = t('logits', ['batch', 'length', 'vocab']);
+  headOps.push({ name: 'logits', kind: 'einsum', inputs: [lnf.out, softmaxW], output: logits, saves: [lnf.out] });
+  const targets = t('targets', ['batch', 'length'], 'ids');
+  const loss = t('loss', [], 'stat');
+  headOps.push({ name: 'xent', kind: 'xent', inputs: [logits, targets], output: loss, dim: 'vocab', saves: [logits, targets] });
+  blocks.push({ name: 'head', repeat: 1, layered: false, ops: headOps });
+
+  const weights = [...tensors.values()].filter((x) => x.role === 'weight').map((x) => x.id);
+  const layersDim = spec.kind === 'decoder' ? spec.decoderLayers : gcd(spec.encoderLayers, spec.decoderLayers);
+  const dimSizes: Record<DimName, number> = {
+    batch: spec.batch, length: spec.seqLen, memory_length: spec.seqLen, d_model: spec.dModel,
+    heads: spec.heads, d_kv: spec.dKv, d_ff: spec.dFf, vocab: spec.vocab, layers: layersDim,
+  };
+  return { spec, dimSizes, tensors, blocks, weights };
+}
+
+/** Which block owns a weight (layer weights are repeated per layer). */
+export function weightBlock(graph: Graph, weight: string): Block {
+  for (const b of graph.blocks) for (const op of b.ops) if (op.inputs.includes(weight)) return b;
+  throw new Error(`weight ${weight} is read by no op`);
+}
+
+/** Exact parameter count: layer weights × their layer count, shared weights once. */
+export function paramCount(graph: Graph): number {
+  let n = 0;
+  for (const id of graph.weights) {
+    const spec = graph.tensors.get(id)!;
+    let size = 1;
+    for (const d of spec.dims) size *= graph.dimSizes[d];
+    n += size * weightBlock(graph, id).repeat;
+  }
+  return n;
+}

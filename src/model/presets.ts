@@ -1,0 +1,114 @@
+import { InputError } from '../errors.js';
+import { parseModelSpec, type ModelSpec } from './spec.js';
+
+interface Preset {
+  readonly spec: ModelSpec;
+  /** Where the hyperparameters come from. */
+  readonly source: string;
+}
+
+const presets = new Map<string, Preset>();
+const aliases = new Map<string, string>();
+
+function add(source: string, raw: Record<string, unknown>): void {
+  const spec = parseModelSpec(raw, `preset ${String(raw.name)}`);
+  presets.set(spec.name, { spec, source });
+}
+
+// tensor2tensor mtf_transformer.py, mtf_transformer_paper_lm(size): mtf_transformer_base_lm
+// (max_length 256, 6 layers, relu) with batch 256, d_model 1024, d_kv 256, heads 8·2^s,
+// d_ff 8192·2^s, untied softmax; lm1b32k vocabulary. Parameters 0.14B (s=-1) ... 4.90B (s=5).
+for (let s = -1; s <= 5; s++) {
+  add('tensor2tensor mtf_transformer_paper_lm(' + s + '); Shazeer et al. 2018, Table 2', {
+    name: `mtf-lm-s${s}`, kind: 'decoder', layers: 6, dModel: 1024, heads: 8 * 2 ** s, dKv: 256,
+    dFf: 8192 * 2 ** s, vocab: 32768, seqLen: 256, batch: 256, dtype: 'bfloat16', dropout: true,
+    tiedEmbeddings: false, activation: 'relu', positions: 'learned',
+  });
+}
+aliases.set('transformer-5b', 'mtf-lm-s5');
+
+// tensor2tensor mtf_transformer.py, mtf_transformer_paper_tr(size): mtf_transformer_base
+// (6+6 layers, max_length 256, d_kv 128, shared input/target embedding) with batch 128,
+// d_model 1024, heads 8·2^s, d_ff 4096·2^s, untied softmax; wmt32k vocabulary.
+for (let s = -1; s <= 4; s++) {
+  add('tensor2tensor mtf_transformer_paper_tr(' + s + '); Shazeer et al. 2018, Table 3', {
+    name: `mtf-tr-s${s}`, kind: 'encoder-decoder', encoderLayers: 6, decoderLayers: 6, dModel: 1024,
+    heads: 8 * 2 ** s, dKv: 128, dFf: 4096 * 2 ** s, vocab: 32768, seqLen: 256, batch: 128,
+    dtype: 'bfloat16', dropout: true, tiedEmbeddings: false, activation: 'relu', positions: 'learned',
+  });
+}
+
+// Brown et al. 2020 (GPT-3), Table 2.1: n_layers, d_model, n_heads, d_head, batch in tokens
+// (here in 2048-token sequences); d_ff = 4·d_model, GPT-2 vocabulary 50257, tied embeddings.
+const gpt3: [string, number, number, number, number, number][] = [
+  ['gpt3-125m', 12, 768, 12, 64, 256],
+  ['gpt3-350m', 24, 1024, 16, 64, 256],
+  ['gpt3-760m', 24, 1536, 16, 96, 256],
+  ['gpt3-1.3b', 24, 2048, 16, 128, 512], // the table's 24 heads × 128 ≠ 2048; 16 × 128 gives its 1.3B
+  ['gpt3-2.7b', 32, 2560, 32, 80, 512],
+  ['gpt3-6.7b', 32, 4096, 32, 128, 1024],
+  ['gpt3-13b', 40, 5140, 40, 128, 1024],
+  ['gpt3-175b', 96, 12288, 96, 128, 1536],
+];
+for (const [name, layers, dModel, heads, dKv, batch] of gpt3) {
+  add('Brown et al. 2020, Table 2.1', {
+    name, kind: 'decoder', layers, dModel, heads, dKv, dFf: 4 * dModel, vocab: 50257, seqLen: 2048,
+    batch, dtype: 'float16', dropout: true, tiedEmbeddings: true, activation: 'gelu', positions: 'learned',
+  });
+}
+
+// Raffel et al. 2020 (T5), Section 3.7 and the released t5.1.0.11B gin: 24+24 layers,
+// d_model 1024, d_ff 65536, 128 heads of d_kv 128, vocab 32128, seq 512, batch 128, relu.
+// T5's relative position bias (32 buckets × heads per stack) is left out: no absolute table.
+add('Raffel et al. 2020, Section 3.7 (T5 11B)', {
+  name: 't5-11b', kind: 'encoder-decoder', encoderLayers: 24, decoderLayers: 24, dModel: 1024,
+  heads: 128, dKv: 128, dFf: 65536, vocab: 32128, seqLen: 512, batch: 128, dtype: 'bfloat16',
+  dropout: true, tiedEmbeddings: true, activation: 'relu', positions: 'rotary',
+});
+
+// Touvron et al. 2023 (Llama 2), Table 1 and params.json: SwiGLU, rotary positions, vocab
+// 32000, seq 4096, batch 4M tokens = 1024 sequences. 70B uses grouped-query attention
+// (8 KV heads), which this model does not express: it is priced with full multi-head K/V.
+add('Touvron et al. 2023, Table 1 (Llama 2 7B)', {
+  name: 'llama2-7b', kind: 'decoder', layers: 32, dModel: 4096, heads: 32, dKv: 128, dFf: 11008,
+  vocab: 32000, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary',
+});
+add('Touvron et al. 2023, Table 1 (Llama 2 70B; GQA priced as full MHA)', {
+  name: 'llama2-70b', kind: 'decoder', layers: 80, dModel: 8192, heads: 64, dKv: 128, dFf: 28672,
+  vocab: 32000, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary',
+});
+
+// The runtime's test model (issue 4): small enough to execute on a simulated mesh in fp32.
+add('mesh-search runtime tests', {
+  name: 'tiny', kind: 'decoder', layers: 2, dModel: 64, heads: 4, dKv: 16, dFf: 256, vocab: 128,
+  seqLen: 32, batch: 8, dtype: 'float32', dropout: false, tiedEmbeddings: false, activation: 'gelu',
+  positions: 'learned',
+});
+
+export function presetNames(): string[] {
+  return [...presets.keys(), ...aliases.keys()];
+}
+
+export function listPresets(): { name: string; aliasOf?: string; spec: ModelSpec; source: string }[] {
+  const out: { name: string; aliasOf?: string; spec: ModelSpec; source: string }[] = [];
+  for (const [name, p] of presets) out.push({ name, spec: p.spec, source: p.source });
+  for (const [alias, target] of aliases) {
+    const p = presets.get(target)!;
+    out.push({ name: alias, aliasOf: target, spec: p.spec, source: p.source });
+  }
+  return out;
+}
+
+export function findPreset(name: string): ModelSpec | undefined {
+  return presets.get(aliases.get(name) ?? name)?.spec;
+}
+
+export function getPreset(name: string): ModelSpec {
+  const spec = findPreset(name);
+  if (!spec) {
+    throw new InputError(`unknown model "${name}"; presets are ${presetNames().join(', ')} (or give a JSON spec file)`);
+  }
+  return spec;
+}

@@ -1,0 +1,108 @@
+import { InputError, check } from '../errors.js';
+
+export type ModelKind = 'decoder' | 'encoder-decoder';
+export type Activation = 'relu' | 'gelu' | 'swiglu';
+export type Dtype = 'bfloat16' | 'float16' | 'float32';
+export type Positions = 'learned' | 'rotary';
+
+/** A Transformer, as DESIGN.md's JSON model spec (camelCase). */
+export interface ModelSpec {
+  readonly name: string;
+  readonly kind: ModelKind;
+  /** Decoder-only: the layer count. Encoder-decoder: encoderLayers and decoderLayers. */
+  readonly encoderLayers: number;
+  readonly decoderLayers: number;
+  readonly dModel: number;
+  readonly heads: number;
+  readonly dKv: number;
+  readonly dFf: number;
+  readonly vocab: number;
+  readonly seqLen: number;
+  /** Global batch, in sequences. */
+  readonly batch: number;
+  readonly dtype: Dtype;
+  readonly dropout: boolean;
+  readonly tiedEmbeddings: boolean;
+  readonly activation: Activation;
+  /** Learned position embeddings add a [length, d_model] weight; rotary adds none. */
+  readonly positions: Positions;
+}
+
+export const DTYPE_BYTES: Record<Dtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
+
+const KNOWN = new Set([
+  'name', 'kind', 'layers', 'encoderLayers', 'decoderLayers', 'dModel', 'heads', 'dKv', 'dFf',
+  'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions', 'source',
+]);
+
+function int(o: Record<string, unknown>, key: string, where: string, min = 1): number {
+  const v = o[key];
+  check(typeof v === 'number' && Number.isSafeInteger(v) && v >= min,
+    `${where}: "${key}" must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+
+function oneOf<T extends string>(o: Record<string, unknown>, key: string, options: readonly T[], dflt: T, where: string): T {
+  const v = o[key] ?? dflt;
+  check(typeof v === 'string' && (options as readonly string[]).includes(v),
+    `${where}: "${key}" must be one of ${options.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+function bool(o: Record<string, unknown>, key: string, dflt: boolean, where: string): boolean {
+  const v = o[key] ?? dflt;
+  check(typeof v === 'boolean', `${where}: "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  return v as boolean;
+}
+
+/** Validate an untrusted JSON value as a model spec; every failure names the field. */
+export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InputError(`${where}: expected a JSON object with dModel, heads, ...`);
+  }
+  const o = value as Record<string, unknown>;
+  for (const k of Object.keys(o)) check(KNOWN.has(k), `${where}: unknown field "${k}"`);
+  const name = o.name ?? 'custom';
+  check(typeof name === 'string' && name.length > 0 && name.length <= 100, `${where}: "name" must be a non-empty string`);
+  const kind = oneOf(o, 'kind', ['decoder', 'encoder-decoder'] as const, 'decoder', where);
+  let encoderLayers = 0;
+  let decoderLayers: number;
+  if (kind === 'decoder') {
+    check(o.encoderLayers === undefined, `${where}: a decoder has no "encoderLayers"; use "layers"`);
+    decoderLayers = o.layers !== undefined ? int(o, 'layers', where) : int(o, 'decoderLayers', where);
+  } else {
+    if (o.layers !== undefined) {
+      encoderLayers = decoderLayers = int(o, 'layers', where);
+    } else {
+      encoderLayers = int(o, 'encoderLayers', where);
+      decoderLayers = int(o, 'decoderLayers', where);
+    }
+  }
+  const spec: ModelSpec = {
+    name: name as string,
+    kind,
+    encoderLayers,
+    decoderLayers,
+    dModel: int(o, 'dModel', where),
+    heads: int(o, 'heads', where),
+    dKv: int(o, 'dKv', where),
+    dFf: int(o, 'dFf', where),
+    vocab: int(o, 'vocab', where, 2),
+    seqLen: int(o, 'seqLen', where),
+    batch: int(o, 'batch', where),
+    dtype: oneOf(o, 'dtype', ['bfloat16', 'float16', 'float32'] as const, 'bfloat16', where),
+    dropout: bool(o, 'dropout', true, where),
+    tiedEmbeddings: bool(o, 'tiedEmbeddings', false, where),
+    activation: oneOf(o, 'activation', ['relu', 'gelu', 'swiglu'] as const, 'relu', where),
+    positions: oneOf(o, 'positions', ['learned', 'rotary'] as const, 'learned', where),
+  };
+  const big = [spec.dModel, spec.heads, spec.dKv, spec.dFf, spec.vocab, spec.seqLen, spec.batch];
+  check(big.every((n) => n <= 1 << 30), `${where}: a size above 2^30 is not a model mesh-search can price`);
+  check(spec.encoderLayers + spec.decoderLayers <= 100_000, `${where}: too many layers`);
+  check(!(spec.positions === 'rotary' && spec.dKv % 2 !== 0), `${where}: rotary positions need an even dKv, got ${spec.dKv}`);
+  return Object.freeze(spec);
+}
+
+export function totalLayers(spec: ModelSpec): number {
+  return spec.encoderLayers + spec.decoderLayers;
+}

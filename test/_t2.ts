@@ -1,0 +1,10 @@
+import { buildGraph } from '../src/model/graph.js';
+import { parseModelSpec } from '../src/model/spec.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { lower } from '../src/lower/lower.js';
+import { makePlan } from '../src/lower/plan.js';
+const h=256,a=8,V=1000,s=64,B=8,l=3;
+const spec = parseModelSpec({name:'g',layers:l,dModel:h,heads:a,dKv:h/a,dFf:4*h,vocab:V,seqLen:s,batch:B,activation:'gelu',dropout:true,dtype:'bfloat16'});
+const g = buildGraph(spec);
+const p = lower(g, parseMesh('1'), makePlan(''));
+for (const op of p.ops.filter(o=>o.phase==='forward' && o.block==='decoder')) console.log(op.name, op.output.shape.join('x'));
