@@ -181,7 +181,10 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   }
   const peak = profile.peakFlops[graph.spec.dtype];
   const mmRate = peak * profile.efficiency.matmul;
-  const bwRate = [0, profile.memoryBandwidth * profile.efficiency.elementwise, profile.memoryBandwidth * profile.efficiency.softmax, profile.memoryBandwidth * profile.efficiency.reduction];
+  // As price.ts opTime: (work + halfWork) / (rate · efficiency) per class; no work, no kernel.
+  const rate = [mmRate, profile.memoryBandwidth * profile.efficiency.elementwise, profile.memoryBandwidth * profile.efficiency.softmax, profile.memoryBandwidth * profile.efficiency.reduction];
+  const half = (['matmul', 'elementwise', 'softmax', 'reduction'] as const).map((k) => (profile as { efficiencyHalfWork?: Partial<Record<string, number>> }).efficiencyHalfWork?.[k] ?? 0);
+  const ktime = (k: number, work: number) => (work <= 0 ? 0 : (work + half[k]) / rate[k]);
   const sb = stateBytes(graph.spec.dtype);
   // Per layout: its compiled form (or why it is invalid) and the zero-independent walks by (recompute, M).
   const layoutCache = new Map<string, LayoutEntry>();
@@ -241,7 +244,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       let part = 0;
       for (const d of op.contracted) part |= mask[d];
       if (part) coll(K_ALLREDUCE, part, Bt[op.output], count, false);
-      t = f / mmRate;
+      t = ktime(0, f);
       if (layered) m |= layersMask;
       if (isModel) modelFlops += f * count * mSize[m];
     } else {
@@ -262,7 +265,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         if (k === -1) bytes = 0;
         else if (k >= 0) coll(k, renameMask, Bt[op.output], count, false);
       }
-      t = bytes / bwRate[op.klass];
+      t = ktime(op.klass, bytes);
     }
     return t;
   };
@@ -275,7 +278,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     for (const m of list) if (m !== 0) { nonzero++; coll(K_ALLREDUCE, m, Bt[t], count, false); }
     if (!(nonzero === 0 && list.length <= 1)) {
       const bytes = list.length > 1 ? (list.length + 1) * Bt[t] : 0;
-      const time = (bytes / bwRate[KLASS.elementwise]) * count;
+      const time = ktime(KLASS.elementwise, bytes) * count;
       compute += time;
       backwardCompute += time;
     }
@@ -450,7 +453,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
             if (list.length === 0) pendList.push(ct);
             if (!list.includes(partial)) list.push(partial);
           }
-          const t = (op.kind === 'einsum' ? flops / mmRate : bytes / bwRate[op.klass]) * count;
+          const t = (op.kind === 'einsum' ? ktime(0, flops) : ktime(op.klass, bytes)) * count;
           compute += t;
           backwardCompute += t;
           if (op.kind === 'einsum') modelFlops += flops * count * mSize[opMask];
@@ -499,7 +502,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         coll(K_ALLREDUCE, P, gradBytes, syncCount, true);
       }
       const shard = plan.zero >= 1 && Z ? n / N : n;
-      compute += ((2 * shard * (sb.param + sb.grad + sb.optimizer)) / bwRate[KLASS.elementwise]) * perStage;
+      compute += ktime(KLASS.elementwise, 2 * shard * (sb.param + sb.grad + sb.optimizer)) * perStage;
       if (plan.zero >= 1 && Z) {
         const paramBytes = n * sb.param;
         if (plan.zero <= 2) coll(K_ALLGATHER, Z, paramBytes, perStage, true);
