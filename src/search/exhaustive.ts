@@ -1,0 +1,113 @@
+import type { Estimate } from '../cost/estimate.js';
+import { estimatePlan } from '../cost/estimatePlan.js';
+import { makePricer } from '../cost/pricer.js';
+import type { HardwareProfile } from '../cost/profile.js';
+import { compileLayout, layoutProblem, type Layout } from '../layout/layout.js';
+import { formatMesh, parseMesh, type Mesh } from '../mesh/mesh.js';
+import { buildGraph, DIM_NAMES, type DimName } from '../model/graph.js';
+import type { ModelSpec } from '../model/spec.js';
+import { RECOMPUTE, type Plan, type ZeroStage } from '../lower/plan.js';
+import type { Candidate, Objective } from './protocol.js';
+import { compare, mergeTop, paretoFront, primary } from './rank.js';
+import { conflicts, isCanonical, makeSpace } from './space.js';
+import type { SearchResult } from './search.js';
+
+/**
+ * The plain exhaustive scan the search is checked and measured against: every dimension on
+ * every set of axes (mesh order), validity by the layout module's own check, every strategy
+ * priced, no bounds. With `symmetry` it keeps one layout per orbit of interchangeable axes, as
+ * the search reports them; without, it prices the mirror images too (the bench's baseline).
+ */
+export function exhaustive(opts: {
+  spec: ModelSpec; mesh: Mesh | string; profile: HardwareProfile; top?: number; objective?: Objective; paretoSlack?: number; symmetry?: boolean;
+}): SearchResult & { candidates: number } {
+  const t0 = performance.now();
+  const mesh = typeof opts.mesh === 'string' ? parseMesh(opts.mesh) : opts.mesh;
+  const objective = opts.objective ?? 'time';
+  const k = opts.top ?? 5;
+  const slack = opts.paretoSlack ?? 0.25;
+  const graph = buildGraph(opts.spec);
+  const space = makeSpace(graph, mesh, opts.profile);
+  const pricer = makePricer(graph, mesh, opts.profile);
+  const conf = conflicts(graph);
+  const A = mesh.axes.length;
+  const D = DIM_NAMES.length;
+  const masks = new Array<number>(D).fill(0);
+  let top: Candidate[] = [];
+  const all: Candidate[] = [];
+  let leastMemory: Candidate | null = null;
+  let valid = 0, feasible = 0, priced = 0;
+  const choiceIndex = new Map(space.choices.map((c, i) => [c, i]));
+
+  const visit = () => {
+    const layout = new Map<DimName, string[]>();
+    for (let d = 0; d < D; d++) if (masks[d]) layout.set(DIM_NAMES[d], mesh.axes.filter((_, a) => masks[d] & (1 << a)).map((x) => x.name));
+    if (layoutProblem(graph, mesh, compileLayout(layout as Layout, mesh)) !== null) return;
+    // The layout's rank: per axis, the set of dimensions on it.
+    const choice: number[] = [];
+    for (let a = 0; a < A; a++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) if (masks[d] & (1 << a)) s |= 1 << d;
+      choice.push(choiceIndex.get(s)!);
+    }
+    const rank = choice.reduce((r, c) => r * space.choices.length + c, 0);
+    const canonical = isCanonical(space, choice);
+    let split = 1;
+    for (let a = 0; a < A; a++) if (masks[0] & (1 << a)) split *= mesh.axes[a].size;
+    const perReplica = graph.spec.batch / split;
+    const zeros: ZeroStage[] = masks[0] ? [0, 1, 2, 3] : [0];
+    let strategy = 0;
+    for (const zero of zeros) {
+      for (const recompute of RECOMPUTE) {
+        for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
+          valid++;
+          const index = strategy++;
+          if (opts.symmetry && !canonical) continue;
+          const plan: Plan = { layout, zero, recompute, microbatches };
+          const cost = pricer(plan);
+          priced++;
+          const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
+          if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
+          if (!cost.feasible) continue;
+          feasible++;
+          all.push(c);
+          top = mergeTop(objective, [top, [c]], k);
+        }
+      }
+    }
+  };
+  // Backtrack over dimensions, dropping a set of axes that collides with a dimension it shares a tensor with.
+  const rec = (d: number) => {
+    if (d === D) return visit();
+    for (let m = 0; m < 1 << A; m++) {
+      let ok = true;
+      for (let e = 0; e < d && ok; e++) if (conf[d] & (1 << e) && masks[e] & m) ok = false;
+      if (!ok) continue;
+      masks[d] = m;
+      rec(d + 1);
+    }
+    masks[d] = 0;
+  };
+  rec(0);
+  const cap = top.length ? primary(objective, top[0]) * (1 + slack) : Infinity;
+  const estimateOf = (c: Candidate): Estimate => {
+    const layout = new Map<DimName, string[]>();
+    let r = c.rank;
+    for (let a = A - 1; a >= 0; a--) {
+      const s = space.choices[r % space.choices.length];
+      r = Math.floor(r / space.choices.length);
+      for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
+    }
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches }, opts.profile);
+  };
+  const result: SearchResult & { candidates: number } = {
+    best: top.length ? estimateOf(top[0]) : null,
+    top: top.map(estimateOf),
+    pareto: paretoFront(objective, all, cap).map(estimateOf),
+    searched: { plans: valid, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: 0 },
+    candidates: priced,
+  };
+  if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
+  void formatMesh;
+  return result;
+}

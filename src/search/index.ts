@@ -1,0 +1,6 @@
+// The search's public face: `report` and `tune` call search(); tests and the bench use exhaustive().
+export { search, planFromCandidate, type SearchOptions, type SearchResult, type Progress } from './search.js';
+export { exhaustive } from './exhaustive.js';
+export { SearchFailed, MESSAGES } from './pool.js';
+export type { Objective } from './protocol.js';
+export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';

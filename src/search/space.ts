@@ -1,0 +1,181 @@
+import { InputError } from '../errors.js';
+import { tensorDimSets, type Layout } from '../layout/layout.js';
+import type { Mesh } from '../mesh/mesh.js';
+import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
+import { axisLink } from '../cost/price.js';
+import type { HardwareProfile } from '../cost/profile.js';
+import { RECOMPUTE, type Plan, type Recompute, type ZeroStage } from '../lower/plan.js';
+
+/**
+ * The plan space as data. A layout is written per mesh axis: each axis takes an *axis choice*,
+ * a set of dimensions no tensor holds two of (an independent set of the conflict graph), so every
+ * layout enumerated has no axis conflict by construction; only divisibility is left to check.
+ * A dimension on several axes takes them in mesh order: the cost depends only on which axes a
+ * dimension uses (a bitmask), so `rows+cols` and `cols+rows` are one plan and we enumerate one.
+ * Layouts are numbered by a mixed-radix rank (axis 0 most significant), so a range of ranks is a
+ * share of work that fits in a message.
+ */
+export interface PlanSpace {
+  readonly graph: Graph;
+  readonly mesh: Mesh;
+  readonly dims: readonly DimName[];
+  /** Axis choices as dimension bitmasks (bit k = DIM_NAMES[k]); choice 0 is the empty set. */
+  readonly choices: readonly number[];
+  /** Number of layout ranks: choices.length ** axes. */
+  readonly ranks: number;
+  /** Per axis: the previous axis it is interchangeable with (equal size and link), or -1. */
+  readonly twin: readonly number[];
+  readonly sizes: readonly number[];
+  readonly dimSizes: readonly number[];
+}
+
+/** Strategies of one layout, in tie-break order: zero, then recompute, then microbatches ascending. */
+export interface Strategy {
+  readonly zero: ZeroStage;
+  readonly recompute: Recompute;
+  readonly microbatches: number;
+}
+
+/** The mixed-radix rank limit above which a mesh has too many axes to search exhaustively. */
+export const MAX_RANKS = 2 ** 31;
+
+function popcount(x: number): number {
+  let n = 0;
+  for (let v = x; v; v &= v - 1) n++;
+  return n;
+}
+
+/** Dimension pairs that share a tensor (with `layers` in every tensor): bit masks per dimension. */
+export function conflicts(graph: Graph): number[] {
+  const idx = new Map(DIM_NAMES.map((d, i) => [d, i]));
+  const out = DIM_NAMES.map(() => 0);
+  for (const { dims } of tensorDimSets(graph)) {
+    let m = 0;
+    for (const d of dims) m |= 1 << idx.get(d)!;
+    for (const d of dims) out[idx.get(d)!] |= m & ~(1 << idx.get(d)!);
+  }
+  return out;
+}
+
+/** Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same link. */
+export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number, j: number): boolean {
+  if (mesh.axes[i].size !== mesh.axes[j].size) return false;
+  const a = axisLink(profile, mesh, i);
+  const b = axisLink(profile, mesh, j);
+  return a.bandwidth === b.bandwidth && a.latency === b.latency;
+}
+
+export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): PlanSpace {
+  const conf = conflicts(graph);
+  const choices: number[] = [];
+  for (let s = 0; s < 1 << DIM_NAMES.length; s++) {
+    let ok = true;
+    for (let k = 0; k < DIM_NAMES.length && ok; k++) if (s & (1 << k) && s & conf[k]) ok = false;
+    if (ok) choices.push(s);
+  }
+  choices.sort((a, b) => popcount(a) - popcount(b) || a - b);
+  const A = mesh.axes.length;
+  const ranks = choices.length ** A;
+  if (ranks > MAX_RANKS) {
+    throw new InputError(`a mesh of ${A} axes has ${choices.length}^${A} layouts, more than mesh-search searches exhaustively (${MAX_RANKS}); merge axes`);
+  }
+  // Interchangeable axes form classes; within a class, choices must not decrease (one of each orbit).
+  const twin = mesh.axes.map(() => -1);
+  for (let j = 0; j < A; j++) {
+    for (let i = j - 1; i >= 0; i--) {
+      if (interchangeable(mesh, profile, i, j)) { twin[j] = i; break; }
+    }
+  }
+  return {
+    graph, mesh, dims: DIM_NAMES, choices, ranks, twin,
+    sizes: mesh.axes.map((a) => a.size), dimSizes: DIM_NAMES.map((d) => graph.dimSizes[d]),
+  };
+}
+
+/** Decode a rank into one choice index per axis (axis 0 most significant). */
+export function decode(space: PlanSpace, rank: number, out: number[]): number[] {
+  const S = space.choices.length;
+  let r = rank;
+  for (let a = space.sizes.length - 1; a >= 0; a--) {
+    out[a] = r % S;
+    r = Math.floor(r / S);
+  }
+  return out;
+}
+
+/** Whether these choices are the representative of their orbit under interchangeable axes. */
+export function isCanonical(space: PlanSpace, choice: readonly number[]): boolean {
+  for (let a = 0; a < choice.length; a++) if (space.twin[a] >= 0 && choice[space.twin[a]] > choice[a]) return false;
+  return true;
+}
+
+/** Per dimension: the mesh axes bitmask. */
+export function dimMasks(space: PlanSpace, choice: readonly number[], out: number[]): number[] {
+  out.fill(0);
+  for (let a = 0; a < choice.length; a++) {
+    const s = space.choices[choice[a]];
+    for (let k = 0; k < out.length; k++) if (s & (1 << k)) out[k] |= 1 << a;
+  }
+  return out;
+}
+
+/** Product of the axes of each dimension; null when one does not divide its dimension. */
+export function splits(space: PlanSpace, masks: readonly number[]): number[] | null {
+  const out: number[] = [];
+  for (let k = 0; k < masks.length; k++) {
+    let f = 1;
+    for (let a = 0; a < space.sizes.length; a++) if (masks[k] & (1 << a)) f *= space.sizes[a];
+    if (space.dimSizes[k] % f !== 0) return null;
+    out.push(f);
+  }
+  return out;
+}
+
+export function layoutOf(space: PlanSpace, masks: readonly number[]): Layout {
+  const layout = new Map<DimName, string[]>();
+  for (let k = 0; k < masks.length; k++) {
+    if (!masks[k]) continue;
+    const axes: string[] = [];
+    for (let a = 0; a < space.sizes.length; a++) if (masks[k] & (1 << a)) axes.push(space.mesh.axes[a].name);
+    layout.set(space.dims[k], axes);
+  }
+  return layout;
+}
+
+const BATCH = DIM_NAMES.indexOf('batch');
+
+/** Microbatch counts: the powers of two that divide the per-replica batch. */
+export function microbatchCounts(space: PlanSpace, split: readonly number[]): number[] {
+  const perReplica = space.dimSizes[BATCH] / split[BATCH];
+  const out: number[] = [];
+  for (let m = 1; perReplica % m === 0; m *= 2) out.push(m);
+  return out;
+}
+
+/**
+ * The strategies of a layout. ZeRO shards over the axes that split `batch`: with none, stages 1-3
+ * name no change of the plan (stage 1 and 2 price exactly as 0), so only stage 0 is in the space.
+ */
+export function strategies(space: PlanSpace, split: readonly number[], masks: readonly number[]): Strategy[] {
+  const ms = microbatchCounts(space, split);
+  const zeros: ZeroStage[] = masks[BATCH] ? [0, 1, 2, 3] : [0];
+  const out: Strategy[] = [];
+  for (const zero of zeros) for (const recompute of RECOMPUTE) for (const microbatches of ms) out.push({ zero, recompute, microbatches });
+  return out;
+}
+
+export function strategyCount(space: PlanSpace, split: readonly number[], masks: readonly number[]): number {
+  return (masks[BATCH] ? 4 : 1) * RECOMPUTE.length * microbatchCounts(space, split).length;
+}
+
+export function planOf(layout: Layout, s: Strategy): Plan {
+  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+}
+
+/** The layout of a rank, or null when invalid (indivisible). */
+export function layoutAt(space: PlanSpace, rank: number): { layout: Layout; masks: number[]; split: number[] } | null {
+  const choice = decode(space, rank, new Array(space.sizes.length));
+  const masks = dimMasks(space, choice, new Array(space.dims.length));
+  const split = splits(space, masks);
+  return split ? { layout: layoutOf(space, masks), masks, split } : null;
+}
