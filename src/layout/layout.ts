@@ -91,7 +91,11 @@ export function maskSize(mesh: Mesh, mask: number): number {
 }
 
 /** The distinct dimension sets of the graph's tensors, `layers` added to every one (see below). */
+const dimSetCache = new WeakMap<Graph, { id: string; dims: readonly DimName[]; shown: readonly DimName[] }[]>();
+
 export function tensorDimSets(graph: Graph): { id: string; dims: readonly DimName[]; shown: readonly DimName[] }[] {
+  const hit = dimSetCache.get(graph);
+  if (hit) return hit;
   const seen = new Map<string, { id: string; dims: readonly DimName[]; shown: readonly DimName[] }>();
   for (const t of graph.tensors.values()) {
     // A pipeline stage owns a slice of the whole program, so every tensor carries `layers`:
@@ -100,7 +104,9 @@ export function tensorDimSets(graph: Graph): { id: string; dims: readonly DimNam
     const key = [...dims].sort().join(',');
     if (!seen.has(key)) seen.set(key, { id: t.id, dims, shown: t.dims });
   }
-  return [...seen.values()];
+  const sets = [...seen.values()];
+  dimSetCache.set(graph, sets);
+  return sets;
 }
 
 /** Why a compiled layout is invalid for this graph and mesh, or null when it is valid. */

@@ -1,0 +1,70 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { getDevice } from '../src/cost/presets.js';
+import { price } from '../src/cost/price.js';
+import { makePricer } from '../src/cost/pricer.js';
+import { lower } from '../src/lower/lower.js';
+import { makePlan } from '../src/lower/plan.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { buildGraph } from '../src/model/graph.js';
+import { getPreset } from '../src/model/presets.js';
+import { anyLayout, smallSpec, validLayout } from './support/arbitraries.js';
+
+const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(b), 1e-300);
+
+describe('the fast pricer', () => {
+  it('gives the numbers price(lower(...)) gives, for random models, meshes, layouts and strategies', () => {
+    const meshes = ['2x2', '2x2x2', '4x2', '8'].map(parseMesh);
+    const devices = ['tpu-v2', 'a100-80g', 'h100-sxm'].map(getDevice);
+    const arb = fc.tuple(smallSpec(), fc.constantFrom(...meshes), fc.constantFrom(...devices)).chain(([spec, mesh, dev]) => {
+      const g = buildGraph(spec);
+      return fc.tuple(fc.constant(g), fc.constant(mesh), fc.constant(dev), validLayout(g, mesh),
+        fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'full'), fc.constantFrom(1, 2, 4));
+    });
+    fc.assert(fc.property(arb, ([g, mesh, dev, layout, zero, recompute, microbatches]) => {
+      const plan = makePlan(layout, { zero, recompute, microbatches });
+      const fast = makePricer(g, mesh, dev)(plan);
+      const perReplica = g.spec.batch / (layout.get('batch') ?? []).reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
+      if (perReplica % microbatches !== 0) {
+        expect(fast.valid).toBe(false);
+        return;
+      }
+      const e = price(lower(g, mesh, plan), dev);
+      expect(fast.valid).toBe(true);
+      expect(close(fast.step, e.time.step)).toBe(true);
+      expect(close(fast.compute, e.time.compute)).toBe(true);
+      expect(close(fast.exposed, e.time.exposedCommunication)).toBe(true);
+      expect(close(fast.bubble, e.time.bubble)).toBe(true);
+      expect(close(fast.memory, e.memory.total)).toBe(true);
+      expect(close(fast.bytesPerDevice, e.communication.bytesPerDevice)).toBe(true);
+      expect(close(fast.mfu, e.mfu)).toBe(true);
+      expect(fast.feasible).toBe(e.feasible);
+    }), { numRuns: 150 });
+  });
+
+  it('agrees with the lowering on which layouts are invalid', () => {
+    const g = buildGraph(getPreset('tiny'));
+    const mesh = parseMesh('2x4');
+    const pr = makePricer(g, mesh, getDevice('tpu-v2'));
+    fc.assert(fc.property(anyLayout(mesh), (layout) => {
+      const plan = makePlan(layout);
+      let threw = false;
+      try {
+        lower(g, mesh, plan);
+      } catch {
+        threw = true;
+      }
+      expect(pr(plan).valid).toBe(!threw);
+    }), { numRuns: 300 });
+  });
+
+  it('gives the same answer for the same plan asked again (its caches hold no stale state)', () => {
+    const g = buildGraph(getPreset('transformer-5b'));
+    const mesh = parseMesh('16x32');
+    const pr = makePricer(g, mesh, getDevice('tpu-v2'));
+    const plans = [0, 1, 2, 3].flatMap((zero) => (['none', 'full'] as const).map((recompute) => makePlan('batch:rows;d_ff:cols;heads:cols;vocab:cols', { zero, recompute })));
+    const first = plans.map((p) => pr(p));
+    const again = [...plans].reverse().map((p) => pr(p)).reverse();
+    expect(again).toEqual(first);
+  });
+});
