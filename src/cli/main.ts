@@ -13,15 +13,16 @@ export async function main(argv: string[]): Promise<number> {
     .usage('mesh-search: find the best Mesh-TensorFlow layout to train a Transformer on a mesh of accelerators.\n\nUsage: $0 [command] --mesh 16x32 --model transformer-5b [options]')
     .strict()
     .exitProcess(false)
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    .wrap(Math.min(120, process.stdout.columns || 120))
     .epilog([
       'Examples:',
-      '  mesh-search --mesh 16x32 --model transformer-5b              best plan for the Mesh-TF paper\'s 5B LM on a 512-core TPU v2 pod',
+      '  mesh-search --mesh 16x32 --model transformer-5b     the best plan for the paper\'s 5B LM on 512 TPU v2 cores',
       '  mesh-search estimate --mesh 16x32 --model transformer-5b --layout "batch:rows;d_ff:cols;heads:cols;vocab:cols"',
-      '  mesh-search models | devices                                 the model presets and hardware profiles',
+      '  mesh-search models     the model presets;   mesh-search devices     the hardware profiles',
       '',
-      'A layout maps tensor dimensions (batch, length, memory_length, d_model, heads, d_kv, d_ff, vocab, layers)',
-      'to mesh axes, as Mesh-TensorFlow writes it; layers on an axis makes pipeline stages. Bad input exits 2.',
+      'A layout maps tensor dimensions (batch, length, memory_length, d_model, heads, d_kv, d_ff, vocab,',
+      'layers) to mesh axes as Mesh-TensorFlow writes it; layers on an axis makes pipeline stages.',
+      'Bad input prints one line and exits 2.',
     ].join('\n'))
     .help()
     .alias('help', 'h')
