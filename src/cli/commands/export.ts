@@ -1,0 +1,61 @@
+import { writeFileSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { DEFAULT_DEVICE } from '../../cost/presets.js';
+import { InputError } from '../../errors.js';
+import { exportPlan, FORMATS } from '../../export/index.js';
+import { formatLayout } from '../../layout/layout.js';
+import { loadDevice, loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
+
+interface Args {
+  plan?: string;
+  format: string;
+  mesh?: string;
+  model?: string;
+  layout?: string;
+  zero?: number;
+  recompute?: string;
+  microbatches?: number;
+  device?: string;
+  out?: string;
+}
+
+export const exportCommand: CommandModule<object, Args> = {
+  command: 'export',
+  describe: "Write a plan as a training engine's own configuration (exit 2, saying what is missing, when the engine cannot express it)",
+  builder: (y) =>
+    y
+      .option('plan', { type: 'string', describe: 'a plan file written by search --out' })
+      .option('format', { type: 'string', choices: FORMATS as unknown as string[], demandOption: true, describe: 'the target engine' })
+      .option('mesh', { type: 'string', describe: 'mesh shape (overrides the plan file)' })
+      .option('model', { type: 'string', describe: 'model preset or JSON spec file (overrides the plan file)' })
+      .option('layout', { type: 'string', describe: 'layout rules, instead of --plan' })
+      .option('zero', { type: 'number', describe: 'ZeRO stage 0-3 over the batch axes' })
+      .option('recompute', { type: 'string', describe: 'none | selective | full' })
+      .option('microbatches', { type: 'number', describe: 'microbatches per step' })
+      .option('device', { type: 'string', describe: `hardware preset or profile JSON: which axes cross slices (default: the plan file's, else ${DEFAULT_DEVICE})` })
+      .option('out', { type: 'string', describe: 'write the configuration to this file instead of stdout' }),
+  handler: (args) => {
+    if (args.plan === undefined && args.layout === undefined) throw new InputError('export needs --plan plan.json (or --layout with --mesh and --model)');
+    const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
+    const mesh = loadMesh(args.mesh ?? file?.mesh);
+    const spec = loadModel(args.model ?? file?.model);
+    const profile = loadDevice(args.device ?? file?.device ?? DEFAULT_DEVICE);
+    const plan = planFromArgs({
+      layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
+      zero: args.zero ?? file?.plan.zero,
+      recompute: args.recompute ?? file?.plan.recompute,
+      microbatches: args.microbatches ?? file?.plan.microbatches,
+    });
+    const out = exportPlan({ plan, mesh, spec, profile }, args.format);
+    if (args.out !== undefined) {
+      try {
+        writeFileSync(args.out, out.text);
+      } catch (e) {
+        throw new InputError(`cannot write ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      process.stderr.write(`mesh-search: wrote the ${args.format} configuration to ${args.out}\n`);
+    } else {
+      process.stdout.write(out.text);
+    }
+  },
+};

@@ -1,0 +1,47 @@
+import type { CommandModule } from 'yargs';
+import { DEFAULT_DEVICE } from '../../cost/presets.js';
+import { InputError } from '../../errors.js';
+import { parseSearchResult, writeReport } from '../../export/report/report.js';
+import { search } from '../../search/index.js';
+import { loadDevice, loadMesh, loadModel, readJsonFile } from '../inputs.js';
+
+interface Args {
+  from?: string;
+  mesh?: string;
+  model?: string;
+  device: string;
+  top: number;
+  workers?: number;
+  out: string;
+}
+
+export const reportCommand: CommandModule<object, Args> = {
+  command: 'report',
+  describe: 'Write one self-contained HTML page of a search: Pareto front, the mesh and the best plan, step time, top plans',
+  builder: (y) =>
+    y
+      .option('from', { type: 'string', describe: 'a saved `mesh-search --json` output (instead of searching)' })
+      .option('mesh', { type: 'string', describe: 'search this mesh (with --model)' })
+      .option('model', { type: 'string', describe: 'model preset or JSON spec file' })
+      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset or profile JSON' })
+      .option('top', { type: 'number', default: 10, describe: 'plans in the table and the bar chart' })
+      .option('workers', { type: 'number', describe: 'search worker threads' })
+      .option('out', { type: 'string', demandOption: true, describe: 'the HTML file to write' }),
+  handler: async (args) => {
+    if ((args.from === undefined) === (args.mesh === undefined)) {
+      throw new InputError('report needs either --from result.json or --mesh with --model');
+    }
+    if (args.from !== undefined) {
+      const result = parseSearchResult(readJsonFile(args.from, 'search result'), `search result ${args.from}`);
+      await writeReport(result, args.out, { top: args.top });
+    } else {
+      const spec = loadModel(args.model);
+      const result = await search({
+        spec, mesh: loadMesh(args.mesh), profile: loadDevice(args.device), top: args.top, workers: args.workers,
+        onProgress: () => undefined,
+      });
+      await writeReport(result, args.out, { spec, top: args.top });
+    }
+    process.stderr.write(`mesh-search: wrote the report to ${args.out}\n`);
+  },
+};
