@@ -1,12 +1,16 @@
 import type { Argv } from 'yargs';
 import { devicesCommand } from './devices.js';
 import { estimateCommand } from './estimate.js';
+import { exportCommand } from './export.js';
 import { modelsCommand } from './models.js';
+import { reportCommand } from './report.js';
 
 /** Every subcommand registers here, one line each. */
 export function registerCommands(y: Argv): Argv {
   return y
     .command(estimateCommand)
     .command(modelsCommand)
-    .command(devicesCommand);
+    .command(devicesCommand)
+    .command(exportCommand)
+    .command(reportCommand);
 }
