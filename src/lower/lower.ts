@@ -131,7 +131,10 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: Phase, count: numb
 
 const NO_GRAD = new Set(['ids', 'mask', 'stat']);
 
-/** Backward records of one op, one per differentiable input; returns partial masks of activation grads. */
+/**
+ * Backward records of one op, one per differentiable input. Weight gradients' partial-sum axes
+ * go to ctx.weightPartial (synced once per step), activation gradients' to `pending` (gradsum).
+ */
 function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: Map<string, Set<number>>): void {
   const dims = opDims(ctx, op);
   const fwd = forwardOp(ctx, block, op, 'backward', count);
@@ -141,7 +144,8 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: 
     const wrtDims = new Set(ts.dims);
     const colls: Collective[] = [];
     let partial = 0;
-    let flops = fwd.flops;
+    // Einsums cost their forward's FLOPs again; other ops an estimate per element of the gradient.
+    let flops = op.kind === 'einsum' ? fwd.flops : ELEMENT_FLOPS[op.kind] * elems(ctx, wrt);
     let bytes = fwd.bytes + tbytes(ctx, op.output);
     if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
@@ -158,8 +162,8 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: 
       bytes = 0; // the gradient passes through unchanged
       flops = 0;
     } else {
+      // The dimensions the gradient lacks were summed over: split ones leave a partial sum.
       for (const d of dims) if (!wrtDims.has(d)) partial |= ctx.c.mask[d];
-      if (op.kind === 'einsum') partial = dimsMask(ctx, [...dims].filter((d) => !wrtDims.has(d)));
       if (op.kind === 'layernorm' && ts.role === 'activation' && ctx.c.mask.d_model) {
         colls.push(collective(ctx, 'allreduce', ctx.c.mask.d_model, `${wrt}.grad_stats`, 2 * 4 * (elems(ctx, wrt) / local(ctx, 'd_model'))));
       }
@@ -167,7 +171,6 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: 
         colls.push(collective(ctx, 'allreduce', ctx.c.mask[op.dim!], `${wrt}.grad_stats`, 4 * (elems(ctx, wrt) / local(ctx, op.dim!))));
       }
     }
-    if (op.kind !== 'einsum') flops = ELEMENT_FLOPS[op.kind] * elems(ctx, wrt) * (op.kind === 'add' && flops === 0 ? 0 : 1);
     if (ts.role === 'weight') {
       ctx.weightPartial.set(wrt, (ctx.weightPartial.get(wrt) ?? 0) | partial);
     } else {
