@@ -131,7 +131,7 @@ export function megatronStyleTensorProblems(shape: PlanShape, engine: string): s
   for (const a of axesWith(shape, 'tensor')) {
     const lacking = TENSOR_DIMS.filter((d) => !a.dims.includes(d));
     if (lacking.length > 0) {
-      out.push(`${engine}'s tensor parallelism splits heads, d_ff and vocab together, but the plan splits only ${a.dims.join(' and ')} over ${a.name} (${lacking.join(' and ')} stay whole)`);
+      out.push(`${engine}'s tensor parallelism splits heads, d_ff and vocab together, but the plan splits only ${a.dims.join(' and ')} over ${a.name} (${lacking.join(' and ')} ${lacking.length === 1 ? 'stays' : 'stay'} whole)`);
     }
   }
   const tensor = axesWith(shape, 'tensor').map((a) => a.name);
