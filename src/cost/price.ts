@@ -39,10 +39,16 @@ export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Collecti
   return c.sent / link.bandwidth + latencySteps(c.kind, n) * link.latency;
 }
 
-/** Compute time of one execution of an op: matmuls by FLOPs, the rest by bytes moved. */
+/**
+ * Compute time of one execution of an op: matmuls by FLOPs, the rest by bytes moved; an op with
+ * no work launches no kernel. `efficiencyHalfWork` (calibration fits it) adds a per-kernel cost.
+ */
 export function opTime(profile: HardwareProfile, op: LoweredOp, peak: number): number {
-  if (op.klass === 'matmul') return op.flops / (peak * profile.efficiency.matmul);
-  return op.bytes / (profile.memoryBandwidth * profile.efficiency[op.klass]);
+  const matmul = op.klass === 'matmul';
+  const work = matmul ? op.flops : op.bytes;
+  if (work <= 0) return 0;
+  const half = profile.efficiencyHalfWork?.[op.klass] ?? 0;
+  return (work + half) / ((matmul ? peak : profile.memoryBandwidth) * profile.efficiency[op.klass]);
 }
 
 /** Price a lowered program on a hardware profile. */

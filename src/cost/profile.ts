@@ -31,6 +31,12 @@ export interface HardwareProfile {
   readonly axisLinks?: Readonly<Record<string, Link>>;
   /** Fraction of peak (matmul) or of memory bandwidth (the others) each op class reaches. */
   readonly efficiency: Readonly<Record<OpClassName, number>>;
+  /**
+   * Optional, per op class: the work (FLOPs for matmuls, bytes for the others) at which an op
+   * reaches half its class efficiency; efficiency at work w is efficiency·w/(w + halfWork), i.e.
+   * a fixed cost per kernel, so small matmuls run further below peak. Absent or 0: no size effect.
+   */
+  readonly efficiencyHalfWork?: Readonly<Partial<Record<OpClassName, number>>>;
   /** Fraction of the backward compute that overlappable communication can hide behind (0..1). */
   readonly overlap: number;
   /** Where each number came from. */
@@ -71,6 +77,14 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   for (const k of ['matmul', 'elementwise', 'softmax', 'reduction']) {
     const v = eff[k];
     check(typeof v === 'number' && v > 0 && v <= 1, `${where}: efficiency.${k} must be in (0, 1], got ${JSON.stringify(v)}`);
+  }
+  if (o.efficiencyHalfWork !== undefined) {
+    const h = o.efficiencyHalfWork as Record<string, unknown>;
+    check(typeof h === 'object' && h !== null && !Array.isArray(h), `${where}: "efficiencyHalfWork" must be an object by op class`);
+    for (const [k, v] of Object.entries(h)) {
+      check(['matmul', 'elementwise', 'softmax', 'reduction'].includes(k), `${where}: efficiencyHalfWork.${k} is not an op class (matmul, elementwise, softmax, reduction)`);
+      check(typeof v === 'number' && Number.isFinite(v) && v >= 0, `${where}: efficiencyHalfWork.${k} must be a number >= 0, got ${JSON.stringify(v)}`);
+    }
   }
   check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1]`);
   return { description: '', sources: {}, ...(o as object) } as HardwareProfile;

@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import { calibrateCommand } from './calibrate.js';
 import { devicesCommand } from './devices.js';
 import { estimateCommand } from './estimate.js';
 import { exportCommand } from './export.js';

@@ -1,0 +1,8 @@
+export { calibrate, crossValidate, accuracyOf, checkEnoughRows, readInputs, baseDevice, resolveRows, MIN_PLANS } from './calibrate.js';
+export { fitProfile, setupFit } from './fit.js';
+export { featuresOf } from './features.js';
+export { mape, kendallTau } from './metrics.js';
+export { benchRowsFromCsv, benchRowsFromJson, readBenchFile } from './bench.js';
+export { traceToRow, readTraceFile, type Trace, type TraceEvent } from './trace.js';
+export { resolveRow, newContext, type RawRow } from './resolve.js';
+export type * from './types.js';

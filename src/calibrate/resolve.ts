@@ -1,0 +1,124 @@
+import { dirname, resolve as resolvePath } from 'node:path';
+import { InputError } from '../errors.js';
+import { findDevice } from '../cost/presets.js';
+import type { OpClassName } from '../cost/profile.js';
+import { readJsonFile } from '../cli/inputs.js';
+import { lower } from '../lower/lower.js';
+import { describePlan, makePlan } from '../lower/plan.js';
+import { formatMesh, parseMesh } from '../mesh/mesh.js';
+import { buildGraph, type Graph } from '../model/graph.js';
+import { findPreset, presetNames } from '../model/presets.js';
+import { parseModelSpec, type ModelSpec } from '../model/spec.js';
+import type { Measurement, Rejection, RowSource } from './types.js';
+
+/** A row as read from a file, before anything is checked. */
+export interface RawRow {
+  readonly source: RowSource;
+  readonly model: unknown;
+  readonly mesh: unknown;
+  readonly layout: unknown;
+  readonly zero?: unknown;
+  readonly recompute?: unknown;
+  readonly microbatches?: unknown;
+  readonly device?: unknown;
+  readonly stepTime: unknown;
+  readonly compute: Partial<Record<OpClassName, unknown>>;
+  readonly comm: Readonly<Record<string, unknown>>;
+  /** A problem found while reading (a short CSV line, unparsable JSON): the row is rejected with it. */
+  readonly problem?: string;
+}
+
+/** What a row is checked against: the profile being fitted, and where relative model paths start. */
+export interface ResolveContext {
+  readonly device: string;
+  readonly graphs: Map<string, Graph>;
+}
+
+export function newContext(device: string): ResolveContext {
+  return { device, graphs: new Map() };
+}
+
+const describe = (v: unknown) => (v === undefined || v === '' ? 'nothing' : JSON.stringify(v));
+
+function seconds(v: unknown, what: string): number {
+  if (v === undefined || v === null || v === '') throw new InputError(`${what} is missing`);
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n <= 0) throw new InputError(`${what} must be a positive number of seconds, got ${describe(v)}`);
+  return n;
+}
+
+function optionalInt(v: unknown): unknown {
+  if (v === undefined || v === null || v === '') return undefined;
+  return typeof v === 'string' && /^\s*-?[0-9]+\s*$/.test(v) ? Number(v) : v;
+}
+
+function loadSpec(model: unknown, file: string): ModelSpec {
+  if (typeof model === 'object' && model !== null) return parseModelSpec(model, 'model spec');
+  if (typeof model !== 'string' || model.trim() === '') throw new InputError('model is missing');
+  const preset = findPreset(model.trim());
+  if (preset) return preset;
+  if (!model.endsWith('.json')) throw new InputError(`unknown model preset "${model}"; presets are ${presetNames().join(', ')} (or give a JSON spec file)`);
+  const path = resolvePath(dirname(file), model);
+  return parseModelSpec(readJsonFile(path, 'model'), `model ${model}`);
+}
+
+/** Check one row and lower its plan; any InputError becomes its rejection. */
+export function resolveRow(raw: RawRow, ctx: ResolveContext): Measurement | Rejection {
+  try {
+    return resolveOrThrow(raw, ctx);
+  } catch (e) {
+    if (e instanceof InputError) return { source: raw.source, reason: e.message };
+    throw e;
+  }
+}
+
+function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
+  if (raw.problem) throw new InputError(raw.problem);
+  const stepTime = seconds(raw.stepTime, 'step time');
+  if (raw.device !== undefined && raw.device !== null && raw.device !== '') {
+    const d = String(raw.device);
+    if (!findDevice(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
+    if (d !== ctx.device) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
+  }
+  const spec = loadSpec(raw.model, raw.source.file);
+  const specKey = JSON.stringify(spec);
+  let graph = ctx.graphs.get(specKey);
+  if (!graph) {
+    graph = buildGraph(spec);
+    ctx.graphs.set(specKey, graph);
+  }
+  if (typeof raw.mesh !== 'string') throw new InputError(`mesh must be a shape like 2x2 or rows:2;cols:2, got ${describe(raw.mesh)}`);
+  const mesh = parseMesh(raw.mesh);
+  const layout = raw.layout ?? '';
+  if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
+  const plan = makePlan(layout, { zero: optionalInt(raw.zero), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches) });
+  let program;
+  try {
+    program = lower(graph, mesh, plan);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`plan ${describePlan(plan)} is invalid on mesh ${formatMesh(mesh)}: ${e.message}`);
+    throw e;
+  }
+  const compute: Partial<Record<OpClassName, number>> = {};
+  for (const [k, v] of Object.entries(raw.compute)) {
+    if (v === undefined || v === null || v === '') continue;
+    compute[k as OpClassName] = seconds(v, `${k} time`);
+  }
+  const comm: Record<string, number> = {};
+  for (const [key, v] of Object.entries(raw.comm)) {
+    if (v === undefined || v === null || v === '') continue;
+    for (const a of key.split('+')) {
+      if (!mesh.axes.some((x) => x.name === a)) throw new InputError(`communication time for axes "${key}": mesh ${formatMesh(mesh)} has no axis "${a}"`);
+    }
+    comm[key] = seconds(v, `communication time over ${key}`);
+  }
+  return {
+    source: raw.source, modelName: spec.name, graph, mesh, plan, program, stepTime, components: { compute, comm },
+    planKey: `${specKey}|${formatMesh(mesh)}|${describePlan(plan)}`,
+    problemKey: `${specKey}|${formatMesh(mesh)}`,
+  };
+}
+
+export function isRejection(x: Measurement | Rejection): x is Rejection {
+  return 'reason' in x;
+}

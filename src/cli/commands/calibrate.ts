@@ -1,0 +1,66 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.js';
+import { baseDevice, calibrate, readInputs, resolveRows } from '../../calibrate/index.js';
+import type { Accuracy, CalibrationReport } from '../../calibrate/types.js';
+import { table } from '../format.js';
+
+interface Args {
+  trace?: string[];
+  bench?: string[];
+  device?: string;
+  out?: string;
+  json?: boolean;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const tau = (a: Accuracy) => (a.kendallTau === null ? 'n/a' : a.kendallTau.toFixed(3));
+const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-2) ? x.toExponential(3) : x.toFixed(4));
+
+/** Write a file whole or not at all. */
+export function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (e) {
+    throw new InputError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+export function formatReport(r: CalibrationReport, out?: string): string {
+  const lines = [
+    `calibrated ${r.profile.name} from ${r.rows.used} rows (${r.rows.rejected} rejected)`,
+    ...r.rejections.map((x) => `  rejected ${x.file}:${x.line}: ${x.reason}`),
+    ...r.fit.outliers.map((o) => `  outlier (no weight in the fit) ${o.file}:${o.line}: step time off by ${pct(o.relativeError)}`),
+    '',
+    table(['parameter', 'base', 'fitted'], r.fit.parameters.map((p) => [p.name, num(p.base), p.fixed ? 'kept (rows do not determine it)' : num(p.fitted)])),
+    '',
+    'leave-one-plan-out cross-validation, step time:',
+    table(['profile', 'MAPE', 'Kendall tau'], [['before (base)', pct(r.before.mape), tau(r.before)], ['after (calibrated)', pct(r.after.mape), tau(r.after)]]),
+    `in-sample MAPE of the final fit ${pct(r.fit.inSampleMape)} over ${r.fit.observations} observations`,
+    out ? `profile written to ${out} (use it with --device ${out})` : '',
+  ];
+  return lines.join('\n').trimEnd() + '\n';
+}
+
+export const calibrateCommand: CommandModule<object, Args> = {
+  command: 'calibrate',
+  describe: 'Fit a hardware profile to measured step times (runtime traces or benchmark rows)',
+  builder: (y) =>
+    y
+      .option('trace', { type: 'string', array: true, describe: 'trace JSON files written by mesh-search run --trace' })
+      .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
+      .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: the rows\' device, else tpu-v2)' })
+      .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
+  handler: (args) => {
+    if (!args.out && !args.json) throw new InputError('calibrate needs --out profile.json (or --json to print the profile)');
+    const raw = readInputs({ traces: args.trace, bench: args.bench });
+    const base = baseDevice(raw, args.device);
+    const loaded = resolveRows(raw, base, args.device);
+    const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])]);
+    if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n');
+    process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatReport(report, args.out));
+  },
+};
