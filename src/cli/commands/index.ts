@@ -13,5 +13,6 @@ export function registerCommands(y: Argv): Argv {
     .command(modelsCommand)
     .command(devicesCommand)
     .command(exportCommand)
-    .command(reportCommand);
+    .command(reportCommand)
+    .command(calibrateCommand);
 }
