@@ -20,7 +20,7 @@ import type { SearchResult } from './search.js';
  */
 export function exhaustive(opts: {
   spec: ModelSpec; mesh: Mesh | string; profile: HardwareProfile; top?: number; objective?: Objective; paretoSlack?: number; symmetry?: boolean;
-}): SearchResult & { candidates: number } {
+}): SearchResult & { candidates: number; maxUsed: number } {
   const t0 = performance.now();
   const mesh = typeof opts.mesh === 'string' ? parseMesh(opts.mesh) : opts.mesh;
   const objective = opts.objective ?? 'time';
@@ -36,13 +36,15 @@ export function exhaustive(opts: {
   let top: Candidate[] = [];
   const all: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let valid = 0, feasible = 0, priced = 0;
+  let plans = 0, valid = 0, feasible = 0, priced = 0, maxUsed = 0;
   const choiceIndex = new Map(space.choices.map((c, i) => [c, i]));
 
   const visit = () => {
     const layout = new Map<DimName, string[]>();
     for (let d = 0; d < D; d++) if (masks[d]) layout.set(DIM_NAMES[d], mesh.axes.filter((_, a) => masks[d] & (1 << a)).map((x) => x.name));
+    plans += (masks[0] ? 4 : 1) * RECOMPUTE.length;
     if (layoutProblem(graph, mesh, compileLayout(layout as Layout, mesh)) !== null) return;
+    plans -= (masks[0] ? 4 : 1) * RECOMPUTE.length;
     // The layout's rank: per axis, the set of dimensions on it.
     const choice: number[] = [];
     for (let a = 0; a < A; a++) {
@@ -50,6 +52,9 @@ export function exhaustive(opts: {
       for (let d = 0; d < D; d++) if (masks[d] & (1 << a)) s |= 1 << d;
       choice.push(choiceIndex.get(s)!);
     }
+    let used = 1;
+    for (let a = 0; a < A; a++) if (choice[a] !== 0) used *= mesh.axes[a].size;
+    maxUsed = Math.max(maxUsed, used);
     const rank = choice.reduce((r, c) => r * space.choices.length + c, 0);
     const canonical = isCanonical(space, choice);
     let split = 1;
@@ -100,12 +105,13 @@ export function exhaustive(opts: {
     }
     return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches }, opts.profile);
   };
-  const result: SearchResult & { candidates: number } = {
+  const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,
     top: top.map(estimateOf),
     pareto: paretoFront(objective, all, cap).map(estimateOf),
-    searched: { plans: valid, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: 0 },
+    searched: { plans: plans + valid, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: 0 },
     candidates: priced,
+    maxUsed,
   };
   if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
   void formatMesh;

@@ -52,7 +52,8 @@ const MAX_SHARE = 64;
 /** Every dimension's largest split on this mesh: what the "mesh too large" message names. */
 function divisorReport(space: PlanSpace): string {
   const A = space.sizes.length;
-  const parts: string[] = [];
+  const none: string[] = [];
+  const some: string[] = [];
   for (let k = 0; k < space.dims.length; k++) {
     let best = 1;
     for (let m = 1; m < 1 << A; m++) {
@@ -60,9 +61,9 @@ function divisorReport(space: PlanSpace): string {
       for (let a = 0; a < A; a++) if (m & (1 << a)) f *= space.sizes[a];
       if (space.dimSizes[k] % f === 0) best = Math.max(best, f);
     }
-    parts.push(`${space.dims[k]} ${space.dimSizes[k]} (at most ${best}-way)`);
+    (best === 1 ? none : some).push(best === 1 ? `${space.dims[k]} (${space.dimSizes[k]})` : `${space.dims[k]} (${space.dimSizes[k]}) at most ${best} ways`);
   }
-  return parts.join(', ');
+  return [none.length ? `${none.join(', ')} divide by no mesh axis` : '', some.length ? `${some.join(', ')}` : ''].filter(Boolean).join('; ');
 }
 
 export async function search(opts: SearchOptions): Promise<SearchResult> {
@@ -109,7 +110,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       plans += b.plans; valid += b.valid; symmetric += b.symmetric; maxUsed = Math.max(maxUsed, b.maxUsed); n += b.ranks.length;
     }
     if (maxUsed < mesh.size) {
-      throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout splits its dimensions over more than ${maxUsed}; dimensions ran out of divisors: ${divisorReport(space)}`);
+      throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout puts more than ${maxUsed} of them to work; its dimensions ran out of divisors: ${divisorReport(space)}`);
     }
     const rank = new Float64Array(n), lbStep = new Float64Array(n), lbMem = new Float64Array(n), count = new Float64Array(n);
     let i = 0;

@@ -5,10 +5,12 @@ import { estimateCommand } from './estimate.js';
 import { exportCommand } from './export.js';
 import { modelsCommand } from './models.js';
 import { reportCommand } from './report.js';
+import { searchCommand } from './search.js';
 
 /** Every subcommand registers here, one line each. */
 export function registerCommands(y: Argv): Argv {
   return y
+    .command(searchCommand)
     .command(estimateCommand)
     .command(modelsCommand)
     .command(devicesCommand)

@@ -1,0 +1,197 @@
+import { writeFileSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import type { Estimate } from '../../cost/estimate.js';
+import { estimatePlan } from '../../cost/estimatePlan.js';
+import { DEFAULT_DEVICE } from '../../cost/presets.js';
+import { InputError } from '../../errors.js';
+import { formatMesh, type Mesh } from '../../mesh/mesh.js';
+import { buildGraph } from '../../model/graph.js';
+import { findPreset } from '../../model/presets.js';
+import type { ModelSpec } from '../../model/spec.js';
+import { makePlan, planFromJson } from '../../lower/plan.js';
+import { search, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
+import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
+import { loadDevice, loadMesh, loadModel } from '../inputs.js';
+
+interface Args {
+  mesh?: string;
+  model?: string;
+  device: string;
+  top: number;
+  workers?: number;
+  objective: string;
+  json?: boolean;
+  out?: string;
+  explain?: boolean;
+}
+
+/** The layout of the Mesh-TF paper's Transformer experiments (Shazeer et al. 2018, Sec. 5), on a 2-D mesh. */
+export function paperLayout(spec: ModelSpec, mesh: Mesh): string | null {
+  if (!spec.name.startsWith('mtf-') || mesh.axes.length !== 2) return null;
+  const [r, c] = mesh.axes.map((a) => a.name);
+  return `batch:${r};d_ff:${c};heads:${c};vocab:${c}`;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+function planRow(i: number, e: Estimate): string[] {
+  return [
+    String(i + 1), e.plan.layout || '(replicated)', String(e.plan.zero), e.plan.recompute, String(e.plan.microbatches),
+    fmtSeconds(e.time.step), pct(e.mfu), fmtBytes(e.memory.total), fmtBytes(e.communication.bytesPerDevice),
+  ];
+}
+
+const HEADER = ['#', 'layout', 'zero', 'recompute', 'microbatches', 'step', 'MFU', 'memory/device', 'sent/device'];
+
+/** Where the best beats the runner-up, term by term (positive: the best is lower). */
+export function explain(best: Estimate, next: Estimate): string {
+  const terms: [string, number, number, (x: number) => string][] = [
+    ['step time', best.time.step, next.time.step, fmtSeconds],
+    ['  compute', best.time.compute, next.time.compute, fmtSeconds],
+    ['  exposed communication', best.time.exposedCommunication, next.time.exposedCommunication, fmtSeconds],
+    ['  pipeline bubble', best.time.bubble, next.time.bubble, fmtSeconds],
+    ['communication (hidden or not)', best.time.communication, next.time.communication, fmtSeconds],
+    ['bytes sent per device', best.communication.bytesPerDevice, next.communication.bytesPerDevice, fmtBytes],
+    ['matmul FLOPs per device', best.flops.perDevice, next.flops.perDevice, fmtCount],
+    ['memory per device', best.memory.total, next.memory.total, fmtBytes],
+    ['  parameters', best.memory.params, next.memory.params, fmtBytes],
+    ['  gradients', best.memory.gradients, next.memory.gradients, fmtBytes],
+    ['  optimizer state', best.memory.optimizer, next.memory.optimizer, fmtBytes],
+    ['  activations', best.memory.activations, next.memory.activations, fmtBytes],
+    ['  temporary', best.memory.temporary, next.memory.temporary, fmtBytes],
+  ];
+  const rows = terms.map(([name, a, b, f]) => {
+    const d = b - a;
+    const verdict = d > 0 ? 'best wins' : d < 0 ? 'runner-up wins' : 'equal';
+    return [name, f(a), f(b), d === 0 ? '0' : `${d > 0 ? '-' : '+'}${f(Math.abs(d))}`, verdict];
+  });
+  return [
+    `best:      ${best.plan.layout || '(replicated)'} zero ${best.plan.zero} recompute ${best.plan.recompute} microbatches ${best.plan.microbatches}`,
+    `runner-up: ${next.plan.layout || '(replicated)'} zero ${next.plan.zero} recompute ${next.plan.recompute} microbatches ${next.plan.microbatches}`,
+    table(['term', 'best', 'runner-up', 'best vs runner-up', ''], rows),
+  ].join('\n');
+}
+
+function noFeasible(r: SearchResult): string {
+  const c = r.closest!;
+  const over = c.memory.total - c.memory.capacity;
+  return [
+    `no feasible plan: every one of the ${r.searched.valid.toLocaleString('en-US')} valid plans needs more memory per device than the ${c.device}'s ${fmtBytes(c.memory.capacity)} (the binding constraint is memory capacity).`,
+    `closest plan (least memory): ${c.plan.layout || '(replicated)'} zero ${c.plan.zero} recompute ${c.plan.recompute} microbatches ${c.plan.microbatches}`,
+    `  needs ${fmtBytes(c.memory.total)} per device, ${fmtBytes(over)} (${over} bytes) over capacity: params ${fmtBytes(c.memory.params)}, gradients ${fmtBytes(c.memory.gradients)}, optimizer ${fmtBytes(c.memory.optimizer)}, activations ${fmtBytes(c.memory.activations)}, temporary ${fmtBytes(c.memory.temporary)}`,
+    `  it needs a larger mesh or a device with more memory.`,
+  ].join('\n') + '\n';
+}
+
+/** The human answer: what was searched, the top plans, the paper's layout, the Pareto front. */
+export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh; objective: Objective; paper: Estimate | null; paperLayout: string | null; explain: boolean }): string {
+  const s = r.searched;
+  const any = r.best ?? r.closest!;
+  const lines = [
+    `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}`,
+    `searched ${s.valid.toLocaleString('en-US')} valid plans of ${s.plans.toLocaleString('en-US')} in ${s.seconds.toFixed(2)} s on ${s.workers === 0 ? 'the main thread' : `${s.workers} worker${s.workers === 1 ? '' : 's'}`}: ` +
+      `${(s.valid - s.pruned).toLocaleString('en-US')} priced, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
+    '',
+  ];
+  if (!r.best) return lines.join('\n') + '\n' + noFeasible(r);
+  lines.push(table(HEADER, r.top.map((e, i) => planRow(i, e))));
+  if (ctx.paperLayout) {
+    const p = ctx.paper!;
+    const b = r.best;
+    let verdict: string;
+    if (!p.valid) verdict = `not valid on this mesh (${p.reasons[0]})`;
+    else if (!p.feasible) verdict = `does not fit: ${fmtBytes(p.memory.total)} per device of ${fmtBytes(p.memory.capacity)}; the best plan fits in ${fmtBytes(b.memory.total)}`;
+    else verdict = `step ${fmtSeconds(p.time.step)}, MFU ${pct(p.mfu)}, ${fmtBytes(p.memory.total)} per device: the best plan is ${(p.time.step / b.time.step).toFixed(2)}x as fast (${fmtSeconds(b.time.step)})`;
+    lines.push('', `the paper's layout ${ctx.paperLayout} (zero 0, no recompute, 1 microbatch): ${verdict}`);
+  }
+  if (r.pareto.length > 1) {
+    lines.push('', `Pareto front of step time and memory (plans within 25% of the best on the objective):`,
+      table(HEADER, r.pareto.map((e, i) => planRow(i, e))));
+  }
+  if (ctx.explain) {
+    lines.push('');
+    if (r.top.length > 1) lines.push(explain(r.best, r.top[1]));
+    else lines.push('no runner-up to compare with (--top 1, or a single feasible plan)');
+  }
+  return lines.join('\n') + '\n';
+}
+
+function progressBar(): (p: Progress) => void {
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 100 && p.fraction < 1) return;
+    last = now;
+    const width = 30;
+    const filled = Math.round(p.fraction * width);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${fmtCount(p.plansPerSecond)} plans/s `);
+  };
+}
+
+export const searchCommand: CommandModule<object, Args> = {
+  command: ['$0', 'search'],
+  describe: 'Find the best plan (layout, ZeRO, recompute, microbatches) for a model on a mesh: the default command',
+  builder: (y) =>
+    y
+      .option('mesh', { type: 'string', describe: 'mesh shape: 16x32, 4x4x4x8 or rows:16;cols:32' })
+      .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
+      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
+      .option('top', { type: 'number', default: 5, describe: 'how many plans to show' })
+      .option('workers', { type: 'number', describe: 'worker threads (0: run inline); default: one per core' })
+      .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
+      .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
+      .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' }),
+  handler: async (args) => {
+    if (args.mesh === undefined) throw new InputError('--mesh is required (like --mesh 16x32)');
+    if (args.model === undefined) throw new InputError('--model is required (a preset from mesh-search models, or a JSON spec file)');
+    const mesh = loadMesh(args.mesh);
+    const spec = loadModel(args.model);
+    const profile = loadDevice(args.device);
+    const objective = args.objective as Objective;
+    if (!Number.isSafeInteger(args.top) || args.top < 1) throw new InputError(`--top must be a positive integer, got ${args.top}`);
+    if (args.workers !== undefined && (!Number.isSafeInteger(args.workers) || args.workers < 0)) {
+      throw new InputError(`--workers must be 0 or a positive integer, got ${args.workers}`);
+    }
+    const tty = process.stderr.isTTY === true;
+    let result: SearchResult;
+    try {
+      result = await search({ spec, mesh, profile, top: args.top, workers: args.workers, objective, onProgress: tty ? progressBar() : undefined });
+    } catch (e) {
+      if (e instanceof SearchFailed) {
+        if (tty) process.stderr.write('\n');
+        process.stderr.write(`mesh-search: ${e.message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      throw e;
+    } finally {
+      if (tty) process.stderr.write('\r\x1b[K');
+    }
+    const paper = paperLayout(spec, mesh);
+    const paperEstimate = paper ? estimatePlan(buildGraph(spec), mesh, makePlan(paper), profile) : null;
+    if (args.out !== undefined && result.best) {
+      const file = {
+        plan: planFromJsonSafe(result.best),
+        mesh: formatMesh(mesh),
+        model: findPreset(args.model) ? args.model : spec,
+        device: profile.name,
+        estimate: result.best,
+      };
+      try {
+        writeFileSync(args.out, JSON.stringify(file, null, 2) + '\n');
+      } catch (e) {
+        throw new InputError(`cannot write the plan to ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true }));
+    if (!result.best) process.exitCode = 3;
+  },
+};
+
+/** The plan JSON of an estimate, checked by the same parser that reads plan files back. */
+function planFromJsonSafe(e: Estimate): Estimate['plan'] {
+  planFromJson(e.plan);
+  return e.plan;
+}

@@ -1,0 +1,77 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { makePricer } from '../src/cost/pricer.js';
+import { compileLayout, layoutProblem } from '../src/layout/layout.js';
+import { buildGraph } from '../src/model/graph.js';
+import { decode, dimMasks, isCanonical, layoutOf, makeSpace, splits, strategies } from '../src/search/space.js';
+import { memoryBound, stepBound } from '../src/search/task.js';
+import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
+
+describe('the plan space and its bounds', () => {
+  it('a layout the space calls valid is exactly one the layout module accepts', () => {
+    fc.assert(fc.property(tinySpec(), tinyMesh(), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
+      const graph = buildGraph(spec);
+      const space = makeSpace(graph, mesh, profile);
+      // Every rank decodes to a conflict-free layout; divisibility is the only test left.
+      for (let i = 0; i < 50; i++) {
+        const rank = (seed + i * 7919) % space.ranks;
+        const masks = dimMasks(space, decode(space, rank, []), new Array(space.dims.length));
+        const layout = layoutOf(space, masks);
+        expect(splits(space, masks) !== null).toBe(layoutProblem(graph, mesh, compileLayout(layout, mesh)) === null);
+      }
+    }), { numRuns: 60, seed: 11 });
+  });
+
+  it('no plan of a layout beats its step-time or memory bound', () => {
+    fc.assert(fc.property(tinySpec(), tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
+      const graph = buildGraph(spec);
+      const space = makeSpace(graph, mesh, profile);
+      const pricer = makePricer(graph, mesh, profile);
+      let checked = 0;
+      for (let rank = 0; rank < space.ranks; rank++) {
+        const choice = decode(space, rank, []);
+        if (!isCanonical(space, choice)) continue;
+        const masks = dimMasks(space, choice, new Array(space.dims.length));
+        const split = splits(space, masks);
+        if (!split) continue;
+        const layout = layoutOf(space, masks);
+        const s = stepBound(space, pricer, layout, masks, split);
+        const m = memoryBound(space, pricer, layout, masks, split);
+        for (const st of strategies(space, split, masks)) {
+          const c = pricer({ layout, ...st });
+          expect(c.valid).toBe(true);
+          expect(c.step).toBeGreaterThanOrEqual(s);
+          expect(c.memory).toBeGreaterThanOrEqual(m);
+          checked++;
+        }
+      }
+      expect(checked).toBeGreaterThan(0);
+    }), { numRuns: 25, seed: 5 });
+  });
+
+  it('interchangeable axes (equal size, equal link) give equal costs to mirror-image plans', () => {
+    fc.assert(fc.property(tinySpec(), tinyMesh(3), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
+      const graph = buildGraph(spec);
+      const space = makeSpace(graph, mesh, profile);
+      const pricer = makePricer(graph, mesh, profile);
+      for (let j = 0; j < mesh.axes.length; j++) {
+        const i = space.twin[j];
+        if (i < 0) continue;
+        for (let t = 0; t < 20; t++) {
+          const choice = decode(space, (seed + t * 104729) % space.ranks, []);
+          const mirror = [...choice];
+          [mirror[i], mirror[j]] = [mirror[j], mirror[i]];
+          const a = dimMasks(space, choice, new Array(space.dims.length));
+          const b = dimMasks(space, mirror, new Array(space.dims.length));
+          const split = splits(space, a);
+          if (!split) continue;
+          for (const st of strategies(space, split, a)) {
+            const x = pricer({ layout: layoutOf(space, a), ...st });
+            const y = pricer({ layout: layoutOf(space, b), ...st });
+            expect([y.step, y.memory]).toEqual([x.step, x.memory]);
+          }
+        }
+      }
+    }), { numRuns: 30, seed: 13 });
+  });
+});

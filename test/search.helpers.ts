@@ -1,0 +1,67 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { getDevice } from '../src/cost/presets.js';
+import type { HardwareProfile } from '../src/cost/profile.js';
+import { parseMesh, type Mesh } from '../src/mesh/mesh.js';
+import { parseModelSpec, type ModelSpec } from '../src/model/spec.js';
+import type { SearchResult } from '../src/search/index.js';
+
+/** A small model of small, partly odd sizes: many layouts divide, some do not. */
+export function tinySpec(): fc.Arbitrary<ModelSpec> {
+  return fc.record({
+    kind: fc.constantFrom('decoder', 'encoder-decoder'),
+    layers: fc.constantFrom(1, 2, 3, 4),
+    dModel: fc.constantFrom(4, 6, 8),
+    heads: fc.constantFrom(1, 2, 3, 4),
+    dKv: fc.constantFrom(2, 4),
+    dFf: fc.constantFrom(4, 8, 12),
+    vocab: fc.constantFrom(6, 8),
+    seqLen: fc.constantFrom(2, 4),
+    batch: fc.constantFrom(1, 2, 4, 6, 8),
+    activation: fc.constantFrom('relu', 'gelu', 'swiglu'),
+    dropout: fc.boolean(),
+    tiedEmbeddings: fc.boolean(),
+    dtype: fc.constantFrom('bfloat16', 'float32'),
+  }).map((r) => parseModelSpec({ name: 'random', ...r }));
+}
+
+/** A mesh of 1 to 3 small axes. */
+export function tinyMesh(maxAxes = 3): fc.Arbitrary<Mesh> {
+  return fc.array(fc.constantFrom(1, 2, 2, 3, 4), { minLength: 1, maxLength: maxAxes })
+    .map((sizes) => parseMesh(sizes.map((s, i) => `a${i}:${s}`).join(';')));
+}
+
+/**
+ * A hardware profile whose memory makes some plans fit and others not, with links that make
+ * axes interchangeable (one level) or not (small nodes, or an axis override).
+ */
+export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
+  return fc.record({
+    base: fc.constantFrom('tpu-v2', 'a100-80g'),
+    memoryLog2: fc.integer({ min: 9, max: 17 }),
+    nodeDevices: fc.constantFrom(2, 4, 1e9),
+    override: fc.boolean(),
+  }).map(({ base, memoryLog2, nodeDevices, override }) => {
+    const p = getDevice(base);
+    return {
+      ...p,
+      memoryBytes: 2 ** memoryLog2,
+      levels: [{ ...p.levels[0], devices: nodeDevices }, p.levels[1]],
+      axisLinks: override ? { a1: { bandwidth: 1e9, latency: 1e-5 } } : undefined,
+    };
+  });
+}
+
+/** The answer of a search, without what may differ between runs (time taken, workers used). */
+export function answer(r: SearchResult): unknown {
+  return { best: r.best, top: r.top, pareto: r.pareto, closest: r.closest, plans: r.searched.plans, valid: r.searched.valid };
+}
+
+const bin = fileURLToPath(new URL('../bin/mesh-search.js', import.meta.url));
+
+/** Run the built CLI (npm test builds dist/ first). */
+export function runCli(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
