@@ -20,7 +20,8 @@ export function planRows(result: SearchResult): { e: Estimate; pareto: boolean; 
   return [...rows.values()];
 }
 
-const describe = (e: Estimate) => `${e.plan.layout || '(replicated)'} z${e.plan.zero} ${e.plan.recompute} m${e.plan.microbatches}`;
+/** The strategy first: layouts are long and labels get cut at the end. */
+const describe = (e: Estimate) => `zero ${e.plan.zero}, ${e.plan.recompute}, ${e.plan.microbatches} mb: ${e.plan.layout || '(replicated)'}`;
 
 /** Step time against memory per device, the Pareto front drawn through its plans. */
 export function paretoChart(result: SearchResult): TopLevelSpec {
@@ -78,11 +79,12 @@ export function timeChart(result: SearchResult, count = 8): TopLevelSpec {
     width: 560,
     height: { step: 26 },
     data: { values },
-    mark: { type: 'bar', name: 'time' } as never,
+    name: 'time',
+    mark: 'bar',
     encoding: {
-      y: { field: 'plan', type: 'nominal', sort: null, title: null, axis: { labelLimit: 360 } },
+      y: { field: 'plan', type: 'nominal', sort: null, title: null, axis: { labelLimit: 480 } },
       x: { field: 'seconds', type: 'quantitative', stack: 'zero', title: 'seconds per step' },
-      color: { field: 'part', type: 'nominal', scale: { domain: [...parts] }, title: null, legend: { orient: 'bottom', columns: 4 } },
+      color: { field: 'part', type: 'nominal', scale: { domain: [...parts] }, title: null, legend: { orient: 'bottom', columns: 3, labelLimit: 300 } },
       order: { field: 'order', type: 'quantitative' },
     },
   } as TopLevelSpec;
@@ -107,7 +109,7 @@ export function meshChart(best: Estimate, spec: ModelSpec, maxWeights = 12): Top
     const split = new Set(dims.flatMap((d) => axesOf(layout, d)));
     const used = mesh.axes.map((a, i) => ({ a, i })).filter(({ a }) => split.has(a.name));
     const shards = used.reduce((p, { a }) => p * a.size, 1);
-    const label = `${w} [${dims.join(', ')}]: ${shards === 1 ? 'replicated' : `${shards} shards`}`;
+    const label = `${w}\n[${dims.join(', ')}]: ${shards === 1 ? 'replicated' : `${shards} shards`}`;
     for (let d = 0; d < mesh.size; d++) {
       const c = deviceCoords(mesh, d);
       let shard = 0;
@@ -121,11 +123,12 @@ export function meshChart(best: Estimate, spec: ModelSpec, maxWeights = 12): Top
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: `How the best plan splits each weight over the mesh ${mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')}`,
     data: { values },
-    facet: { field: 'weight', type: 'nominal', title: null, header: { labelLimit: 320 }, sort: null },
+    facet: { field: 'weight', type: 'nominal', title: null, header: { labelExpr: "split(datum.label, '\\n')", labelLimit: 0 }, sort: null },
     columns: 3,
     spec: {
       width: cell * inner, height: cell * rows,
-      mark: { type: 'rect', name: 'devices' } as never,
+      name: 'devices',
+      mark: 'rect',
       encoding: {
         x: { field: 'col', type: 'ordinal', title: mesh.axes[mesh.axes.length - 1].name, axis: inner > 16 ? { values: [0, inner - 1] } : {} },
         y: { field: 'row', type: 'ordinal', title: mesh.axes.slice(0, -1).map((a) => a.name).join('×') || null, axis: rows > 16 ? { values: [0, rows - 1] } : {} },

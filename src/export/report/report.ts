@@ -61,7 +61,7 @@ table.plans{border-collapse:collapse;font-size:.9em} table.plans td,table.plans 
 table.plans td:nth-child(2){text-align:left} code{font-size:.95em}
 </style></head><body>
 <h1>${esc(title)}</h1>
-<p>Best plan: <code>${esc(best.plan.layout || '(replicated)')}</code>, zero ${best.plan.zero}, recompute ${best.plan.recompute}, ${best.plan.microbatches} microbatches on ${esc(best.device)}:
+<p>Best plan: <code>${esc(best.plan.layout || '(replicated)')}</code>, zero ${best.plan.zero}, recompute ${best.plan.recompute}, ${best.plan.microbatches} microbatch${best.plan.microbatches === 1 ? '' : 'es'} on ${esc(best.device)}:
 step ${seconds(best.time.step)}, MFU ${(best.mfu * 100).toFixed(1)}%, ${fmtBytes(best.memory.total)} per device of ${fmtBytes(best.memory.capacity)}.</p>
 <p>Searched ${s.plans} plans (${s.valid} valid, ${s.feasible} feasible, ${s.pruned} pruned) in ${s.seconds.toFixed(1)} s on ${s.workers} workers; ${result.pareto.length} on the Pareto front.</p>
 <h2>Pareto front</h2>
