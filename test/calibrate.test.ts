@@ -147,17 +147,20 @@ describe('calibration inputs', () => {
     expect(resolveRows(jsonl, base).rejected.map((r) => [r.source.line, r.reason.slice(0, 14)])).toEqual([[2, 'not valid JSON']]);
   });
 
-  it('reads a runtime trace as a row: the median step after the first, and per device per step times by class and axes', () => {
-    const ev = (tid: number, step: number, cat: string, klass: string, dur: number, axes: string[] = []) => ({
-      name: 'op', cat, ph: 'X', ts: 0, dur, pid: 0, tid,
+  it('reads a runtime trace as a row: the median simulated step after the first, and per device per step times by class and axes', () => {
+    const ev = (tid: number, step: number, cat: string, klass: string, ts: number, dur: number, axes: string[] = []) => ({
+      name: 'op', cat, ph: 'X', ts, dur, pid: 0, tid,
       args: { op: 'op', phase: 'forward', kind: 'einsum', klass, flops: 1, bytes: 1, axes, collective: cat === 'collective' ? 'allreduce' : null, step },
     });
     const events = [];
     for (const step of [0, 1, 2]) {
       for (const tid of [0, 1, 2, 3]) {
-        events.push(ev(tid, step, 'compute', 'matmul', step === 0 ? 9000 : 1000));
-        events.push(ev(tid, step, 'compute', 'softmax', 200));
-        events.push(ev(tid, step, 'collective', 'elementwise', 300, ['cols']));
+        // Each device's clock: a matmul, a softmax, then an allreduce over cols; device 3 starts 30 µs late.
+        const t = step * 100_000 + tid * 10;
+        const mm = step === 0 ? 9000 : 1000;
+        events.push(ev(tid, step, 'compute', 'matmul', t, mm));
+        events.push(ev(tid, step, 'compute', 'softmax', t + mm, 200));
+        events.push(ev(tid, step, 'collective', 'elementwise', t + mm + 200, 300, ['cols']));
       }
     }
     const trace = {
@@ -165,7 +168,8 @@ describe('calibration inputs', () => {
       otherData: { mesh: 'rows:2;cols:2', model: 'tiny', plan: { layout: 'batch:rows;d_ff:cols', zero: 0, recompute: 'none', microbatches: 1 }, backend: 'cpu', steps: [{ loss: 5, seconds: 0.5 }, { loss: 4, seconds: 0.003 }, { loss: 3, seconds: 0.002 }] },
     };
     const row = traceToRow(trace, 't.json');
-    expect(row.stepTime).toBeCloseTo(0.0025, 12);
+    // Not the simulator's wall time (0.003, 0.002): the devices' clocks, 1530 µs from first start to last end.
+    expect(row.stepTime).toBeCloseTo(1.53e-3, 12);
     expect(Object.keys(row.compute)).toEqual(['matmul', 'softmax']);
     expect(row.compute.matmul).toBeCloseTo(1e-3, 15);
     expect(row.compute.softmax).toBeCloseTo(2e-4, 15);
