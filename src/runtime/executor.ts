@@ -1,0 +1,695 @@
+import { axesOf } from '../layout/layout.js';
+import type { Collective, LoweredOp, Program } from '../lower/program.js';
+import { deviceCoords, type Mesh } from '../mesh/mesh.js';
+import type { Block, DimName, OpSpec } from '../model/graph.js';
+import { adamUpdate, type AdamConfig } from './adam.js';
+import { initWeight } from './init.js';
+import { backward, forward, renameKind } from './ops.js';
+import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
+import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter } from './ring.js';
+import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, type Local } from './shard.js';
+import type { TraceEvent } from './trace.js';
+
+/** A device stopped in the middle of a step: names the device and the op. */
+export class DeviceFault extends Error {
+  constructor(readonly device: number, readonly op: string, readonly step: number, detail: string) {
+    super(`device ${device} failed in op ${op} at step ${step}: ${detail}`);
+    this.name = 'DeviceFault';
+  }
+}
+
+export interface Fault {
+  readonly device: number;
+  readonly op: string;
+  readonly step: number;
+}
+
+interface Contribution {
+  readonly mask: number;
+  readonly data: Float32Array;
+}
+
+/** One simulated device: only its own shards, its own optimizer state, its own clock. */
+export interface Device {
+  readonly index: number;
+  readonly coords: readonly number[];
+  readonly stage: number;
+  /** Weight key (`w` or `w@layer`) → local block (ZeRO-3: this device's flat chunk of it). */
+  readonly params: Map<string, Float32Array>;
+  readonly adamM: Map<string, Float32Array>;
+  readonly adamV: Map<string, Float32Array>;
+  /** Local weight gradients being accumulated over microbatches. */
+  readonly grads: Map<string, Float32Array>;
+  /** Reduced gradient chunks (ZeRO) or reduced local gradients, ready for Adam. */
+  readonly reduced: Map<string, Float32Array>;
+  /** ZeRO-3: weights gathered for the block now running. */
+  readonly gathered: Map<string, Float32Array>;
+  readonly store: Map<string, Local>;
+  readonly pending: Map<string, Contribution[]>;
+  readonly resolved: Map<string, Float32Array>;
+  carry: Local | null;
+  clock: number;
+  /** Bytes sent, per `phase|record name#collective index`. */
+  readonly sent: Map<string, number>;
+}
+
+export interface OpTiming {
+  /** Device-seconds of compute and of collectives, and device-executions. */
+  compute: number;
+  collective: number;
+  executions: number;
+}
+
+export interface ExecutorOptions {
+  readonly seed: number;
+  readonly adam: AdamConfig;
+  readonly trace: boolean;
+}
+
+const keyOf = (w: string, layer: number | null) => (layer === null ? w : `${w}@${layer}`);
+
+/**
+ * Executes a lowered program on a simulated mesh, all devices in lockstep in this thread: every
+ * record runs on each device in turn until each reaches the record's next collective, which then
+ * runs as a ring over the real buffers of its group (see README: why lockstep).
+ */
+export class Executor {
+  readonly devices: Device[];
+  readonly timings = new Map<string, OpTiming>();
+  readonly events: TraceEvent[] = [];
+  fault: Fault | null = null;
+  stepIndex = 0;
+  private readonly mesh: Mesh;
+  private readonly stages: number;
+  private readonly specs = new Map<string, { spec: OpSpec; block: Block }>();
+  private readonly fwd = new Map<string, LoweredOp[]>();
+  private readonly bwd = new Map<string, LoweredOp[]>();
+  private readonly syncRec = new Map<string, LoweredOp>();
+  private readonly adamRec = new Map<string, LoweredOp>();
+  private readonly gatherRec = new Map<string, LoweredOp>();
+  private readonly sendRec = new Map<string, LoweredOp>();
+  private readonly weightBlock = new Map<string, Block>();
+  private readonly produced = new Map<string, Set<string>>();
+  private readonly alias = new Map<string, string>();
+  private readonly zeroAxes: string[];
+  private tokens: Int32Array = new Int32Array(0);
+
+  constructor(readonly program: Program, readonly opts: ExecutorOptions) {
+    const { graph, mesh, plan, layout } = program;
+    this.mesh = mesh;
+    this.stages = program.stages;
+    for (const b of graph.blocks) {
+      this.fwd.set(b.name, []);
+      this.bwd.set(b.name, []);
+      this.produced.set(b.name, new Set(b.ops.map((o) => o.output)));
+      for (const op of b.ops) {
+        this.specs.set(op.name, { spec: op, block: b });
+        for (const id of op.inputs) if (graph.tensors.get(id)!.role === 'weight' && !this.weightBlock.has(id)) this.weightBlock.set(id, b);
+        if (op.kind === 'rename' && renameKind(axesOf(plan.layout, op.dim!), axesOf(plan.layout, op.to!)) === 'none') this.alias.set(op.output, op.inputs[0]);
+      }
+    }
+    for (const rec of program.ops) {
+      if (rec.kind === 'sync' && rec.name.startsWith('sync:')) this.syncRec.set(rec.name.slice(5), rec);
+      else if (rec.kind === 'sync' && rec.name.startsWith('gather:')) this.gatherRec.set(rec.name.slice(7), rec);
+      else if (rec.kind === 'adam') this.adamRec.set(rec.name.slice(5), rec);
+      else if (rec.kind === 'send') this.sendRec.set(rec.phase, rec);
+      else if (rec.phase === 'forward') this.fwd.get(rec.block)!.push(rec);
+      else this.bwd.get(rec.block)!.push(rec);
+    }
+    this.zeroAxes = plan.zero > 0 ? axesOfMask(mesh, layout.mask.batch) : [];
+    this.devices = [];
+    for (let i = 0; i < mesh.size; i++) {
+      const coords = deviceCoords(mesh, i);
+      this.devices.push({
+        index: i, coords, stage: shardIndex(mesh, axesOf(plan.layout, 'layers'), coords),
+        params: new Map(), adamM: new Map(), adamV: new Map(), grads: new Map(), reduced: new Map(), gathered: new Map(),
+        store: new Map(), pending: new Map(), resolved: new Map(), carry: null, clock: 0, sent: new Map(),
+      });
+    }
+    for (const d of this.devices) this.initDevice(d);
+  }
+
+  // ---- shapes and offsets -------------------------------------------------------------------
+
+  private localSize(d: DimName): number {
+    if (d === 'batch') return this.program.microBatch;
+    return this.program.graph.dimSizes[d] / this.program.layout.split[d];
+  }
+
+  offset(dev: Device, d: DimName, micro: number): number {
+    const idx = shardIndex(this.mesh, axesOf(this.program.plan.layout, d), dev.coords);
+    if (d === 'batch') return idx * (this.program.graph.spec.batch / this.program.layout.split.batch) + micro * this.program.microBatch;
+    return idx * this.localSize(d);
+  }
+
+  private weightShape(w: string): { dims: readonly DimName[]; shape: number[] } {
+    const dims = this.program.graph.tensors.get(w)!.dims;
+    return { dims, shape: dims.map((d) => this.localSize(d)) };
+  }
+
+  /** The layers a stage holds of a layered block (global layer indices), or [null] for other blocks. */
+  layersOf(b: Block, stage: number): (number | null)[] {
+    if (!b.layered) return [null];
+    const per = b.repeat / this.stages;
+    return Array.from({ length: per }, (_, i) => stage * per + i);
+  }
+
+  /** Which stage runs a non-layered block: the embedding on the first, the rest on the last. */
+  private ownerStage(b: Block): number {
+    return b.name === 'embed' ? 0 : this.stages - 1;
+  }
+
+  private stageDevices(s: number): Device[] {
+    return this.devices.filter((d) => d.stage === s);
+  }
+
+  weightKeys(dev: Device): { w: string; layer: number | null; key: string }[] {
+    const out: { w: string; layer: number | null; key: string }[] = [];
+    for (const w of this.program.graph.weights) {
+      for (const layer of this.layersOf(this.weightBlock.get(w)!, dev.stage)) out.push({ w, layer, key: keyOf(w, layer) });
+    }
+    return out;
+  }
+
+  private zeroRank(dev: Device): { rank: number; n: number } {
+    if (this.zeroAxes.length === 0) return { rank: 0, n: 1 };
+    const g = groupOf(this.mesh, this.zeroAxes, dev.index);
+    return { rank: g.indexOf(dev.index), n: g.length };
+  }
+
+  /** ZeRO's flat chunk of a local weight on this device: [start, end). */
+  chunkOf(dev: Device, length: number): [number, number] {
+    const { rank, n } = this.zeroRank(dev);
+    const b = chunkBounds(length, n);
+    return [b[rank], b[rank + 1]];
+  }
+
+  private get sharded(): boolean {
+    return this.program.plan.zero >= 1 && this.zeroAxes.length > 0;
+  }
+
+  private initDevice(dev: Device): void {
+    for (const { w, layer, key } of this.weightKeys(dev)) {
+      const { dims, shape } = this.weightShape(w);
+      const full = initWeight(this.program.graph, w, layer, this.opts.seed, shape, dims.map((d) => this.offset(dev, d, 0)));
+      const n = full.length;
+      if (this.sharded) {
+        const [s, e] = this.chunkOf(dev, n);
+        dev.params.set(key, this.program.plan.zero >= 3 ? full.slice(s, e) : full);
+        dev.adamM.set(key, new Float32Array(e - s));
+        dev.adamV.set(key, new Float32Array(e - s));
+      } else {
+        dev.params.set(key, full);
+        dev.adamM.set(key, new Float32Array(n));
+        dev.adamV.set(key, new Float32Array(n));
+      }
+    }
+  }
+
+  // ---- lockstep execution of one record ------------------------------------------------------
+
+  private timing(rec: LoweredOp): OpTiming {
+    const name = `${rec.phase}|${rec.name}`;
+    let t = this.timings.get(name);
+    if (!t) this.timings.set(name, (t = { compute: 0, collective: 0, executions: 0 }));
+    return t;
+  }
+
+  private event(dev: Device, rec: LoweredOp, cat: 'compute' | 'collective', ts: number, dur: number, c: Collective | null): void {
+    if (!this.opts.trace) return;
+    this.events.push({
+      name: rec.name, cat, ph: 'X', ts, dur, pid: 0, tid: dev.index,
+      args: {
+        op: rec.name, phase: rec.phase, kind: rec.kind, klass: rec.klass, flops: c ? 0 : rec.flops, bytes: c ? c.bytes : rec.bytes,
+        axes: c ? [...c.axes] : [], collective: c ? c.kind : null, step: this.stepIndex,
+      },
+    });
+  }
+
+  private exec(rec: LoweredOp, devs: readonly Device[], make: (d: Device) => OpGen): void {
+    const t = this.timing(rec);
+    const f = this.fault;
+    const gens = devs.map((d) => {
+      if (f && f.device === d.index && f.op === rec.name && f.step === this.stepIndex) {
+        throw new DeviceFault(d.index, rec.name, this.stepIndex, 'injected fault');
+      }
+      return make(d);
+    });
+    t.executions += devs.length;
+    const replies: (Reply | undefined)[] = devs.map(() => undefined);
+    let live = devs.map((_, i) => i);
+    while (live.length) {
+      const reqs = new Map<number, Request>();
+      for (const i of live) {
+        const d = devs[i];
+        const t0 = performance.now();
+        let r: IteratorResult<Request, void>;
+        try {
+          r = gens[i].next(replies[i] as Reply);
+        } catch (e) {
+          if (e instanceof DeviceFault) throw e;
+          throw new DeviceFault(d.index, rec.name, this.stepIndex, (e as Error).message);
+        }
+        const dt = (performance.now() - t0) * 1e3;
+        this.event(d, rec, 'compute', d.clock, dt, null);
+        d.clock += dt;
+        t.compute += dt / 1e6;
+        if (!r.done) reqs.set(i, r.value);
+      }
+      live = [...reqs.keys()];
+      if (live.length) this.collective(rec, devs, reqs, replies, t);
+    }
+  }
+
+  private collective(rec: LoweredOp, devs: readonly Device[], reqs: Map<number, Request>, replies: (Reply | undefined)[], t: OpTiming): void {
+    const first = reqs.values().next().value!;
+    const c = rec.collectives[first.index];
+    if (!c) throw new Error(`${rec.name}: asks for collective ${first.index}, but its lowered record has ${rec.collectives.length}`);
+    const axes = first.kind === 'allgather' ? first.axes : first.kind === 'all-to-all' ? axesOfMask(this.mesh, c.mask) : c.axes;
+    if ([...axes].sort().join() !== [...c.axes].sort().join()) {
+      throw new Error(`${rec.name}: the runtime's ${first.kind} over ${axes.join('+')} is not the lowering's ${c.kind} over ${c.axes.join('+')}`);
+    }
+    const slot = new Map<number, number>();
+    devs.forEach((d, i) => slot.set(d.index, i));
+    const done = new Set<number>();
+    for (const i of reqs.keys()) {
+      if (done.has(devs[i].index)) continue;
+      const members = groupOf(this.mesh, axes, devs[i].index).map((dev) => {
+        const s = slot.get(dev);
+        if (s === undefined || !reqs.has(s)) throw new Error(`${rec.name}: device ${devs[i].index} waits for device ${dev} in ${c.kind} over ${c.axes.join('+')}`);
+        done.add(dev);
+        return s;
+      });
+      const mreqs = members.map((s) => reqs.get(s)!);
+      for (const r of mreqs) if (r.kind !== first.kind || r.index !== first.index) throw new Error(`${rec.name}: devices disagree on the next collective`);
+      const t0 = performance.now();
+      const { out, sent } = this.ring(mreqs, members.map((s) => devs[s].index));
+      const dur = (performance.now() - t0) * 1e3;
+      const start = Math.max(...members.map((s) => devs[s].clock));
+      members.forEach((s, k) => {
+        const d = devs[s];
+        replies[s] = out[k];
+        const key = `${rec.phase}|${rec.name}#${first.index}`;
+        d.sent.set(key, (d.sent.get(key) ?? 0) + sent[k]);
+        this.event(d, rec, 'collective', start, dur, c);
+        d.clock = start + dur;
+        t.collective += dur / 1e6;
+      });
+    }
+  }
+
+  private ring(reqs: Request[], members: number[]): { out: Reply[]; sent: number[] } {
+    const r0 = reqs[0];
+    switch (r0.kind) {
+      case 'allreduce':
+        return allreduce(reqs.map((r) => (r as typeof r0).data), r0.combine);
+      case 'reduce-scatter':
+        return reduceScatter(reqs.map((r) => (r as typeof r0).data));
+      case 'allgather-flat':
+        return allgatherFlat(reqs.map((r) => (r as typeof r0).chunk));
+      case 'allgather': {
+        const wrap = reqs.map((r) => ({ local: (r as typeof r0).local, byteLength: (r as typeof r0).local.data.byteLength }));
+        const ag = allgatherChunks(wrap, (x) => ({ local: { ...x.local, data: x.local.data.slice() }, byteLength: x.byteLength }));
+        return { out: ag.out.map((parts) => concatDim(parts.map((p) => p.local), r0.k, r0.dims)), sent: ag.sent };
+      }
+      case 'all-to-all':
+        return this.allToAll(reqs as (typeof r0)[], members);
+    }
+  }
+
+  /**
+   * Re-split one dimension from ordered axes `from` to `to` within their group: every device
+   * receives the pieces of its new block it does not hold, each from one holder (spread over replicas).
+   */
+  private allToAll(reqs: Extract<Request, { kind: 'all-to-all' }>[], members: number[]): { out: Reply[]; sent: number[] } {
+    const r0 = reqs[0];
+    const n = reqs.length;
+    const G = r0.local.shape[r0.k] * axesSize(this.mesh, r0.from);
+    const oldLen = G / axesSize(this.mesh, r0.from), newLen = G / axesSize(this.mesh, r0.to);
+    const coords = members.map((d) => deviceCoords(this.mesh, d));
+    const oldIdx = coords.map((c) => shardIndex(this.mesh, r0.from, c));
+    const newIdx = coords.map((c) => shardIndex(this.mesh, r0.to, c));
+    const sent = new Array<number>(n).fill(0);
+    const out: Local[] = [];
+    for (let j = 0; j < n; j++) {
+      const start = newIdx[j] * newLen;
+      const parts: Local[] = [];
+      for (let at = start; at < start + newLen;) {
+        const seg = Math.floor(at / oldLen);
+        const end = Math.min(start + newLen, (seg + 1) * oldLen);
+        const holders = oldIdx.map((o, i) => (o === seg ? i : -1)).filter((i) => i >= 0);
+        const src = holders.includes(j) ? j : holders[j % holders.length];
+        const piece = sliceDim(reqs[src].local, r0.k, at - seg * oldLen, end - at, r0.dims);
+        if (src !== j) sent[src] += piece.data.byteLength;
+        parts.push(piece);
+        at = end;
+      }
+      out.push(parts.length === 1 ? parts[0] : concatDim(parts, r0.k, r0.dims));
+    }
+    return { out, sent };
+  }
+
+  private maskOf(axes: readonly string[]): number {
+    let m = 0;
+    for (const a of axes) m |= 1 << this.mesh.axes.findIndex((x) => x.name === a);
+    return m;
+  }
+
+  // ---- per-device op context ------------------------------------------------------------------
+
+  private canonical(id: string): string {
+    let c = id;
+    while (this.alias.has(c)) c = this.alias.get(c)!;
+    return c;
+  }
+
+  private storeKey(b: Block, layer: number | null, id: string, write: boolean): string {
+    const graph = this.program.graph;
+    if (b.layered) {
+      if (id === b.input) return `${layer}:${id}@${write ? 'out' : 'in'}`;
+      const base = id.split('#')[0];
+      if (this.produced.get(b.name)!.has(base) || graph.tensors.get(base)?.role === 'mask') return `${layer}:${id}`;
+    }
+    if (!write) {
+      const bi = graph.blocks.indexOf(b);
+      const before = graph.blocks.slice(0, bi).find((x) => x.layered && x.input === id);
+      if (before) return `post:${id}`;
+    }
+    return `-:${id}`;
+  }
+
+  private ids(dev: Device, id: string, micro: number): Local {
+    const { graph } = this.program;
+    const L = graph.spec.seqLen;
+    const mb = this.program.microBatch;
+    const ll = this.localSize('length');
+    const b0 = this.offset(dev, 'batch', micro), l0 = this.offset(dev, 'length', micro);
+    const shift = id === 'targets' ? 1 : 0;
+    const data = new Float32Array(mb * ll);
+    for (let b = 0; b < mb; b++) for (let l = 0; l < ll; l++) data[b * ll + l] = this.tokens[(b0 + b) * (L + 1) + l0 + l + shift];
+    return { dims: ['batch', 'length'], shape: [mb, ll], data };
+  }
+
+  private ctx(dev: Device, rec: LoweredOp, micro: number, layer: number | null): OpCtx {
+    const found = this.specs.get(rec.name.split('/')[0]);
+    if (!found) throw new Error(`lowered record ${rec.name} names no op of the graph`);
+    const { spec, block } = found;
+    const graph = this.program.graph;
+    const layout = this.program.plan.layout;
+    return {
+      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen,
+      get: (id) => {
+        const t = graph.tensors.get(id);
+        if (t?.role === 'weight') {
+          const key = keyOf(id, block.layered ? layer : null);
+          const data = this.program.plan.zero >= 3 && this.sharded ? dev.gathered.get(key) : dev.params.get(key);
+          if (!data) throw new Error(`weight ${key} is not on device ${dev.index}`);
+          return { ...this.weightShape(id), data };
+        }
+        if (t?.role === 'ids') return this.ids(dev, id, micro);
+        const x = dev.store.get(this.storeKey(block, layer, id, false));
+        if (!x) throw new Error(`tensor ${id} is not on device ${dev.index} (layer ${layer}, microbatch ${micro})`);
+        return x;
+      },
+      set: (id, x) => void dev.store.set(this.storeKey(block, layer, id, true), x),
+      offset: (d) => this.offset(dev, d, micro),
+      globalSize: (d) => graph.dimSizes[d],
+      axes: (d) => axesOf(layout, d),
+      axesSize: (axes) => axesSize(this.mesh, axes),
+      partialMask: (axes) => this.maskOf(axes),
+      seed: () => (this.opts.seed * 7919 + this.stepIndex * 104729 + (layer ?? 0) * 31 + hash(rec.name.split('/')[0])) >>> 0,
+      gradOut: (id) => {
+        const c = this.canonical(id);
+        const r = dev.resolved.get(c);
+        if (r) return r;
+        const list = dev.pending.get(c);
+        if (!list || list.length === 0) throw new Error(`no gradient reached ${c} on device ${dev.index}`);
+        for (const x of list) if (x.mask) throw new Error(`the gradient of ${c} is still partial over ${axesOfMask(this.mesh, x.mask).join('+')}: no gradsum reduced it`);
+        const sum = Float32Array.from(list[0].data);
+        for (let k = 1; k < list.length; k++) for (let i = 0; i < sum.length; i++) sum[i] += list[k].data[i];
+        dev.pending.delete(c);
+        dev.resolved.set(c, sum);
+        return sum;
+      },
+      contribute: (wrt, data, mask) => {
+        if (graph.tensors.get(wrt)!.role === 'weight') {
+          const key = keyOf(wrt, block.layered ? layer : null);
+          const g = dev.grads.get(key);
+          if (!g) dev.grads.set(key, Float32Array.from(data));
+          else for (let i = 0; i < g.length; i++) g[i] += data[i];
+          return;
+        }
+        const c = this.canonical(wrt);
+        if (!dev.pending.has(c)) dev.pending.set(c, []);
+        dev.pending.get(c)!.push({ mask, data });
+      },
+    };
+  }
+
+  /** Fold a tensor's gradient contributions: each group sharing a partial mask is allreduced once. */
+  private *gradsum(dev: Device, rec: LoweredOp): OpGen {
+    const id = rec.output.id;
+    const list = dev.pending.get(id) ?? [];
+    let total: Float32Array | null = null;
+    const add = (x: Float32Array) => {
+      if (!total) total = Float32Array.from(x);
+      else for (let i = 0; i < total.length; i++) total[i] += x[i];
+    };
+    const known = new Set(rec.collectives.map((c) => c.mask));
+    for (const x of list) if (x.mask && !known.has(x.mask)) throw new Error(`${rec.name}: a contribution partial over ${axesOfMask(this.mesh, x.mask).join('+')} has no allreduce`);
+    for (const x of list) if (!x.mask) add(x.data);
+    for (let i = 0; i < rec.collectives.length; i++) {
+      const group = list.filter((x) => x.mask === rec.collectives[i].mask);
+      if (!group.length) throw new Error(`${rec.name}: no contribution for its allreduce over ${rec.collectives[i].axes.join('+')}`);
+      const s = Float32Array.from(group[0].data);
+      for (let k = 1; k < group.length; k++) for (let j = 0; j < s.length; j++) s[j] += group[k].data[j];
+      add((yield { kind: 'allreduce', index: i, data: s, combine: 'sum' }) as Float32Array);
+    }
+    dev.pending.set(id, total ? [{ mask: 0, data: total }] : []);
+  }
+
+  // ---- ZeRO, gradient sync and Adam --------------------------------------------------------------
+
+  private gatherWeights(b: Block, layer: number | null, devs: readonly Device[]): void {
+    if (!(this.program.plan.zero >= 3 && this.sharded)) return;
+    for (const w of this.program.graph.weights) {
+      if (this.weightBlock.get(w) !== b) continue;
+      const rec = this.gatherRec.get(w)!;
+      const key = keyOf(w, layer);
+      this.exec(rec, devs, (d) => (function* (): OpGen {
+        d.gathered.set(key, (yield { kind: 'allgather-flat', index: 0, chunk: d.params.get(key)! }) as Float32Array);
+      })());
+    }
+  }
+
+  private sync(perMicrobatch: boolean): void {
+    for (const w of this.program.graph.weights) {
+      const rec = this.syncRec.get(w);
+      if (!rec) continue;
+      const rs = rec.collectives[0].kind === 'reduce-scatter';
+      if (perMicrobatch !== (rs && this.program.plan.zero >= 2)) continue;
+      for (const layer of this.layerList(w)) {
+        const key = keyOf(w, layer);
+        const devs = this.devices.filter((d) => this.layersOf(this.weightBlock.get(w)!, d.stage).includes(layer));
+        this.exec(rec, devs, (d) => (function* (self: Executor): OpGen {
+          const n = sizeOf(self.weightShape(w).shape);
+          let g: Float32Array = d.grads.get(key) ?? new Float32Array(n);
+          d.grads.delete(key);
+          for (let i = 0; i < rec.collectives.length; i++) {
+            const c = rec.collectives[i];
+            g = (yield c.kind === 'reduce-scatter' ? { kind: 'reduce-scatter', index: i, data: g } : { kind: 'allreduce', index: i, data: g, combine: 'sum' }) as Float32Array;
+          }
+          const acc = d.reduced.get(key);
+          if (acc && perMicrobatch) for (let i = 0; i < g.length; i++) acc[i] += g[i];
+          else d.reduced.set(key, g);
+        })(this));
+      }
+    }
+  }
+
+  /** Global layer indices a weight has (null for a shared weight). */
+  private layerList(w: string): (number | null)[] {
+    const b = this.weightBlock.get(w)!;
+    return b.layered ? Array.from({ length: b.repeat }, (_, i) => i) : [null];
+  }
+
+  private optimize(): void {
+    const zero = this.program.plan.zero;
+    for (const w of this.program.graph.weights) {
+      for (const layer of this.layerList(w)) {
+        const key = keyOf(w, layer);
+        const devs = this.devices.filter((d) => d.params.has(key));
+        const t = this.stepIndex + 1;
+        this.exec(this.adamRec.get(w)!, devs, (d) => (function* (self: Executor): OpGen {
+          const p = d.params.get(key)!;
+          const n = sizeOf(self.weightShape(w).shape);
+          let g = d.reduced.get(key) ?? d.grads.get(key);
+          d.reduced.delete(key);
+          d.grads.delete(key);
+          if (self.sharded) {
+            const [s, e] = self.chunkOf(d, n);
+            if (g && g.length === n) g = g.subarray(s, e); // no reduce-scatter ran: take this chunk
+            const chunk = zero >= 3 ? p : p.subarray(s, e);
+            adamUpdate(chunk, g ?? new Float32Array(e - s), d.adamM.get(key)!, d.adamV.get(key)!, t, self.opts.adam);
+          } else {
+            adamUpdate(p, g ?? new Float32Array(n), d.adamM.get(key)!, d.adamV.get(key)!, t, self.opts.adam);
+          }
+        })(this));
+        const gather = this.gatherRec.get(w);
+        if (gather && gather.phase === 'optimizer') {
+          this.exec(gather, devs, (d) => (function* (self: Executor): OpGen {
+            const p = d.params.get(key)!;
+            const [s, e] = self.chunkOf(d, p.length);
+            d.params.set(key, (yield { kind: 'allgather-flat', index: 0, chunk: p.slice(s, e) }) as Float32Array);
+          })(this));
+        }
+      }
+    }
+  }
+
+  // ---- one training step -------------------------------------------------------------------------
+
+  private send(phase: 'forward' | 'backward', from: number, to: number, take: (d: Device) => Local, put: (d: Device, x: Local) => void): void {
+    const rec = this.sendRec.get(phase)!;
+    const layersAxes = axesOf(this.program.plan.layout, 'layers');
+    const src = this.stageDevices(from);
+    const t = this.timing(rec);
+    for (const d of src) {
+      const coords = [...d.coords];
+      // The peer: same coordinates, the neighbouring stage along the layers axes.
+      const peer = this.devices.find((p) => p.stage === to && p.coords.every((c, i) => layersAxes.includes(this.mesh.axes[i].name) || c === coords[i]))!;
+      const f = this.fault;
+      if (f && f.device === d.index && f.op === rec.name && f.step === this.stepIndex) throw new DeviceFault(d.index, rec.name, this.stepIndex, 'injected fault');
+      const t0 = performance.now();
+      const x = take(d);
+      const copy = { ...x, data: x.data.slice() };
+      const dur = (performance.now() - t0) * 1e3;
+      const start = Math.max(d.clock, peer.clock);
+      put(peer, copy);
+      const key = `${rec.phase}|${rec.name}#0`;
+      d.sent.set(key, (d.sent.get(key) ?? 0) + copy.data.byteLength);
+      this.event(d, rec, 'collective', start, dur, rec.collectives[0]);
+      d.clock = peer.clock = start + dur;
+      t.collective += dur / 1e6;
+      t.executions += 1;
+    }
+  }
+
+  private forwardPass(micro: number): void {
+    const { graph, plan } = this.program;
+    for (const b of graph.blocks) {
+      const recs = this.fwd.get(b.name)!;
+      if (!b.layered) {
+        const devs = this.stageDevices(this.ownerStage(b));
+        this.gatherWeights(b, null, devs);
+        for (const rec of recs) this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, null)));
+        continue;
+      }
+      for (let s = 0; s < this.stages; s++) {
+        const devs = this.stageDevices(s);
+        if (s === 0) for (const d of devs) d.carry = d.store.get(`-:${b.input}`)!;
+        else this.send('forward', s - 1, s, (d) => d.carry!, (d, x) => void (d.carry = x));
+        for (const layer of this.layersOf(b, s)) {
+          this.gatherWeights(b, layer, devs);
+          for (const d of devs) d.store.set(`${layer}:${b.input}@in`, d.carry!);
+          for (const rec of recs) this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, layer)));
+          for (const d of devs) {
+            d.carry = d.store.get(`${layer}:${b.input}@out`)!;
+            this.dropForRecompute(d, b, layer!);
+          }
+        }
+        if (s === this.stages - 1) for (const d of devs) d.store.set(`post:${b.input}`, d.carry!);
+      }
+    }
+    void plan;
+  }
+
+  /** Keep only what the backward reads without recomputing: the layer input (full) or all but the attention core (selective). */
+  private dropForRecompute(d: Device, b: Block, layer: number): void {
+    const mode = this.program.plan.recompute;
+    if (mode === 'none') return;
+    const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => this.program.graph.tensors.get(s)!.role === 'mask')]));
+    for (const k of [...d.store.keys()]) {
+      if (!k.startsWith(`${layer}:`)) continue;
+      const id = k.slice(`${layer}:`.length).split('#')[0].split('@')[0];
+      const keep = mode === 'full' ? k === `${layer}:${b.input}@in` : !core.has(id);
+      if (!keep) d.store.delete(k);
+    }
+  }
+
+  private backwardPass(micro: number): void {
+    const { graph } = this.program;
+    for (const d of this.stageDevices(this.stages - 1)) d.pending.set('loss', [{ mask: 0, data: Float32Array.of(1) }]);
+    for (let bi = graph.blocks.length - 1; bi >= 0; bi--) {
+      const b = graph.blocks[bi];
+      const recs = this.bwd.get(b.name)!;
+      const runRecs = (devs: readonly Device[], layer: number | null) => {
+        for (const d of devs) d.resolved.clear();
+        for (const rec of recs) {
+          if (rec.phase === 'recompute') this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, layer)));
+          else if (rec.kind === 'gradsum') this.exec(rec, devs, (d) => this.gradsum(d, rec));
+          else this.exec(rec, devs, (d) => backward(this.ctx(d, rec, micro, layer)));
+        }
+      };
+      if (!b.layered) {
+        const devs = this.stageDevices(this.ownerStage(b));
+        this.gatherWeights(b, null, devs);
+        runRecs(devs, null);
+        continue;
+      }
+      const input = b.input!;
+      for (let s = this.stages - 1; s >= 0; s--) {
+        const devs = this.stageDevices(s);
+        if (s < this.stages - 1) {
+          this.send('backward', s + 1, s, (d) => this.sumPending(d, input), (d, x) => void d.pending.set(input, [{ mask: 0, data: x.data }]));
+        }
+        for (const layer of [...this.layersOf(b, s)].reverse()) {
+          this.gatherWeights(b, layer, devs);
+          runRecs(devs, layer);
+          for (const d of devs) for (const k of [...d.store.keys()]) if (k.startsWith(`${layer}:`)) d.store.delete(k);
+        }
+      }
+    }
+  }
+
+  private sumPending(d: Device, id: string): Local {
+    const list = d.pending.get(id) ?? [];
+    d.pending.delete(id);
+    const sum = Float32Array.from(list[0].data);
+    for (let k = 1; k < list.length; k++) for (let i = 0; i < sum.length; i++) sum[i] += list[k].data[i];
+    return { dims: [], shape: [sum.length], data: sum };
+  }
+
+  /** One training step on a global batch of token rows [batch, seqLen + 1]: returns the loss. */
+  step(tokens: Int32Array): number {
+    this.tokens = tokens;
+    const M = this.program.plan.microbatches;
+    let loss = 0;
+    const last = this.stageDevices(this.stages - 1)[0];
+    for (let m = 0; m < M; m++) {
+      for (const d of this.devices) {
+        d.store.clear();
+        d.pending.clear();
+        d.resolved.clear();
+      }
+      this.forwardPass(m);
+      loss += last.store.get('-:loss')!.data[0];
+      this.backwardPass(m);
+      this.sync(true);
+    }
+    this.sync(false);
+    this.optimize();
+    for (const d of this.devices) {
+      d.store.clear();
+      d.gathered.clear();
+    }
+    this.stepIndex++;
+    return loss;
+  }
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}

@@ -1,0 +1,345 @@
+import type { DimName } from '../model/graph.js';
+import { tf } from './backend.js';
+import { align, DROPOUT_KEEP, einsum, gelu, geluGrad, LN_EPS, MASKED, reduceTo, ROTARY_BASE, run, silu, siluGrad, toTensor } from './kernels.js';
+import type { OpCtx, OpGen, Reply } from './protocol.js';
+import { globalIndices, sizeOf, sliceDim, uniformAt, type Local } from './shard.js';
+
+/**
+ * Forward and backward of every op kind on one device's local blocks, with the gradients derived
+ * per op at the mesh level (Mesh-TF style): each op's collectives are exactly those its lowered
+ * record lists, yielded in that order.
+ */
+
+const asData = (r: Reply) => r as Float32Array;
+const asLocal = (r: Reply) => r as Local;
+
+function rowShape(x: Local, k: number): number[] {
+  const s = [...x.shape];
+  s[k] = 1;
+  return s;
+}
+
+/** How a rename changes a dimension's layout (ordered axes, as Mesh-TF's shard index reads them). */
+export function renameKind(from: readonly string[], to: readonly string[]): 'none' | 'slice' | 'allgather' | 'all-to-all' {
+  const prefix = (p: readonly string[], of: readonly string[]) => p.length <= of.length && p.every((a, i) => of[i] === a);
+  if (from.length === to.length && prefix(from, to)) return 'none';
+  if (prefix(from, to)) return 'slice';
+  if (prefix(to, from)) return 'allgather';
+  return 'all-to-all';
+}
+
+function collIndex(ctx: OpCtx, tensor: string): number {
+  return ctx.rec.collectives.findIndex((c) => c.tensor === tensor);
+}
+
+function withDims(x: Local, dims: readonly DimName[]): Local {
+  return { dims, shape: x.shape, data: x.data };
+}
+
+/** Dropout keep-mask of this device's block, drawn from global element indices. */
+function dropoutMask(ctx: OpCtx, x: Local): Local {
+  const idx = globalIndices(x.shape, x.dims.map((d) => ctx.offset(d)), x.dims.map((d) => ctx.globalSize(d)));
+  const seed = ctx.seed();
+  const data = new Float32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) data[i] = uniformAt(seed, idx[i]) < DROPOUT_KEEP ? 1 / DROPOUT_KEEP : 0;
+  return { dims: x.dims, shape: x.shape, data };
+}
+
+/** Rotate pairs (2i, 2i+1) of d_kv by angle position · base^(−2i/d_kv); sign −1 rotates back. */
+export function rotate(x: Local, posOffset: number, kvOffset: number, dKv: number, sign: number): Local {
+  const [b, L, h, K] = x.shape;
+  const out = new Float32Array(x.data.length);
+  for (let i0 = 0; i0 < b; i0++)
+    for (let l = 0; l < L; l++)
+      for (let j = 0; j < h; j++)
+        for (let k = 0; k < K; k += 2) {
+          const p = (kvOffset + k) / 2;
+          const ang = (posOffset + l) * Math.pow(ROTARY_BASE, (-2 * p) / dKv);
+          const c = Math.cos(ang), s = sign * Math.sin(ang);
+          const at = ((i0 * L + l) * h + j) * K + k;
+          const e = x.data[at], o = x.data[at + 1];
+          out[at] = e * c - o * s;
+          out[at + 1] = e * s + o * c;
+        }
+  return { dims: x.dims, shape: x.shape, data: out };
+}
+
+function* renameForward(ctx: OpCtx, x: Local, back: boolean): Generator<import('./protocol.js').Request, Local, Reply> {
+  // Forward: dim → to. Backward: the gradient goes from `to` back to `dim`.
+  const from = back ? ctx.spec.to! : ctx.spec.dim!;
+  const to = back ? ctx.spec.dim! : ctx.spec.to!;
+  const A = ctx.axes(from), B = ctx.axes(to);
+  const k = x.dims.indexOf(from);
+  const dims = x.dims.map((d) => (d === from ? to : d));
+  const kind = renameKind(A, B);
+  if (kind === 'none') return withDims(x, dims);
+  if (kind === 'slice') return sliceDim(x, k, ctx.offset(to) - ctx.offset(from), ctx.globalSize(to) / ctx.axesSize(B), dims);
+  if (kind === 'allgather') return asLocal(yield { kind: 'allgather', index: 0, local: x, k, axes: A.slice(B.length), dims });
+  return asLocal(yield { kind: 'all-to-all', index: 0, local: x, k, from: A, to: B, dims });
+}
+
+export function* forward(ctx: OpCtx): OpGen {
+  const { spec, rec } = ctx;
+  const outDims = rec.output.dims;
+  const ins = () => spec.inputs.map((id) => ctx.get(id));
+  switch (spec.kind) {
+    case 'einsum': {
+      const [a, b] = ins();
+      let out = run(outDims, () => einsum(toTensor(a), a.dims, toTensor(b), b.dims, outDims));
+      if (rec.collectives.length) out = { ...out, data: asData(yield { kind: 'allreduce', index: 0, data: out.data, combine: 'sum' }) };
+      ctx.set(spec.output, out);
+      return;
+    }
+    case 'gather': {
+      const [ids, table] = ins();
+      const voff = ctx.offset('vocab');
+      const V = table.shape[0];
+      const n = ids.data.length;
+      const idx = new Int32Array(n), keep = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = ids.data[i] - voff;
+        const inside = v >= 0 && v < V;
+        idx[i] = inside ? v : 0;
+        keep[i] = inside ? 1 : 0;
+      }
+      let out = run(outDims, () => {
+        const g = tf.gather(toTensor(table), tf.tensor1d(idx, 'int32'), 0);
+        return tf.reshape(tf.mul(g, tf.tensor2d(keep, [n, 1])), [...ids.shape, table.shape[1]]);
+      });
+      if (rec.collectives.length) out = { ...out, data: asData(yield { kind: 'allreduce', index: 0, data: out.data, combine: 'sum' }) };
+      ctx.set(spec.output, out);
+      return;
+    }
+    case 'add': {
+      const [a, b] = ins();
+      ctx.set(spec.output, run(a.dims, () => tf.add(toTensor(a), align(toTensor(b), b.dims, a.dims))));
+      return;
+    }
+    case 'layernorm': {
+      const [x, scale, bias] = ins();
+      const k = x.dims.indexOf(spec.dim!);
+      const D = ctx.globalSize(spec.dim!);
+      const rows = sizeOf(x.shape) / x.shape[k];
+      let st = run([], () => { const t = toTensor(x); return tf.stack([tf.sum(t, k), tf.sum(tf.mul(t, t), k)], -1); }).data;
+      if (rec.collectives.length) st = asData(yield { kind: 'allreduce', index: 0, data: st, combine: 'sum' });
+      const mean = new Float32Array(rows), rstd = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) {
+        const m = st[2 * r] / D;
+        mean[r] = m;
+        rstd[r] = 1 / Math.sqrt(Math.max(0, st[2 * r + 1] / D - m * m) + LN_EPS);
+      }
+      const rs = rowShape(x, k);
+      ctx.set(`${spec.output}#mean`, { dims: x.dims, shape: rs, data: mean });
+      ctx.set(`${spec.output}#rstd`, { dims: x.dims, shape: rs, data: rstd });
+      ctx.set(spec.output, run(x.dims, () => {
+        const xh = tf.mul(tf.sub(toTensor(x), tf.tensor(mean, rs)), tf.tensor(rstd, rs));
+        return tf.add(tf.mul(xh, align(toTensor(scale), scale.dims, x.dims)), align(toTensor(bias), bias.dims, x.dims));
+      }));
+      return;
+    }
+    case 'softmax': {
+      const [x] = ins();
+      const k = x.dims.indexOf(spec.dim!);
+      const rs = rowShape(x, k);
+      let st = run([], () => {
+        const t = toTensor(x);
+        const m = tf.max(t, k, true);
+        return tf.stack([tf.reshape(m, [-1]), tf.reshape(tf.sum(tf.exp(tf.sub(t, m)), k), [-1])], -1);
+      }).data;
+      if (rec.collectives.length) st = asData(yield { kind: 'allreduce', index: 0, data: st, combine: 'softmax' });
+      const rows = st.length / 2;
+      const M = new Float32Array(rows), S = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) {
+        M[r] = st[2 * r];
+        S[r] = st[2 * r + 1];
+      }
+      ctx.set(spec.output, run(x.dims, () => tf.div(tf.exp(tf.sub(toTensor(x), tf.tensor(M, rs))), tf.tensor(S, rs))));
+      return;
+    }
+    case 'causal': {
+      const [x] = ins();
+      const kl = x.dims.indexOf('length'), km = x.dims.indexOf('memory_length');
+      const L = x.shape[kl], Mm = x.shape[km];
+      const ol = ctx.offset('length'), om = ctx.offset('memory_length');
+      const mask = new Float32Array(L * Mm);
+      for (let i = 0; i < L; i++) for (let j = 0; j < Mm; j++) mask[i * Mm + j] = om + j > ol + i ? MASKED : 0;
+      ctx.set(spec.output, run(x.dims, () => tf.add(toTensor(x), align(tf.tensor2d(mask, [L, Mm]), ['length', 'memory_length'], x.dims))));
+      return;
+    }
+    case 'dropout': {
+      const [x] = ins();
+      const mask = dropoutMask(ctx, x);
+      ctx.set(spec.saves[0], mask);
+      ctx.set(spec.output, run(x.dims, () => tf.mul(toTensor(x), toTensor(mask))));
+      return;
+    }
+    case 'act': {
+      const [x] = ins();
+      ctx.set(spec.output, run(x.dims, () => (spec.activation === 'relu' ? tf.relu(toTensor(x)) : gelu(toTensor(x)))));
+      return;
+    }
+    case 'swiglu': {
+      const [g, u] = ins();
+      ctx.set(spec.output, run(g.dims, () => tf.mul(silu(toTensor(g)), align(toTensor(u), u.dims, g.dims))));
+      return;
+    }
+    case 'rotary': {
+      const [x] = ins();
+      ctx.set(spec.output, rotate(x, ctx.offset(x.dims[1]), ctx.offset('d_kv'), ctx.globalSize('d_kv'), 1));
+      return;
+    }
+    case 'rename': {
+      const [x] = ins();
+      ctx.set(spec.output, yield* renameForward(ctx, x, false));
+      return;
+    }
+    case 'xent': {
+      const [logits, targets] = ins();
+      const k = logits.dims.indexOf('vocab');
+      const voff = ctx.offset('vocab');
+      const V = logits.shape[k];
+      const tidx = Int32Array.from(targets.data, (v) => v - voff);
+      let st = run([], () => {
+        const t = toTensor(logits);
+        const m = tf.max(t, k, true);
+        const s = tf.sum(tf.exp(tf.sub(t, m)), k);
+        const hot = align(tf.oneHot(tf.tensor(tidx, targets.shape as number[], 'int32'), V), [...targets.dims, 'vocab'], logits.dims);
+        const tl = tf.sum(tf.mul(t, hot), k);
+        return tf.stack([tf.reshape(m, [-1]), tf.reshape(s, [-1]), tf.reshape(tl, [-1])], -1);
+      }).data;
+      const vi = collIndex(ctx, `${spec.output}.stats`);
+      if (vi >= 0) st = asData(yield { kind: 'allreduce', index: vi, data: st, combine: 'xent' });
+      const rows = st.length / 3;
+      const M = new Float32Array(rows), S = new Float32Array(rows);
+      let total = 0;
+      for (let r = 0; r < rows; r++) {
+        M[r] = st[3 * r];
+        S[r] = st[3 * r + 1];
+        total += Math.log(S[r]) + M[r] - st[3 * r + 2];
+      }
+      const rs = rowShape(logits, k);
+      ctx.set(`${spec.output}#max`, { dims: logits.dims, shape: rs, data: M });
+      ctx.set(`${spec.output}#sum`, { dims: logits.dims, shape: rs, data: S });
+      let loss: Float32Array = Float32Array.of(total / ctx.tokens);
+      const li = collIndex(ctx, spec.output);
+      if (li >= 0) loss = asData(yield { kind: 'allreduce', index: li, data: loss, combine: 'sum' });
+      ctx.set(spec.output, { dims: [], shape: [], data: loss });
+      return;
+    }
+  }
+}
+
+function maskOf(ctx: OpCtx): number {
+  return ctx.partialMask(ctx.rec.partial ?? []);
+}
+
+export function* backward(ctx: OpCtx): OpGen {
+  const { spec, rec } = ctx;
+  const wrt = rec.wrt!;
+  const out = rec.output; // the gradient's shape: the input differentiated
+  const outDims = ctx.get(spec.output).dims;
+  if (spec.kind === 'rename' && renameKind(ctx.axes(spec.dim!), ctx.axes(spec.to!)) === 'none') return; // same buffer
+  const dyData = ctx.gradOut(spec.output);
+  const fwdOut = ctx.get(spec.output);
+  const dy: Local = { dims: fwdOut.dims, shape: fwdOut.shape, data: dyData };
+  const give = (x: Local) => ctx.contribute(wrt, x.data, maskOf(ctx));
+  const wrtDims = out.dims;
+  switch (spec.kind) {
+    case 'einsum': {
+      const other = spec.inputs[0] === wrt ? spec.inputs[1] : spec.inputs[0];
+      const b = ctx.get(other);
+      give(run(wrtDims, () => einsum(toTensor(dy), outDims, toTensor(b), b.dims, wrtDims)));
+      return;
+    }
+    case 'gather': {
+      const [ids, table] = spec.inputs.map((id) => ctx.get(id));
+      const voff = ctx.offset('vocab');
+      const V = table.shape[0];
+      const n = ids.data.length;
+      const idx = Int32Array.from(ids.data, (v) => v - voff);
+      give(run(wrtDims, () => tf.matMul(tf.oneHot(tf.tensor1d(idx, 'int32'), V), tf.reshape(toTensor(dy), [n, table.shape[1]]), true, false)));
+      return;
+    }
+    case 'add': {
+      const x = ctx.get(wrt);
+      give(x.dims.length === dy.dims.length ? { ...dy, dims: x.dims } : run(x.dims, () => reduceTo(toTensor(dy), dy.dims, x.dims)));
+      return;
+    }
+    case 'layernorm': {
+      const [x, scale] = spec.inputs.map((id) => ctx.get(id));
+      const mean = ctx.get(`${spec.output}#mean`), rstd = ctx.get(`${spec.output}#rstd`);
+      const k = x.dims.indexOf(spec.dim!);
+      const xhat = () => tf.mul(tf.sub(toTensor(x), toTensor(mean)), toTensor(rstd));
+      if (wrt === spec.inputs[1]) {
+        give(run(wrtDims, () => reduceTo(tf.mul(toTensor(dy), xhat()), x.dims, wrtDims)));
+        return;
+      }
+      if (wrt === spec.inputs[2]) {
+        give(run(wrtDims, () => reduceTo(toTensor(dy), x.dims, wrtDims)));
+        return;
+      }
+      const D = ctx.globalSize(spec.dim!);
+      const g = () => tf.mul(toTensor(dy), align(toTensor(scale), scale.dims, x.dims));
+      let st = run([], () => { const gg = g(); return tf.stack([tf.sum(gg, k), tf.sum(tf.mul(gg, xhat()), k)], -1); }).data;
+      if (rec.collectives.length) st = asData(yield { kind: 'allreduce', index: 0, data: st, combine: 'sum' });
+      const rows = st.length / 2;
+      const a = new Float32Array(rows), c = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) {
+        a[r] = st[2 * r] / D;
+        c[r] = st[2 * r + 1] / D;
+      }
+      give(run(x.dims, () => tf.mul(toTensor(rstd), tf.sub(tf.sub(g(), tf.tensor(a, mean.shape as number[])), tf.mul(xhat(), tf.tensor(c, mean.shape as number[]))))));
+      return;
+    }
+    case 'softmax': {
+      const p = fwdOut;
+      const k = p.dims.indexOf(spec.dim!);
+      const rs = rowShape(p, k);
+      let s = run([], () => tf.reshape(tf.sum(tf.mul(toTensor(dy), toTensor(p)), k), [-1])).data;
+      if (rec.collectives.length) s = asData(yield { kind: 'allreduce', index: 0, data: s, combine: 'sum' });
+      give(run(p.dims, () => tf.mul(toTensor(p), tf.sub(toTensor(dy), tf.tensor(s, rs)))));
+      return;
+    }
+    case 'causal':
+      give(dy);
+      return;
+    case 'dropout': {
+      const mask = ctx.get(spec.saves[0]);
+      give(run(dy.dims, () => tf.mul(toTensor(dy), toTensor(mask))));
+      return;
+    }
+    case 'act': {
+      const h = ctx.get(spec.inputs[0]);
+      give(run(h.dims, () => tf.mul(toTensor(dy), spec.activation === 'relu' ? tf.step(toTensor(h)) : geluGrad(toTensor(h)))));
+      return;
+    }
+    case 'swiglu': {
+      const [g, u] = spec.inputs.map((id) => ctx.get(id));
+      if (wrt === spec.inputs[0]) give(run(g.dims, () => tf.mul(tf.mul(toTensor(dy), align(toTensor(u), u.dims, g.dims)), siluGrad(toTensor(g)))));
+      else give(run(u.dims, () => reduceTo(tf.mul(toTensor(dy), silu(toTensor(g))), g.dims, u.dims)));
+      return;
+    }
+    case 'rotary': {
+      give(rotate(dy, ctx.offset(dy.dims[1]), ctx.offset('d_kv'), ctx.globalSize('d_kv'), -1));
+      return;
+    }
+    case 'rename': {
+      give(yield* renameForward(ctx, dy, true));
+      return;
+    }
+    case 'xent': {
+      const [logits, targets] = spec.inputs.map((id) => ctx.get(id));
+      const k = logits.dims.indexOf('vocab');
+      const V = logits.shape[k];
+      const M = ctx.get(`${spec.output}#max`), S = ctx.get(`${spec.output}#sum`);
+      const tidx = Int32Array.from(targets.data, (v) => v - ctx.offset('vocab'));
+      const scale = dyData[0] / ctx.tokens;
+      give(run(logits.dims, () => {
+        const p = tf.div(tf.exp(tf.sub(toTensor(logits), toTensor(M))), toTensor(S));
+        const hot = align(tf.oneHot(tf.tensor(tidx, targets.shape as number[], 'int32'), V), [...targets.dims, 'vocab'], logits.dims);
+        return tf.mul(tf.sub(p, hot), scale);
+      }));
+      return;
+    }
+  }
+}

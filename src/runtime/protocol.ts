@@ -1,0 +1,47 @@
+import type { DimName, OpSpec } from '../model/graph.js';
+import type { LoweredOp } from '../lower/program.js';
+import type { Combine } from './ring.js';
+import type { Local } from './shard.js';
+
+/**
+ * What a device's op asks of the mesh in the middle of its work: the `index`-th collective of its
+ * lowered record. The executor runs it over the group and answers with the device's result.
+ */
+export type Request =
+  | { readonly kind: 'allreduce'; readonly index: number; readonly data: Float32Array; readonly combine: Combine }
+  | { readonly kind: 'reduce-scatter'; readonly index: number; readonly data: Float32Array }
+  | { readonly kind: 'allgather-flat'; readonly index: number; readonly chunk: Float32Array }
+  /** Allgather of blocks along dimension k, ranks ordered by `axes` (a layout's order). */
+  | { readonly kind: 'allgather'; readonly index: number; readonly local: Local; readonly k: number; readonly axes: readonly string[]; readonly dims: readonly DimName[] }
+  /** Re-split dimension k from the ordered axes `from` to `to` within the group of both. */
+  | { readonly kind: 'all-to-all'; readonly index: number; readonly local: Local; readonly k: number; readonly from: readonly string[]; readonly to: readonly string[]; readonly dims: readonly DimName[] };
+
+export type Reply = Float32Array | Local;
+
+/** One device's execution of one lowered record: yields its collectives, in the record's order. */
+export type OpGen = Generator<Request, void, Reply>;
+
+/** What an op sees of its device. */
+export interface OpCtx {
+  readonly rec: LoweredOp;
+  readonly spec: OpSpec;
+  /** A forward tensor of the current microbatch and layer (or a weight). */
+  get(id: string): Local;
+  set(id: string, x: Local): void;
+  /** Global offset of this device's block of a dimension (batch: within the step's batch). */
+  offset(dim: DimName): number;
+  globalSize(dim: DimName): number;
+  /** The layout's ordered mesh axes of a dimension. */
+  axes(dim: DimName): readonly string[];
+  axesSize(axes: readonly string[]): number;
+  /** Bitmask of mesh axes given by name. */
+  partialMask(axes: readonly string[]): number;
+  /** Seed of this op's random draws (dropout) in this step, microbatch and layer. */
+  seed(): number;
+  /** The gradient of a forward tensor (all its contributions summed; reduced by the gradsum records). */
+  gradOut(id: string): Float32Array;
+  /** A gradient contribution to `wrt`, partial over the mesh axes `mask` (still to be reduced). */
+  contribute(wrt: string, data: Float32Array, mask: number): void;
+  /** Sequences × positions of the whole step: the loss is their mean. */
+  readonly tokens: number;
+}

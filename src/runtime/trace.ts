@@ -1,0 +1,43 @@
+import type { PlanJson } from '../lower/plan.js';
+import type { ModelSpec } from '../model/spec.js';
+
+/** One complete event of Chrome's trace-event format: a compute op or a collective on one device. */
+export interface TraceEvent {
+  readonly name: string;
+  readonly cat: 'compute' | 'collective';
+  readonly ph: 'X';
+  /** Start and duration, µs, on the simulated device's clock. */
+  readonly ts: number;
+  readonly dur: number;
+  readonly pid: 0;
+  /** The device index: one track per device. */
+  readonly tid: number;
+  readonly args: {
+    readonly op: string;
+    readonly phase: string;
+    readonly kind: string;
+    readonly klass: string;
+    readonly flops: number;
+    readonly bytes: number;
+    readonly axes: readonly string[];
+    readonly collective: string | null;
+    readonly step: number;
+  };
+}
+
+export interface StepRecord {
+  readonly loss: number;
+  readonly seconds: number;
+}
+
+/** What `run --trace` writes, what Perfetto opens and what calibration reads. */
+export interface Trace {
+  readonly traceEvents: TraceEvent[];
+  readonly otherData: {
+    readonly mesh: string;
+    readonly model: string | ModelSpec;
+    readonly plan: PlanJson;
+    readonly backend: string;
+    readonly steps: StepRecord[];
+  };
+}
