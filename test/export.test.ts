@@ -7,6 +7,7 @@ import { parseLayout } from '../src/layout/layout.js';
 import { makePlan } from '../src/lower/plan.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { getPreset } from '../src/model/presets.js';
+import { parseModelSpec } from '../src/model/spec.js';
 
 /** The plans every format is pinned on. */
 const CASES = {
@@ -239,5 +240,16 @@ describe('plans a target cannot express', () => {
     expect(() => exportPlan(input({ ...CASES.paper, layout: 'batch:rows;d_model:rows' }), 'megatron')).toThrow(/two dimensions/);
     expect(() => exportPlan(input({ ...CASES.paper, microbatches: 3 }), 'megatron')).toThrow(/3 microbatches do not divide/);
     expect(() => exportPlan(input(CASES.paper), 'jax')).toThrow(/unknown export format "jax"/);
+  });
+});
+
+describe('maxtext batch sizes in floating point', () => {
+  it('refuses a batch no per_device_batch_size reaches on this many devices', () => {
+    // 384 sequences on 147 devices: 384/147 in doubles, times 147, floors to 383; 98 devices are fine.
+    expect(Math.floor(147 * (384 / 147))).toBe(383);
+    const spec = parseModelSpec({ name: 'odd', layers: 2, dModel: 512, heads: 49, dKv: 64, dFf: 49 * 64, vocab: 4900, seqLen: 128, batch: 384 });
+    const at = (mesh: string) => ({ plan: makePlan('batch:rows;heads:cols;d_ff:cols'), mesh: parseMesh(mesh), spec, profile: getDevice('tpu-v2') });
+    expect(() => exportPlan(at('3x49'), 'maxtext')).toThrow(/no per_device_batch_size gives 384 on 147 devices/);
+    expect(parseYaml(exportPlan(at('2x49'), 'maxtext').text).ici_tensor_parallelism).toBe(49);
   });
 });

@@ -103,6 +103,12 @@ export function maxtext(input: ExportInput): ExportOutput {
       missing.need(on.join('+') === order.join('+'), `MaxText's ${kind} axis spans ${order.join('+')} in mesh order, but the plan splits ${dim} over ${axesOf(plan.layout, dim).join('+')}`);
     }
   }
+  const pipelined = shape.pp > 1;
+  const perMicrobatch = pipelined ? spec.batch : spec.batch / plan.microbatches;
+  const perDevice = perMicrobatch / mesh.size;
+  // MaxText trains on int(devices x per_device_batch_size) sequences per microbatch, in doubles.
+  missing.need(Math.floor(mesh.size * perDevice) === perMicrobatch,
+    () => `MaxText trains int(devices x per_device_batch_size) sequences per microbatch, and no per_device_batch_size gives ${perMicrobatch} on ${mesh.size} devices in floating point`);
   missing.throwIfAny();
 
   const kindsOf = (dim: DimName): string[] => [...new Set(axesOf(plan.layout, dim).map((a) => kindOf.get(a)!))];
@@ -123,9 +129,7 @@ export function maxtext(input: ExportInput): ExportOutput {
   const dataKinds = ['data', 'fsdp'].filter((k) => degrees.has(k as MaxtextAxis));
   config.data_sharding = [dataKinds.length > 0 ? dataKinds : ['data']];
   config.logical_axis_rules = rules.map(([n, kinds]) => [n, kinds]);
-  const pipelined = shape.pp > 1;
-  // MaxText trains on int(devices x per_device_batch_size) sequences per microbatch.
-  config.per_device_batch_size = (pipelined ? spec.batch : spec.batch / plan.microbatches) / mesh.size;
+  config.per_device_batch_size = perDevice;
   config.gradient_accumulation_steps = pipelined ? 1 : plan.microbatches;
   if (pipelined) {
     config.num_pipeline_microbatches = plan.microbatches;

@@ -36,8 +36,8 @@ function planTable(plans: Estimate[]): string {
 
 /** One self-contained HTML page (inline SVG, no scripts) describing a search result. */
 export async function renderReport(result: SearchResult, opts: ReportOptions = {}): Promise<string> {
-  const best = result.best ?? result.top[0] ?? null;
-  if (!best) throw new InputError('the search result has no plan to report: best and top are empty');
+  const best = result.best ?? result.top[0] ?? result.closest ?? null;
+  if (!best) throw new InputError('the search result has no plan to report: best, top and closest are empty');
   const spec = opts.spec ?? findPreset(best.model.name);
   const top = result.top.slice(0, opts.top ?? 10);
   const [pareto, time, mesh] = await Promise.all([
@@ -61,7 +61,7 @@ table.plans{border-collapse:collapse;font-size:.9em} table.plans td,table.plans 
 table.plans td:nth-child(2){text-align:left} code{font-size:.95em}
 </style></head><body>
 <h1>${esc(title)}</h1>
-<p>Best plan: <code>${esc(best.plan.layout || '(replicated)')}</code>, zero ${best.plan.zero}, recompute ${best.plan.recompute}, ${best.plan.microbatches} microbatch${best.plan.microbatches === 1 ? '' : 'es'} on ${esc(best.device)}:
+<p>${result.best ? 'Best plan' : 'No plan fits in memory; the closest'}: <code>${esc(best.plan.layout || '(replicated)')}</code>, zero ${best.plan.zero}, recompute ${best.plan.recompute}, ${best.plan.microbatches} microbatch${best.plan.microbatches === 1 ? '' : 'es'} on ${esc(best.device)}:
 step ${seconds(best.time.step)}, MFU ${(best.mfu * 100).toFixed(1)}%, ${fmtBytes(best.memory.total)} per device of ${fmtBytes(best.memory.capacity)}.</p>
 <p>Searched ${s.plans} plans (${s.valid} valid, ${s.feasible} feasible, ${s.pruned} pruned) in ${s.seconds.toFixed(1)} s on ${s.workers} workers; ${result.pareto.length} on the Pareto front.</p>
 <h2>Pareto front</h2>

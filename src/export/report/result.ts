@@ -7,6 +7,8 @@ export interface SearchResult {
   top: Estimate[];
   pareto: Estimate[];
   searched: { plans: number; valid: number; feasible: number; pruned: number; seconds: number; workers: number };
+  /** Only when no plan fits in memory: the one that comes closest. */
+  closest?: Estimate;
 }
 
 function checkEstimate(v: unknown, where: string): Estimate {
@@ -35,10 +37,11 @@ export function parseSearchResult(value: unknown, where = 'search result'): Sear
   const top = (o.top as unknown[]).map((e, i) => checkEstimate(e, `${where}: top[${i}]`));
   const pareto = (o.pareto as unknown[]).map((e, i) => checkEstimate(e, `${where}: pareto[${i}]`));
   const best = o.best === null || o.best === undefined ? null : checkEstimate(o.best, `${where}: best`);
+  const closest = o.closest === undefined || o.closest === null ? undefined : checkEstimate(o.closest, `${where}: closest`);
   const s = o.searched as Record<string, unknown>;
   const num = (k: string) => (typeof s[k] === 'number' ? (s[k] as number) : 0);
   return {
-    best, top, pareto,
+    best, top, pareto, ...(closest ? { closest } : {}),
     searched: { plans: num('plans'), valid: num('valid'), feasible: num('feasible'), pruned: num('pruned'), seconds: num('seconds'), workers: num('workers') },
   };
 }
