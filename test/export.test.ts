@@ -113,6 +113,42 @@ describe('mesh-tf', () => {
   });
 });
 
+/** The logical_axis_rules of a t5x gin snippet: name → mesh axes (empty for None). */
+function t5xRules(text: string): [string, string[]][] {
+  return [...text.matchAll(/^ {4}\('(\w+)', (None|'\w+'|\([^)]*\))\),$/gm)].map(([, name, v]) =>
+    [name, v === 'None' ? [] : [...v.matchAll(/'(\w+)'/g)].map((m) => m[1])]);
+}
+
+/**
+ * flax's logical-to-mesh resolution: rules in order; a rule fixes a still-unassigned logical
+ * axis (even to None) unless one of its mesh axes is already used by the tensor.
+ */
+function resolve(rules: [string, string[]][], dims: string[]): (string[] | null)[] {
+  const out: (string[] | null | undefined)[] = dims.map(() => undefined);
+  for (const [name, mesh] of rules) {
+    const pos = dims.indexOf(name);
+    const used = new Set(out.flatMap((m) => m ?? []));
+    if (pos >= 0 && out[pos] === undefined && mesh.every((m) => !used.has(m))) out[pos] = mesh.length ? mesh : null;
+  }
+  return out.map((m) => m ?? null);
+}
+
+describe('t5x logical axis rules', () => {
+  it("resolve, as flax does, to the paper's layout", () => {
+    const rules = t5xRules(exportPlan(input(CASES.paper), 't5x').text);
+    expect(rules.length).toBe(13);
+    expect(resolve(rules, ['batch', 'length', 'heads', 'kv'])).toEqual([['data'], null, ['model'], null]);
+    expect(resolve(rules, ['embed', 'mlp'])).toEqual([null, ['model']]);
+    expect(resolve(rules, ['vocab', 'embed'])).toEqual([['model'], null]);
+  });
+
+  it('shard parameters over the batch axes for ZeRO-3 and leave activations alone', () => {
+    const rules = t5xRules(exportPlan(input(CASES.zero3), 't5x').text);
+    expect(resolve(rules, ['embed', 'mlp'])).toEqual([['data', 'model'], null]);
+    expect(resolve(rules, ['batch', 'length', 'embed'])).toEqual([['data', 'model'], null, null]);
+  });
+});
+
 describe('YAML and JSON outputs parse with real parsers', () => {
   it('maxtext: the paper plan is 16-way data and 32-way tensor within one TPU pod', () => {
     const y = parseYaml(exportPlan(input(CASES.paper), 'maxtext').text) as Record<string, unknown>;

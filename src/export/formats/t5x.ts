@@ -19,6 +19,8 @@ export function t5x(input: ExportInput): ExportOutput {
     missing.need(axesOf(plan.layout, d).length === 0, `this export gives t5x no sequence split: ${d} must stay whole (t5x models name queries' and keys' positions both 'length')`);
   }
   missing.need(plan.zero === 0 || plan.zero === 3, `t5x shards optimizer state and gradients only with the parameters (ZeRO-3 style): zero ${plan.zero} cannot be expressed`);
+  missing.need(!(plan.zero === 3 && axesOf(plan.layout, 'd_model').length > 0),
+    () => `t5x shards parameters ZeRO-3 style by a last ('embed', data) rule, but the plan already splits d_model (embed) over ${axesOf(plan.layout, 'd_model').join('+')}`);
   missing.need(plan.recompute === 'none', `this export does not set recomputation for t5x (it is a flaxformer model setting, not a partitioner one): recompute ${plan.recompute} cannot be expressed`);
   missing.throwIfAny();
 
@@ -48,9 +50,14 @@ export function t5x(input: ExportInput): ExportOutput {
     ['layers', 'None'],
     ['stack', 'None'],
   ];
-  // flax takes rules in order and skips a mesh axis a tensor already uses: this last rule
-  // shards the parameters (and their optimizer state) over the batch axes, as ZeRO-3 does.
-  if (plan.zero === 3) rules.push(['embed', rule(['batch'])]);
+  // flax takes rules in order, and a rule (even to None) fixes a logical axis for good; a mesh
+  // axis a tensor already uses is skipped. So for ZeRO-3, embed gets no early rule and this last
+  // one shards the parameters (and their optimizer state) over the batch axes; activations,
+  // whose batch took those axes, keep embed whole. t5x's 2-D parameter partitioning does the same.
+  if (plan.zero === 3) {
+    rules.splice(rules.findIndex(([n]) => n === 'embed'), 1);
+    rules.push(['embed', rule(['batch'])]);
+  }
   const lines = header(shape, 't5x').map((l) => `# ${l}`);
   lines.push(`# t5x mesh axes: data = ${data ? `${data.name} (${data.size})` : '(size 1)'}, model = ${model ? `${model.name} (${model.size})` : '(size 1)'}`);
   if (data && model && data.index > model.index) lines.push('# note: t5x places the model axis on the inner devices; this mesh has data inside');
