@@ -4,7 +4,8 @@ import { makePricer } from '../src/cost/pricer.js';
 import { compileLayout, layoutProblem } from '../src/layout/layout.js';
 import { buildGraph } from '../src/model/graph.js';
 import { decode, dimMasks, isCanonical, layoutOf, makeSpace, splits, strategies } from '../src/search/space.js';
-import { memoryBound, stepBound } from '../src/search/task.js';
+import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
+import { matmulBound } from '../src/search/bounds.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 describe('the plan space and its bounds', () => {
@@ -22,11 +23,12 @@ describe('the plan space and its bounds', () => {
     }), { numRuns: 60, seed: 11 });
   });
 
-  it('no plan of a layout beats its step-time or memory bound', () => {
+  it('no plan of a layout beats its FLOPs, compute or memory bound', () => {
     fc.assert(fc.property(tinySpec(), tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
+      const matmul = matmulBound(graph, profile);
       let checked = 0;
       for (let rank = 0; rank < space.ranks; rank++) {
         const choice = decode(space, rank, []);
@@ -37,6 +39,10 @@ describe('the plan space and its bounds', () => {
         const layout = layoutOf(space, masks);
         const s = stepBound(space, pricer, layout, masks, split);
         const m = memoryBound(space, pricer, layout, masks, split);
+        const f = flopsBound(space, matmul, split);
+        // The FLOPs bound is the weaker of the two step bounds, and never zero.
+        expect(f).toBeLessThanOrEqual(s);
+        expect(f).toBeGreaterThan(0);
         for (const st of strategies(space, split, masks)) {
           const c = pricer({ layout, ...st });
           expect(c.valid).toBe(true);

@@ -46,6 +46,7 @@ export interface SearchResult {
 }
 
 const BOUND_SHARES = 64;
+const SMALL_SPACE = 20 ** 3;
 const SHARES_PER_WAVE = 8;
 const MAX_SHARE = 64;
 
@@ -73,10 +74,12 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const k = opts.top ?? 5;
   if (!Number.isSafeInteger(k) || k < 1) throw new InputError(`--top must be a positive integer, got ${k}`);
   const slack = opts.paretoSlack ?? 0.25;
-  const workers = opts.workers ?? Math.max(1, availableParallelism());
-  if (!Number.isSafeInteger(workers) || workers < 0) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const graph = buildGraph(opts.spec);
   const space = makeSpace(graph, mesh, opts.profile);
+  // Starting a pool costs about 0.3 s (bench/search: transformer-5b on 16x32 takes 0.05 s inline):
+  // by default small spaces (up to three axes) run inline, larger ones on one worker per core.
+  const workers = opts.workers ?? (space.ranks <= SMALL_SPACE ? 0 : Math.max(1, availableParallelism()));
+  if (!Number.isSafeInteger(workers) || workers < 0) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
   const ctx: Context = {
     key: JSON.stringify([opts.spec, meshText, opts.profile, objective]), spec: opts.spec, mesh: meshText, profile: opts.profile, objective,
@@ -170,7 +173,13 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       progress('price', 0.05 + 0.95 * ((pos) / Math.max(1, n)), priced);
     }
 
-    const estimateOf = (c: Candidate): Estimate => estimatePlan(graph, mesh, planFromCandidate(space, c), opts.profile);
+    const estimates = new Map<string, Estimate>();
+    const estimateOf = (c: Candidate): Estimate => {
+      const key = `${c.rank}/${c.strategy}`;
+      let e = estimates.get(key);
+      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, planFromCandidate(space, c), opts.profile)));
+      return e;
+    };
     const result: SearchResult = {
       best: top.length ? estimateOf(top[0]) : null,
       top: top.map(estimateOf),

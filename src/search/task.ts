@@ -1,4 +1,5 @@
 import { makePricer, type Pricer } from '../cost/pricer.js';
+import { matmulBound } from './bounds.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph } from '../model/graph.js';
 import { RECOMPUTE, type Plan } from '../lower/plan.js';
@@ -17,6 +18,7 @@ import {
 interface Prepared {
   readonly space: PlanSpace;
   readonly pricer: Pricer;
+  readonly matmul: (split: readonly number[]) => number;
 }
 
 let cached: { key: string; prepared: Prepared } | null = null;
@@ -25,7 +27,7 @@ function prepare(ctx: Context): Prepared {
   if (cached?.key === ctx.key) return cached.prepared;
   const graph = buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
-  const prepared = { space: makeSpace(graph, mesh, ctx.profile), pricer: makePricer(graph, mesh, ctx.profile) };
+  const prepared = { space: makeSpace(graph, mesh, ctx.profile), pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile) };
   cached = { key: ctx.key, prepared };
   return prepared;
 }
@@ -54,6 +56,12 @@ export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, mask
   const ms = microbatchCounts(space, split);
   const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1 });
   return c.compute * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
+}
+
+/** The matmul-FLOPs bound of a layout, with the least bubble share (see stepBound). */
+export function flopsBound(space: PlanSpace, matmul: Prepared['matmul'], split: readonly number[]): number {
+  const ms = microbatchCounts(space, split);
+  return matmul(split) * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
 }
 
 /**
@@ -94,11 +102,10 @@ function bound(p: Prepared, objective: Context['objective'], lo: number, hi: num
       symmetric += n;
       continue;
     }
-    const layout = layoutOf(space, masks);
     ranks.push(r);
-    lbStep.push(stepBound(space, pricer, layout, masks, split));
-    // The time search needs a layout's memory bound only for the Pareto front: worked out lazily.
-    lbMemory.push(objective === 'memory' ? memoryBound(space, pricer, layout, masks, split) : NaN);
+    // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
+    lbStep.push(flopsBound(space, p.matmul, split));
+    lbMemory.push(objective === 'memory' ? memoryBound(space, pricer, layoutOf(space, masks), masks, split) : NaN);
     count.push(n);
   }
   return {
@@ -165,6 +172,8 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     const ms = microbatchCounts(space, split);
     let memo = NaN;
     const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split)) : memo);
+    // The cheap FLOPs bound first; if it is not enough, the tighter compute bound (one walk).
+    if (prunable(ctx, bounds, flopsBound(space, p.matmul, split), lbMemory)) continue;
     if (prunable(ctx, bounds, stepBound(space, pricer, layout, masks, split), lbMemory)) continue;
     const stages = split[LAYERS];
     const mMax = ms[ms.length - 1];

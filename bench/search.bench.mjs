@@ -1,0 +1,196 @@
+// bench/search: the search against a plain exhaustive scan and against an integer program solved by
+// HiGHS (the way auto_mtf and Alpa pose layout choice), on workers and inline. One JSON line per case;
+// each case runs in its own process so that its peak RSS is its own. Ratios are measured side by side.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { getDevice } from '../dist/cost/presets.js';
+import { makePricer } from '../dist/cost/pricer.js';
+import { getPreset } from '../dist/model/presets.js';
+import { parseMesh } from '../dist/mesh/mesh.js';
+import { buildGraph, DIM_NAMES } from '../dist/model/graph.js';
+import { exhaustive, search } from '../dist/search/index.js';
+import { conflicts, dimMasks, layoutOf, makeSpace, splits, strategies } from '../dist/search/space.js';
+
+const CASES = ['transformer-5b', 'highs', 'gpt3-175b', 'workers'];
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rss = () => process.resourceUsage().maxRSS * 1024;
+const samePlan = (a, b) => JSON.stringify(a?.plan) === JSON.stringify(b?.plan);
+
+async function timed(fn, runs) {
+  const seconds = [];
+  let result;
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    result = await fn();
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  return { seconds: median(seconds), all: seconds, result };
+}
+
+const t5b = { spec: getPreset('transformer-5b'), mesh: '16x32', profile: getDevice('tpu-v2') };
+
+/** transformer-5b on 16x32: the whole space, against a plain scan pricing every valid plan. */
+async function caseTransformer() {
+  const cold = await timed(() => search({ ...t5b, workers: 0 }), 1);
+  const inline = await timed(() => search({ ...t5b, workers: 0 }), 5);
+  const pooled = await timed(() => search({ ...t5b, workers: 2 }), 3);
+  const plain = await timed(() => exhaustive({ ...t5b, symmetry: false }), 3);
+  const s = inline.result.searched;
+  return {
+    case: 'transformer-5b 16x32 tpu-v2, whole space', plans: s.plans, valid: s.valid, priced: s.valid - s.pruned, pruned: s.pruned,
+    seconds: inline.seconds, coldSeconds: cold.seconds, secondsOn2Workers: pooled.seconds,
+    plansPerSecond: Math.round(s.valid / inline.seconds),
+    exhaustiveSeconds: plain.seconds, exhaustivePlansPerSecond: Math.round(plain.result.candidates / plain.seconds),
+    ratioToExhaustive: plain.seconds / inline.seconds, ratioToExhaustiveOn2Workers: plain.seconds / pooled.seconds,
+    sameOptimum: samePlan(inline.result.best, plain.result.best) && inline.result.best.time.step === plain.result.best.time.step,
+    best: inline.result.best.plan, bestStep: inline.result.best.time.step,
+    goals: { under1s: inline.seconds < 1, x100: plain.seconds / inline.seconds >= 100 },
+    peakRssBytes: rss(),
+  };
+}
+
+/** The 2-adic valuation: the power of two a size has. */
+const v2 = (n) => { let k = 0; while (n % 2 === 0) { n /= 2; k++; } return k; };
+
+/**
+ * The layout choice as an integer program, as Alpa poses it: each mesh axis a node with one binary
+ * per axis choice (which dimensions it splits), the pair of nodes an edge with one binary per pair of
+ * choices, whose cost is the plan's (best strategy's) step time; auto_mtf's constraints on x[d][a]
+ * (dimension d on axis a): no tensor with two dimensions on one axis, splits dividing sizes (in log2:
+ * exact for power-of-two axes). Expressible for a two-axis mesh with power-of-two axes.
+ */
+async function caseHighs() {
+  const { default: loadHighs } = await import('highs');
+  const highs = await loadHighs();
+  const { spec, profile } = t5b;
+  const mesh = parseMesh(t5b.mesh);
+  const ours = await timed(() => search({ ...t5b, workers: 0 }), 5);
+
+  const run = () => {
+    const t0 = performance.now();
+    const graph = buildGraph(spec);
+    const space = makeSpace(graph, mesh, profile);
+    const pricer = makePricer(graph, mesh, profile);
+    const S = space.choices.length;
+    const edges = [];
+    for (let c0 = 0; c0 < S; c0++) {
+      for (let c1 = 0; c1 < S; c1++) {
+        const masks = dimMasks(space, [c0, c1], new Array(DIM_NAMES.length));
+        const split = splits(space, masks);
+        if (!split) continue;
+        const layout = layoutOf(space, masks);
+        let best = Infinity;
+        for (const st of strategies(space, split, masks)) {
+          const c = pricer({ layout, ...st });
+          if (c.feasible && c.step < best) best = c.step;
+        }
+        if (best < Infinity) edges.push([c0, c1, best]);
+      }
+    }
+    const t1 = performance.now();
+    const conf = conflicts(graph);
+    const rows = [];
+    const vars = [];
+    for (let a = 0; a < 2; a++) {
+      rows.push(` one${a}: ${Array.from({ length: S }, (_, c) => `u${a}_${c}`).join(' + ')} = 1`);
+      for (let c = 0; c < S; c++) vars.push(`u${a}_${c}`);
+    }
+    rows.push(` pick: ${edges.map(([a, b]) => `e${a}_${b}`).join(' + ')} = 1`);
+    for (const [c0, c1] of edges) {
+      rows.push(` l0_${c0}_${c1}: e${c0}_${c1} - u0_${c0} <= 0`, ` l1_${c0}_${c1}: e${c0}_${c1} - u1_${c1} <= 0`);
+      vars.push(`e${c0}_${c1}`);
+    }
+    for (let d = 0; d < DIM_NAMES.length; d++) {
+      for (let a = 0; a < 2; a++) {
+        const on = [];
+        for (let c = 0; c < S; c++) if (space.choices[c] & (1 << d)) on.push(`u${a}_${c}`);
+        rows.push(` x${d}_${a}: x${d}_${a}${on.map((u) => ` - ${u}`).join('')} = 0`);
+        vars.push(`x${d}_${a}`);
+        for (let e = d + 1; e < DIM_NAMES.length; e++) if (conf[d] & (1 << e)) rows.push(` c${d}_${e}_${a}: x${d}_${a} + x${e}_${a} <= 1`);
+      }
+      rows.push(` div${d}: ${mesh.axes.map((ax, a) => `${Math.log2(ax.size)} x${d}_${a}`).join(' + ')} <= ${v2(space.dimSizes[d])}`);
+    }
+    // Step times in milliseconds keep the coefficients readable; the objective is scaled back.
+    const lp = `Minimize\n obj: ${edges.map(([a, b, s]) => `${(s * 1e3).toPrecision(17)} e${a}_${b}`).join(' + ')}\nSubject To\n${rows.join('\n')}\nBinary\n ${vars.join(' ')}\nEnd\n`;
+    const t2 = performance.now();
+    const sol = highs.solve(lp, { output_flag: false });
+    const t3 = performance.now();
+    if (sol.Status !== 'Optimal') throw new Error(`HiGHS: ${sol.Status}`);
+    const chosen = edges.find(([a, b]) => sol.Columns[`e${a}_${b}`].Primal > 0.5);
+    const layout = layoutOf(space, dimMasks(space, [chosen[0], chosen[1]], new Array(DIM_NAMES.length)));
+    return {
+      coefficients: (t1 - t0) / 1000, build: (t2 - t1) / 1000, solve: (t3 - t2) / 1000, total: (t3 - t0) / 1000,
+      objective: sol.ObjectiveValue / 1e3, chosenStep: chosen[2], layout, edges: edges.length, variables: vars.length, constraints: rows.length,
+    };
+  };
+  run();
+  const runs = [run(), run(), run()];
+  const r = runs.sort((a, b) => a.total - b.total)[1];
+  const best = ours.result.best;
+  const layoutText = [...r.layout].map(([d, a]) => `${d}:${a.join('+')}`).join(';');
+  return {
+    case: 'HiGHS integer program vs search, transformer-5b 16x32 tpu-v2 (layout choice, best strategy per layout)',
+    searchSeconds: ours.seconds,
+    ilpSeconds: r.total, ilpCoefficientSeconds: r.coefficients, ilpBuildSeconds: r.build, highsSolveSeconds: r.solve,
+    ratio: r.total / ours.seconds, ratioSolveOnly: r.solve / ours.seconds,
+    ilp: { variables: r.variables, constraints: r.constraints, edges: r.edges },
+    ilpOptimum: r.chosenStep, ilpObjective: r.objective, searchOptimum: best.time.step,
+    sameOptimum: r.chosenStep === best.time.step && Math.abs(r.objective - best.time.step) <= 1e-9 * best.time.step,
+    ilpLayout: layoutText, searchLayout: best.plan.layout,
+    peakRssBytes: rss(),
+  };
+}
+
+/** GPT-3 175B on a 4-D mesh of 512 A100s: the exact optimum, checked against a scan of the whole (symmetry-reduced) space. */
+async function caseGpt3() {
+  const s = { spec: getPreset('gpt3-175b'), mesh: '4x4x4x8', profile: getDevice('a100-80g') };
+  const ours = await timed(() => search({ ...s, workers: 2 }), 1);
+  const inline = await timed(() => search({ ...s, workers: 0 }), 1);
+  const ref = await timed(() => exhaustive({ ...s, symmetry: true }), 1);
+  const r = ours.result;
+  return {
+    case: 'gpt3-175b 4x4x4x8 a100-80g', plans: r.searched.plans, valid: r.searched.valid, priced: r.searched.valid - r.searched.pruned,
+    seconds: ours.seconds, workers: 2, inlineSeconds: inline.seconds, plansPerSecond: Math.round(r.searched.valid / ours.seconds),
+    exhaustiveSeconds: ref.seconds, exhaustivePriced: ref.result.candidates, ratioToExhaustive: ref.seconds / ours.seconds,
+    sameOptimum: samePlan(r.best, ref.result.best) && JSON.stringify(r.top) === JSON.stringify(ref.result.top),
+    best: r.best.plan, bestStep: r.best.time.step, mfu: r.best.mfu,
+    goals: { under30s: ours.seconds < 30 },
+    peakRssBytes: rss(),
+  };
+}
+
+/**
+ * 1 worker against 2 on an exhaustive case: on tpu-v2 (8 GiB) almost nothing fits GPT-3 175B, so
+ * no bound prunes and every canonical plan is priced.
+ */
+async function caseWorkers() {
+  const s = { spec: getPreset('gpt3-175b'), mesh: '4x4x4x8', profile: getDevice('tpu-v2') };
+  const one = [], two = [];
+  let r1, r2;
+  for (let i = 0; i < 2; i++) {
+    let t = performance.now(); r1 = await search({ ...s, workers: 1 }); one.push((performance.now() - t) / 1000);
+    t = performance.now(); r2 = await search({ ...s, workers: 2 }); two.push((performance.now() - t) / 1000);
+  }
+  return {
+    case: '1 worker vs 2 workers, gpt3-175b 4x4x4x8 tpu-v2 (exhaustive: no bound prunes)',
+    priced: r2.searched.valid - r2.searched.pruned, seconds1Worker: Math.min(...one), seconds2Workers: Math.min(...two),
+    speedup: Math.min(...one) / Math.min(...two), sameAnswer: JSON.stringify([r1.best, r1.top, r1.pareto]) === JSON.stringify([r2.best, r2.top, r2.pareto]),
+    goals: { x1_7: Math.min(...one) / Math.min(...two) >= 1.7 },
+    peakRssBytes: rss(),
+  };
+}
+
+const which = process.argv[2];
+if (which) {
+  const fn = { 'transformer-5b': caseTransformer, highs: caseHighs, 'gpt3-175b': caseGpt3, workers: caseWorkers }[which];
+  const out = await fn();
+  out.peakRssUnder1GB = out.peakRssBytes < 2 ** 30;
+  process.stdout.write(JSON.stringify({ bench: 'search', ...out }) + '\n');
+} else {
+  let failed = 0;
+  for (const c of CASES) {
+    const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), c], { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) failed++;
+  }
+  process.exitCode = failed ? 1 : 0;
+}
