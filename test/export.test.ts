@@ -164,8 +164,9 @@ describe('YAML and JSON outputs parse with real parsers', () => {
 
   it('maxtext: the pipeline plan crosses nodes for stages and data, stays in a node for tensor', () => {
     const y = parseYaml(exportPlan(input(CASES.pipeline), 'maxtext').text) as Record<string, unknown>;
-    expect([y.dcn_stage_parallelism, y.dcn_data_parallelism, y.ici_tensor_parallelism]).toEqual([2, 4, 8]);
-    expect([y.ici_stage_parallelism, y.ici_data_parallelism, y.dcn_tensor_parallelism]).toEqual([1, 1, 1]);
+    expect([y.dcn_pipeline_parallelism, y.dcn_data_parallelism, y.ici_tensor_parallelism]).toEqual([2, 4, 8]);
+    expect([y.ici_pipeline_parallelism, y.ici_data_parallelism, y.dcn_tensor_parallelism]).toEqual([1, 1, 1]);
+    expect(Object.keys(y).some((k) => k.includes('stage_parallelism'))).toBe(false);
     expect(y.num_pipeline_microbatches).toBe(8);
     expect(y.remat_policy).toBe('full');
     expect(new Map(y.logical_axis_rules as [string, string[]][]).get('layers')).toEqual(['stage']);
@@ -257,6 +258,7 @@ describe('plans a target cannot express', () => {
     ['megatron', { ...CASES.paper, mesh: '16x8', model: 'mtf-tr-s0', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols' }, /decoder-only/],
     ['megatron', { mesh: '4x8', model: 'llama2-7b', device: 'h100-sxm', layout: 'batch:rows;length:cols', zero: 1, recompute: 'none', microbatches: 1 }, /data- and context-parallel ranks together/],
     ['maxtext', { ...CASES.zero3, zero: 2 }, /zero 2 cannot be expressed/],
+    ['maxtext', { ...CASES.pipeline, microbatches: 1 }, /multiple of the 2 pipeline stages, but the plan has 1$/],
     ['maxtext', { mesh: '4x4', model: 'llama2-7b', device: 'h100-sxm', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1 }, null],
     ['t5x', CASES.pipeline, /two axes, data and model, but the plan's mesh has 3/],
     ['t5x', { ...CASES.paper, zero: 1 }, /zero 1 cannot be expressed/],

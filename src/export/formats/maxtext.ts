@@ -4,18 +4,20 @@ import type { DimName } from '../../model/graph.js';
 import { analyse, fixedRoleProblems, header, type AxisUse, type PlanShape } from '../analysis.js';
 import { Missing, type ExportInput, type ExportOutput } from '../target.js';
 
-/** MaxText's parallelism kinds, each an ici_*_parallelism and a dcn_*_parallelism key. */
-const MAXTEXT_AXES = ['data', 'stage', 'fsdp', 'fsdp_transpose', 'sequence', 'context', 'tensor', 'tensor_transpose', 'tensor_sequence', 'expert'] as const;
+/** MaxText's mesh axes (config mesh_axes), in its order. */
+const MAXTEXT_AXES = ['data', 'stage', 'fsdp', 'fsdp_transpose', 'sequence', 'context', 'tensor', 'tensor_transpose', 'tensor_sequence', 'expert', 'autoregressive'] as const;
 type MaxtextAxis = (typeof MAXTEXT_AXES)[number];
+/** Each axis's ici_*_parallelism / dcn_*_parallelism key: the same name, but the stage axis's is pipeline. */
+const keyOf = (a: MaxtextAxis) => (a === 'stage' ? 'pipeline' : a);
 /** Plain axes that only the logical rules give meaning to, for tensor splits in order of need. */
-const FREE_AXES: readonly MaxtextAxis[] = ['tensor', 'tensor_transpose', 'tensor_sequence'];
+const FREE_AXES: readonly MaxtextAxis[] = ['tensor', 'tensor_sequence', 'tensor_transpose'];
 
 /** MaxText's logical axis names for each of our dimensions: parameters' names, then activations'. */
 const LOGICAL: Record<DimName, { params: string[]; activations: string[] }> = {
-  batch: { params: [], activations: ['activation_batch', 'activation_embed_and_logits_batch', 'activation_kv_batch'] },
-  length: { params: [], activations: ['activation_length', 'activation_q_length', 'activation_norm_length'] },
+  batch: { params: [], activations: ['activation_batch', 'activation_batch_no_exp', 'activation_embed_and_logits_batch', 'activation_kv_batch'] },
+  length: { params: [], activations: ['activation_length', 'activation_length_no_exp', 'activation_q_length', 'activation_norm_length'] },
   memory_length: { params: [], activations: ['activation_kv_length'] },
-  d_model: { params: ['embed'], activations: ['activation_embed'] },
+  d_model: { params: ['embed', 'embed_no_exp'], activations: ['activation_embed'] },
   heads: { params: ['heads', 'q_heads', 'kv_heads'], activations: ['activation_heads', 'activation_kv_heads'] },
   d_kv: { params: ['kv', 'kv_head_dim'], activations: ['activation_kv', 'activation_kv_head_dim'] },
   d_ff: { params: ['mlp'], activations: ['activation_mlp'] },
@@ -104,6 +106,8 @@ export function maxtext(input: ExportInput): ExportOutput {
     }
   }
   const pipelined = shape.pp > 1;
+  missing.need(!pipelined || plan.microbatches % shape.pp === 0,
+    () => `MaxText needs num_pipeline_microbatches to be a multiple of the ${shape.pp} pipeline stages, but the plan has ${plan.microbatches}`);
   const perMicrobatch = pipelined ? spec.batch : spec.batch / plan.microbatches;
   const perDevice = perMicrobatch / mesh.size;
   // MaxText trains on int(devices x per_device_batch_size) sequences per microbatch, in doubles.
@@ -124,8 +128,8 @@ export function maxtext(input: ExportInput): ExportOutput {
   }
   rules.push(['norm', [...kindsOf('d_model')]]);
   const config: Record<string, unknown> = {};
-  for (const k of MAXTEXT_AXES) config[`dcn_${k}_parallelism`] = degrees.get(k)?.dcn ?? 1;
-  for (const k of MAXTEXT_AXES) config[`ici_${k}_parallelism`] = degrees.get(k)?.ici ?? 1;
+  for (const k of MAXTEXT_AXES) config[`dcn_${keyOf(k)}_parallelism`] = degrees.get(k)?.dcn ?? 1;
+  for (const k of MAXTEXT_AXES) config[`ici_${keyOf(k)}_parallelism`] = degrees.get(k)?.ici ?? 1;
   const dataKinds = ['data', 'fsdp'].filter((k) => degrees.has(k as MaxtextAxis));
   config.data_sharding = [dataKinds.length > 0 ? dataKinds : ['data']];
   config.logical_axis_rules = rules.map(([n, kinds]) => [n, kinds]);

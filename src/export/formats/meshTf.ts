@@ -29,9 +29,8 @@ export function meshTf(input: ExportInput): ExportOutput {
     'utils.run.mesh_shape = %MESH_SHAPE',
     'utils.run.layout_rules = %LAYOUT_RULES',
     `utils.run.batch_size = ("sequences_per_batch", ${spec.batch})`,
-    spec.kind === 'encoder-decoder'
-      ? `utils.run.sequence_length = {"inputs": ${spec.seqLen}, "targets": ${spec.seqLen}}`
-      : `utils.run.sequence_length = {"targets": ${spec.seqLen}}`,
+    // An integer: utils.run takes one for every feature (newer versions also take a dict).
+    `utils.run.sequence_length = ${spec.seqLen}`,
   );
   if (plan.microbatches > 1) {
     // serialize_num_microbatches divides the per-replica tokens by this to get the count.
