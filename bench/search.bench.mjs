@@ -3,6 +3,7 @@
 // each case runs in its own process so that its peak RSS is its own. Ratios are measured side by side.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism, loadavg } from 'node:os';
 import { getDevice } from '../dist/cost/presets.js';
 import { makePricer } from '../dist/cost/pricer.js';
 import { getPreset } from '../dist/model/presets.js';
@@ -185,6 +186,8 @@ if (which) {
   const fn = { 'transformer-5b': caseTransformer, highs: caseHighs, 'gpt3-175b': caseGpt3, workers: caseWorkers }[which];
   const out = await fn();
   out.peakRssUnder1GB = out.peakRssBytes < 2 ** 30;
+  // Timings on a shared machine: the load says how many cores others were using meanwhile.
+  out.machine = { cpus: availableParallelism(), loadAverage1m: loadavg()[0] };
   process.stdout.write(JSON.stringify({ bench: 'search', ...out }) + '\n');
 } else {
   let failed = 0;
