@@ -150,6 +150,33 @@ describe('t5x logical axis rules', () => {
 });
 
 describe('YAML and JSON outputs parse with real parsers', () => {
+  it('every YAML and JSON output of every case parses, and every gin line is a binding', () => {
+    let parsed = 0;
+    for (const name of Object.keys(CASES) as CaseName[]) {
+      for (const format of FORMATS) {
+        let out;
+        try {
+          out = exportPlan(input(CASES[name]), format);
+        } catch (e) {
+          if (e instanceof UnsupportedPlanError) continue;
+          throw e;
+        }
+        expect(out.format).toBe(format);
+        if (out.syntax === 'yaml') expect(typeof parseYaml(out.text)).toBe('object');
+        if (out.syntax === 'json') expect(typeof JSON.parse(out.text)).toBe('object');
+        if (out.syntax === 'yaml' || out.syntax === 'json') parsed++;
+        if (out.syntax === 'gin') {
+          const body = out.text.replace(/\[\n(?: {4}\(.*\),\n)*\]/g, '[]');
+          for (const line of body.split('\n').filter((l) => l && !l.startsWith('#'))) {
+            expect(line).toMatch(/^[A-Za-z_][\w.]* = \S/);
+          }
+        }
+      }
+    }
+    // maxtext for all three plans, deepspeed for the ZeRO-3 one.
+    expect(parsed).toBe(4);
+  });
+
   it('maxtext: the paper plan is 16-way data and 32-way tensor within one TPU pod', () => {
     const y = parseYaml(exportPlan(input(CASES.paper), 'maxtext').text) as Record<string, unknown>;
     expect(y.ici_data_parallelism).toBe(16);
