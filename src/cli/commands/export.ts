@@ -2,7 +2,8 @@ import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
-import { exportPlan, FORMATS } from '../../export/index.js';
+import { exportPlan } from '../../export/exportPlan.js';
+import { FORMATS } from '../../export/target.js';
 import { formatLayout } from '../../layout/layout.js';
 import { loadDevice, loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
 

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
-import { parseSearchResult, writeReport } from '../../export/report/report.js';
+import { parseSearchResult } from '../../export/report/result.js';
 import { search } from '../../search/index.js';
 import { loadDevice, loadMesh, loadModel, readJsonFile } from '../inputs.js';
 
@@ -31,6 +31,8 @@ export const reportCommand: CommandModule<object, Args> = {
     if ((args.from === undefined) === (args.mesh === undefined)) {
       throw new InputError('report needs either --from result.json or --mesh with --model');
     }
+    // vega is heavy: load the renderer only when a report is asked for.
+    const { writeReport } = await import('../../export/report/report.js');
     if (args.from !== undefined) {
       const result = parseSearchResult(readJsonFile(args.from, 'search result'), `search result ${args.from}`);
       await writeReport(result, args.out, { top: args.top });
