@@ -142,6 +142,11 @@ describe('t5x logical axis rules', () => {
     expect(resolve(rules, ['vocab', 'embed'])).toEqual([['model'], null]);
   });
 
+  it('ignore a mesh axis of one device that splits nothing', () => {
+    const c = { ...CASES.paper, mesh: 'x:1;rows:16;cols:32' };
+    expect(exportPlan(input(c), 't5x').text).toBe(exportPlan(input(CASES.paper), 't5x').text.replace('rows:16;cols:32 (512', 'x:1;rows:16;cols:32 (512'));
+  });
+
   it('shard parameters over the batch axes for ZeRO-3 and leave activations alone', () => {
     const rules = t5xRules(exportPlan(input(CASES.zero3), 't5x').text);
     expect(resolve(rules, ['embed', 'mlp'])).toEqual([['data', 'model'], null]);

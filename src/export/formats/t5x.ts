@@ -12,7 +12,8 @@ export function t5x(input: ExportInput): ExportOutput {
   const shape = analyse(input);
   const { plan, spec } = input;
   const missing = new Missing('t5x');
-  const axes = shape.axes;
+  // An axis of one device that splits nothing is no axis at all.
+  const axes = shape.axes.filter((a) => a.size > 1 || a.dims.length > 0);
   missing.need(axes.length <= 2, () => `t5x meshes have two axes, data and model, but the plan's mesh has ${axes.length} (${axes.map((a) => a.name).join(', ')})`);
   missing.need(axesOf(plan.layout, 'layers').length === 0, 't5x has no pipeline parallelism: layers cannot be split');
   for (const d of ['length', 'memory_length'] as const) {
