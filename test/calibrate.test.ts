@@ -147,34 +147,40 @@ describe('calibration inputs', () => {
     expect(resolveRows(jsonl, base).rejected.map((r) => [r.source.line, r.reason.slice(0, 14)])).toEqual([[2, 'not valid JSON']]);
   });
 
-  it('reads a runtime trace as a row: the median simulated step after the first, and per device per step times by class and axes', () => {
+  it('reads a runtime trace as a row: the least (or median) simulated step after the first, and per device per step times by class and axes', () => {
     const ev = (tid: number, step: number, cat: string, klass: string, ts: number, dur: number, axes: string[] = []) => ({
       name: 'op', cat, ph: 'X', ts, dur, pid: 0, tid,
       args: { op: 'op', phase: 'forward', kind: 'einsum', klass, flops: 1, bytes: 1, axes, collective: cat === 'collective' ? 'allreduce' : null, step },
     });
     const events = [];
+    // Each device's own clock, which only its events advance: device d starts 10·d µs late (drift
+    // that one span over all devices would count), and device 0 waits 100 µs for its peers in step 2.
+    const clock = [0, 10, 20, 30];
     for (const step of [0, 1, 2]) {
       for (const tid of [0, 1, 2, 3]) {
-        // Each device's clock: a matmul, a softmax, then an allreduce over cols; device 3 starts 30 µs late.
-        const t = step * 100_000 + tid * 10;
         const mm = step === 0 ? 9000 : 1000;
-        events.push(ev(tid, step, 'compute', 'matmul', t, mm));
-        events.push(ev(tid, step, 'compute', 'softmax', t + mm, 200));
-        events.push(ev(tid, step, 'collective', 'elementwise', t + mm + 200, 300, ['cols']));
+        const wait = step === 2 && tid === 0 ? 100 : 0;
+        events.push(ev(tid, step, 'compute', 'matmul', clock[tid], mm));
+        events.push(ev(tid, step, 'compute', 'softmax', clock[tid] + mm, 200));
+        events.push(ev(tid, step, 'collective', 'elementwise', clock[tid] + mm + 200 + wait, 300, ['cols']));
+        clock[tid] += mm + 200 + wait + 300;
       }
     }
     const trace = {
       traceEvents: events,
       otherData: { mesh: 'rows:2;cols:2', model: 'tiny', plan: { layout: 'batch:rows;d_ff:cols', zero: 0, recompute: 'none', microbatches: 1 }, backend: 'cpu', steps: [{ loss: 5, seconds: 0.5 }, { loss: 4, seconds: 0.003 }, { loss: 3, seconds: 0.002 }] },
     };
-    const row = traceToRow(trace, 't.json');
-    // Not the simulator's wall time (0.003, 0.002): the devices' clocks, 1530 µs from first start to last end.
-    expect(row.stepTime).toBeCloseTo(1.53e-3, 12);
+    const row = traceToRow(trace, 't.json', 'median');
+    // Not the simulator's wall time (0.003, 0.002): the slowest device's clock, 1500 and 1600 µs.
+    expect(row.stepTime).toBeCloseTo(1.55e-3, 12);
+    expect(traceToRow(trace, 't.json').stepTime).toBeCloseTo(1.5e-3, 12);
     expect(Object.keys(row.compute)).toEqual(['matmul', 'softmax']);
     expect(row.compute.matmul).toBeCloseTo(1e-3, 15);
     expect(row.compute.softmax).toBeCloseTo(2e-4, 15);
     expect(Object.keys(row.comm)).toEqual(['cols']);
-    expect(row.comm.cols).toBeCloseTo(3e-4, 15);
+    // Device 0's wait counts in its collective: (4·300 + 100) / 4 µs in step 2, 300 in step 1.
+    expect(row.comm.cols).toBeCloseTo(3.125e-4, 15);
+    expect(traceToRow(trace, 't.json').comm.cols).toBeCloseTo(3e-4, 15);
     const { rows } = resolveRows([row], base);
     expect(rows[0].plan.layout.get('d_ff')).toEqual(['cols']);
     expect(resolveRows([traceToRow({ traceEvents: [] }, 'x.json')], base).rejected[0].reason).toMatch(/not a mesh-search trace/);

@@ -7,16 +7,16 @@ import { readBenchFile } from './bench.js';
 import { fitProfile, setupFit, tooFewMessage } from './fit.js';
 import { accuracy } from './metrics.js';
 import { isRejection, newContext, resolveRow, type RawRow } from './resolve.js';
-import { readTraceFile } from './trace.js';
+import { readTraceFile, type StepStatistic } from './trace.js';
 import type { Accuracy, CalibrationReport, LoadedRows, Measurement, Rejection } from './types.js';
 
 /** Leave-one-plan-out needs a fit without each plan: at least this many plans. */
 export const MIN_PLANS = 3;
 
 /** Read traces and benchmark files into raw rows (a file that cannot be read at all is an InputError). */
-export function readInputs(inputs: { traces?: readonly string[]; bench?: readonly string[] }): RawRow[] {
+export function readInputs(inputs: { traces?: readonly string[]; bench?: readonly string[]; statistic?: StepStatistic }): RawRow[] {
   const raw: RawRow[] = [];
-  for (const t of inputs.traces ?? []) raw.push(readTraceFile(t));
+  for (const t of inputs.traces ?? []) raw.push(readTraceFile(t, inputs.statistic));
   for (const b of inputs.bench ?? []) raw.push(...readBenchFile(b));
   if (raw.length === 0) throw new InputError('nothing to calibrate from: give --trace files or a --bench file with rows');
   return raw;

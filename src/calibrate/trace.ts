@@ -46,15 +46,21 @@ function median(xs: number[]): number {
 }
 
 /**
- * A trace as one benchmark row: the median step time, and per device per step the seconds spent
- * in each op class and in collectives over each axis group. With two or more steps the first is
+ * A trace as one benchmark row: the step time, and per device per step the seconds spent in each
+ * op class and in collectives over each axis group, each the least over the steps (or the median):
+ * other processes on the machine only ever add time to a step. With two or more steps the first is
  * left out of all of them: it compiles kernels and allocates buffers. The step time is read off
- * the simulated devices' clocks (from the first event's start to the last event's end of the
- * step, over all devices), which is what a mesh of real devices running side by side would take;
- * `otherData.steps[].seconds` is the simulator's wall time, which runs the devices one after
- * another, and is used only when the events carry no step numbers.
+ * the simulated devices' clocks: a device's step runs from the end of its previous step (or its
+ * first event) to the end of its last event of the step, waits for its peers included, and the
+ * mesh's step is its slowest device's. Clocks of devices that never synchronise drift apart, so
+ * one span over all devices would overstate it. `otherData.steps[].seconds` is the simulator's
+ * wall time, which runs the devices one after another: used only when events carry no steps.
  */
-export function traceToRow(value: unknown, file: string): RawRow {
+/** How a trace's steps become one number: the median, or the least (contention only ever adds time). */
+export type StepStatistic = 'median' | 'min';
+
+export function traceToRow(value: unknown, file: string, statistic: StepStatistic = 'min'): RawRow {
+  const pick = statistic === 'min' ? (xs: number[]) => Math.min(...xs) : median;
   const source = { file, line: 1 };
   const bad = (problem: string): RawRow => ({ source, model: undefined, mesh: undefined, layout: undefined, stepTime: undefined, compute: {}, comm: {}, problem });
   if (typeof value !== 'object' || value === null) return bad('not a trace: expected { traceEvents, otherData }');
@@ -67,41 +73,76 @@ export function traceToRow(value: unknown, file: string): RawRow {
   const skipFirst = od.steps.length >= 2;
   const used = od.steps.slice(skipFirst ? 1 : 0);
   const secs = used.map((s) => s?.seconds);
-  let stepTime: unknown = secs.every((s) => typeof s === 'number') ? median(secs as number[]) : secs.find((s) => typeof s !== 'number');
-  const spans = new Map<number, { start: number; end: number }>();
-  const compute: Partial<Record<OpClassName, number>> = {};
-  const comm: Record<string, number> = {};
+  let stepTime: unknown = secs.every((s) => typeof s === 'number') ? pick(secs as number[]) : secs.find((s) => typeof s !== 'number');
+  // Per step, per device: first start and last end on that device's clock.
+  const spans = new Map<number, Map<number, { start: number; end: number }>>();
+  // Seconds by component ("matmul", "comm:rows+cols") and step (-1 when events carry no step).
+  const sums = new Map<string, Map<number, number>>();
+  const add = (key: string, step: number, s: number) => {
+    const m = sums.get(key) ?? new Map<number, number>();
+    m.set(step, (m.get(step) ?? 0) + s);
+    sums.set(key, m);
+  };
   const devices = new Set<number>();
-  for (const e of t.traceEvents as readonly TraceEvent[]) {
-    if (e?.ph !== 'X' || typeof e.dur !== 'number' || !e.args) continue;
+  // A collective's time on a device includes its wait for the slowest peer: the idle gap on that
+  // device's clock before it starts, as a real device's timer would count it.
+  const events = (t.traceEvents as readonly TraceEvent[]).filter((e) => e?.ph === 'X' && typeof e.dur === 'number' && e.args);
+  const ordered = [...events].sort((a, b) => a.tid - b.tid || a.ts - b.ts);
+  const waited = new Map<TraceEvent, number>();
+  for (let i = 1; i < ordered.length; i++) {
+    const e = ordered[i];
+    const prev = ordered[i - 1];
+    if (e.cat === 'collective' && prev.tid === e.tid) waited.set(e, Math.max(0, e.ts - (prev.ts + prev.dur)));
+  }
+  for (const e of events) {
     devices.add(e.tid);
-    if (skipFirst && typeof e.args.step === 'number' && e.args.step === 0) continue;
-    if (typeof e.args.step === 'number' && typeof e.ts === 'number') {
-      const sp = spans.get(e.args.step) ?? { start: Infinity, end: -Infinity };
+    const step = typeof e.args.step === 'number' ? e.args.step : -1;
+    if (step >= 0 && typeof e.ts === 'number') {
+      const byDevice = spans.get(step) ?? new Map<number, { start: number; end: number }>();
+      const sp = byDevice.get(e.tid) ?? { start: Infinity, end: -Infinity };
       sp.start = Math.min(sp.start, e.ts);
       sp.end = Math.max(sp.end, e.ts + e.dur);
-      spans.set(e.args.step, sp);
+      byDevice.set(e.tid, sp);
+      spans.set(step, byDevice);
     }
-    const s = e.dur * 1e-6;
+    if (skipFirst && step === 0) continue;
+    const s = (e.dur + (waited.get(e) ?? 0)) * 1e-6;
     if (e.cat === 'collective') {
       const key = (e.args.axes ?? []).join('+');
-      if (key) comm[key] = (comm[key] ?? 0) + s;
+      if (key) add(`comm:${key}`, step, s);
     } else if (e.cat === 'compute' && OP_CLASSES.includes(e.args.klass)) {
-      compute[e.args.klass] = (compute[e.args.klass] ?? 0) + s;
+      add(e.args.klass, step, s);
     }
   }
-  if (spans.size > 0) stepTime = median([...spans.values()].map((sp) => (sp.end - sp.start) * 1e-6));
-  const per = Math.max(1, devices.size) * used.length;
-  for (const k of Object.keys(compute) as OpClassName[]) compute[k] = compute[k]! / per;
-  for (const k of Object.keys(comm)) comm[k] = comm[k] / per;
+  const compute: Partial<Record<OpClassName, number>> = {};
+  const comm: Record<string, number> = {};
+  const nDevices = Math.max(1, devices.size);
+  for (const [key, bySteps] of sums) {
+    // Per device per step; events without step numbers are spread over all the steps used.
+    const v = bySteps.has(-1) ? bySteps.get(-1)! / (nDevices * used.length) : pick([...bySteps.values()].map((x) => x / nDevices));
+    if (key.startsWith('comm:')) comm[key.slice(5)] = v;
+    else compute[key as OpClassName] = v;
+  }
+  if (spans.size > 0) {
+    const steps = [...spans.keys()].sort((a, b) => a - b);
+    const times: number[] = [];
+    for (const [i, s] of steps.entries()) {
+      if (skipFirst && i === 0) continue;
+      const prev = i > 0 ? spans.get(steps[i - 1]) : undefined;
+      let slowest = 0;
+      for (const [tid, sp] of spans.get(s)!) slowest = Math.max(slowest, sp.end - (prev?.get(tid)?.end ?? sp.start));
+      times.push(slowest * 1e-6);
+    }
+    if (times.length) stepTime = pick(times);
+  }
   return {
     source, model: od.model, mesh: od.mesh, layout: plan.layout, zero: plan.zero, recompute: plan.recompute,
     microbatches: plan.microbatches, stepTime, compute, comm,
   };
 }
 
-export function readTraceFile(path: string): RawRow {
+export function readTraceFile(path: string, statistic?: StepStatistic): RawRow {
   const v = readJsonFile(path, 'trace');
   if (typeof v !== 'object' || v === null) throw new InputError(`trace file ${path}: expected a JSON object`);
-  return traceToRow(v, path);
+  return traceToRow(v, path, statistic);
 }

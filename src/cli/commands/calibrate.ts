@@ -3,12 +3,14 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.js';
 import { baseDevice, calibrate, readInputs, resolveRows } from '../../calibrate/index.js';
 import type { Accuracy, CalibrationReport } from '../../calibrate/types.js';
+import type { StepStatistic } from '../../calibrate/trace.js';
 import { table } from '../format.js';
 
 interface Args {
   trace?: string[];
   bench?: string[];
   device?: string;
+  steps: string;
   out?: string;
   json?: boolean;
 }
@@ -51,12 +53,13 @@ export const calibrateCommand: CommandModule<object, Args> = {
     y
       .option('trace', { type: 'string', array: true, describe: 'trace JSON files written by mesh-search run --trace' })
       .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
+      .option('steps', { type: 'string', default: 'min', choices: ['min', 'median'], describe: 'a trace\'s step time: the least or the median over its steps after the first' })
       .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: the rows\' device, else tpu-v2)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
   handler: (args) => {
     if (!args.out && !args.json) throw new InputError('calibrate needs --out profile.json (or --json to print the profile)');
-    const raw = readInputs({ traces: args.trace, bench: args.bench });
+    const raw = readInputs({ traces: args.trace, bench: args.bench, statistic: args.steps as StepStatistic });
     const base = baseDevice(raw, args.device);
     const loaded = resolveRows(raw, base, args.device);
     const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])]);
