@@ -71,11 +71,11 @@ describe('the text answer', () => {
   it('says when no plan fits, names memory as the binding constraint and shows how far over the closest is', () => {
     const profile = join(dir, 'small.json');
     writeFileSync(profile, JSON.stringify({ ...getDevice('tpu-v2'), name: 'small', memoryBytes: 2 ** 28 }));
-    const r = runCli(['--mesh', '2x2', '--model', 'mtf-lm-s0', '--device', profile, '--workers', '0']);
+    const r = runCli(['--mesh', '2', '--model', 'mtf-lm-s0', '--device', profile, '--workers', '0']);
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/no feasible plan: every one of the [\d,]+ valid plans needs more memory per device than the small's 256.00 MiB \(the binding constraint is memory capacity\)/);
     expect(r.stdout).toMatch(/closest plan \(least memory\): .* zero \d recompute full microbatches \d+\n {2}needs [\d.]+ [GM]iB per device, [\d.]+ [GM]iB \(\d+ bytes\) over capacity/);
-    const j = JSON.parse(runCli(['--mesh', '2x2', '--model', 'mtf-lm-s0', '--device', profile, '--workers', '0', '--json']).stdout);
+    const j = JSON.parse(runCli(['--mesh', '2', '--model', 'mtf-lm-s0', '--device', profile, '--workers', '0', '--json']).stdout);
     expect(j.best).toBeNull();
     expect(j.closest.memory.total).toBeGreaterThan(2 ** 28);
   });

@@ -19,7 +19,7 @@ export interface SearchOptions {
   readonly profile: HardwareProfile;
   /** How many plans to report (default 5). */
   readonly top?: number;
-  /** Worker threads; 0 runs the same code inline (default: the machine's parallelism). */
+  /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 0.25 s. */
   readonly workers?: number;
   readonly objective?: Objective;
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
@@ -46,7 +46,6 @@ export interface SearchResult {
 }
 
 const BOUND_SHARES = 64;
-const SMALL_SPACE = 20 ** 3;
 const SHARES_PER_WAVE = 8;
 const MAX_SHARE = 64;
 
@@ -76,10 +75,8 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const slack = opts.paretoSlack ?? 0.25;
   const graph = buildGraph(opts.spec);
   const space = makeSpace(graph, mesh, opts.profile);
-  // Starting a pool costs about 0.3 s (bench/search: transformer-5b on 16x32 takes 0.05 s inline):
-  // by default small spaces (up to three axes) run inline, larger ones on one worker per core.
-  const workers = opts.workers ?? (space.ranks <= SMALL_SPACE ? 0 : Math.max(1, availableParallelism()));
-  if (!Number.isSafeInteger(workers) || workers < 0) throw new InputError(`--workers must be 0 or more, got ${workers}`);
+  const workers = opts.workers;
+  if (workers !== undefined && (!Number.isSafeInteger(workers) || workers < 0)) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
   const ctx: Context = {
     key: JSON.stringify([opts.spec, meshText, opts.profile, objective]), spec: opts.spec, mesh: meshText, profile: opts.profile, objective,
@@ -94,7 +91,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const progress = (phase: Progress['phase'], fraction: number, priced: number) =>
     opts.onProgress?.({ phase, fraction, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000) });
 
-  const runner = makeRunner(workers);
+  const runner = makeRunner(workers, Math.max(1, availableParallelism()));
   try {
     // Phase 1: bounds of every canonical valid layout, in fixed shares of the rank range.
     const step = Math.ceil(space.ranks / BOUND_SHARES);
@@ -185,7 +182,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       top: top.map(estimateOf),
       pareto: paretoFront(objective, frontCandidates, cap).map(estimateOf),
       searched: {
-        plans, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers,
+        plans, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: runner.workers,
       },
     };
     if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
