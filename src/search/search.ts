@@ -105,17 +105,17 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       }));
     }
     const bounds = await Promise.all(jobs);
-    let plans = 0, valid = 0, symmetric = 0, maxUsed = 0, n = 0;
+    let plans = 0, valid = 0, maxUsed = 0, n = 0;
     for (const b of bounds) {
-      plans += b.plans; valid += b.valid; symmetric += b.symmetric; maxUsed = Math.max(maxUsed, b.maxUsed); n += b.ranks.length;
+      plans += b.plans; valid += b.valid; maxUsed = Math.max(maxUsed, b.maxUsed); n += b.ranks.length;
     }
     if (maxUsed < mesh.size) {
       throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout puts more than ${maxUsed} of them to work; its dimensions ran out of divisors: ${divisorReport(space)}`);
     }
-    const rank = new Float64Array(n), lbStep = new Float64Array(n), lbMem = new Float64Array(n), count = new Float64Array(n);
+    const rank = new Float64Array(n), lbStep = new Float64Array(n), lbMem = new Float64Array(n);
     let i = 0;
     for (const b of bounds) {
-      rank.set(b.ranks, i); lbStep.set(b.lbStep, i); lbMem.set(b.lbMemory, i); count.set(b.count, i);
+      rank.set(b.ranks, i); lbStep.set(b.lbStep, i); lbMem.set(b.lbMemory, i);
       i += b.ranks.length;
     }
     const lbPrim = objective === 'time' ? lbStep : lbMem;
@@ -126,7 +126,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     let top: Candidate[] = [];
     let frontCandidates: Candidate[] = [];
     let leastMemory: Candidate | null = null;
-    let priced = 0, feasible = 0, boundPruned = 0;
+    let priced = 0, feasible = 0;
     let kth = Infinity, cap = Infinity;
     let front: [number, number][] = [];
     let pos = 0, wave = 0;
@@ -142,11 +142,8 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       while (pos < n && shares.length < SHARES_PER_WAVE) {
         const j = order[pos++];
         if (prunable(j)) {
-          boundPruned += count[j];
           // Sorted by the bound on the objective: once past both thresholds, all the rest are too.
-          if (lbPrim[j] > kth && lbPrim[j] > cap) {
-            while (pos < n) boundPruned += count[order[pos++]];
-          }
+          if (lbPrim[j] > kth && lbPrim[j] > cap) pos = n;
           continue;
         }
         cur.push(rank[j]);
@@ -186,7 +183,6 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       },
     };
     if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
-    void symmetric; void boundPruned;
     return result;
   } finally {
     await runner.close();

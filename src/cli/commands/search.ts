@@ -101,7 +101,8 @@ export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh
     let verdict: string;
     if (!p.valid) verdict = `not valid on this mesh (${p.reasons[0]})`;
     else if (!p.feasible) verdict = `does not fit: ${fmtBytes(p.memory.total)} per device of ${fmtBytes(p.memory.capacity)}; the best plan fits in ${fmtBytes(b.memory.total)}`;
-    else verdict = `step ${fmtSeconds(p.time.step)}, MFU ${pct(p.mfu)}, ${fmtBytes(p.memory.total)} per device: the best plan is ${(p.time.step / b.time.step).toFixed(2)}x as fast (${fmtSeconds(b.time.step)})`;
+    else if (ctx.objective === 'time') verdict = `step ${fmtSeconds(p.time.step)}, MFU ${pct(p.mfu)}, ${fmtBytes(p.memory.total)} per device: the best plan is ${(p.time.step / b.time.step).toFixed(2)}x as fast (${fmtSeconds(b.time.step)})`;
+    else verdict = `${fmtBytes(p.memory.total)} per device, step ${fmtSeconds(p.time.step)}: the best plan needs ${(b.memory.total / p.memory.total * 100).toFixed(1)}% of its memory (${fmtBytes(b.memory.total)})`;
     lines.push('', `the paper's layout ${ctx.paperLayout} (zero 0, no recompute, 1 microbatch): ${verdict}`);
   }
   if (r.pareto.length > 1) {
