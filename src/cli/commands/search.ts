@@ -185,6 +185,7 @@ export const searchCommand: CommandModule<object, Args> = {
         throw new InputError(`cannot write the plan to ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
     }
+    if (args.out !== undefined && !result.best) process.stderr.write(`mesh-search: no plan fits, so nothing was written to ${args.out}\n`);
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
     else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true }));
     if (!result.best) process.exitCode = 3;
