@@ -185,8 +185,32 @@ async function spinSpeedup() {
   return (2 * one) / two;
 }
 
+/**
+ * The same question for this very workload: the search inline on one thread, then two inline
+ * searches at once on two threads (no pool, no sharing): the most two workers could gain here.
+ */
+async function workloadSpeedup(s) {
+  const { Worker } = await import('node:worker_threads');
+  const url = new URL('../dist/search/index.js', import.meta.url).href;
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    (async () => {
+      const { search } = await import(${JSON.stringify(url)});
+      const { getPreset } = await import(${JSON.stringify(new URL('../dist/model/presets.js', import.meta.url).href)});
+      const { getDevice } = await import(${JSON.stringify(new URL('../dist/cost/presets.js', import.meta.url).href)});
+      const t = performance.now();
+      await search({ spec: getPreset(workerData.model), mesh: workerData.mesh, profile: getDevice(workerData.device), workers: 0 });
+      parentPort.postMessage(performance.now() - t);
+    })();`;
+  const once = () => new Promise((res) => new Worker(code, { eval: true, workerData: s }).once('message', res));
+  const one = await once();
+  const t0 = performance.now();
+  await Promise.all([once(), once()]);
+  return (2 * one) / (performance.now() - t0);
+}
+
 async function caseWorkers() {
   const machineSpeedup = await spinSpeedup();
+  const workload = await workloadSpeedup({ model: 'gpt3-175b', mesh: '4x4x4x8', device: 'tpu-v2' });
   const s = { spec: getPreset('gpt3-175b'), mesh: '4x4x4x8', profile: getDevice('tpu-v2') };
   const one = [], two = [];
   let r1, r2;
@@ -199,6 +223,7 @@ async function caseWorkers() {
     priced: r2.searched.valid - r2.searched.pruned, seconds1Worker: Math.min(...one), seconds2Workers: Math.min(...two),
     speedup: Math.min(...one) / Math.min(...two),
     machineSpeedup, // what a pure spin loop gained from a second thread in the same run (2 on an idle machine)
+    workloadSpeedup: workload, // what two independent inline searches on two threads gained over one
     sameAnswer: JSON.stringify([r1.best, r1.top, r1.pareto]) === JSON.stringify([r2.best, r2.top, r2.pareto]),
     goals: { x1_7: Math.min(...one) / Math.min(...two) >= 1.7 },
     peakRssBytes: rss(),

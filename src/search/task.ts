@@ -185,13 +185,19 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       const cost = pricer(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
-      const c: Candidate = {
-        rank, strategy: i, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
-        step: cost.step, memory: cost.memory, feasible: cost.feasible,
-      };
       if (cost.feasible) feasible++;
-      if (!leastMemory || cost.memory < leastMemory.memory || (cost.memory === leastMemory.memory && compare('memory', c, leastMemory) < 0)) leastMemory = c;
-      tighten(c);
+      // A record only for a plan that may reach an answer (most do not: less garbage to collect).
+      const prim = ctx.objective === 'time' ? cost.step : cost.memory;
+      const mayRank = cost.feasible && (top.length < k || prim <= primary(ctx.objective, top[top.length - 1]) || prim <= bounds.cap);
+      const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
+      if (mayRank || mayBeLeast) {
+        const c: Candidate = {
+          rank, strategy: i, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
+          step: cost.step, memory: cost.memory, feasible: cost.feasible,
+        };
+        if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
+        if (mayRank) tighten(c);
+      }
       if (ctx.objective === 'time' && s.microbatches === 1) {
         // Every later plan of this ZeRO stage has at least this compute (more microbatches, more recompute).
         const sb = cost.compute * (1 + (stages - 1) / mMax) * SLACK_ROUNDING;
