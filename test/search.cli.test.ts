@@ -80,6 +80,20 @@ describe('the text answer', () => {
     expect(j.closest.memory.total).toBeGreaterThan(2 ** 28);
   });
 
+  it('with --objective memory, ranks plans by memory per device', () => {
+    const j = JSON.parse(runCli(['--mesh', '2x4', '--model', 'tiny', '--objective', 'memory', '--json', '--workers', '0']).stdout);
+    const mem = j.top.map((e: { memory: { total: number } }) => e.memory.total);
+    expect(mem).toEqual([...mem].sort((a, b) => a - b));
+    expect(j.best.plan.recompute).toBe('full');
+  });
+
+  it('rejects a bad --objective without printing an answer', () => {
+    const r = runCli(['--mesh', '2x4', '--model', 'tiny', '--objective', 'speed']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('rejects a mesh larger than the model can use in one line, exit 2', () => {
     const r = runCli(['--mesh', '256x256', '--model', 'tiny']);
     expect(r.code).toBe(2);

@@ -149,7 +149,9 @@ export const searchCommand: CommandModule<object, Args> = {
     const mesh = loadMesh(args.mesh);
     const spec = loadModel(args.model);
     const profile = loadDevice(args.device);
-    const objective = args.objective as Objective;
+    // Checked here too: a yargs `choices` failure is reported by main() but does not stop the handler.
+    if (args.objective !== 'time' && args.objective !== 'memory') throw new InputError(`--objective must be time or memory, got ${JSON.stringify(args.objective)}`);
+    const objective: Objective = args.objective;
     if (!Number.isSafeInteger(args.top) || args.top < 1) throw new InputError(`--top must be a positive integer, got ${args.top}`);
     if (args.workers !== undefined && (!Number.isSafeInteger(args.workers) || args.workers < 0)) {
       throw new InputError(`--workers must be 0 or a positive integer, got ${args.workers}`);
