@@ -45,6 +45,7 @@ export interface SearchResult {
   closest?: Estimate;
 }
 
+let searches = 0;
 const BOUND_SHARES = 64;
 const SHARES_PER_WAVE = 8;
 const MAX_SHARE = 64;
@@ -78,9 +79,9 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const workers = opts.workers;
   if (workers !== undefined && (!Number.isSafeInteger(workers) || workers < 0)) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
-  const ctx: Context = {
-    key: JSON.stringify([opts.spec, meshText, opts.profile, objective]), spec: opts.spec, mesh: meshText, profile: opts.profile, objective,
-  };
+  // One key per search: a worker (or the main thread, inline) prepares the pricer once per search
+  // and never reuses one warmed by an earlier search, so every search costs what it costs.
+  const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective };
 
   let submitted = 0;
   const faults = opts.faults;
@@ -136,10 +137,12 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       return prim > cap || (!Number.isNaN(lbMem[j]) && dominated(front, lbStep[j], lbMem[j]));
     };
     while (pos < n) {
-      const size = Math.min(MAX_SHARE, 2 << wave);
+      // Waves grow: the first ones run with no bound yet, so they are small and few.
+      const size = Math.min(MAX_SHARE, 1 << wave);
+      const width = Math.min(SHARES_PER_WAVE, 1 << wave);
       const shares: number[][] = [];
       let cur: number[] = [];
-      while (pos < n && shares.length < SHARES_PER_WAVE) {
+      while (pos < n && shares.length < width) {
         const j = order[pos++];
         if (prunable(j)) {
           // Sorted by the bound on the objective: once past both thresholds, all the rest are too.
