@@ -52,7 +52,9 @@ const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.micro
  */
 export async function tune(opts: TuneOptions): Promise<TuneReport> {
   const say = opts.onProgress ?? (() => {});
-  const first = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: opts.runs, workers: opts.workers });
+  // The best plans, one per layout first: the same layout under other strategies teaches the fit
+  // little about the links; then the next best plans fill the runs.
+  const first = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 4 * opts.runs, workers: opts.workers });
   if (!first.best) throw new InputError(`no plan of ${opts.spec.name} fits on this mesh with ${opts.base.name}: nothing to tune`);
   const ctx = newContext(opts.base.name);
   const rows: Measurement[] = [];
@@ -74,7 +76,11 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
     measured.set(key, m.stepTime);
     return m.stepTime;
   };
-  for (const [i, e] of first.top.entries()) await run(e, i);
+  const layouts = new Set<string>();
+  const chosen: Estimate[] = [];
+  for (const e of first.top) if (chosen.length < opts.runs && !layouts.has(e.plan.layout)) (layouts.add(e.plan.layout), chosen.push(e));
+  for (const e of first.top) if (chosen.length < opts.runs && !chosen.includes(e)) chosen.push(e);
+  for (const [i, e] of chosen.entries()) await run(e, i);
   say(`calibrating on ${rows.length} measured plans`);
   const report = calibrate({ rows, rejected, devices: [] }, opts.base, [`tune: ${rows.length} runs of ${opts.spec.name}`]);
   const second = await search({ spec: opts.spec, mesh: opts.mesh, profile: report.profile, top: 1, workers: opts.workers });

@@ -6,6 +6,7 @@ import { exportCommand } from './export.js';
 import { modelsCommand } from './models.js';
 import { reportCommand } from './report.js';
 import { searchCommand } from './search.js';
+import { tuneCommand } from './tune.js';
 
 /** Every subcommand registers here, one line each. */
 export function registerCommands(y: Argv): Argv {
@@ -16,5 +17,6 @@ export function registerCommands(y: Argv): Argv {
     .command(devicesCommand)
     .command(exportCommand)
     .command(reportCommand)
-    .command(calibrateCommand);
+    .command(calibrateCommand)
+    .command(tuneCommand);
 }

@@ -1,0 +1,70 @@
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.js';
+import { tune, type TuneReport } from '../../calibrate/tune.js';
+import { DEFAULT_DEVICE } from '../../cost/presets.js';
+import { describePlan, planFromJson } from '../../lower/plan.js';
+import { fmtSeconds } from '../format.js';
+import { loadDevice, loadMesh, loadModel } from '../inputs.js';
+import { formatReport, writeAtomic } from './calibrate.js';
+
+interface Args {
+  mesh?: string;
+  model?: string;
+  device: string;
+  runs: number;
+  steps: number;
+  backend: string;
+  workers?: number;
+  out?: string;
+  json?: boolean;
+}
+
+export function formatTune(r: TuneReport, out?: string): string {
+  const t = r.tune;
+  const line = (what: string, c: TuneReport['tune']['old']) =>
+    `${what} ${describePlan(planFromJson(c.plan))}\n    estimated ${fmtSeconds(c.estimated)}, measured ${fmtSeconds(c.measured)} per step on the simulated mesh`;
+  return [
+    formatReport(r, out).trimEnd(),
+    '',
+    `ran ${t.measuredPlans} plans on the simulated mesh`,
+    line('before calibration the search chose', t.old),
+    line('after calibration it chooses        ', t.new),
+    t.changed
+      ? `the choice changed: measured ${t.speedup >= 1 ? `${t.speedup.toFixed(2)}x faster` : `${(1 / t.speedup).toFixed(2)}x slower`} than the old one`
+      : 'the choice did not change',
+  ].join('\n') + '\n';
+}
+
+export const tuneCommand: CommandModule<object, Args> = {
+  command: 'tune',
+  describe: 'Closed loop: search, run the best plans on the simulated mesh, calibrate on their traces, search again',
+  builder: (y) =>
+    y
+      .option('mesh', { type: 'string', describe: 'mesh shape to simulate, e.g. 2x2' })
+      .option('model', { type: 'string', describe: 'model preset or JSON spec (small enough to simulate: tiny)' })
+      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'base profile the first search uses and calibration starts from' })
+      .option('runs', { type: 'number', default: 8, describe: 'how many of the best plans to run and calibrate on' })
+      .option('steps', { type: 'number', default: 4, describe: 'training steps per run (the first is left out as warm-up)' })
+      .option('backend', { type: 'string', default: 'auto', describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })
+      .option('workers', { type: 'number', describe: 'search worker threads (0: inline)' })
+      .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
+  handler: async (args) => {
+    const spec = loadModel(args.model);
+    const mesh = loadMesh(args.mesh);
+    const base = loadDevice(args.device);
+    if (!Number.isSafeInteger(args.runs) || args.runs < 3) throw new InputError(`--runs must be an integer of at least 3 (leave-one-plan-out needs 3 plans), got ${args.runs}`);
+    if (!Number.isSafeInteger(args.steps) || args.steps < 2) throw new InputError(`--steps must be an integer of at least 2 (the first is warm-up), got ${args.steps}`);
+    // The runtime loads tfjs: only this command pays for it.
+    const runtime = await import('../../runtime/index.js');
+    const backend = args.backend as Parameters<typeof runtime.runPlan>[0]['backend'];
+    const modelName = typeof args.model === 'string' && !args.model.endsWith('.json') ? args.model : undefined;
+    const report = await tune({
+      spec, mesh, base, runs: args.runs, workers: args.workers,
+      measure: async (plan) => (await runtime.runPlan({ spec, mesh, plan, steps: args.steps, backend, device: base, trace: true, modelName })).trace,
+      onProgress: (line) => process.stderr.write(`tune: ${line}\n`),
+    });
+    if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n');
+    process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatTune(report, args.out));
+  },
+};
