@@ -4,14 +4,13 @@ import { estimatePlan } from '../cost/estimatePlan.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
 import { formatMesh, parseMesh, type Mesh } from '../mesh/mesh.js';
-import { buildGraph, DIM_NAMES, type Graph } from '../model/graph.js';
+import { buildGraph } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
 import type { BoundResult, Candidate, Context, Objective, PriceResult, Task } from './protocol.js';
-import { compare, mergeTop, paretoFront, primary } from './rank.js';
+import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
-import { dominated } from './rank.js';
 
 export interface SearchOptions {
   readonly spec: ModelSpec;

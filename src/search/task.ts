@@ -1,10 +1,9 @@
 import { makePricer, type Pricer } from '../cost/pricer.js';
-import { matmulBound } from './bounds.js';
-import { parseMesh } from '../mesh/mesh.js';
-import { buildGraph } from '../model/graph.js';
-import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import type { Layout } from '../layout/layout.js';
-import { DIM_NAMES } from '../model/graph.js';
+import { RECOMPUTE, type Plan } from '../lower/plan.js';
+import { parseMesh } from '../mesh/mesh.js';
+import { buildGraph, DIM_NAMES } from '../model/graph.js';
+import { matmulBound } from './bounds.js';
 import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import {
