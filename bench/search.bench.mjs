@@ -46,6 +46,8 @@ async function caseTransformer() {
     plansPerSecond: Math.round(s.valid / inline.seconds),
     exhaustiveSeconds: plain.seconds, exhaustivePlansPerSecond: Math.round(plain.result.candidates / plain.seconds),
     ratioToExhaustive: plain.seconds / inline.seconds, ratioToExhaustiveOn2Workers: plain.seconds / pooled.seconds,
+    // Machine-independent: how many fewer plans the search prices than the plain scan.
+    pricedRatio: plain.result.candidates / (s.valid - s.pruned),
     bestOnly: {
       seconds: single.seconds, priced: single.result.searched.valid - single.result.searched.pruned, exhaustiveSeconds: plainSingle.seconds,
       ratioToExhaustive: plainSingle.seconds / single.seconds, sameOptimum: samePlan(single.result.best, plainSingle.result.best),
@@ -160,6 +162,7 @@ async function caseGpt3() {
     case: 'gpt3-175b 4x4x4x8 a100-80g', plans: r.searched.plans, valid: r.searched.valid, priced: r.searched.valid - r.searched.pruned,
     seconds: ours.seconds, workers: 2, inlineSeconds: inline.seconds, plansPerSecond: Math.round(r.searched.valid / ours.seconds),
     exhaustiveSeconds: ref.seconds, exhaustivePriced: ref.result.candidates, ratioToExhaustive: ref.seconds / ours.seconds,
+    ratioInlineToExhaustive: ref.seconds / inline.seconds, pricedRatio: ref.result.candidates / (r.searched.valid - r.searched.pruned),
     sameOptimum: samePlan(r.best, ref.result.best) && JSON.stringify(r.top) === JSON.stringify(ref.result.top),
     best: r.best.plan, bestStep: r.best.time.step, mfu: r.best.mfu,
     goals: { under30s: ours.seconds < 30 },
