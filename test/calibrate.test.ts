@@ -227,4 +227,13 @@ describe('mesh-search calibrate', () => {
     expect(r.stderr).toMatch(/^mesh-search: too few measurements to calibrate/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
+
+  it('refuses a calibrate without --out or --json, and a tune with too few runs, in one line each', async () => {
+    const a = await run(['calibrate', '--bench', 'data/bench-example.csv']);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toBe('mesh-search: calibrate needs --out profile.json (or --json to print the profile)\n');
+    const b = await run(['tune', '--mesh', '2x2', '--model', 'tiny', '--runs', '2']);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toBe('mesh-search: --runs must be an integer of at least 3 (leave-one-plan-out needs 3 plans), got 2\n');
+  });
 });
