@@ -23,7 +23,7 @@ describe('the plan space and its bounds', () => {
     }), { numRuns: 60, seed: 11 });
   });
 
-  it('no plan of a layout beats its FLOPs, compute or memory bound', () => {
+  it('no plan of a layout beats its FLOPs, compute or memory bound, and compute grows with microbatches', () => {
     fc.assert(fc.property(tinySpec(), tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
@@ -43,9 +43,13 @@ describe('the plan space and its bounds', () => {
         // The FLOPs bound is the weaker of the two step bounds, and never zero.
         expect(f).toBeLessThanOrEqual(s);
         expect(f).toBeGreaterThan(0);
+        let prev = { zero: -1, recompute: '', compute: 0 };
         for (const st of strategies(space, split, masks)) {
           const c = pricer({ layout, ...st });
           expect(c.valid).toBe(true);
+          // Within one ZeRO stage and recompute mode, compute never falls as microbatches grow.
+          if (st.zero === prev.zero && st.recompute === prev.recompute) expect(c.compute).toBeGreaterThanOrEqual(prev.compute * (1 - 1e-9));
+          prev = { zero: st.zero, recompute: st.recompute, compute: c.compute };
           expect(c.step).toBeGreaterThanOrEqual(s);
           expect(c.memory).toBeGreaterThanOrEqual(m);
           checked++;

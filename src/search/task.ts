@@ -177,9 +177,10 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     const stages = split[LAYERS];
     const mMax = ms[ms.length - 1];
     let skipZero = -1;
+    let skipZR = '';
     for (let i = 0; i < all.length; i++) {
       const s = all[i];
-      if (s.zero === skipZero) continue;
+      if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
       const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
       const cost = pricer(plan);
       priced++;
@@ -197,10 +198,14 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
         if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
         if (mayRank) tighten(c);
       }
-      if (ctx.objective === 'time' && s.microbatches === 1) {
-        // Every later plan of this ZeRO stage has at least this compute (more microbatches, more recompute).
+      if (ctx.objective === 'time') {
+        // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
+        // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
         const sb = cost.compute * (1 + (stages - 1) / mMax) * SLACK_ROUNDING;
-        if (prunable(ctx, bounds, sb, lbMemory)) skipZero = s.zero;
+        if (prunable(ctx, bounds, sb, lbMemory)) {
+          if (s.microbatches === 1) skipZero = s.zero;
+          else skipZR = `${s.zero}/${s.recompute}`;
+        }
       }
     }
   }
