@@ -3,7 +3,7 @@ import { estimatePlan } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { compileLayout, layoutProblem, type Layout } from '../layout/layout.js';
-import { formatMesh, parseMesh, type Mesh } from '../mesh/mesh.js';
+import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../lower/plan.js';
@@ -114,6 +114,5 @@ export function exhaustive(opts: {
     maxUsed,
   };
   if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
-  void formatMesh;
   return result;
 }
