@@ -64,6 +64,16 @@ describe('search', () => {
   });
 });
 
+describe('progress', () => {
+  it('reports a fraction that only grows and ends at 1', async () => {
+    const seen: number[] = [];
+    await search({ spec: getPreset('tiny'), mesh: '2x4', profile: getDevice('tpu-v2'), workers: 0, onProgress: (p) => seen.push(p.fraction) });
+    expect(seen.length).toBeGreaterThan(2);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(seen[seen.length - 1]).toBe(1);
+  });
+});
+
 describe('a worker that crashes', () => {
   const s = { spec: getPreset('tiny'), mesh: '2x4', profile: getDevice('tpu-v2') };
 
