@@ -58,9 +58,10 @@ class PoolRunner implements Runner {
   }
 }
 
-// Starting a pool costs 0.3-0.6 s (bench/search: transformer-5b on 16x32 takes 0.03 s inline), so by
-// default a search runs inline and starts the pool only once it has worked this long.
-const AUTO_INLINE_MS = 250;
+// Starting a pool costs 0.3-0.6 s (bench/search: transformer-5b on 16x32 takes 0.03 s inline, gpt3-175b
+// on 4x4x4x8 0.3-0.8 s), so by default a search runs inline and starts the pool only once it has
+// worked this long: then there is enough left for more cores to pay for it.
+const AUTO_INLINE_MS = 1000;
 
 /** The default: inline for a quick search, a pool of `max` workers once the search proves long. */
 class AutoRunner implements Runner {

@@ -18,7 +18,7 @@ export interface SearchOptions {
   readonly profile: HardwareProfile;
   /** How many plans to report (default 5). */
   readonly top?: number;
-  /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 0.25 s. */
+  /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 1 s. */
   readonly workers?: number;
   readonly objective?: Objective;
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */

@@ -138,7 +138,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
       .option('top', { type: 'number', default: 5, describe: 'how many plans to show' })
-      .option('workers', { type: 'number', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 0.25 s' })
+      .option('workers', { type: 'number', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
       .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
