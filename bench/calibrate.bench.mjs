@@ -22,7 +22,7 @@ const acc = (a) => ({ mape: r3(a.mape), kendallTau: r3(a.kendallTau) });
 
 // 1. The runtime: measure, then calibrate.
 const t0 = performance.now();
-const raw = await measureCases(SIM_CASES, { base, steps: 6, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
+const raw = await measureCases(SIM_CASES, { base, steps: 4, passes: 3, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
 const measureSeconds = (performance.now() - t0) / 1e3;
 const loaded = resolveRows(raw, base);
 const t1 = performance.now();

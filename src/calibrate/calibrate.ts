@@ -4,7 +4,7 @@ import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile } from '../cost/profile.js';
 import { loadDevice } from '../cli/inputs.js';
 import { readBenchFile } from './bench.js';
-import { fitProfile, setupFit, tooFewMessage } from './fit.js';
+import { fitProfile, setupFit, tooFewMessage, type FitOptions } from './fit.js';
 import { accuracy } from './metrics.js';
 import { isRejection, newContext, resolveRow, type RawRow } from './resolve.js';
 import { readTraceFile, type StepStatistic } from './trace.js';
@@ -54,13 +54,13 @@ export function accuracyOf(rows: readonly Measurement[], profile: HardwareProfil
 }
 
 /** Refuse, rather than overfit, when some fold of leave-one-plan-out would have too few observations. */
-export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProfile): void {
+export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): void {
   const plans = new Set(rows.map((m) => m.planKey));
   if (plans.size < MIN_PLANS) {
     throw new InputError(`too few plans to calibrate: ${rows.length} usable rows cover ${plans.size} distinct plan${plans.size === 1 ? '' : 's'}; ` +
       `leave-one-plan-out cross-validation needs at least ${MIN_PLANS}`);
   }
-  const setup = setupFit(rows, base);
+  const setup = setupFit(rows, base, opts);
   const perPlan = new Map<string, number>();
   setup.obs.forEach((o) => perPlan.set(rows[o.row].planKey, (perPlan.get(rows[o.row].planKey) ?? 0) + 1));
   const least = setup.obs.length - Math.max(...perPlan.values());
@@ -70,11 +70,11 @@ export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProf
 }
 
 /** Leave-one-plan-out: each plan's step time as predicted by a profile fitted without it. */
-export function crossValidate(rows: readonly Measurement[], base: HardwareProfile): number[] {
+export function crossValidate(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): number[] {
   const predicted = new Array<number>(rows.length);
   for (const key of new Set(rows.map((m) => m.planKey))) {
     const train = rows.filter((m) => m.planKey !== key);
-    const { profile } = fitProfile(train, base);
+    const { profile } = fitProfile(train, base, opts);
     rows.forEach((m, i) => {
       if (m.planKey === key) predicted[i] = price(m.program, profile).time.step;
     });
@@ -85,13 +85,13 @@ export function crossValidate(rows: readonly Measurement[], base: HardwareProfil
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 /** Fit a profile to the rows and measure it by leave-one-plan-out against the base. */
-export function calibrate(loaded: LoadedRows, base: HardwareProfile, files: readonly string[] = []): CalibrationReport {
+export function calibrate(loaded: LoadedRows, base: HardwareProfile, files: readonly string[] = [], opts: FitOptions = {}): CalibrationReport {
   const { rows, rejected } = loaded;
-  checkEnoughRows(rows, base);
+  checkEnoughRows(rows, base, opts);
   const before = accuracyOf(rows, base);
-  const cv = crossValidate(rows, base);
+  const cv = crossValidate(rows, base, opts);
   const after = accuracy(cv, rows.map((m) => m.stepTime), comparable(rows));
-  const { profile: fitted, summary } = fitProfile(rows, base);
+  const { profile: fitted, summary } = fitProfile(rows, base, opts);
   const note = `fitted by mesh-search calibrate (robust bounded least squares) from ${rows.length} measured rows` +
     `${files.length ? ` of ${files.join(', ')}` : ''}; leave-one-plan-out step-time MAPE ${pct(after.mape)} (base ${base.name}: ${pct(before.mape)})`;
   const profile = validateProfile({

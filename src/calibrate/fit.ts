@@ -25,6 +25,12 @@ function trimmedCost(r: Float64Array): number {
   return s;
 }
 
+/** Choices a user (or an experiment) makes about the fit. */
+export interface FitOptions {
+  /** Parameters to keep at the base value: names (`latency.rows`) or groups (`efficiencyHalfWork`, `overlap`). */
+  readonly hold?: readonly string[];
+}
+
 export interface FitResult {
   readonly profile: HardwareProfile;
   readonly summary: FitSummary;
@@ -68,12 +74,13 @@ export interface FitSetup {
   readonly free: number;
 }
 
-export function setupFit(rows: readonly Measurement[], base: HardwareProfile): FitSetup {
+export function setupFit(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): FitSetup {
   const features = rows.map((m) => featuresOf(m.program, base));
   const space = makeSpace(base, axesOf(rows, features, base));
   const obs = observationsOf(rows);
   const m = space.defs.length;
-  const fixed = new Array<boolean>(m).fill(false);
+  const hold = opts.hold ?? [];
+  const fixed = space.defs.map((d) => hold.some((h) => d.name === h || d.name.startsWith(`${h}.`)));
   const evaluate = (theta: Float64Array) => {
     const preds = features.map((f) => predict(f, theta, space));
     const r = new Float64Array(obs.length);
@@ -109,7 +116,7 @@ export function tooFewMessage(observations: number, least: number, rows: number,
 }
 
 /** Fit a profile to the rows, starting from (and falling back to) the base profile. */
-export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, setup = setupFit(rows, base)): FitResult {
+export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, setup = setupFit(rows, base, opts)): FitResult {
   const { space, obs, problem, start, fixed, free } = setup;
   if (obs.length < free + 1) {
     throw new InputError(tooFewMessage(obs.length, obs.length, rows.length, free, space.defs.filter((_, j) => !fixed[j]).map((d) => d.name)));

@@ -60,7 +60,8 @@ export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, 
     if (free.length === 0) break;
     const d = free.map((j) => Math.sqrt(norm[j]));
     let improved = false;
-    while (lambda < 1e12) {
+    // With the columns scaled to unit norm, a damping of 1e6 allows only negligible steps: converged.
+    while (lambda < 1e6) {
       const A = new Matrix(n + free.length, free.length);
       const b = new Matrix(n + free.length, 1);
       for (let i = 0; i < n; i++) {
