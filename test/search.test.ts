@@ -46,8 +46,8 @@ describe('search', () => {
       const inline = await attempt(s, 0);
       expect(await attempt(s, 1)).toEqual(inline);
       expect(await attempt(s, 2)).toEqual(inline);
-      // The default: inline, then a pool if the search runs long.
-      expect(await attempt({ ...s, workers: undefined }, undefined as unknown as number)).toEqual(inline);
+      // The default: inline, then a pool once the search has run a while (here at once).
+      expect(await attempt({ ...s, workers: undefined, inlineSeconds: 0 }, undefined as unknown as number)).toEqual(inline);
       const ref = exhaustive({ ...s, symmetry: true });
       if (ref.maxUsed === s.mesh.size) expect(inline).toEqual(answer(ref));
     }), { numRuns: 6, seed: 7 });
@@ -79,6 +79,9 @@ describe('a worker that crashes', () => {
 
   it('has its share retried once and the answer is whole', async () => {
     const clean = answer(await search({ ...s, workers: 0 }));
+    const switched = await search({ ...s, inlineSeconds: 0 });
+    expect(switched.searched.workers).toBeGreaterThan(0);
+    expect(answer(switched)).toEqual(clean);
     for (const share of [0, 70]) {
       expect(answer(await search({ ...s, workers: 2, faults: { share, times: 1 } }))).toEqual(clean);
       expect(answer(await search({ ...s, workers: 0, faults: { share, times: 1 } }))).toEqual(clean);

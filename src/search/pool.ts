@@ -61,19 +61,19 @@ class PoolRunner implements Runner {
 // Starting a pool costs 0.3-0.6 s (bench/search: transformer-5b on 16x32 takes 0.03 s inline, gpt3-175b
 // on 4x4x4x8 0.3-0.8 s), so by default a search runs inline and starts the pool only once it has
 // worked this long: then there is enough left for more cores to pay for it.
-const AUTO_INLINE_MS = 1000;
+export const AUTO_INLINE_SECONDS = 1;
 
 /** The default: inline for a quick search, a pool of `max` workers once the search proves long. */
 class AutoRunner implements Runner {
   private readonly inline = new InlineRunner();
   private pool: PoolRunner | null = null;
   private busy = 0;
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly inlineMs: number) {}
   get workers(): number {
     return this.pool ? this.max : 0;
   }
   run(task: Task): Promise<TaskResult> {
-    if (this.pool === null && this.busy < AUTO_INLINE_MS) {
+    if (this.pool === null && this.busy < this.inlineMs) {
       const t0 = performance.now();
       try {
         return this.inline.run(task);
@@ -89,9 +89,9 @@ class AutoRunner implements Runner {
   }
 }
 
-/** `workers` 0: inline; a number: a pool of that many; undefined: inline, then a pool of `auto` if it runs long. */
-export function makeRunner(workers: number | undefined, auto: number): Runner {
-  if (workers === undefined) return new AutoRunner(auto);
+/** `workers` 0: inline; a number: a pool of that many; undefined: inline, then a pool of `auto` after `inlineSeconds`. */
+export function makeRunner(workers: number | undefined, auto: number, inlineSeconds = AUTO_INLINE_SECONDS): Runner {
+  if (workers === undefined) return new AutoRunner(auto, inlineSeconds * 1000);
   return workers <= 0 ? new InlineRunner() : new PoolRunner(workers);
 }
 

@@ -21,6 +21,8 @@ export interface SearchOptions {
   /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 1 s. */
   readonly workers?: number;
   readonly objective?: Objective;
+  /** With `workers` unset: how long the search runs inline before it starts the pool (default 1 s). */
+  readonly inlineSeconds?: number;
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
   readonly paretoSlack?: number;
   readonly onProgress?: (p: Progress) => void;
@@ -91,7 +93,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const progress = (phase: Progress['phase'], fraction: number, priced: number) =>
     opts.onProgress?.({ phase, fraction, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000) });
 
-  const runner = makeRunner(workers, Math.max(1, availableParallelism()));
+  const runner = makeRunner(workers, Math.max(1, availableParallelism()), opts.inlineSeconds);
   try {
     // Phase 1: bounds of every canonical valid layout, in fixed shares of the rank range.
     const step = Math.ceil(space.ranks / BOUND_SHARES);
