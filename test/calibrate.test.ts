@@ -70,6 +70,15 @@ describe('calibration fit', () => {
     for (const m of rows.filter((_, i) => i !== 4)) expect(price(m.program, profile).time.step / m.stepTime).toBeCloseTo(1, 6);
   });
 
+  it('keeps held parameters at the base value and fits the rest', () => {
+    const { rows } = resolveRows(synthRows(truthProfile()), base);
+    const { summary, profile } = fitProfile(rows, base, { hold: ['overlap', 'latency.rows'] });
+    const held = summary.parameters.filter((p) => p.fixed).map((p) => p.name);
+    expect(held).toEqual(['latency.rows', 'overlap']);
+    expect(profile.overlap).toBe(base.overlap);
+    expect(profile.efficiency.matmul).not.toBe(base.efficiency.matmul);
+  });
+
   it('prices a row the way price.ts does: the fit model and the cost model agree term by term', () => {
     const truth = truthProfile();
     const { rows } = resolveRows(synthRows(truth), base);
@@ -232,6 +241,9 @@ describe('mesh-search calibrate', () => {
     const a = await run(['calibrate', '--bench', 'data/bench-example.csv']);
     expect(a.code).toBe(2);
     expect(a.stderr).toBe('mesh-search: calibrate needs --out profile.json (or --json to print the profile)\n');
+    const h = await run(['calibrate', '--bench', 'data/bench-example.csv', '--json', '--hold', 'bogus']);
+    expect(h.code).toBe(2);
+    expect(h.stderr).toMatch(/^mesh-search: --hold bogus: not a parameter/);
     const b = await run(['tune', '--mesh', '2x2', '--model', 'tiny', '--runs', '2']);
     expect(b.code).toBe(2);
     expect(b.stderr).toBe('mesh-search: --runs must be an integer of at least 3 (leave-one-plan-out needs 3 plans), got 2\n');

@@ -11,10 +11,12 @@ interface Args {
   bench?: string[];
   device?: string;
   steps: string;
+  hold?: string[];
   out?: string;
   json?: boolean;
 }
 
+const HOLD_GROUPS = ['efficiency', 'efficiencyHalfWork', 'bandwidth', 'latency', 'overlap'];
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const tau = (a: Accuracy) => (a.kendallTau === null ? 'n/a' : a.kendallTau.toFixed(3));
 const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-2) ? x.toExponential(3) : x.toFixed(4));
@@ -54,6 +56,7 @@ export const calibrateCommand: CommandModule<object, Args> = {
       .option('trace', { type: 'string', array: true, describe: 'trace JSON files written by mesh-search run --trace' })
       .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
       .option('steps', { type: 'string', default: 'min', choices: ['min', 'median'], describe: 'a trace\'s step time: the least or the median over its steps after the first' })
+      .option('hold', { type: 'string', array: true, describe: 'parameters to keep at the base value: efficiency, efficiencyHalfWork, bandwidth, latency, overlap, or one like latency.rows' })
       .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: the rows\' device, else tpu-v2)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
@@ -62,7 +65,11 @@ export const calibrateCommand: CommandModule<object, Args> = {
     const raw = readInputs({ traces: args.trace, bench: args.bench, statistic: args.steps as StepStatistic });
     const base = baseDevice(raw, args.device);
     const loaded = resolveRows(raw, base, args.device);
-    const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])]);
+    const hold = (args.hold ?? []).flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean);
+    for (const h of hold) {
+      if (!HOLD_GROUPS.includes(h.split('.')[0])) throw new InputError(`--hold ${h}: not a parameter; groups are ${HOLD_GROUPS.join(', ')} (or one like latency.rows)`);
+    }
+    const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])], { hold });
     if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n');
     process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatReport(report, args.out));
   },
