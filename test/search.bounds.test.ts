@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { makePricer } from '../src/cost/pricer.js';
 import { compileLayout, layoutProblem } from '../src/layout/layout.js';
 import { buildGraph } from '../src/model/graph.js';
-import { decode, dimMasks, isCanonical, layoutOf, makeSpace, splits, strategies } from '../src/search/space.js';
+import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, splits, strategies, toCanonical } from '../src/search/space.js';
 import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { matmulBound } from '../src/search/bounds.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
@@ -57,6 +57,24 @@ describe('the plan space and its bounds', () => {
       }
       expect(checked).toBeGreaterThan(0);
     }), { numRuns: 25, seed: 5 });
+  });
+
+  it('stepping from canonical layout to canonical layout visits each orbit once, and the orbits cover every layout', () => {
+    fc.assert(fc.property(tinySpec(), tinyMesh(3), tinyProfile(), (spec, mesh, profile) => {
+      const space = makeSpace(buildGraph(spec), mesh, profile);
+      const all: number[] = [];
+      for (let r = 0; r < space.ranks; r++) if (isCanonical(space, decode(space, r, []))) all.push(r);
+      const stepped: number[] = [];
+      let covered = 0;
+      const choice = decode(space, 0, []);
+      toCanonical(space, choice);
+      do {
+        stepped.push(encode(space, choice));
+        covered += orbitSize(space, choice);
+      } while (nextCanonical(space, choice));
+      expect(stepped).toEqual(all);
+      expect(covered).toBe(space.ranks);
+    }), { numRuns: 40, seed: 17 });
   });
 
   it('interchangeable axes (equal size, equal link) give equal costs to mirror-image plans', () => {

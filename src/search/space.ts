@@ -179,3 +179,67 @@ export function layoutAt(space: PlanSpace, rank: number): { layout: Layout; mask
   const split = splits(space, masks);
   return split ? { layout: layoutOf(space, masks), masks, split } : null;
 }
+
+/** The rank of per-axis choices (axis 0 most significant). */
+export function encode(space: PlanSpace, choice: readonly number[]): number {
+  let r = 0;
+  for (const c of choice) r = r * space.choices.length + c;
+  return r;
+}
+
+/**
+ * Move `choice` to the first canonical choices at or after it, in rank order: where an axis takes
+ * less than its interchangeable predecessor, raise it to that, and set every later axis as low as
+ * the order allows.
+ */
+export function toCanonical(space: PlanSpace, choice: number[]): void {
+  for (let j = 0; j < choice.length; j++) {
+    const t = space.twin[j];
+    if (t >= 0 && choice[j] < choice[t]) {
+      choice[j] = choice[t];
+      for (let k = j + 1; k < choice.length; k++) choice[k] = space.twin[k] >= 0 ? choice[space.twin[k]] : 0;
+      return;
+    }
+  }
+}
+
+/** The next canonical choices after `choice` (rank order); false past the last. */
+export function nextCanonical(space: PlanSpace, choice: number[]): boolean {
+  const S = space.choices.length;
+  let i = choice.length - 1;
+  choice[i]++;
+  while (choice[i] === S) {
+    choice[i] = 0;
+    if (--i < 0) return false;
+    choice[i]++;
+  }
+  toCanonical(space, choice);
+  return true;
+}
+
+/** How many layouts a canonical one stands for: its distinct images under swaps of interchangeable axes. */
+export function orbitSize(space: PlanSpace, choice: readonly number[]): number {
+  let size = 1;
+  const seen = new Set<number>();
+  for (let j = choice.length - 1; j >= 0; j--) {
+    if (seen.has(j)) continue;
+    // A class: j and its chain of interchangeable predecessors.
+    const counts = new Map<number, number>();
+    let k = 0;
+    for (let a = j; a >= 0; a = space.twin[a]) {
+      seen.add(a);
+      counts.set(choice[a], (counts.get(choice[a]) ?? 0) + 1);
+      k++;
+    }
+    let perms = factorial(k);
+    for (const c of counts.values()) perms /= factorial(c);
+    size *= perms;
+  }
+  return size;
+}
+
+function factorial(n: number): number {
+  let f = 1;
+  for (let i = 2; i <= n; i++) f *= i;
+  return f;
+}

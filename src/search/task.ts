@@ -7,7 +7,8 @@ import { matmulBound } from './bounds.js';
 import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import {
-  decode, dimMasks, isCanonical, layoutOf, makeSpace, microbatchCounts, splits, strategies, strategyCount, type PlanSpace,
+  decode, dimMasks, encode, layoutOf, makeSpace, microbatchCounts, nextCanonical, orbitSize, splits, strategies, strategyCount,
+  toCanonical, type PlanSpace,
 } from './space.js';
 
 /**
@@ -83,24 +84,25 @@ function bound(p: Prepared, objective: Context['objective'], lo: number, hi: num
   const masks = new Array<number>(space.dims.length);
   const ranks: number[] = [], lbStep: number[] = [], lbMemory: number[] = [], count: number[] = [];
   let plans = 0, valid = 0, symmetric = 0, maxUsed = 0;
-  for (let r = lo; r < hi; r++) {
-    decode(space, r, choice);
+  // Only canonical layouts are visited; each counts for its whole orbit (mirror images have the
+  // same splits, so the same validity and strategies).
+  decode(space, lo, choice);
+  toCanonical(space, choice);
+  for (let r = encode(space, choice); r < hi; r = nextCanonical(space, choice) ? encode(space, choice) : hi) {
     dimMasks(space, choice, masks);
     const split = splits(space, masks);
+    const orbit = orbitSize(space, choice);
     if (!split) {
-      plans += (masks[BATCH] ? 4 : 1) * 3;
+      plans += (masks[BATCH] ? 4 : 1) * 3 * orbit;
       continue;
     }
     const n = strategyCount(space, split, masks);
-    plans += n;
-    valid += n;
+    plans += n * orbit;
+    valid += n * orbit;
+    symmetric += n * (orbit - 1);
     let used = 1;
     for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) used *= space.sizes[a];
     maxUsed = Math.max(maxUsed, used);
-    if (!isCanonical(space, choice)) {
-      symmetric += n;
-      continue;
-    }
     ranks.push(r);
     // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
     lbStep.push(flopsBound(space, p.matmul, split));
