@@ -48,8 +48,8 @@ export interface SearchResult {
 
 let searches = 0;
 const BOUND_SHARES = 64;
-const SHARES_PER_WAVE = 8;
-const MAX_SHARE = 64;
+const SHARES_PER_WAVE = 16;
+const MAX_SHARE = 32;
 
 /** Every dimension's largest split on this mesh: what the "mesh too large" message names. */
 function divisorReport(space: PlanSpace): string {
