@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -63,6 +63,7 @@ describe('bad input', () => {
     ['a bad ZeRO stage', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', '', '--zero', '5'], /--zero must be 0, 1, 2 or 3/],
     ['microbatches that do not divide the batch', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', '', '--microbatches', '3', '--json'], /microbatches do not divide/],
     ['an unknown flag', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layot', ''], /Unknown argument/],
+    ['a value outside its choices', ['--mesh', '2x2', '--model', 'tiny', '--objective', 'speed', '--json'], /Invalid values: Argument: objective, Given: "speed"/],
   ];
   it.each(cases)('%s: one line on stderr, exit code 2, no stack trace', (_, args, why) => {
     const r = cli(args);
@@ -71,6 +72,21 @@ describe('bad input', () => {
     expect(text).toMatch(why);
     expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(1);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('search files', () => {
+  it('--out writes a plan that estimate reads back, even for a model given as a spec file, and --report an HTML page', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ms-out-'));
+    const spec = join(dir, 'model.json');
+    writeFileSync(spec, JSON.stringify({ name: 'mine', layers: 2, dModel: 32, heads: 4, dKv: 8, dFf: 64, vocab: 64, seqLen: 16, batch: 8, dtype: 'float32' }));
+    const r = cli(['--mesh', '2x2', '--model', spec, '--out', join(dir, 'plan.json'), '--report', join(dir, 'r.html'), '--json']);
+    expect(r.code).toBe(0);
+    const best = JSON.parse(r.stdout).best;
+    const again = cli(['estimate', '--plan', join(dir, 'plan.json'), '--json']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).time.step).toBeCloseTo(best.time.step, 12);
+    expect(readFileSync(join(dir, 'r.html'), 'utf8')).toMatch(/<svg/);
   });
 });
 

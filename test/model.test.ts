@@ -53,6 +53,10 @@ describe('model spec files', () => {
     expect(() => parseModelSpec([])).toThrow(InputError);
   });
 
+  it('reads back every spec it wrote', () => {
+    for (const p of listPresets()) expect(parseModelSpec(JSON.parse(JSON.stringify(p.spec)))).toEqual(p.spec);
+  });
+
   it('never fails with anything but an InputError on any JSON value', () => {
     const field = fc.constantFrom('name', 'kind', 'layers', 'encoderLayers', 'decoderLayers', 'dModel', 'heads', 'dKv', 'dFf', 'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions');
     const spec = fc.dictionary(field, fc.oneof(fc.jsonValue(), fc.integer({ min: -3, max: 300 })));

@@ -25,8 +25,9 @@ export function readJsonFile(path: string, what: string): unknown {
 
 const looksLikeFile = (s: string) => s.endsWith('.json') || s.includes('/') || existsSync(s);
 
-/** `--model`: a preset name or a JSON spec file. */
+/** `--model`: a preset name or a JSON spec file; a plan file may also hold the spec itself. */
 export function loadModel(arg: unknown): ModelSpec {
+  if (typeof arg === 'object' && arg !== null) return parseModelSpec(arg, 'model in the plan file');
   if (typeof arg !== 'string' || arg.trim() === '') throw new InputError('--model needs a preset name or a JSON file');
   const preset = findPreset(arg);
   if (preset) return preset;

@@ -30,6 +30,8 @@ export async function main(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       if (err) throw err;
       usageError = msg ?? 'bad command line';
+      // Throwing stops yargs before it runs the command's handler.
+      throw new InputError(usageError);
     });
   parser = registerCommands(parser);
   try {
@@ -46,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   if (usageError !== null) {
-    process.stderr.write(`mesh-search: ${String(usageError).split('\n')[0]} (see mesh-search --help)\n`);
+    process.stderr.write(`mesh-search: ${String(usageError).replace(/\s*\n\s*/g, ' ')} (see mesh-search --help)\n`);
     return 2;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;

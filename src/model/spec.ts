@@ -68,7 +68,8 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
   let encoderLayers = 0;
   let decoderLayers: number;
   if (kind === 'decoder') {
-    check(o.encoderLayers === undefined, `${where}: a decoder has no "encoderLayers"; use "layers"`);
+    // 0 is what a parsed spec says of itself, so that a written spec reads back.
+    check(o.encoderLayers === undefined || o.encoderLayers === 0, `${where}: a decoder has no "encoderLayers"; use "layers"`);
     decoderLayers = o.layers !== undefined ? int(o, 'layers', where) : int(o, 'decoderLayers', where);
   } else {
     if (o.layers !== undefined) {

@@ -23,6 +23,7 @@ interface Args {
   json?: boolean;
   out?: string;
   explain?: boolean;
+  report?: string;
 }
 
 /** The layout of the Mesh-TF paper's Transformer experiments (Shazeer et al. 2018, Sec. 5), on a 2-D mesh. */
@@ -142,7 +143,8 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
-      .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' }),
+      .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' })
+      .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' }),
   handler: async (args) => {
     if (args.mesh === undefined) throw new InputError('--mesh is required (like --mesh 16x32)');
     if (args.model === undefined) throw new InputError('--model is required (a preset from mesh-search models, or a JSON spec file)');
@@ -178,7 +180,7 @@ export const searchCommand: CommandModule<object, Args> = {
         plan: planFromJsonSafe(result.best),
         mesh: formatMesh(mesh),
         model: findPreset(args.model) ? args.model : spec,
-        device: profile.name,
+        device: args.device,
         estimate: result.best,
       };
       try {
@@ -186,6 +188,11 @@ export const searchCommand: CommandModule<object, Args> = {
       } catch (e) {
         throw new InputError(`cannot write the plan to ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
+    }
+    if (args.report !== undefined) {
+      // Loaded only when asked for: vega adds half a second to every start.
+      const { writeReport } = await import('../../export/report/report.js');
+      await writeReport(result, args.report, { spec, top: args.top });
     }
     if (args.out !== undefined && !result.best) process.stderr.write(`mesh-search: no plan fits, so nothing was written to ${args.out}\n`);
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
