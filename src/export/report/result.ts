@@ -1,15 +1,9 @@
 import { check } from '../../errors.js';
 import type { Estimate } from '../../cost/estimate.js';
+import type { SearchResult } from '../../search/search.js';
 
-/** DESIGN.md's search output: `{ best, top, pareto, searched }` of estimates. */
-export interface SearchResult {
-  best: Estimate | null;
-  top: Estimate[];
-  pareto: Estimate[];
-  searched: { plans: number; valid: number; feasible: number; pruned: number; seconds: number; workers: number };
-  /** Only when no plan fits in memory: the one that comes closest. */
-  closest?: Estimate;
-}
+/** DESIGN.md's search output, as the search makes it (one type; read back from JSON here). */
+export type { SearchResult };
 
 function checkEstimate(v: unknown, where: string): Estimate {
   check(typeof v === 'object' && v !== null && !Array.isArray(v), `${where}: expected an estimate object`);
