@@ -41,20 +41,27 @@ async function tryWasm(): Promise<boolean> {
 /** Select the kernel backend; returns the name of the one in use. */
 export async function initBackend(choice: BackendChoice = 'auto'): Promise<string> {
   if (!BACKENDS.includes(choice)) throw new InputError(`--backend must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(choice)}`);
-  const quiet = console.warn;
+  // tfjs greets Node users on stdout ("install our node backend"): stdout is for the answer.
+  const { log, warn } = console;
+  console.log = () => {};
+  console.warn = () => {};
   let ok = false;
-  if (choice === 'tensorflow') {
-    ok = await tryTensorflow();
-    if (!ok) throw new InputError('--backend tensorflow needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node, which is not installed');
-  } else if (choice === 'auto') {
-    ok = (await tryTensorflow()) || (await tryWasm()) || (await tf.setBackend('cpu'));
-  } else if (choice === 'wasm') {
-    ok = await tryWasm();
-    if (!ok) throw new InputError('the wasm backend did not load (its .wasm files are in @tensorflow/tfjs-backend-wasm/dist)');
-  } else {
-    ok = await tf.setBackend('cpu');
+  try {
+    if (choice === 'tensorflow') {
+      ok = await tryTensorflow();
+      if (!ok) throw new InputError('--backend tensorflow needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node, which is not installed');
+    } else if (choice === 'auto') {
+      ok = (await tryTensorflow()) || (await tryWasm()) || (await tf.setBackend('cpu'));
+    } else if (choice === 'wasm') {
+      ok = await tryWasm();
+      if (!ok) throw new InputError('the wasm backend did not load (its .wasm files are in @tensorflow/tfjs-backend-wasm/dist)');
+    } else {
+      ok = await tf.setBackend('cpu');
+    }
+  } finally {
+    console.log = log;
+    console.warn = warn;
   }
-  console.warn = quiet;
   await tf.ready();
   return tf.getBackend();
 }

@@ -1,4 +1,6 @@
 import type { Argv } from 'yargs';
+import { runCommand } from './run.js';
+import { trainCommand } from './train.js';
 import { calibrateCommand } from './calibrate.js';
 import { devicesCommand } from './devices.js';
 import { estimateCommand } from './estimate.js';
@@ -18,5 +20,7 @@ export function registerCommands(y: Argv): Argv {
     .command(exportCommand)
     .command(reportCommand)
     .command(calibrateCommand)
-    .command(tuneCommand);
+    .command(tuneCommand)
+    .command(runCommand)
+    .command(trainCommand);
 }

@@ -1,0 +1,58 @@
+import { writeFileSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.js';
+import type { BackendChoice } from '../../runtime/backend.js';
+import { runPlan } from '../../runtime/index.js';
+import { fmtSeconds, table } from '../format.js';
+import { loadDevice } from '../inputs.js';
+import { planOptions, resolvePlanArgs, type PlanArgs } from './runtimeArgs.js';
+
+interface Args extends PlanArgs {
+  trace?: string;
+  check?: boolean;
+  json?: boolean;
+}
+
+export const runCommand: CommandModule<object, Args> = {
+  command: 'run',
+  describe: 'Execute a plan on a simulated mesh: loss, step time, each op measured beside its estimate',
+  builder: (y) =>
+    planOptions(y)
+      .option('steps', { type: 'number', default: 3, describe: 'training steps' })
+      .option('trace', { type: 'string', describe: 'write Chrome trace-event JSON (Perfetto opens it; calibrate reads it)' })
+      .option('check', { type: 'boolean', describe: 'also run the unsplit reference and report the largest relative difference' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }) as never,
+  handler: async (args) => {
+    const { spec, mesh, plan, modelName } = resolvePlanArgs(args);
+    const device = loadDevice(args.device);
+    const r = await runPlan({
+      spec, mesh, plan, steps: args.steps ?? 3, backend: args.backend as BackendChoice, device, check: args.check === true,
+      trace: args.trace !== undefined, modelName,
+    });
+    if (args.trace !== undefined) {
+      try {
+        writeFileSync(args.trace, JSON.stringify(r.trace));
+      } catch (e) {
+        throw new InputError(`cannot write the trace to ${args.trace}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+    const { trace: _trace, ...out } = r;
+    if (args.json) {
+      process.stdout.write(JSON.stringify(out) + '\n');
+      return;
+    }
+    const lines = [
+      `ran ${spec.name} on ${mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')} (${mesh.size} simulated devices, ${r.backend} kernels)`,
+      `plan ${out.plan.layout || '(replicated)'} zero ${out.plan.zero} recompute ${out.plan.recompute} microbatches ${out.plan.microbatches}`,
+      '',
+      table(['step', 'loss', 'seconds'], out.steps.map((s, i) => [String(i + 1), s.loss.toFixed(5), fmtSeconds(s.seconds)])),
+      '',
+      'slowest ops, per execution on one device (measured here; estimated for the --device profile):',
+      table(['op', 'phase', 'measured', 'estimated'],
+        [...out.ops].sort((a, b) => b.measured - a.measured).slice(0, 12).map((o) => [o.name, o.phase, fmtSeconds(o.measured), fmtSeconds(o.estimated)])),
+    ];
+    if (out.check) lines.push('', `check against the unsplit model: largest relative difference ${out.check.maxRelativeError.toExponential(2)} (loss ${out.check.loss.toExponential(2)}, parameters ${out.check.params.toExponential(2)} in ${out.check.worst})`);
+    if (args.trace !== undefined) lines.push('', `trace written to ${args.trace}`);
+    process.stdout.write(lines.join('\n') + '\n');
+  },
+};
