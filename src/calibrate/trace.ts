@@ -3,41 +3,10 @@ import type { OpClassName } from '../cost/profile.js';
 import { readJsonFile } from '../cli/inputs.js';
 import type { RawRow } from './resolve.js';
 import { OP_CLASSES } from './types.js';
+import type { Trace, TraceEvent } from '../runtime/trace.js';
 
-/** One complete event of a runtime trace (Chrome trace-event JSON, as `mesh-search run --trace` writes). */
-export interface TraceEvent {
-  readonly name: string;
-  readonly cat: 'compute' | 'collective';
-  readonly ph: 'X';
-  /** Start and duration in microseconds. */
-  readonly ts: number;
-  readonly dur: number;
-  readonly pid: number;
-  /** The device. */
-  readonly tid: number;
-  readonly args: {
-    readonly op: string;
-    readonly phase: string;
-    readonly kind: string;
-    readonly klass: OpClassName;
-    readonly flops: number;
-    readonly bytes: number;
-    readonly axes: readonly string[];
-    readonly collective: string | null;
-    readonly step: number;
-  };
-}
-
-export interface Trace {
-  readonly traceEvents: readonly TraceEvent[];
-  readonly otherData: {
-    readonly mesh: string;
-    readonly model: unknown;
-    readonly plan: { layout: string; zero: number; recompute: string; microbatches: number };
-    readonly backend: string;
-    readonly steps: readonly { loss: number; seconds: number }[];
-  };
-}
+/** What `mesh-search run --trace` writes: one type, the runtime's (read here from files). */
+export type { Trace, TraceEvent } from '../runtime/trace.js';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -1,4 +1,5 @@
 import type { PlanJson } from '../lower/plan.js';
+import type { OpClass } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 
 /** One complete event of Chrome's trace-event format: a compute op or a collective on one device. */
@@ -16,7 +17,7 @@ export interface TraceEvent {
     readonly op: string;
     readonly phase: string;
     readonly kind: string;
-    readonly klass: string;
+    readonly klass: OpClass;
     readonly flops: number;
     readonly bytes: number;
     readonly axes: readonly string[];
