@@ -6,6 +6,7 @@ import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { findPreset, presetNames } from '../model/presets.js';
 import { parseModelSpec, type ModelSpec } from '../model/spec.js';
 import { planFromJson, makePlan, type Plan } from '../lower/plan.js';
+import { formatLayout } from '../layout/layout.js';
 
 /** Read and parse a JSON file; a missing or malformed file is one line of InputError. */
 export function readJsonFile(path: string, what: string): unknown {
@@ -74,4 +75,31 @@ export function loadPlanFile(path: string): PlanFile {
 export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute?: unknown; microbatches?: unknown }): Plan {
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');
   return makePlan(args.layout, { zero: args.zero, recompute: args.recompute, microbatches: args.microbatches });
+}
+
+/** Flags that name a plan: a plan file, the plan by flags, or both (flags override the file). */
+export interface PlanFlags {
+  plan?: string;
+  mesh?: string;
+  model?: string;
+  layout?: string;
+  zero?: unknown;
+  recompute?: unknown;
+  microbatches?: unknown;
+}
+
+/** The mesh, model and plan that `--plan` and the flags name together. */
+export function resolvePlan(args: PlanFlags): { spec: ModelSpec; mesh: Mesh; plan: Plan; file?: PlanFile } {
+  const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
+  const meshArg = args.mesh ?? file?.mesh;
+  const modelArg = args.model ?? file?.model;
+  if (meshArg === undefined) throw new InputError('--mesh is required (or --plan plan.json)');
+  if (modelArg === undefined) throw new InputError('--model is required (or --plan plan.json)');
+  const plan = planFromArgs({
+    layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
+    zero: args.zero ?? file?.plan.zero,
+    recompute: args.recompute ?? file?.plan.recompute,
+    microbatches: args.microbatches ?? file?.plan.microbatches,
+  });
+  return { spec: loadModel(modelArg), mesh: loadMesh(meshArg), plan, file };
 }

@@ -2,10 +2,9 @@ import type { CommandModule } from 'yargs';
 import type { Estimate } from '../../cost/estimate.js';
 import { estimatePlan } from '../../cost/estimatePlan.js';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
-import { formatLayout } from '../../layout/layout.js';
 import { buildGraph } from '../../model/graph.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { loadDevice, loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
+import { loadDevice, resolvePlan } from '../inputs.js';
 
 interface Args {
   mesh?: string;
@@ -54,17 +53,8 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
   handler: (args) => {
-    const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
-    const mesh = loadMesh(args.mesh ?? file?.mesh);
-    const spec = loadModel(args.model ?? file?.model);
+    const { spec, mesh, plan } = resolvePlan(args);
     const profile = loadDevice(args.device);
-    // Flags override what a plan file says.
-    const plan = planFromArgs({
-      layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
-      zero: args.zero ?? file?.plan.zero,
-      recompute: args.recompute ?? file?.plan.recompute,
-      microbatches: args.microbatches ?? file?.plan.microbatches,
-    });
     const e = estimatePlan(buildGraph(spec), mesh, plan, profile);
     process.stdout.write(args.json ? JSON.stringify(e) + '\n' : formatEstimate(e));
     if (!e.valid) process.exitCode = 2;

@@ -4,8 +4,7 @@ import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import { FORMATS } from '../../export/target.js';
-import { formatLayout } from '../../layout/layout.js';
-import { loadDevice, loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
+import { loadDevice, resolvePlan } from '../inputs.js';
 
 interface Args {
   plan?: string;
@@ -37,16 +36,8 @@ export const exportCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', describe: 'write the configuration to this file instead of stdout' }),
   handler: (args) => {
     if (args.plan === undefined && args.layout === undefined) throw new InputError('export needs --plan plan.json (or --layout with --mesh and --model)');
-    const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
-    const mesh = loadMesh(args.mesh ?? file?.mesh);
-    const spec = loadModel(args.model ?? file?.model);
+    const { spec, mesh, plan, file } = resolvePlan(args);
     const profile = loadDevice(args.device ?? file?.device ?? DEFAULT_DEVICE);
-    const plan = planFromArgs({
-      layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
-      zero: args.zero ?? file?.plan.zero,
-      recompute: args.recompute ?? file?.plan.recompute,
-      microbatches: args.microbatches ?? file?.plan.microbatches,
-    });
     const out = exportPlan({ plan, mesh, spec, profile }, args.format);
     if (args.out !== undefined) {
       try {

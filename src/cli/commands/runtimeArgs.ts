@@ -1,12 +1,11 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
-import { formatLayout } from '../../layout/layout.js';
 import type { Plan } from '../../lower/plan.js';
 import type { Mesh } from '../../mesh/mesh.js';
 import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { InputError } from '../../errors.js';
-import { loadMesh, loadModel, loadPlanFile, planFromArgs } from '../inputs.js';
+import { loadModel, resolvePlan } from '../inputs.js';
 
 /** The flags run and train share: a plan file, or the plan by flags; flags override the file. */
 export interface PlanArgs {
@@ -36,18 +35,7 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
 }
 
 export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; plan: Plan; modelName?: string } {
-  const file = args.plan !== undefined ? loadPlanFile(args.plan) : undefined;
-  const meshArg = args.mesh ?? file?.mesh;
-  const modelArg = args.model ?? file?.model;
-  if (meshArg === undefined) throw new InputError('--mesh is required (or --plan plan.json)');
-  if (modelArg === undefined) throw new InputError('--model is required (or --plan plan.json)');
-  const plan = planFromArgs({
-    layout: args.layout ?? (file ? formatLayout(file.plan.layout) : undefined),
-    zero: args.zero ?? file?.plan.zero,
-    recompute: args.recompute ?? file?.plan.recompute,
-    microbatches: args.microbatches ?? file?.plan.microbatches,
-  });
-  const spec = loadModel(modelArg);
+  const { spec, mesh, plan, file } = resolvePlan(args);
   if (file?.model !== undefined && args.model !== undefined) {
     const planned = loadModel(file.model);
     if (JSON.stringify(planned) !== JSON.stringify(spec)) {
@@ -56,5 +44,6 @@ export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; 
   }
   const steps = args.steps;
   if (steps !== undefined && (!Number.isSafeInteger(steps) || steps < 1)) throw new InputError(`--steps must be a positive integer, got ${steps}`);
-  return { spec, mesh: loadMesh(meshArg), plan, modelName: typeof modelArg === 'string' && findPreset(modelArg) ? modelArg : undefined };
+  const modelArg = args.model ?? file?.model;
+  return { spec, mesh, plan, modelName: typeof modelArg === 'string' && findPreset(modelArg) ? modelArg : undefined };
 }
