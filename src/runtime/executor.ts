@@ -67,6 +67,8 @@ export interface ExecutorOptions {
 }
 
 const keyOf = (w: string, layer: number | null) => (layer === null ? w : `${w}@${layer}`);
+/** Prefix of a layer's stored tensors: the block's name too, as the encoder and decoder share layer numbers. */
+const layerKey = (b: Block, layer: number | null) => `${b.name}.${layer}:`;
 
 /**
  * Executes a lowered program on a simulated mesh, all devices in lockstep in this thread: every
@@ -366,9 +368,9 @@ export class Executor {
   private storeKey(b: Block, layer: number | null, id: string, write: boolean): string {
     const graph = this.program.graph;
     if (b.layered) {
-      if (id === b.input) return `${layer}:${id}@${write ? 'out' : 'in'}`;
+      if (id === b.input) return `${layerKey(b, layer)}${id}@${write ? 'out' : 'in'}`;
       const base = id.split('#')[0];
-      if (this.produced.get(b.name)!.has(base) || graph.tensors.get(base)?.role === 'mask') return `${layer}:${id}`;
+      if (this.produced.get(b.name)!.has(base) || graph.tensors.get(base)?.role === 'mask') return `${layerKey(b, layer)}${id}`;
     }
     if (!write) {
       const bi = graph.blocks.indexOf(b);
@@ -591,10 +593,10 @@ export class Executor {
         else this.send('forward', s - 1, s, (d) => d.carry!, (d, x) => void (d.carry = x));
         for (const layer of this.layersOf(b, s)) {
           this.gatherWeights(b, layer, devs);
-          for (const d of devs) d.store.set(`${layer}:${b.input}@in`, d.carry!);
+          for (const d of devs) d.store.set(`${layerKey(b, layer)}${b.input}@in`, d.carry!);
           for (const rec of recs) this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, layer)));
           for (const d of devs) {
-            d.carry = d.store.get(`${layer}:${b.input}@out`)!;
+            d.carry = d.store.get(`${layerKey(b, layer)}${b.input}@out`)!;
             this.dropForRecompute(d, b, layer!);
           }
         }
@@ -610,9 +612,10 @@ export class Executor {
     if (mode === 'none') return;
     const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => this.program.graph.tensors.get(s)!.role === 'mask')]));
     for (const k of [...d.store.keys()]) {
-      if (!k.startsWith(`${layer}:`)) continue;
-      const id = k.slice(`${layer}:`.length).split('#')[0].split('@')[0];
-      const keep = mode === 'full' ? k === `${layer}:${b.input}@in` : !core.has(id);
+      const pre = layerKey(b, layer);
+      if (!k.startsWith(pre)) continue;
+      const id = k.slice(pre.length).split('#')[0].split('@')[0];
+      const keep = mode === 'full' ? k === `${pre}${b.input}@in` : !core.has(id);
       if (!keep) d.store.delete(k);
     }
   }
@@ -646,7 +649,7 @@ export class Executor {
         for (const layer of [...this.layersOf(b, s)].reverse()) {
           this.gatherWeights(b, layer, devs);
           runRecs(devs, layer);
-          for (const d of devs) for (const k of [...d.store.keys()]) if (k.startsWith(`${layer}:`)) d.store.delete(k);
+          for (const d of devs) for (const k of [...d.store.keys()]) if (k.startsWith(layerKey(b, layer))) d.store.delete(k);
         }
       }
     }
