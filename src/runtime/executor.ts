@@ -475,17 +475,54 @@ export class Executor {
   private gatherWeights(b: Block, layer: number | null, devs: readonly Device[]): void {
     if (!(this.program.plan.zero >= 3 && this.sharded)) return;
     for (const w of this.program.graph.weights) {
-      if (this.weightBlock.get(w) !== b) continue;
+      const own = this.weightBlock.get(w) === b;
+      // A tied embedding read by the head on a last stage that never ran the embed block.
+      if (!own && !b.ops.some((o) => o.inputs.includes(w))) continue;
       const rec = this.gatherRec.get(w)!;
       const key = keyOf(w, layer);
-      this.exec(rec, devs, (d) => (function* (): OpGen {
+      const need = own ? devs : devs.filter((d) => !d.gathered.has(key));
+      if (need.length === 0) continue;
+      this.exec(rec, need, (d) => (function* (): OpGen {
         d.gathered.set(key, (yield { kind: 'allgather-flat', index: 0, chunk: d.params.get(key)! }) as Float32Array);
       })());
     }
   }
 
+  /** Non-layered weights read on more than one pipeline stage: a tied embedding (embed on the first, logits on the last). */
+  private crossStage(w: string): boolean {
+    if (this.stages < 2) return false;
+    const b = this.weightBlock.get(w)!;
+    if (b.layered) return false;
+    return this.program.graph.blocks.some((x) => !x.layered && this.ownerStage(x) !== this.ownerStage(b) && x.ops.some((o) => o.inputs.includes(w)));
+  }
+
+  /**
+   * The first and last stages each hold a copy of a tied embedding and each compute part of its
+   * gradient: they are summed over the pipeline axes before the gradient sync, as Megatron-LM's
+   * embedding group does. The lowering has no record of this yet, so it runs under a record of its
+   * own (`tie:<weight>`), which the trace shows as communication over the pipeline axes.
+   */
+  private tie(w: string): void {
+    const sync = this.syncRec.get(w) ?? this.adamRec.get(w)!;
+    const axes = axesOf(this.program.plan.layout, 'layers');
+    const n = sizeOf(this.weightShape(w).shape);
+    const c: Collective = {
+      kind: 'allreduce', axes, mask: this.maskOf(axes), groupSize: this.stages, tensor: w, bytes: 4 * n, sent: (2 * (this.stages - 1) / this.stages) * 4 * n, overlappable: true,
+    };
+    const rec: LoweredOp = { ...sync, name: `tie:${w}`, phase: 'sync', collectives: [c] };
+    this.exec(rec, this.devices, (d) => (function* (): OpGen {
+      const g = d.grads.get(w) ?? new Float32Array(n);
+      d.grads.set(w, (yield { kind: 'allreduce', index: 0, data: g, combine: 'sum' }) as Float32Array);
+    })());
+  }
+
   private sync(perMicrobatch: boolean): void {
     for (const w of this.program.graph.weights) {
+      if (this.crossStage(w)) {
+        const r = this.syncRec.get(w);
+        const everyMicrobatch = !!r && r.collectives[0].kind === 'reduce-scatter' && this.program.plan.zero >= 2;
+        if (everyMicrobatch === perMicrobatch) this.tie(w);
+      }
       const rec = this.syncRec.get(w);
       if (!rec) continue;
       const rs = rec.collectives[0].kind === 'reduce-scatter';
