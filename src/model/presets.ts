@@ -87,6 +87,14 @@ add('mesh-search runtime tests', {
   positions: 'learned',
 });
 
+// The runtime's bench model (issue 13): big enough that compute, not per-kernel overhead, fills a
+// step on one CPU core (about 3.3M parameters; a byte vocabulary, so `train` reads text).
+add('mesh-search runtime bench', {
+  name: 'small', kind: 'decoder', layers: 4, dModel: 256, heads: 4, dKv: 64, dFf: 1024, vocab: 256,
+  seqLen: 128, batch: 16, dtype: 'float32', dropout: false, tiedEmbeddings: false, activation: 'gelu',
+  positions: 'learned',
+});
+
 export function presetNames(): string[] {
   return [...presets.keys(), ...aliases.keys()];
 }

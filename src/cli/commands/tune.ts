@@ -41,7 +41,7 @@ export const tuneCommand: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .option('mesh', { type: 'string', describe: 'mesh shape to simulate, e.g. 2x2' })
-      .option('model', { type: 'string', describe: 'model preset or JSON spec (small enough to simulate: tiny)' })
+      .option('model', { type: 'string', default: 'small', describe: 'model preset or JSON spec, small enough to simulate (small, tiny)' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'base profile the first search uses and calibration starts from' })
       .option('runs', { type: 'number', default: 8, describe: 'how many of the best plans to run and calibrate on' })
       .option('steps', { type: 'number', default: 4, describe: 'training steps per run (the first is left out as warm-up)' })
