@@ -8,11 +8,12 @@ import { backward, forward, renameKind } from './ops.js';
 import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
 import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter } from './ring.js';
 import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, type Local } from './shard.js';
+import type { Exchange } from './exchange.js';
 import type { TraceEvent } from './trace.js';
 
 /** A device stopped in the middle of a step: names the device and the op. */
 export class DeviceFault extends Error {
-  constructor(readonly device: number, readonly op: string, readonly step: number, detail: string) {
+  constructor(readonly device: number, readonly op: string, readonly step: number, readonly detail: string) {
     super(`device ${device} failed in op ${op} at step ${step}: ${detail}`);
     this.name = 'DeviceFault';
   }
@@ -64,6 +65,14 @@ export interface ExecutorOptions {
   readonly seed: number;
   readonly adam: AdamConfig;
   readonly trace: boolean;
+  /**
+   * Run only this thread's devices and reach the others through shared memory, on real clocks.
+   * Without it every device runs here in lockstep on simulated clocks (each device's clock
+   * advances by its own kernels; a collective starts when its last member arrives).
+   */
+  readonly exchange?: Exchange;
+  /** Which devices this executor holds (default: all, or the exchange's): a holder of states only owns none. */
+  readonly owns?: (device: number) => boolean;
 }
 
 const keyOf = (w: string, layer: number | null) => (layer === null ? w : `${w}@${layer}`);
@@ -76,7 +85,10 @@ const layerKey = (b: Block, layer: number | null) => `${b.name}.${layer}:`;
  * runs as a ring over the real buffers of its group (see README: why lockstep).
  */
 export class Executor {
+  /** Every device of the mesh; only those this executor owns hold weights and run. */
   readonly devices: Device[];
+  /** The devices this executor runs. */
+  readonly mine: Device[];
   readonly timings = new Map<string, OpTiming>();
   readonly events: TraceEvent[] = [];
   fault: Fault | null = null;
@@ -95,6 +107,9 @@ export class Executor {
   private readonly alias = new Map<string, string>();
   private readonly zeroAxes: string[];
   private tokens: Int32Array = new Int32Array(0);
+  /** Calls of exec (and sends): the same sequence on every thread, so it tags their collectives. */
+  private seq = 0;
+  private readonly exchange: Exchange | null;
 
   constructor(readonly program: Program, readonly opts: ExecutorOptions) {
     const { graph, mesh, plan, layout } = program;
@@ -128,7 +143,10 @@ export class Executor {
         store: new Map(), pending: new Map(), resolved: new Map(), carry: null, clock: 0, sent: new Map(),
       });
     }
-    for (const d of this.devices) this.initDevice(d);
+    this.exchange = opts.exchange ?? null;
+    const owns = opts.owns ?? (this.exchange ? (d: number) => this.exchange!.owns(d) : () => true);
+    this.mine = this.devices.filter((d) => owns(d.index));
+    for (const d of this.mine) this.initDevice(d);
   }
 
   // ---- shapes and offsets -------------------------------------------------------------------
@@ -161,8 +179,9 @@ export class Executor {
     return b.name === 'embed' ? 0 : this.stages - 1;
   }
 
+  /** This executor's devices of stage s. */
   private stageDevices(s: number): Device[] {
-    return this.devices.filter((d) => d.stage === s);
+    return this.mine.filter((d) => d.stage === s);
   }
 
   weightKeys(dev: Device): { w: string; layer: number | null; key: string }[] {
@@ -228,7 +247,13 @@ export class Executor {
     });
   }
 
-  private exec(rec: LoweredOp, devs: readonly Device[], make: (d: Device) => OpGen): void {
+  private now(): number {
+    return this.exchange ? this.exchange.now() : performance.now() * 1e3;
+  }
+
+  private exec(rec: LoweredOp, all: readonly Device[], make: (d: Device) => OpGen): void {
+    const seq = ++this.seq;
+    const devs = all.filter((d) => this.mine.includes(d));
     const t = this.timing(rec);
     const f = this.fault;
     const gens = devs.map((d) => {
@@ -240,11 +265,11 @@ export class Executor {
     t.executions += devs.length;
     const replies: (Reply | undefined)[] = devs.map(() => undefined);
     let live = devs.map((_, i) => i);
-    while (live.length) {
+    for (let round = 0; live.length; round++) {
       const reqs = new Map<number, Request>();
       for (const i of live) {
         const d = devs[i];
-        const t0 = performance.now();
+        const t0 = this.now();
         let r: IteratorResult<Request, void>;
         try {
           r = gens[i].next(replies[i] as Reply);
@@ -252,18 +277,19 @@ export class Executor {
           if (e instanceof DeviceFault) throw e;
           throw new DeviceFault(d.index, rec.name, this.stepIndex, (e as Error).message);
         }
-        const dt = (performance.now() - t0) * 1e3;
-        this.event(d, rec, 'compute', d.clock, dt, null);
-        d.clock += dt;
+        const t1 = this.now();
+        const dt = t1 - t0;
+        this.event(d, rec, 'compute', this.exchange ? t0 : d.clock, dt, null);
+        d.clock = this.exchange ? t1 : d.clock + dt;
         t.compute += dt / 1e6;
         if (!r.done) reqs.set(i, r.value);
       }
       live = [...reqs.keys()];
-      if (live.length) this.collective(rec, devs, reqs, replies, t);
+      if (live.length) this.collective(rec, devs, reqs, replies, t, (seq * 64 + round) & 0x7fffffff);
     }
   }
 
-  private collective(rec: LoweredOp, devs: readonly Device[], reqs: Map<number, Request>, replies: (Reply | undefined)[], t: OpTiming): void {
+  private collective(rec: LoweredOp, devs: readonly Device[], reqs: Map<number, Request>, replies: (Reply | undefined)[], t: OpTiming, tag: number): void {
     const first = reqs.values().next().value!;
     const c = rec.collectives[first.index];
     if (!c) throw new Error(`${rec.name}: asks for collective ${first.index}, but its lowered record has ${rec.collectives.length}`);
@@ -273,30 +299,40 @@ export class Executor {
     }
     const slot = new Map<number, number>();
     devs.forEach((d, i) => slot.set(d.index, i));
-    const done = new Set<number>();
+    const groups = new Map<string, number[]>();
     for (const i of reqs.keys()) {
-      if (done.has(devs[i].index)) continue;
-      const members = groupOf(this.mesh, axes, devs[i].index).map((dev) => {
+      const g = groupOf(this.mesh, axes, devs[i].index);
+      groups.set(g.join(), g);
+    }
+    // Offer every local buffer first, then read the peers': no thread waits on one that waits on it.
+    const ex = this.exchange;
+    if (ex) for (const [i, r] of reqs) ex.post(devs[i].index, tag, groups.get(groupOf(this.mesh, axes, devs[i].index).join())!, payloadOf(r));
+    for (const members of groups.values()) {
+      const mreqs = members.map((dev) => {
         const s = slot.get(dev);
-        if (s === undefined || !reqs.has(s)) throw new Error(`${rec.name}: device ${devs[i].index} waits for device ${dev} in ${c.kind} over ${c.axes.join('+')}`);
-        done.add(dev);
-        return s;
+        if (s !== undefined && reqs.has(s)) return reqs.get(s)!;
+        if (!ex || ex.owns(dev)) throw new Error(`${rec.name}: device ${members.find((m) => slot.has(m))} waits for device ${dev} in ${c.kind} over ${c.axes.join('+')}`);
+        return withPayload(first, ex.read(dev, tag));
       });
-      const mreqs = members.map((s) => reqs.get(s)!);
       for (const r of mreqs) if (r.kind !== first.kind || r.index !== first.index) throw new Error(`${rec.name}: devices disagree on the next collective`);
-      const t0 = performance.now();
-      const { out, sent } = this.ring(mreqs, members.map((s) => devs[s].index));
-      const dur = (performance.now() - t0) * 1e3;
-      const start = Math.max(...members.map((s) => devs[s].clock));
-      members.forEach((s, k) => {
+      const t0 = this.now();
+      const { out, sent } = this.ring(mreqs, members);
+      const t1 = this.now();
+      const local = members.filter((dev) => slot.has(dev) && reqs.has(slot.get(dev)!));
+      // Simulated clocks: the collective starts when its last member arrives. Real ones: each member's own wait counts.
+      const start = Math.max(...local.map((dev) => devs[slot.get(dev)!].clock));
+      for (const dev of local) {
+        const s = slot.get(dev)!;
         const d = devs[s];
-        replies[s] = out[k];
+        replies[s] = out[members.indexOf(dev)];
         const key = `${rec.phase}|${rec.name}#${first.index}`;
-        d.sent.set(key, (d.sent.get(key) ?? 0) + sent[k]);
-        this.event(d, rec, 'collective', start, dur, c);
-        d.clock = start + dur;
-        t.collective += dur / 1e6;
-      });
+        d.sent.set(key, (d.sent.get(key) ?? 0) + sent[members.indexOf(dev)]);
+        const from = ex ? d.clock : start;
+        const to = ex ? t1 : start + (t1 - t0);
+        this.event(d, rec, 'collective', from, to - from, c);
+        d.clock = to;
+        t.collective += (to - from) / 1e6;
+      }
     }
   }
 
@@ -480,8 +516,8 @@ export class Executor {
       if (!own && !b.ops.some((o) => o.inputs.includes(w))) continue;
       const rec = this.gatherRec.get(w)!;
       const key = keyOf(w, layer);
+      // Every thread calls exec in the same order (it numbers the collectives), even with no device that needs it.
       const need = own ? devs : devs.filter((d) => !d.gathered.has(key));
-      if (need.length === 0) continue;
       this.exec(rec, need, (d) => (function* (): OpGen {
         d.gathered.set(key, (yield { kind: 'allgather-flat', index: 0, chunk: d.params.get(key)! }) as Float32Array);
       })());
@@ -510,7 +546,7 @@ export class Executor {
       kind: 'allreduce', axes, mask: this.maskOf(axes), groupSize: this.stages, tensor: w, bytes: 4 * n, sent: (2 * (this.stages - 1) / this.stages) * 4 * n, overlappable: true,
     };
     const rec: LoweredOp = { ...sync, name: `tie:${w}`, phase: 'sync', collectives: [c] };
-    this.exec(rec, this.devices, (d) => (function* (): OpGen {
+    this.exec(rec, this.mine, (d) => (function* (): OpGen {
       const g = d.grads.get(w) ?? new Float32Array(n);
       d.grads.set(w, (yield { kind: 'allreduce', index: 0, data: g, combine: 'sum' }) as Float32Array);
     })());
@@ -529,7 +565,7 @@ export class Executor {
       if (perMicrobatch !== (rs && this.program.plan.zero >= 2)) continue;
       for (const layer of this.layerList(w)) {
         const key = keyOf(w, layer);
-        const devs = this.devices.filter((d) => this.layersOf(this.weightBlock.get(w)!, d.stage).includes(layer));
+        const devs = this.mine.filter((d) => this.layersOf(this.weightBlock.get(w)!, d.stage).includes(layer));
         this.exec(rec, devs, (d) => (function* (self: Executor): OpGen {
           const n = sizeOf(self.weightShape(w).shape);
           let g: Float32Array = d.grads.get(key) ?? new Float32Array(n);
@@ -557,7 +593,7 @@ export class Executor {
     for (const w of this.program.graph.weights) {
       for (const layer of this.layerList(w)) {
         const key = keyOf(w, layer);
-        const devs = this.devices.filter((d) => d.params.has(key));
+        const devs = this.mine.filter((d) => d.params.has(key));
         const t = this.stepIndex + 1;
         this.exec(this.adamRec.get(w)!, devs, (d) => (function* (self: Executor): OpGen {
           const p = d.params.get(key)!;
@@ -591,25 +627,44 @@ export class Executor {
   private send(phase: 'forward' | 'backward', from: number, to: number, take: (d: Device) => Local, put: (d: Device, x: Local) => void): void {
     const rec = this.sendRec.get(phase)!;
     const layersAxes = axesOf(this.program.plan.layout, 'layers');
-    const src = this.stageDevices(from);
+    const tag = (++this.seq * 64) & 0x7fffffff;
     const t = this.timing(rec);
-    for (const d of src) {
-      const coords = [...d.coords];
+    const key = `${rec.phase}|${rec.name}#0`;
+    const ex = this.exchange;
+    const mine = (d: Device) => this.mine.includes(d);
+    for (const d of this.devices.filter((x) => x.stage === from)) {
       // The peer: same coordinates, the neighbouring stage along the layers axes.
-      const peer = this.devices.find((p) => p.stage === to && p.coords.every((c, i) => layersAxes.includes(this.mesh.axes[i].name) || c === coords[i]))!;
+      const peer = this.devices.find((p) => p.stage === to && p.coords.every((c, i) => layersAxes.includes(this.mesh.axes[i].name) || c === d.coords[i]))!;
+      if (!mine(d) && !mine(peer)) continue;
       const f = this.fault;
-      if (f && f.device === d.index && f.op === rec.name && f.step === this.stepIndex) throw new DeviceFault(d.index, rec.name, this.stepIndex, 'injected fault');
-      const t0 = performance.now();
-      const x = take(d);
-      const copy = { ...x, data: x.data.slice() };
-      const dur = (performance.now() - t0) * 1e3;
-      const start = Math.max(d.clock, peer.clock);
-      put(peer, copy);
-      const key = `${rec.phase}|${rec.name}#0`;
-      d.sent.set(key, (d.sent.get(key) ?? 0) + copy.data.byteLength);
-      this.event(d, rec, 'collective', start, dur, rec.collectives[0]);
-      d.clock = peer.clock = start + dur;
-      t.collective += dur / 1e6;
+      if (mine(d) && f && f.device === d.index && f.op === rec.name && f.step === this.stepIndex) throw new DeviceFault(d.index, rec.name, this.stepIndex, 'injected fault');
+      if (mine(d) && mine(peer)) {
+        const t0 = this.now();
+        const x = take(d);
+        const copy = { ...x, data: x.data.slice() };
+        const dur = this.now() - t0;
+        const start = ex ? t0 : Math.max(d.clock, peer.clock);
+        put(peer, copy);
+        d.sent.set(key, (d.sent.get(key) ?? 0) + copy.data.byteLength);
+        this.event(d, rec, 'collective', start, dur, rec.collectives[0]);
+        d.clock = peer.clock = start + dur;
+        t.collective += dur / 1e6;
+      } else if (mine(d)) {
+        const x = take(d);
+        ex!.post(d.index, tag, [d.index, peer.index], x);
+        const t1 = this.now();
+        d.sent.set(key, (d.sent.get(key) ?? 0) + x.data.byteLength);
+        this.event(d, rec, 'collective', d.clock, t1 - d.clock, rec.collectives[0]);
+        t.collective += (t1 - d.clock) / 1e6;
+        d.clock = t1;
+      } else {
+        // The receiver's wait for its previous stage is its share of the pipeline bubble.
+        put(peer, ex!.read(d.index, tag));
+        const t1 = this.now();
+        this.event(peer, rec, 'collective', peer.clock, t1 - peer.clock, rec.collectives[0]);
+        peer.clock = t1;
+        continue;
+      }
       t.executions += 1;
     }
   }
@@ -705,6 +760,7 @@ export class Executor {
     this.tokens = tokens;
     const M = this.program.plan.microbatches;
     let loss = 0;
+    // The loss is read where it is: on this executor's first device of the last stage, if it has one.
     const last = this.stageDevices(this.stages - 1)[0];
     for (let m = 0; m < M; m++) {
       for (const d of this.devices) {
@@ -713,7 +769,7 @@ export class Executor {
         d.resolved.clear();
       }
       this.forwardPass(m);
-      loss += last.store.get('-:loss')!.data[0];
+      loss += last ? last.store.get('-:loss')!.data[0] : NaN;
       this.backwardPass(m);
       this.sync(true);
     }
@@ -725,6 +781,34 @@ export class Executor {
     }
     this.stepIndex++;
     return loss;
+  }
+}
+
+/** A request's buffer, as it crosses threads. */
+function payloadOf(r: Request): Local {
+  switch (r.kind) {
+    case 'allreduce':
+    case 'reduce-scatter':
+      return { dims: [], shape: [r.data.length], data: r.data };
+    case 'allgather-flat':
+      return { dims: [], shape: [r.chunk.length], data: r.chunk };
+    case 'allgather':
+    case 'all-to-all':
+      return r.local;
+  }
+}
+
+/** A peer's request: this device's, with the peer's buffer (members of a group agree on the rest). */
+function withPayload(r: Request, x: Local): Request {
+  switch (r.kind) {
+    case 'allreduce':
+    case 'reduce-scatter':
+      return { ...r, data: x.data };
+    case 'allgather-flat':
+      return { ...r, chunk: x.data };
+    case 'allgather':
+    case 'all-to-all':
+      return { ...r, local: x };
   }
 }
 

@@ -13,11 +13,13 @@ import { initBackend, type BackendChoice } from './backend.js';
 import { Executor, type Fault } from './executor.js';
 import { runReference } from './reference.js';
 import { shardIndex } from './shard.js';
+import { ThreadedMesh } from './threads.js';
 import type { StepRecord, Trace } from './trace.js';
 
 export { DeviceFault, Executor, type Fault } from './executor.js';
 export type { Trace, TraceEvent, StepRecord } from './trace.js';
 export { initBackend, type BackendChoice } from './backend.js';
+export { defaultThreads, ThreadedMesh } from './threads.js';
 
 /** Most devices the simulator takes: each is a set of buffers in this process. */
 export const MAX_DEVICES = 64;
@@ -43,6 +45,8 @@ export interface RunOptions {
   readonly fault?: Fault;
   /** The model as the user named it (a preset name), for the trace. */
   readonly modelName?: string;
+  /** Worker threads that run the devices at once (default: one per core, at most one per device); 0: all in this thread, in lockstep. */
+  readonly threads?: number;
 }
 
 export interface OpReport {
@@ -172,18 +176,34 @@ export async function runPlan(opts: RunOptions): Promise<RunResult> {
   const graph = buildGraph(opts.spec);
   const program = lower(graph, opts.mesh, opts.plan);
   checkSimulable(program);
-  const backend = await initBackend(opts.backend ?? 'auto');
+  let backend = await initBackend(opts.backend ?? 'auto');
   const seed = opts.seed ?? 1;
   const adam = opts.adam ?? DEFAULT_ADAM;
   const steps = opts.steps ?? 1;
   const batches = opts.batches ?? randomBatches(graph, seed);
-  const ex = new Executor(program, { seed, adam, trace: opts.trace ?? false });
-  if (opts.fault) ex.fault = opts.fault;
+  const tracing = opts.trace ?? false;
   const records: StepRecord[] = [];
-  for (let s = 0; s < steps; s++) {
-    const t0 = performance.now();
-    const loss = ex.step(batches(s));
-    records.push({ loss, seconds: (performance.now() - t0) / 1e3 });
+  let ex: Executor;
+  if (opts.threads === 0) {
+    ex = new Executor(program, { seed, adam, trace: tracing });
+    if (opts.fault) ex.fault = opts.fault;
+    for (let s = 0; s < steps; s++) {
+      const t0 = performance.now();
+      const loss = ex.step(batches(s));
+      records.push({ loss, seconds: (performance.now() - t0) / 1e3 });
+    }
+  } else {
+    // The threads hold the devices; this executor holds what they report (no weights of its own until then).
+    ex = new Executor(program, { seed, adam, trace: tracing, owns: () => false });
+    const mesh = await ThreadedMesh.start({ spec: opts.spec, program, seed, adam, trace: tracing, backend: opts.backend ?? 'auto', threads: opts.threads });
+    backend = mesh.backend;
+    for (let s = 0; s < steps; s++) {
+      const t0 = performance.now();
+      const loss = await mesh.step(batches(s), opts.fault ?? null);
+      records.push({ loss, seconds: (performance.now() - t0) / 1e3 });
+    }
+    await mesh.collect(ex, opts.check === true);
+    mesh.close();
   }
   const ops = opReports(ex, opts.device);
   let check: RunResult['check'];

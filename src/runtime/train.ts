@@ -9,6 +9,7 @@ import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { DEFAULT_TEXT, loadText, textBatches } from './data.js';
 import { Executor, type Fault } from './executor.js';
 import { checkSimulable } from './index.js';
+import { ThreadedMesh } from './threads.js';
 
 export interface TrainOptions {
   readonly spec: ModelSpec;
@@ -26,6 +27,8 @@ export interface TrainOptions {
   readonly adam?: AdamConfig;
   readonly fault?: Fault;
   readonly onStep?: (step: number, loss: number, seconds: number) => void;
+  /** Worker threads for the devices (default: one per core, at most one per device); 0: lockstep in this thread. */
+  readonly threads?: number;
 }
 
 export interface TrainResult {
@@ -44,25 +47,44 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const program = lower(graph, opts.mesh, opts.plan);
   checkSimulable(program);
   const bytes = loadText(opts.data ?? DEFAULT_TEXT, opts.spec);
-  const backend = await initBackend(opts.backend ?? 'auto');
+  let backend = await initBackend(opts.backend ?? 'auto');
   let seed = opts.seed ?? 1;
-  const ex = new Executor(program, { seed, adam: opts.adam ?? TRAIN_ADAM, trace: false });
+  const adam = opts.adam ?? TRAIN_ADAM;
+  const lockstep = opts.threads === 0;
+  // Lockstep: this executor runs the devices. Threads: it holds their states for checkpoints only.
+  const ex = new Executor(program, { seed, adam, trace: false, ...(lockstep ? {} : { owns: () => false }) });
   let losses: number[] = [];
   if (opts.resume) ({ seed, losses } = loadCheckpoint(opts.resume, ex));
-  if (opts.fault) ex.fault = opts.fault;
+  let mesh: ThreadedMesh | null = null;
+  if (lockstep) {
+    if (opts.fault) ex.fault = opts.fault;
+  } else {
+    mesh = await ThreadedMesh.start({ spec: opts.spec, program, seed, adam, trace: false, backend: opts.backend ?? 'auto', threads: opts.threads });
+    backend = mesh.backend;
+    if (opts.resume) await mesh.load(ex.devices.map((d) => ({ index: d.index, params: [...d.params], m: [...d.adamM], v: [...d.adamV] })), ex.stepIndex);
+  }
+  const save = async () => {
+    if (mesh) await mesh.collect(ex, true);
+    saveCheckpoint(opts.save!, ex, seed, losses);
+  };
   const batches = textBatches(bytes, opts.spec, seed);
   const startStep = ex.stepIndex;
   let seconds = 0;
-  while (ex.stepIndex < opts.steps) {
-    const t0 = performance.now();
-    const loss = ex.step(batches(ex.stepIndex));
-    const dt = (performance.now() - t0) / 1e3;
-    seconds += dt;
-    losses.push(loss);
-    opts.onStep?.(ex.stepIndex, loss, dt);
-    if (opts.save && opts.saveEvery && ex.stepIndex % opts.saveEvery === 0 && ex.stepIndex < opts.steps) saveCheckpoint(opts.save, ex, seed, losses);
+  try {
+    while (ex.stepIndex < opts.steps) {
+      const t0 = performance.now();
+      const loss = mesh ? await mesh.step(batches(ex.stepIndex), opts.fault ?? null) : ex.step(batches(ex.stepIndex));
+      if (mesh) ex.stepIndex++;
+      const dt = (performance.now() - t0) / 1e3;
+      seconds += dt;
+      losses.push(loss);
+      opts.onStep?.(ex.stepIndex, loss, dt);
+      if (opts.save && opts.saveEvery && ex.stepIndex % opts.saveEvery === 0 && ex.stepIndex < opts.steps) await save();
+    }
+    if (opts.save) await save();
+  } finally {
+    mesh?.close();
   }
-  if (opts.save) saveCheckpoint(opts.save, ex, seed, losses);
   const steps = ex.stepIndex - startStep;
   return { backend, losses, startStep, tokensPerSecond: steps ? (steps * opts.spec.batch * opts.spec.seqLen) / seconds : 0 };
 }
