@@ -1,59 +1,54 @@
-// bench/runtime: ratios measured side by side in one run on the simulated mesh (tiny model).
-//  - a 2x2 sharded training step against the unsplit step of the same model (goal: ≤ 1.3x);
-//  - the wasm backend against the cpu backend on the same step;
-//  - the simulated ring allreduce's bandwidth (bytes each device sends per second).
-import { loadavg } from 'node:os';
-import { DEFAULT_ADAM } from '../dist/runtime/adam.js';
-import { Executor, initBackend, randomBatches } from '../dist/runtime/index.js';
-import { allreduce } from '../dist/runtime/ring.js';
-import { lower } from '../dist/lower/lower.js';
+// bench/runtime: ratios measured side by side in one run, on the simulated mesh's worker threads,
+// with the `small` model (compute, not per-kernel overhead, fills its step):
+//  - a spin loop on 1 thread vs on 2 threads at once: the machine's own 2-thread ceiling;
+//  - a 2-device data-parallel step vs the unsplit step on one device (goal: ≥ 1.6x faster);
+//  - a 2x2 sharded step vs the unsplit step, same cores (goal: ≤ 1.3x the unsplit time).
+// Rounds interleave the cases so that other processes' load hits them alike.
+import { availableParallelism, loadavg } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { getDevice } from '../dist/cost/presets.js';
 import { makePlan } from '../dist/lower/plan.js';
 import { parseMesh } from '../dist/mesh/mesh.js';
-import { buildGraph } from '../dist/model/graph.js';
 import { getPreset } from '../dist/model/presets.js';
+import { runPlan } from '../dist/runtime/index.js';
 
-const graph = buildGraph(getPreset('tiny'));
-const batches = randomBatches(graph, 1);
+const model = process.env.BENCH_MODEL ?? 'small';
+const spec = getPreset(model);
+const device = getDevice('tpu-v2');
+const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const load = () => +loadavg()[0].toFixed(2);
 
-/** Median seconds of a training step (after two warm-up steps). */
-function stepSeconds(mesh, layout, steps = 7) {
-  const ex = new Executor(lower(graph, parseMesh(mesh), makePlan(layout)), { seed: 1, adam: DEFAULT_ADAM, trace: false });
-  ex.step(batches(0));
-  ex.step(batches(1));
-  const t = [];
-  for (let s = 0; s < steps; s++) {
-    const t0 = performance.now();
-    ex.step(batches(s + 2));
-    t.push((performance.now() - t0) / 1e3);
-  }
-  return t.sort((a, b) => a - b)[Math.floor(t.length / 2)];
+/** Median seconds of a step, the first (warm-up: kernels compile, buffers allocate) left out. */
+async function step(mesh, layout, steps = 3) {
+  const r = await runPlan({ spec, mesh: parseMesh(mesh), plan: makePlan(layout), steps: steps + 1, device, backend: 'wasm' });
+  return med(r.steps.slice(1).map((s) => s.seconds));
 }
 
-const load = () => loadavg()[0];
-const unsplitOf = {};
+const SPIN = `const { parentPort } = require('node:worker_threads');
+parentPort.on('message', (n) => { const t0 = performance.now(); let x = 0; for (let i = 0; i < n; i++) x = (x * 1664525 + 1013904223) | 0; parentPort.postMessage([performance.now() - t0, x]); });`;
 
-for (const backend of ['wasm', 'cpu']) {
-  await initBackend(backend);
-  // Interleave the two so that machine noise hits both alike.
-  const unsplit = [], sharded = [];
-  for (let r = 0; r < 3; r++) {
-    unsplit.push(stepSeconds('1', ''));
-    sharded.push(stepSeconds('2x2', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'));
-  }
-  const med = (a) => a.sort((x, y) => x - y)[1];
-  unsplitOf[backend] = med(unsplit);
-  console.log(JSON.stringify({ bench: 'runtime', case: `2x2 sharded step vs unsplit step, ${backend}`, unsplitSeconds: med(unsplit), shardedSeconds: med(sharded), ratio: +(med(sharded) / med(unsplit)).toFixed(2), goal: 1.3, loadAverage: load() }));
-}
-console.log(JSON.stringify({ bench: 'runtime', case: 'wasm vs cpu backend, unsplit tiny step', wasmSeconds: unsplitOf.wasm, cpuSeconds: unsplitOf.cpu, speedupOfWasm: +(unsplitOf.cpu / unsplitOf.wasm).toFixed(1) }));
-
-for (const n of [2, 4, 8]) {
-  const len = 4 << 20; // 16 MiB of floats per device
-  const bufs = Array.from({ length: n }, (_, i) => new Float32Array(len).fill(i));
-  allreduce(bufs);
+/** Seconds for `threads` threads to each spin n iterations at once. */
+async function spin(threads, n = 3e8) {
+  const ws = Array.from({ length: threads }, () => new Worker(SPIN, { eval: true }));
   const t0 = performance.now();
-  const reps = 3;
-  let sent = 0;
-  for (let r = 0; r < reps; r++) sent += allreduce(bufs).sent[0];
+  await Promise.all(ws.map((w) => new Promise((res) => { w.once('message', res); w.postMessage(n); })));
   const s = (performance.now() - t0) / 1e3;
-  console.log(JSON.stringify({ bench: 'runtime', case: `simulated ring allreduce, ${n} devices, 16 MiB each`, sentPerDeviceGBps: +(sent / s / 1e9).toFixed(3), loadAverage: load() }));
+  await Promise.all(ws.map((w) => w.terminate()));
+  return s;
 }
+
+const res = { spin1: [], spin2: [], unsplit: [], dp: [], sharded: [] };
+for (let r = 0; r < rounds; r++) {
+  res.spin1.push(await spin(1));
+  res.spin2.push(await spin(2));
+  res.unsplit.push(await step('1', ''));
+  res.dp.push(await step('2', 'batch:x'));
+  res.sharded.push(await step('2x2', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'));
+  process.stderr.write(`round ${r + 1}/${rounds} done, load ${load()}\n`);
+}
+const m = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, med(v)]));
+const ceiling = (2 * m.spin1) / m.spin2;
+console.log(JSON.stringify({ bench: 'runtime', case: 'spin loop: 2 threads at once vs 1 (the machine\'s 2-thread ceiling)', cores: availableParallelism(), oneThreadSeconds: +m.spin1.toFixed(3), twoThreadsSeconds: +m.spin2.toFixed(3), ceiling: +ceiling.toFixed(2), loadAverage: load() }));
+console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2-device data-parallel step vs unsplit step on one device`, unsplitSeconds: +m.unsplit.toFixed(3), dataParallelSeconds: +m.dp.toFixed(3), speedup: +(m.unsplit / m.dp).toFixed(2), goal: 1.6, ofCeiling: +((m.unsplit / m.dp) / ceiling).toFixed(2), loadAverage: load() }));
+console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2x2 sharded step (batch:rows;heads:cols;d_ff:cols;vocab:cols) vs unsplit step`, unsplitSeconds: +m.unsplit.toFixed(3), shardedSeconds: +m.sharded.toFixed(3), ratio: +(m.sharded / m.unsplit).toFixed(2), goal: 1.3, loadAverage: load() }));
