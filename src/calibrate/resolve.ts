@@ -1,6 +1,6 @@
 import { dirname, resolve as resolvePath } from 'node:path';
 import { InputError } from '../errors.js';
-import { findDevice } from '../cost/presets.js';
+import { findProfile } from './host.js';
 import type { OpClassName } from '../cost/profile.js';
 import { readJsonFile } from '../cli/inputs.js';
 import { lower } from '../lower/lower.js';
@@ -77,7 +77,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const stepTime = seconds(raw.stepTime, 'step time');
   if (raw.device !== undefined && raw.device !== null && raw.device !== '') {
     const d = String(raw.device);
-    if (!findDevice(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
+    if (!findProfile(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
     if (d !== ctx.device) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
   }
   const spec = loadSpec(raw.model, raw.source.file);

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { InputError } from '../errors.js';
-import { devicePresets, findDevice } from '../cost/presets.js';
+import { findProfile } from '../calibrate/host.js';
+import { devicePresets } from '../cost/presets.js';
 import { profileError, validateProfile, type HardwareProfile } from '../cost/profile.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { findPreset, presetNames } from '../model/presets.js';
@@ -39,9 +40,9 @@ export function loadModel(arg: unknown): ModelSpec {
 /** `--device`: a preset name or a profile JSON file. */
 export function loadDevice(arg: unknown): HardwareProfile {
   if (typeof arg !== 'string' || arg.trim() === '') throw new InputError('--device needs a preset name or a profile JSON file');
-  const preset = findDevice(arg);
+  const preset = findProfile(arg);
   if (preset) return preset;
-  if (!looksLikeFile(arg)) throw profileError(arg, devicePresets().map((p) => p.name));
+  if (!looksLikeFile(arg)) throw profileError(arg, [...devicePresets().map((p) => p.name), 'host']);
   return validateProfile(readJsonFile(arg, 'device profile'), `device profile ${arg}`);
 }
 

@@ -57,13 +57,14 @@ export const calibrateCommand: CommandModule<object, Args> = {
       .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
       .option('steps', { type: 'string', default: 'min', choices: ['min', 'median'], describe: 'a trace\'s step time: the least or the median over its steps after the first' })
       .option('hold', { type: 'string', array: true, describe: 'parameters to keep at the base value: efficiency, efficiencyHalfWork, bandwidth, latency, overlap, or one like latency.rows' })
-      .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: the rows\' device, else tpu-v2)' })
+      .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: host for traces; for --bench the rows\' device, else tpu-v2)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
   handler: (args) => {
     if (!args.out && !args.json) throw new InputError('calibrate needs --out profile.json (or --json to print the profile)');
     const raw = readInputs({ traces: args.trace, bench: args.bench, statistic: args.steps as StepStatistic });
-    const base = baseDevice(raw, args.device);
+    // Traces come from the runtime, which measures this machine: their base is the host profile.
+    const base = baseDevice(raw, args.device ?? (args.bench === undefined ? 'host' : undefined));
     const loaded = resolveRows(raw, base, args.device);
     const hold = (args.hold ?? []).flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean);
     for (const h of hold) {

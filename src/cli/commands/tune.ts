@@ -1,7 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.js';
 import { tune, type TuneReport } from '../../calibrate/tune.js';
-import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { describePlan, planFromJson } from '../../lower/plan.js';
 import { fmtSeconds } from '../format.js';
 import { loadDevice, loadMesh, loadModel } from '../inputs.js';
@@ -42,7 +41,7 @@ export const tuneCommand: CommandModule<object, Args> = {
     y
       .option('mesh', { type: 'string', describe: 'mesh shape to simulate, e.g. 2x2' })
       .option('model', { type: 'string', default: 'small', describe: 'model preset or JSON spec, small enough to simulate (small, tiny)' })
-      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'base profile the first search uses and calibration starts from' })
+      .option('device', { type: 'string', default: 'host', describe: 'base profile the first search uses and calibration starts from (host: this machine, bench/host.bench.mjs)' })
       .option('runs', { type: 'number', default: 8, describe: 'how many of the best plans to run and calibrate on' })
       .option('steps', { type: 'number', default: 4, describe: 'training steps per run (the first is left out as warm-up)' })
       .option('backend', { type: 'string', default: 'auto', describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })

@@ -1,0 +1,126 @@
+// bench/host: measures the machine the simulated mesh runs on, through the runtime's own code
+// paths, and writes data/host-measured.json, which the `host` hardware profile is built from
+// (src/calibrate/host.ts; every number there cites this bench):
+//  - cores: os.availableParallelism();
+//  - per-kernel overhead and memory throughput: an elementwise add through the runtime's kernel
+//    wrapper (tensor in, kernel, data back) at sizes from 1 to 2^20 floats: the one-float add is
+//    the overhead, the largest (overhead off) the bandwidth (bytes: 2 reads + 1 write of floats);
+//  - matmul throughput: the runtime's einsum at the GEMM shapes of the `small` model (the median
+//    rate of those of 1e8 FLOPs or more), and the 64³ GEMM's time beyond its FLOPs as overhead;
+//  - shared-memory bandwidth and latency: two worker threads passing buffers through the runtime's
+//    SharedExchange (SharedArrayBuffer + Atomics), ping-pong, one way: 1 float gives the latency,
+//    4 MiB (latency off) the bandwidth.
+// Every time is the least of its repetitions: other processes on the machine only ever add time.
+// Usage: node bench/host.bench.mjs [--write]   (--write replaces data/host-measured.json)
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { initBackend, tf } from '../dist/runtime/backend.js';
+import { einsum, run } from '../dist/runtime/kernels.js';
+import { exchangeMemory, SharedExchange } from '../dist/runtime/exchange.js';
+
+const backendChoice = process.env.BENCH_BACKEND ?? 'wasm';
+const backend = await initBackend(backendChoice);
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+
+/** Least seconds of f over reps, after warm-up: other processes only ever add time. */
+function time(f, reps) {
+  for (let i = 0; i < 3; i++) f();
+  const t = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    f();
+    t.push((performance.now() - t0) / 1e3);
+  }
+  return Math.min(...t);
+}
+
+// Elementwise: the runtime's `run` wrapper around one add.
+const ew = { bytes: [], seconds: [] };
+for (const n of [1, 256, 4096, 65536, 262144, 1048576]) {
+  const a = { dims: ['d_model'], shape: [n], data: new Float32Array(n).fill(1.5) };
+  const s = time(() => run(['d_model'], () => tf.add(tf.tensor(a.data, [n]), tf.tensor(a.data, [n]))), n > 65536 ? 15 : 100);
+  ew.bytes.push(12 * n);
+  ew.seconds.push(s);
+}
+// Overhead: the one-float add. Bandwidth: the largest add, its overhead taken off.
+const tiny = ew.seconds[0];
+const ewBandwidth = ew.bytes.at(-1) / (ew.seconds.at(-1) - tiny);
+
+// Matmul: einsum at the small model's shapes (tokens × d_model × d_ff and its transposes), and smaller.
+const mm = { flops: [], seconds: [] };
+for (const [m, k, n] of [[64, 64, 64], [256, 256, 256], [2048, 256, 256], [2048, 256, 1024], [2048, 1024, 256]]) {
+  const A = tf.randomUniform([m, k]), B = tf.randomUniform([k, n]);
+  const s = time(() => run(['batch', 'd_ff'], () => einsum(A, ['batch', 'd_model'], B, ['d_model', 'd_ff'], ['batch', 'd_ff'])), m * n * k > 1e8 ? 5 : 30);
+  mm.flops.push(2 * m * k * n);
+  mm.seconds.push(s);
+  A.dispose(); B.dispose();
+}
+// Rate: the median of the shapes of 1e8 FLOPs or more. Overhead: what the 64³ GEMM takes beyond its FLOPs.
+const rates = mm.flops.map((f, i) => f / mm.seconds[i]);
+const mmRate = median(rates.filter((_, i) => mm.flops[i] >= 1e8));
+const bestRate = Math.max(...rates);
+const mmOverhead = Math.max(0, mm.seconds[0] - mm.flops[0] / mmRate);
+
+// Shared memory: thread 0 (here) posts, thread 1 (a worker) reads and posts back; round trips.
+const exchangeUrl = new URL('../dist/runtime/exchange.js', import.meta.url).href;
+const sizes = [1, 1024, 65536, 262144, 1048576];
+const mem = exchangeMemory(2, Math.max(...sizes), [0, 1]);
+const echo = new Worker(`
+  const { parentPort, workerData } = require('node:worker_threads');
+  import(workerData.url).then(({ SharedExchange }) => {
+    const ex = new SharedExchange(workerData.mem, 1);
+    parentPort.on('message', ({ n, reps, tag0 }) => {
+      for (let r = 0; r < reps; r++) { const x = ex.read(0, tag0 + 2 * r); ex.post(1, tag0 + 2 * r + 1, [0, 1], x); }
+      parentPort.postMessage('done');
+    });
+    parentPort.postMessage('ready');
+  });`, { eval: true, workerData: { url: exchangeUrl, mem } });
+await new Promise((res) => echo.once('message', res));
+const here = new SharedExchange(mem, 0);
+const sh = { bytes: [], seconds: [] };
+let tag = 1;
+for (const n of sizes) {
+  const x = { dims: [], shape: [n], data: new Float32Array(n).fill(2) };
+  const reps = n > 65536 ? 20 : 200;
+  const done = new Promise((res) => echo.once('message', res));
+  echo.postMessage({ n, reps, tag0: tag });
+  const t = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    here.post(0, tag + 2 * r, [0, 1], x);
+    here.read(1, tag + 2 * r + 1);
+    t.push((performance.now() - t0) / 1e3 / 2); // one way
+  }
+  await done;
+  tag += 2 * reps;
+  sh.bytes.push(4 * n);
+  sh.seconds.push(Math.min(...t.slice(3)));
+}
+await echo.terminate();
+const shLatency = sh.seconds[0];
+const shBandwidth = sh.bytes.at(-1) / (sh.seconds.at(-1) - shLatency);
+
+const measured = {
+  bench: 'bench/host.bench.mjs',
+  date: new Date().toISOString(),
+  backend,
+  cores: availableParallelism(),
+  memoryBytes: totalmem(),
+  loadAverage: +loadavg()[0].toFixed(2),
+  kernelOverheadSeconds: tiny,
+  memoryBandwidth: ewBandwidth,
+  matmulFlops: mmRate,
+  matmulBestFlops: bestRate,
+  matmulOverheadSeconds: mmOverhead,
+  sharedMemoryBandwidth: shBandwidth,
+  sharedMemoryLatency: shLatency,
+  points: { elementwise: ew, matmul: mm, sharedMemory: sh },
+};
+console.log(JSON.stringify({ ...measured, bench: 'host', points: undefined }));
+if (process.argv.includes('--write')) {
+  const out = fileURLToPath(new URL('../data/host-measured.json', import.meta.url));
+  writeFileSync(out, JSON.stringify(measured, null, 2) + '\n');
+  process.stderr.write(`wrote ${out}\n`);
+}

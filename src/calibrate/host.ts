@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { findDevice } from '../cost/presets.js';
+import { validateProfile, type HardwareProfile } from '../cost/profile.js';
+import { InputError } from '../errors.js';
+
+/** What bench/host.bench.mjs measured (data/host-measured.json). */
+export interface HostMeasured {
+  readonly bench: string;
+  readonly date: string;
+  readonly backend: string;
+  readonly cores: number;
+  readonly memoryBytes: number;
+  readonly loadAverage: number;
+  readonly kernelOverheadSeconds: number;
+  readonly memoryBandwidth: number;
+  readonly matmulFlops: number;
+  readonly matmulBestFlops: number;
+  readonly matmulOverheadSeconds: number;
+  readonly sharedMemoryBandwidth: number;
+  readonly sharedMemoryLatency: number;
+}
+
+export const HOST_MEASURED = new URL('../../data/host-measured.json', import.meta.url);
+
+/**
+ * The `host` profile: one simulated device is one tfjs (wasm) kernel stream on one core of this
+ * machine; devices beyond the cores share them; collectives are copies through shared memory.
+ */
+export function hostProfile(m: HostMeasured): HardwareProfile {
+  const at = `bench/host.bench.mjs, ${m.date.slice(0, 10)}, ${m.backend}, load average ${m.loadAverage}`;
+  const peak = m.matmulFlops;
+  const profile = {
+    name: 'host',
+    description: `this machine as a simulated mesh: ${m.cores} cores, tfjs ${m.backend} kernels, devices on worker threads`,
+    // The runtime computes in float32 whatever the model's dtype.
+    peakFlops: { bfloat16: peak, float16: peak, float32: peak },
+    memoryBytes: m.memoryBytes,
+    memoryBandwidth: m.memoryBandwidth,
+    levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency } }],
+    efficiency: { matmul: 1, elementwise: 1, softmax: 1, reduction: 1 },
+    // A fixed cost per kernel, as efficiencyHalfWork expresses one: work at which an op reaches half its rate.
+    efficiencyHalfWork: {
+      matmul: m.matmulOverheadSeconds * m.matmulFlops,
+      elementwise: m.kernelOverheadSeconds * m.memoryBandwidth,
+      softmax: m.kernelOverheadSeconds * m.memoryBandwidth,
+      reduction: m.kernelOverheadSeconds * m.memoryBandwidth,
+    },
+    // Collectives run on the device's own thread, between its kernels: nothing hides them.
+    overlap: 0,
+    launchOverhead: m.kernelOverheadSeconds,
+    concurrentDevices: m.cores,
+    sources: {
+      peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes (efficiency 1: it is the achieved rate)`,
+      memoryBandwidth: `${at}: an elementwise add of 2^20 floats through the runtime's kernel wrapper, its overhead taken off`,
+      'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate`,
+      efficiencyHalfWork: `${at}: a one-float add through the runtime's kernel wrapper`,
+      launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
+      'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
+      concurrentDevices: `${at}: os.availableParallelism()`,
+      memoryBytes: `${at}: os.totalmem()`,
+      overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
+      'efficiency.softmax, efficiency.reduction': 'taken as elementwise; calibration fits them',
+    },
+  };
+  return validateProfile(profile, 'host profile');
+}
+
+let cached: HardwareProfile | undefined;
+
+/** The `host` profile from the shipped (or re-measured) data/host-measured.json. */
+export function loadHostProfile(): HardwareProfile {
+  if (cached) return cached;
+  let m: HostMeasured;
+  try {
+    m = JSON.parse(readFileSync(HOST_MEASURED, 'utf8')) as HostMeasured;
+  } catch (e) {
+    throw new InputError(`the host profile needs data/host-measured.json (node bench/host.bench.mjs --write): ${(e as Error).message.split('\n')[0]}`);
+  }
+  return (cached = hostProfile(m));
+}
+
+/** A device preset by name, `host` included. */
+export function findProfile(name: string): HardwareProfile | undefined {
+  return findDevice(name) ?? (name === 'host' ? loadHostProfile() : undefined);
+}
