@@ -2,6 +2,7 @@ import type { HardwareProfile } from '../cost/profile.js';
 import { makePlan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { getPreset } from '../model/presets.js';
+import type { ModelSpec } from '../model/spec.js';
 import type { RawRow } from './resolve.js';
 import { traceToRow, type StepStatistic } from './trace.js';
 
@@ -44,7 +45,8 @@ export const SIM_CASES: readonly SimCase[] = [
 
 export interface SimOptions {
   readonly base: HardwareProfile;
-  readonly model?: string;
+  /** A preset name (default tiny) or a spec. */
+  readonly model?: string | ModelSpec;
   readonly steps?: number;
   readonly backend?: string;
   readonly statistic?: StepStatistic;
@@ -61,7 +63,7 @@ export interface SimOptions {
 export async function measureCases(cases: readonly SimCase[], opts: SimOptions): Promise<RawRow[]> {
   const runtime = await import('../runtime/index.js');
   const model = opts.model ?? 'tiny';
-  const spec = getPreset(model);
+  const spec = typeof model === 'string' ? getPreset(model) : model;
   const best: (RawRow | undefined)[] = cases.map(() => undefined);
   // A throwaway run first: V8 compiles the executor and tfjs its kernels on the first use.
   if (cases.length) {
@@ -73,7 +75,7 @@ export async function measureCases(cases: readonly SimCase[], opts: SimOptions):
       const t0 = performance.now();
       const r = await runtime.runPlan({
         spec, mesh: parseMesh(c.mesh), plan: makePlan(c.layout, c), steps: opts.steps ?? 6,
-        backend: (opts.backend ?? 'auto') as never, device: opts.base, trace: true, modelName: model,
+        backend: (opts.backend ?? 'auto') as never, device: opts.base, trace: true, modelName: typeof model === 'string' ? model : undefined,
       });
       const row = traceToRow(r.trace, `simulated run ${i + 1} (${c.mesh} ${c.layout || 'replicated'})`, opts.statistic);
       const prev = best[i];
