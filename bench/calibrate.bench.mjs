@@ -1,11 +1,14 @@
-// bench/calibrate: 20 plans of the tiny model over 4 simulated mesh shapes, measured on the
-// runtime (tfjs, one process), then calibrated. Prints JSON lines: the leave-one-plan-out step-time
-// error (MAPE) and Kendall tau of the uncalibrated preset beside the calibrated profile's, from the
-// same measurements; and, as a control, how well the fit recovers a known profile from synthetic rows.
+// bench/calibrate: 20 plans over 4 simulated mesh shapes, measured on the runtime (devices on
+// worker threads), then calibrated from the host profile (bench/host). Prints JSON lines: the
+// leave-one-plan-out step-time error (MAPE) and Kendall tau of the uncalibrated profile beside the
+// calibrated one's, from the same measurements; and, as a control, how well the fit recovers a
+// known profile from synthetic rows. BENCH_CAL_MODEL picks the model (default tiny), BENCH_CAL_BASE
+// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 3).
 // Goals (issue 5): MAPE 15% or less, tau 0.8 or more. Timings on a loaded machine are noisy: the
 // load average is recorded with the figures.
 import { availableParallelism, loadavg } from 'node:os';
 import { calibrate, fitProfile, resolveRows } from '../dist/calibrate/index.js';
+import { findProfile } from '../dist/calibrate/host.js';
 import { measureCases, SIM_CASES } from '../dist/calibrate/simulate.js';
 import { getDevice } from '../dist/cost/presets.js';
 import { price } from '../dist/cost/price.js';
@@ -15,20 +18,22 @@ import { formatMesh, parseMesh } from '../dist/mesh/mesh.js';
 import { buildGraph } from '../dist/model/graph.js';
 import { getPreset } from '../dist/model/presets.js';
 
-const base = getDevice('tpu-v2');
+const model = process.env.BENCH_CAL_MODEL ?? 'tiny';
+const base = findProfile(process.env.BENCH_CAL_BASE ?? 'host');
+const passes = Number(process.env.BENCH_CAL_PASSES ?? 3);
 const machine = () => ({ cpus: availableParallelism(), loadAverage1m: +loadavg()[0].toFixed(2) });
 const r3 = (x) => (x === null ? null : +x.toFixed(3));
 const acc = (a) => ({ mape: r3(a.mape), kendallTau: r3(a.kendallTau) });
 
 // 1. The runtime: measure, then calibrate.
 const t0 = performance.now();
-const raw = await measureCases(SIM_CASES, { base, steps: 4, passes: 3, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
+const raw = await measureCases(SIM_CASES, { base, model, steps: 4, passes, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
 const measureSeconds = (performance.now() - t0) / 1e3;
 const loaded = resolveRows(raw, base);
 const t1 = performance.now();
 const report = calibrate(loaded, base);
 process.stdout.write(JSON.stringify({
-  bench: 'calibrate', case: 'simulated mesh, tiny model',
+  bench: 'calibrate', case: `simulated mesh on worker threads, ${model} model, from ${base.name}`,
   plans: SIM_CASES.length, meshes: [...new Set(SIM_CASES.map((c) => formatMesh(parseMesh(c.mesh))))],
   rows: report.rows, outliers: report.fit.outliers.length,
   uncalibrated: acc(report.before), calibrated: acc(report.after), inSampleMape: r3(report.fit.inSampleMape),
@@ -40,7 +45,7 @@ process.stdout.write(JSON.stringify({
 
 // 2. Control: synthetic step times priced by a known profile, with one row 3x off.
 const truth = {
-  ...base, name: 'truth',
+  ...getDevice('tpu-v2'), name: 'truth',
   efficiency: { matmul: 0.45, elementwise: 0.55, softmax: 0.3, reduction: 0.4 },
   efficiencyHalfWork: { matmul: 4e8, elementwise: 2e5, softmax: 1e5, reduction: 3e5 },
   axisLinks: { rows: { bandwidth: 6e9, latency: 6e-6 }, cols: { bandwidth: 3e9, latency: 9e-6 } },
@@ -61,7 +66,8 @@ const rows = synth.map(([mesh, layout, o], i) => ({
   source: { file: 'synthetic', line: i + 1 }, model: 'mtf-lm-s0', mesh, layout, ...o,
   stepTime: price(lower(graph, parseMesh(mesh), makePlan(layout, o)), truth).time.step * (i === 4 ? 3 : 1), compute: {}, comm: {},
 }));
-const fit = fitProfile(resolveRows(rows, base).rows, base);
+const tpu = getDevice('tpu-v2');
+const fit = fitProfile(resolveRows(rows, tpu).rows, tpu);
 const worst = Math.max(...fit.summary.parameters.map((p) => {
   const [g, k] = p.name.split('.');
   const t = g === 'efficiency' ? truth.efficiency[k] : g === 'efficiencyHalfWork' ? truth.efficiencyHalfWork[k]

@@ -12,8 +12,8 @@ export interface Exchange {
   owns(d: number): boolean;
   /** Offer device d's buffer to the other threads that run members of `group`. */
   post(d: number, tag: number, group: readonly number[], x: Local): void;
-  /** Copy device p's buffer for collective `tag` (waits until p has posted it). */
-  read(p: number, tag: number): Local;
+  /** Copy device p's buffer for collective `tag` (waits until p has posted it); `posted`: when p posted it. */
+  read(p: number, tag: number): Local & { readonly posted: number };
   /** Microseconds since the run's epoch, on a clock all threads share. */
   now(): number;
   /** Tell the other threads to give up waiting: this one failed. */
@@ -24,6 +24,8 @@ export interface Exchange {
 export interface ExchangeMemory {
   readonly ctl: SharedArrayBuffer;
   readonly data: SharedArrayBuffer;
+  /** When each device last posted, µs since the epoch. */
+  readonly times: SharedArrayBuffer;
   /** Floats per slot. */
   readonly capacity: number;
   /** Thread index of each device. */
@@ -44,6 +46,7 @@ export function exchangeMemory(devices: number, capacity: number, owner: readonl
   return {
     ctl: new SharedArrayBuffer(4 * (1 + 2 * devices)),
     data: new SharedArrayBuffer(4 * devices * (HEADER + capacity)),
+    times: new SharedArrayBuffer(8 * devices),
     capacity, owner, epochMs: performance.timeOrigin + performance.now(),
   };
 }
@@ -59,12 +62,14 @@ export class SharedExchange implements Exchange {
   private readonly ctl: Int32Array;
   private readonly ints: Int32Array;
   private readonly floats: Float32Array;
+  private readonly times: Float64Array;
   private readonly stride: number;
 
   constructor(readonly mem: ExchangeMemory, readonly thread: number) {
     this.ctl = new Int32Array(mem.ctl);
     this.ints = new Int32Array(mem.data);
     this.floats = new Float32Array(mem.data);
+    this.times = new Float64Array(mem.times);
     this.stride = HEADER + mem.capacity;
   }
 
@@ -106,19 +111,21 @@ export class SharedExchange implements Exchange {
     x.shape.forEach((s, i) => (this.ints[at + 3 + i] = s));
     x.dims.forEach((dim, i) => (this.ints[at + 3 + MAX_RANK + i] = DIM_NAMES.indexOf(dim)));
     this.floats.set(x.data, at + HEADER);
+    this.times[d] = this.now();
     Atomics.store(this.ctl, pendingAt(d), readers);
     Atomics.store(this.ctl, tagAt(d), tag);
     Atomics.notify(this.ctl, tagAt(d));
   }
 
-  read(p: number, tag: number): Local {
+  read(p: number, tag: number): Local & { readonly posted: number } {
     this.waitFor(tagAt(p), (v) => v === tag);
     const at = p * this.stride;
     const rank = this.ints[at], len = this.ints[at + 1], nd = this.ints[at + 2];
     const shape = Array.from(this.ints.subarray(at + 3, at + 3 + rank));
     const dims = Array.from(this.ints.subarray(at + 3 + MAX_RANK, at + 3 + MAX_RANK + nd), (i) => DIM_NAMES[i] as DimName);
     const data = this.floats.slice(at + HEADER, at + HEADER + len);
+    const posted = this.times[p];
     if (Atomics.sub(this.ctl, pendingAt(p), 1) === 1) Atomics.notify(this.ctl, pendingAt(p));
-    return { dims, shape, data };
+    return { dims, shape, data, posted };
   }
 }

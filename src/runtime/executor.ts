@@ -236,8 +236,8 @@ export class Executor {
     return t;
   }
 
-  private event(dev: Device, rec: LoweredOp, cat: 'compute' | 'collective', ts: number, dur: number, c: Collective | null): void {
-    if (!this.opts.trace) return;
+  private event(dev: Device, rec: LoweredOp, cat: 'compute' | 'collective' | 'wait', ts: number, dur: number, c: Collective | null): void {
+    if (!this.opts.trace || dur <= 0) return;
     this.events.push({
       name: rec.name, cat, ph: 'X', ts, dur, pid: 0, tid: dev.index,
       args: {
@@ -308,11 +308,18 @@ export class Executor {
     const ex = this.exchange;
     if (ex) for (const [i, r] of reqs) ex.post(devs[i].index, tag, groups.get(groupOf(this.mesh, axes, devs[i].index).join())!, payloadOf(r));
     for (const members of groups.values()) {
+      // When the last member arrived: local members when they yielded, remote ones when they posted.
+      let posted = -Infinity;
       const mreqs = members.map((dev) => {
         const s = slot.get(dev);
-        if (s !== undefined && reqs.has(s)) return reqs.get(s)!;
+        if (s !== undefined && reqs.has(s)) {
+          posted = Math.max(posted, devs[s].clock);
+          return reqs.get(s)!;
+        }
         if (!ex || ex.owns(dev)) throw new Error(`${rec.name}: device ${members.find((m) => slot.has(m))} waits for device ${dev} in ${c.kind} over ${c.axes.join('+')}`);
-        return withPayload(first, ex.read(dev, tag));
+        const x = ex.read(dev, tag);
+        posted = Math.max(posted, x.posted);
+        return withPayload(first, x);
       });
       for (const r of mreqs) if (r.kind !== first.kind || r.index !== first.index) throw new Error(`${rec.name}: devices disagree on the next collective`);
       const t0 = this.now();
@@ -327,8 +334,10 @@ export class Executor {
         replies[s] = out[members.indexOf(dev)];
         const key = `${rec.phase}|${rec.name}#${first.index}`;
         d.sent.set(key, (d.sent.get(key) ?? 0) + sent[members.indexOf(dev)]);
-        const from = ex ? d.clock : start;
+        // Threads: the device waits from its own arrival to the last member's, then the collective runs.
+        const from = ex ? Math.max(d.clock, posted) : start;
         const to = ex ? t1 : start + (t1 - t0);
+        if (ex) this.event(d, rec, 'wait', d.clock, from - d.clock, c);
         this.event(d, rec, 'collective', from, to - from, c);
         d.clock = to;
         t.collective += (to - from) / 1e6;
@@ -659,9 +668,12 @@ export class Executor {
         d.clock = t1;
       } else {
         // The receiver's wait for its previous stage is its share of the pipeline bubble.
-        put(peer, ex!.read(d.index, tag));
+        const x = ex!.read(d.index, tag);
+        put(peer, x);
         const t1 = this.now();
-        this.event(peer, rec, 'collective', peer.clock, t1 - peer.clock, rec.collectives[0]);
+        const from = Math.max(peer.clock, x.posted);
+        this.event(peer, rec, 'wait', peer.clock, from - peer.clock, rec.collectives[0]);
+        this.event(peer, rec, 'collective', from, t1 - from, rec.collectives[0]);
         peer.clock = t1;
         continue;
       }

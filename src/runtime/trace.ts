@@ -2,10 +2,14 @@ import type { PlanJson } from '../lower/plan.js';
 import type { OpClass } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 
-/** One complete event of Chrome's trace-event format: a compute op or a collective on one device. */
+/**
+ * One complete event of Chrome's trace-event format on one device: a compute op, a collective (from
+ * when its last member arrived), or a wait (threads only: for peers to arrive, or for a device that
+ * shares this device's thread to finish its kernels).
+ */
 export interface TraceEvent {
   readonly name: string;
-  readonly cat: 'compute' | 'collective';
+  readonly cat: 'compute' | 'collective' | 'wait';
   readonly ph: 'X';
   /** Start and duration, µs, on the simulated device's clock. */
   readonly ts: number;
