@@ -106,6 +106,7 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
       decoderLayers = int(o, 'decoderLayers', where);
     }
   }
+  const dModel = int(o, 'dModel', where);
   const heads = int(o, 'heads', where);
   const kvHeads = o.kvHeads === undefined ? heads : int(o, 'kvHeads', where);
   check(heads % kvHeads === 0, `${where}: "kvHeads" (${kvHeads}) must divide "heads" (${heads})`);
@@ -114,7 +115,7 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
     kind,
     encoderLayers,
     decoderLayers,
-    dModel: int(o, 'dModel', where),
+    dModel,
     heads,
     dKv: int(o, 'dKv', where),
     dFf: int(o, 'dFf', where),
