@@ -225,3 +225,14 @@ describe('the command line', () => {
     expect(e.plan.layout).toBe('heads:rows;q_group:cols');
   });
 });
+
+describe('exports of a grouped-query plan', () => {
+  it('every engine without a q_group axis refuses a q_group split in one line instead of dropping it', () => {
+    for (const format of ['t5x', 'maxtext', 'megatron', 'deepspeed', 'torchtitan']) {
+      const r = cli(['export', '--format', format, '--mesh', '4x8', '--model', 'llama2-70b', '--layout', 'batch:rows;q_group:cols', '--microbatches', '1']);
+      expect(r.code, format).toBe(2);
+      expect(r.stderr.trim().split('\n'), format).toHaveLength(1);
+      expect(r.stderr, format).toMatch(/q_group/);
+    }
+  });
+});
