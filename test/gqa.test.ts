@@ -236,3 +236,17 @@ describe('exports of a grouped-query plan', () => {
     }
   });
 });
+
+describe('run and train on a grouped-query model with rotary positions', () => {
+  it('refuse in one line (the runtime rotary kernel takes 4-D blocks) rather than rotate the wrong pairs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gqa-rot-'));
+    const path = join(dir, 'rg.json');
+    writeFileSync(path, JSON.stringify({ layers: 1, dModel: 32, heads: 4, kvHeads: 2, dKv: 8, dFf: 32, vocab: 32, seqLen: 8, batch: 4, dtype: 'fp32', positions: 'rotary', dropout: false }));
+    for (const cmd of ['run', 'train']) {
+      const r = cli([cmd, '--mesh', '2', '--model', path, '--layout', 'heads:x', '--steps', '1']);
+      expect(r.code, cmd).toBe(2);
+      expect(r.stderr.trim().split('\n'), cmd).toHaveLength(1);
+      expect(r.stderr, cmd).toMatch(/rotary positions with grouped-query attention/);
+    }
+  });
+});
