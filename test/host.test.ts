@@ -18,7 +18,7 @@ describe('the host profile', () => {
 
   it('prices a kernel of no size at the measured per-kernel overhead, and a large one at the measured rate', () => {
     const p = hostProfile({ ...measured, kernelOverheadSeconds: 2e-5, memoryBandwidth: 1e9, matmulFlops: 1e10, matmulOverheadSeconds: 1e-4 });
-    const op = (klass: string, flops: number, bytes: number) => ({ klass, flops, bytes }) as unknown as LoweredOp;
+    const op = (klass: string, flops: number, bytes: number) => ({ klass, flops, bytes, gemm: null, kernel: true }) as unknown as LoweredOp;
     expect(opTime(p, op('elementwise', 0, 1), 1e10)).toBeCloseTo(2e-5 + 1e-9, 12);
     expect(opTime(p, op('elementwise', 0, 1e9), 1e10)).toBeCloseTo(1 + 2e-5, 9);
     expect(opTime(p, op('matmul', 1e10, 0), 1e10)).toBeCloseTo(1 + 1e-4, 9);

@@ -38,13 +38,8 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     memoryBandwidth: m.memoryBandwidth,
     levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency } }],
     efficiency: { matmul: 1, elementwise: 1, softmax: 1, reduction: 1 },
-    // A fixed cost per kernel, as efficiencyHalfWork expresses one: work at which an op reaches half its rate.
-    efficiencyHalfWork: {
-      matmul: m.matmulOverheadSeconds * m.matmulFlops,
-      elementwise: m.kernelOverheadSeconds * m.memoryBandwidth,
-      softmax: m.kernelOverheadSeconds * m.memoryBandwidth,
-      reduction: m.kernelOverheadSeconds * m.memoryBandwidth,
-    },
+    // Every kernel pays launchOverhead; a small GEMM pays what it takes beyond that, in FLOPs at the rate.
+    efficiencyHalfWork: { matmul: Math.max(0, m.matmulOverheadSeconds - m.kernelOverheadSeconds) * m.matmulFlops },
     // Collectives run on the device's own thread, between its kernels: nothing hides them.
     overlap: 0,
     launchOverhead: m.kernelOverheadSeconds,
@@ -52,8 +47,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     sources: {
       peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes (efficiency 1: it is the achieved rate)`,
       memoryBandwidth: `${at}: an elementwise add of 2^20 floats through the runtime's kernel wrapper, its overhead taken off`,
-      'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate`,
-      efficiencyHalfWork: `${at}: a one-float add through the runtime's kernel wrapper`,
+      'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate and the launch overhead`,
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
       concurrentDevices: `${at}: os.availableParallelism()`,

@@ -552,7 +552,7 @@ export class Executor {
     const axes = axesOf(this.program.plan.layout, 'layers');
     const n = sizeOf(this.weightShape(w).shape);
     const c: Collective = {
-      kind: 'allreduce', axes, mask: this.maskOf(axes), groupSize: this.stages, tensor: w, bytes: 4 * n, sent: (2 * (this.stages - 1) / this.stages) * 4 * n, overlappable: true,
+      kind: 'allreduce', axes, mask: this.maskOf(axes), groupSize: this.stages, tensor: w, bytes: 4 * n, sent: (2 * (this.stages - 1) / this.stages) * 4 * n, overlappable: true, role: sync.collectives[0]?.role ?? 'gradient',
     };
     const rec: LoweredOp = { ...sync, name: `tie:${w}`, phase: 'sync', collectives: [c] };
     this.exec(rec, this.mine, (d) => (function* (): OpGen {
