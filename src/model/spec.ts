@@ -26,13 +26,15 @@ export interface ModelSpec {
   readonly activation: Activation;
   /** Learned position embeddings add a [length, d_model] weight; rotary adds none. */
   readonly positions: Positions;
+  /** Fused attention (FlashAttention, Dao et al. 2022): no s² tensors in HBM or among the saved ones. */
+  readonly flashAttention: boolean;
 }
 
 export const DTYPE_BYTES: Record<Dtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
 const KNOWN = new Set([
   'name', 'kind', 'layers', 'encoderLayers', 'decoderLayers', 'dModel', 'heads', 'dKv', 'dFf',
-  'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions', 'source',
+  'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions', 'flashAttention', 'source',
 ]);
 
 function int(o: Record<string, unknown>, key: string, where: string, min = 1): number {
@@ -96,6 +98,7 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
     tiedEmbeddings: bool(o, 'tiedEmbeddings', false, where),
     activation: oneOf(o, 'activation', ['relu', 'gelu', 'swiglu'] as const, 'relu', where),
     positions: oneOf(o, 'positions', ['learned', 'rotary'] as const, 'learned', where),
+    flashAttention: bool(o, 'flashAttention', false, where),
   };
   const big = [spec.dModel, spec.heads, spec.dKv, spec.dFf, spec.vocab, spec.seqLen, spec.batch];
   check(big.every((n) => n <= 1 << 30), `${where}: a size above 2^30 is not a model mesh-search can price`);

@@ -68,7 +68,7 @@ export function exhaustive(opts: {
           valid++;
           const index = strategy++;
           if (opts.symmetry && !canonical) continue;
-          const plan: Plan = { layout, zero, recompute, microbatches };
+          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
           const cost = pricer(plan);
           priced++;
           const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
@@ -103,7 +103,7 @@ export function exhaustive(opts: {
       r = Math.floor(r / space.choices.length);
       for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
     }
-    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches }, opts.profile);
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: false, virtualStages: 1 }, opts.profile);
   };
   const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,

@@ -169,7 +169,7 @@ export function strategyCount(space: PlanSpace, split: readonly number[], masks:
 }
 
 export function planOf(layout: Layout, s: Strategy): Plan {
-  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
 }
 
 /** The layout of a rank, or null when invalid (indivisible). */
