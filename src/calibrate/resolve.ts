@@ -109,11 +109,10 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const mesh = parseMesh(raw.mesh);
   const layout = raw.layout ?? '';
   if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
-  const opts = {
+  const plan = makePlan(layout, {
     zero: optionalInt(raw.zero), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches),
     sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages),
-  };
-  const plan = makePlan(layout, opts);
+  });
   let program;
   try {
     program = lower(graph, mesh, plan);
