@@ -30,7 +30,7 @@ const hold = holdArg > 0 ? String(process.argv[holdArg + 1] ?? '').split(',').ma
 function fit(train, base) {
   if (train.length === 0) return { profile: null, reason: 'no rows left to fit on' };
   try {
-    return { profile: fitProfile(train, base, { hold }).profile, reason: null };
+    return { profile: fitProfile(train, base, { hold, method: 'physics' }).profile, reason: null };
   } catch (e) {
     if (e instanceof InputError) return { profile: null, reason: firstLine(e) };
     throw e;

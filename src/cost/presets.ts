@@ -23,7 +23,7 @@ function ringEff(f: number): Record<'allreduce' | 'allgather' | 'reduce-scatter'
   return { allreduce: f, allgather: f, 'reduce-scatter': f, 'all-to-all': f, send: f };
 }
 
-function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
+function tpu(name: string, description: string, perCore: { tpOverlap?: number; flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
   return {
     name, description,
     peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
@@ -32,12 +32,12 @@ function tpu(name: string, description: string, perCore: { flops: number; mem: n
       { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
       { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
-    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: 0,
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: perCore.tpOverlap ?? 0,
     sources: {
       peak: src, memory: src, ici: src, gemmHalfSize: GEMM_SOURCE,
       launchOverhead: 'assumed 1 µs per XLA-fused op on TPU (ops are fused into few large programs); calibrate',
       collectiveLatency: 'assumed 5 µs per ICI collective call; calibrate',
-      tensorParallelOverlap: 'XLA overlaps no tensor-parallel collective by default (0); set it for collective-matmul plans',
+      tensorParallelOverlap: perCore.tpOverlap ? 'MaxText\'s TPU scripts set --xla_tpu_enable_async_collective_fusion and --xla_tpu_overlap_compute_collective_tc (src/maxtext/configs/tpu/v5e/128b.sh): collectives overlap compute (1)' : 'Mesh-TF-era XLA overlaps no tensor-parallel collective (0)',
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
       dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
@@ -81,20 +81,20 @@ const PRESETS: HardwareProfile[] = [
     { flops: 61.5 * T, mem: 16 * GiB, hbm: 450 * GB, ici: 82 * GB, pod: 2048 },
     'Jouppi et al. 2020 (CACM 63:7), Table 3: 123 TFLOPS bf16, 32 GiB, 900 GB/s per chip; ICI 656 Gbit/s per link'),
   tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
-    { flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
+    { tpOverlap: 1, flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
     'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
   // v5e/v5p/v6e: ICI each way per chip = half the docs' bidirectional ICI bandwidth per chip
   // (which is also the docs' all-reduce bandwidth per pod / chips, as for v4 above).
   tpu('tpu-v5e', 'TPU v5e chip; 256-chip pod (16x16, 2D torus)',
-    { flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
+    { tpOverlap: 1, flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
       dcnSource: 'Cloud TPU v5e docs: 2 x 100 Gbps NIC per 8-chip host = 25 Gbit/s per chip (6.4 Tbps per 256-chip pod)' },
     'Cloud TPU v5e docs (system architecture): 197 TFLOPs bf16, 16 GB HBM2 at 819 GBps, ICI 400 GBps bidirectional per chip, 256 chips per pod'),
   tpu('tpu-v5p', 'TPU v5p chip (2 TensorCores as one device); slices up to 6144 chips (16x16x24, 3D torus)',
-    { flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
+    { tpOverlap: 1, flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
       dcnSource: 'Cloud TPU v5p docs: data center network (DCN) bandwidth 50 Gbps per chip' },
     'Cloud TPU v5p docs (system architecture): 459 TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, ICI 1200 GBps bidirectional per chip, largest slice 6144 of the 8960-chip pod'),
   tpu('tpu-v6e', 'TPU v6e (Trillium) chip; 256-chip pod (16x16, 2D torus)',
-    { flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
+    { tpOverlap: 1, flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
       dcnSource: 'not in the stored copy of the v6e docs page: assumed 100 Gbit/s per chip; calibrate' },
     'Cloud TPU v6e docs (system architecture): 918 TFLOPs bf16, 32 GB HBM at 1638 GBps, ICI 800 GBps bidirectional per chip, 256 chips per pod'),
   gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
