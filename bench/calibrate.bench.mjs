@@ -3,7 +3,7 @@
 // leave-one-plan-out step-time error (MAPE) and Kendall tau of the uncalibrated profile beside the
 // calibrated one's, from the same measurements; and, as a control, how well the fit recovers a
 // known profile from synthetic rows. BENCH_CAL_MODEL picks the model (default tiny), BENCH_CAL_BASE
-// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 3).
+// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 3), BENCH_CAL_FIT the fit (physics or classes; default physics).
 // Goals (issue 5): MAPE 15% or less, tau 0.8 or more. Timings on a loaded machine are noisy: the
 // load average is recorded with the figures.
 import { availableParallelism, loadavg } from 'node:os';
@@ -21,6 +21,7 @@ import { getPreset } from '../dist/model/presets.js';
 const model = process.env.BENCH_CAL_MODEL ?? 'tiny';
 const base = findProfile(process.env.BENCH_CAL_BASE ?? 'host');
 const passes = Number(process.env.BENCH_CAL_PASSES ?? 3);
+const method = process.env.BENCH_CAL_FIT ?? 'physics';
 const machine = () => ({ cpus: availableParallelism(), loadAverage1m: +loadavg()[0].toFixed(2) });
 const r3 = (x) => (x === null ? null : +x.toFixed(3));
 const acc = (a) => ({ mape: r3(a.mape), kendallTau: r3(a.kendallTau) });
@@ -31,9 +32,9 @@ const raw = await measureCases(SIM_CASES, { base, model, steps: 4, passes, onRun
 const measureSeconds = (performance.now() - t0) / 1e3;
 const loaded = resolveRows(raw, base);
 const t1 = performance.now();
-const report = calibrate(loaded, base);
+const report = calibrate(loaded, base, [], { method });
 process.stdout.write(JSON.stringify({
-  bench: 'calibrate', case: `simulated mesh on worker threads, ${model} model, from ${base.name}`,
+  bench: 'calibrate', case: `simulated mesh on worker threads, ${model} model, from ${base.name}, ${method} fit`,
   plans: SIM_CASES.length, meshes: [...new Set(SIM_CASES.map((c) => formatMesh(parseMesh(c.mesh))))],
   rows: report.rows, outliers: report.fit.outliers.length,
   uncalibrated: acc(report.before), calibrated: acc(report.after), inSampleMape: r3(report.fit.inSampleMape),

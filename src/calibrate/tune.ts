@@ -6,6 +6,7 @@ import type { Mesh } from '../mesh/mesh.js';
 import type { ModelSpec } from '../model/spec.js';
 import { search } from '../search/index.js';
 import { calibrate } from './calibrate.js';
+import type { FitOptions } from './fit.js';
 import { isRejection, newContext, resolveRow } from './resolve.js';
 import { traceToRow } from './trace.js';
 import type { CalibrationReport, Measurement, Rejection } from './types.js';
@@ -22,6 +23,8 @@ export interface TuneOptions {
   readonly measure: Measure;
   readonly workers?: number;
   readonly onProgress?: (line: string) => void;
+  /** How to fit (default: physics, the profile's constants through the cost model itself). */
+  readonly fit?: FitOptions['method'];
 }
 
 export interface TunedChoice {
@@ -82,7 +85,7 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
   for (const e of first.top) if (chosen.length < opts.runs && !chosen.includes(e)) chosen.push(e);
   for (const [i, e] of chosen.entries()) await run(e, i);
   say(`calibrating on ${rows.length} measured plans`);
-  const report = calibrate({ rows, rejected, devices: [] }, opts.base, [`tune: ${rows.length} runs of ${opts.spec.name}`]);
+  const report = calibrate({ rows, rejected, devices: [] }, opts.base, [`tune: ${rows.length} runs of ${opts.spec.name}`], { method: opts.fit ?? 'physics' });
   const second = await search({ spec: opts.spec, mesh: opts.mesh, profile: report.profile, top: 1, workers: opts.workers });
   if (!second.best) throw new InputError('the calibrated profile leaves no feasible plan');
   const oldMeasured = await run(first.best, 0);
