@@ -119,6 +119,9 @@ def torchtitan():
     flags = ['--module', '--config']
     for section, cls in [('training', 'TrainingConfig'), ('parallelism', 'ParallelismConfig'), ('compile', 'CompileConfig'), ('comm', 'CommConfig'), ('debug', 'DebugConfig')]:
         flags += [f'--{section}.{f}' for f in fields(cfg[cls])]
+        # tyro's negation of a boolean field (--section.no_field), for those that default to True
+        flags += [f'--{section}.no_{s.target.id}' for s in cfg[cls].body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                  and ast.unparse(s.annotation) == 'bool' and s.value is not None and ast.unparse(s.value) == 'True']
     subcommands = re.findall(r'tyro\.conf\.subcommand\("([a-z-]+)"\)', ac)
     # config functions of the llama3 registry and the flavor each builds its model from
     configs = {}
@@ -140,7 +143,7 @@ def torchtitan():
     names = dict(re.findall(r'^\s+"([\w.]+)": _(\w+),$', init, re.M))
     write('torchtitan', {
         **header(repo, 'pytorch/torchtitan', ['torchtitan/config/configs.py', 'torchtitan/config/manager.py', 'torchtitan/trainer.py', 'torchtitan/distributed/activation_checkpoint.py', 'torchtitan/models/llama3/__init__.py', 'torchtitan/models/llama3/config_registry.py']),
-        'note': 'CLI: --module/--config pick a config function; --section.option flags override it; activation checkpointing is a tyro subcommand activation-checkpoint:NAME. model_spec is off the CLI (tyro.conf.Suppress).',
+        'note': 'CLI: --module/--config pick a config function; --section.option flags override it; boolean fields are flags (--section.field, tyro negation --section.no_field); activation checkpointing is a tyro subcommand activation-checkpoint:NAME. model_spec is off the CLI (tyro.conf.Suppress).',
         'flags': flags,
         'subcommands': {'activation-checkpoint': subcommands},
         'enums': {
@@ -191,9 +194,10 @@ def t5x():
     dec = classes(show(repo, 't5x/examples/decoder_only/network.py'))
     s5 = classes(show(repo, 't5x/examples/scalable_t5/network.py'))
     pretrain = show(repo, 't5x/configs/runs/pretrain.gin')
-    macros = sorted(set(re.findall(r'^([A-Z_]+) = ', pretrain, re.M)))
+    models = [show(repo, 't5x/examples/decoder_only/models/base.gin'), show(repo, 't5x/examples/scalable_t5/t5_1_1/base.gin')]
+    macros = sorted(set(re.findall(r'^([A-Z_]+) = ', pretrain + ''.join(models), re.M)))
     write('t5x', {
-        **header(repo, 'google-research/t5x', ['t5x/partitioning.py', 't5x/trainer.py', 't5x/configs/runs/pretrain.gin', 't5x/examples/decoder_only/network.py', 't5x/examples/scalable_t5/network.py']),
+        **header(repo, 'google-research/t5x', ['t5x/partitioning.py', 't5x/trainer.py', 't5x/configs/runs/pretrain.gin', 't5x/examples/decoder_only/models/base.gin', 't5x/examples/scalable_t5/t5_1_1/base.gin', 't5x/examples/decoder_only/network.py', 't5x/examples/scalable_t5/network.py']),
         'note': 'default_mesh has a default TPU v2/v3 mesh only for num_partitions 1, 2, 4, 8, 16; ici_mesh_shape with dcn_mesh_shape builds a (replica, data, model) mesh whose data axis is (replica, data). BasePartitioner needs num_partitions or model_parallel_submesh set.',
         'configurables': {
             'partitioning.PjitPartitioner': init_params(part['PjitPartitioner']),
@@ -201,6 +205,7 @@ def t5x():
             'decoder_only.network.TransformerConfig': fields(dec['TransformerConfig']),
             'scalable_t5.network.T5Config': fields(s5['T5Config']),
         },
+        'includes': ['t5x/configs/runs/pretrain.gin', 't5x/examples/decoder_only/models/base.gin', 't5x/examples/scalable_t5/t5_1_1/base.gin'],
         'macros': macros,
         'enums': {
             'default_mesh_num_partitions_tpu_v2_v3': [1, 2, 4, 8, 16],
