@@ -15,6 +15,17 @@ export interface Context {
   readonly mesh: string;
   readonly profile: HardwareProfile;
   readonly objective: Objective;
+  /** Only plans this names are in the space (a structured-clonable spec; see PlanFilter). */
+  readonly filter?: PlanFilter;
+}
+
+/**
+ * A restriction of the plan space, by name so that it crosses to workers: today, the plans one
+ * training engine can express (src/engine whyNot). A filtered-out plan is never priced, so it is
+ * never an incumbent and never tightens a bound.
+ */
+export interface PlanFilter {
+  readonly engine: string;
 }
 
 /** A priced plan, small: enough to rank it and to rebuild it. */

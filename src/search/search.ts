@@ -8,7 +8,8 @@ import { buildGraph } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
-import type { BoundResult, Candidate, Context, Objective, PriceResult, Task } from './protocol.js';
+import { planFilter } from './filter.js';
+import type { BoundResult, Candidate, Context, Objective, PlanFilter, PriceResult, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
 
@@ -21,6 +22,8 @@ export interface SearchOptions {
   /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 1 s. */
   readonly workers?: number;
   readonly objective?: Objective;
+  /** Restrict the space (e.g. to one engine's plans); the search is exact within it. */
+  readonly filter?: PlanFilter;
   /** With `workers` unset: how long the search runs inline before it starts the pool (default 1 s). */
   readonly inlineSeconds?: number;
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
@@ -76,13 +79,14 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   if (!Number.isSafeInteger(k) || k < 1) throw new InputError(`--top must be a positive integer, got ${k}`);
   const slack = opts.paretoSlack ?? 0.25;
   const graph = buildGraph(opts.spec);
-  const space = makeSpace(graph, mesh, opts.profile);
+  if (opts.filter) planFilter(opts.filter, mesh, opts.spec, opts.profile);
+  const space = makeSpace(graph, mesh, opts.profile, { symmetric: !opts.filter });
   const workers = opts.workers;
   if (workers !== undefined && (!Number.isSafeInteger(workers) || workers < 0)) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
   // One key per search: a worker (or the main thread, inline) prepares the pricer once per search
   // and never reuses one warmed by an earlier search, so every search costs what it costs.
-  const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective };
+  const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective, ...(opts.filter ? { filter: opts.filter } : {}) };
 
   let submitted = 0;
   const faults = opts.faults;

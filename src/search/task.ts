@@ -4,6 +4,7 @@ import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { matmulBound } from './bounds.js';
+import { planFilter } from './filter.js';
 import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import {
@@ -16,6 +17,7 @@ import {
  * worker and inline (`--workers 0`), so a test can run it either way and get the same answer.
  */
 interface Prepared {
+  readonly admit: ((plan: Plan) => boolean) | null;
   readonly space: PlanSpace;
   readonly pricer: Pricer;
   readonly matmul: (split: readonly number[]) => number;
@@ -27,7 +29,8 @@ function prepare(ctx: Context): Prepared {
   if (cached?.key === ctx.key) return cached.prepared;
   const graph = buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
-  const prepared = { space: makeSpace(graph, mesh, ctx.profile), pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile) };
+  const admit = ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null;
+  const prepared = { admit, space: makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter }), pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile) };
   cached = { key: ctx.key, prepared };
   return prepared;
 }
@@ -184,6 +187,8 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       const s = all[i];
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
       const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+      // Outside the filter: never priced, so never an incumbent and never a bound.
+      if (p.admit && !p.admit(plan)) continue;
       const cost = pricer(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
