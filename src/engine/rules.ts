@@ -28,11 +28,7 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
     if (!cond) out.push(typeof reason === 'string' ? reason : reason());
   };
   const layersOn = axesOf(plan.layout, 'layers');
-  need(cap.kinds.includes(spec.kind), `${t} trains ${list(cap.kinds)} models; this one is ${spec.kind === 'decoder' ? 'a decoder' : 'an encoder-decoder'}`);
-  need(cap.activations.includes(spec.activation), `${t} has no ${spec.activation} feed-forward (it has ${list(cap.activations)})`);
-  need(cap.positions.includes(spec.positions), `${t} has no ${spec.positions} position embedding (it has ${list(cap.positions)})`);
-  need(cap.dtypes.includes(spec.dtype), `${t} does not train in ${spec.dtype} (it takes ${list(cap.dtypes)})`);
-  need(cap.gqa || s.kvHeads === spec.heads, `${t} has no grouped-query attention: ${s.kvHeads} KV heads for ${spec.heads} query heads cannot be expressed`);
+  out.push(...modelProblems(engine, spec));
   need(cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
     ? `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
@@ -67,6 +63,23 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   need(cap.zeroWithContext || plan.zero === 0 || s.cp === 1,
     `${t} shards optimizer state over data- and context-parallel ranks together (${s.dp * s.cp}), the plan only over the batch axes (${s.batchSplit})`);
   out.push(...SPECIFIC[engine](s, profile));
+  return out;
+}
+
+/** What of the model itself the engine cannot build, whatever the plan. */
+export function modelProblems(engine: Engine, spec: ModelSpec & { kvHeads?: number }): string[] {
+  const cap = CAPABILITIES[engine];
+  const t = cap.title;
+  const kv = spec.kvHeads ?? spec.heads;
+  const out: string[] = [];
+  if (!cap.kinds.includes(spec.kind)) out.push(`${t} trains ${list(cap.kinds)} models; this one is ${spec.kind === 'decoder' ? 'a decoder' : 'an encoder-decoder'}`);
+  if (!cap.activations.includes(spec.activation)) out.push(`${t} has no ${spec.activation} feed-forward (it has ${list(cap.activations)})`);
+  if (!cap.positions.includes(spec.positions)) out.push(`${t} has no ${spec.positions} position embedding (it has ${list(cap.positions)})`);
+  if (!cap.dtypes.includes(spec.dtype)) out.push(`${t} does not train in ${spec.dtype} (it takes ${list(cap.dtypes)})`);
+  if (!cap.gqa && kv !== spec.heads) out.push(`${t} has no grouped-query attention: ${kv} KV heads for ${spec.heads} query heads cannot be expressed`);
+  if (engine === 'torchtitan' && spec.kind === 'decoder' && !llama3Flavor(spec)) {
+    out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${spec.name}'s dimensions`);
+  }
   return out;
 }
 
@@ -210,9 +223,6 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile?: SliceInfo) => string[]> 
   },
   torchtitan: (s) => {
     const out: string[] = [];
-    if (s.spec.kind === 'decoder' && !llama3Flavor(s.spec)) {
-      out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${s.spec.name}'s dimensions`);
-    }
     if (s.kvHeads % s.tp !== 0) out.push(`torchtitan splits the ${s.kvHeads} KV heads over ${s.tp} tensor ranks, which does not divide`);
     return out;
   },

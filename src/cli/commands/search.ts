@@ -10,6 +10,9 @@ import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { makePlan, planFromJson } from '../../lower/plan.js';
 import { search, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
+import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../../engine/index.js';
+import { exportPlan } from '../../export/exportPlan.js';
+import type { HardwareProfile } from '../../cost/profile.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { loadDevice, loadMesh, loadModel } from '../inputs.js';
 
@@ -24,6 +27,8 @@ interface Args {
   out?: string;
   explain?: boolean;
   report?: string;
+  engine?: string;
+  export?: string;
 }
 
 /** The layout of the Mesh-TF paper's Transformer experiments (Shazeer et al. 2018, Sec. 5), on a 2-D mesh. */
@@ -85,13 +90,13 @@ function noFeasible(r: SearchResult): string {
 }
 
 /** The human answer: what was searched, the top plans, the paper's layout, the Pareto front. */
-export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh; objective: Objective; paper: Estimate | null; paperLayout: string | null; explain: boolean }): string {
+export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh; objective: Objective; paper: Estimate | null; paperLayout: string | null; explain: boolean; engine?: Engine }): string {
   const s = r.searched;
   const any = r.best ?? r.closest!;
   const lines = [
-    `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}`,
+    `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}${ctx.engine ? `, plans ${CAPABILITIES[ctx.engine].title} can express` : ''}`,
     `searched ${s.valid.toLocaleString('en-US')} valid plans of ${s.plans.toLocaleString('en-US')} in ${s.seconds.toFixed(2)} s on ${s.workers === 0 ? 'the main thread' : `${s.workers} worker${s.workers === 1 ? '' : 's'}`}: ` +
-      `${(s.valid - s.pruned).toLocaleString('en-US')} priced, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
+      `${(s.valid - s.pruned).toLocaleString('en-US')} priced, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry${ctx.engine ? ` or outside ${CAPABILITIES[ctx.engine].title}` : ''}, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
     '',
   ];
   if (!r.best) return lines.join('\n') + '\n' + noFeasible(r);
@@ -144,7 +149,9 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
       .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' })
-      .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' }),
+      .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express (mesh-search README: what each engine can express)' })
+      .option('export', { type: 'string', choices: ENGINES as unknown as string[], describe: "print the best plan as this engine's configuration (implies --engine of the same name unless given)" }),
   handler: async (args) => {
     if (args.mesh === undefined) throw new InputError('--mesh is required (like --mesh 16x32)');
     if (args.model === undefined) throw new InputError('--model is required (a preset from mesh-search models, or a JSON spec file)');
@@ -158,10 +165,20 @@ export const searchCommand: CommandModule<object, Args> = {
     if (args.workers !== undefined && (!Number.isSafeInteger(args.workers) || args.workers < 0)) {
       throw new InputError(`--workers must be 0 or a positive integer, got ${args.workers}`);
     }
+    const engine = engineArg(args.engine ?? args.export);
+    if (args.export !== undefined && args.json) throw new InputError('--export prints a configuration on stdout; it does not go with --json');
+    if (args.export !== undefined && args.engine !== undefined && args.engine !== args.export) {
+      throw new InputError(`--export ${args.export} with --engine ${args.engine}: the best ${args.engine} plan may not be one ${args.export} can express; give one engine`);
+    }
+    // What of the model the engine cannot build fails before any plan is searched.
+    if (engine && modelProblems(engine, spec).length > 0) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const tty = process.stderr.isTTY === true;
     let result: SearchResult;
     try {
-      result = await search({ spec, mesh, profile, top: args.top, workers: args.workers, objective, onProgress: tty ? progressBar() : undefined });
+      result = await search({
+        spec, mesh, profile, top: args.top, workers: args.workers, objective, onProgress: tty ? progressBar() : undefined,
+        ...(engine ? { filter: { engine } } : {}),
+      });
     } catch (e) {
       if (e instanceof SearchFailed) {
         if (tty) process.stderr.write('\n');
@@ -173,6 +190,7 @@ export const searchCommand: CommandModule<object, Args> = {
     } finally {
       if (tty) process.stderr.write('\r\x1b[K');
     }
+    if (engine && !result.best && !result.closest) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const paper = paperLayout(spec, mesh);
     const paperEstimate = paper ? estimatePlan(buildGraph(spec), mesh, makePlan(paper), profile) : null;
     if (args.out !== undefined && result.best) {
@@ -195,8 +213,20 @@ export const searchCommand: CommandModule<object, Args> = {
       await writeReport(result, args.report, { spec, top: args.top });
     }
     if (args.out !== undefined && !result.best) process.stderr.write(`mesh-search: no plan fits, so nothing was written to ${args.out}\n`);
+    if (args.export !== undefined) {
+      if (!result.best) {
+        const c = result.closest;
+        process.stderr.write(`mesh-search: ${CAPABILITIES[engine!].title} cannot run ${spec.name} on ${formatMesh(mesh)} (${profile.name}): no plan it can express fits in memory${c ? ` (the closest needs ${fmtBytes(c.memory.total)} of ${fmtBytes(c.memory.capacity)} per device)` : ''}; nothing exported\n`);
+        process.exitCode = 3;
+        return;
+      }
+      const b = result.best;
+      process.stderr.write(`mesh-search: best ${args.export} plan ${b.plan.layout || '(replicated)'} zero ${b.plan.zero} recompute ${b.plan.recompute} microbatches ${b.plan.microbatches}: step ${fmtSeconds(b.time.step)}, MFU ${pct(b.mfu)}\n`);
+      process.stdout.write(exportPlan({ plan: planFromJson(b.plan), mesh, spec, profile }, args.export).text);
+      return;
+    }
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true }));
+    else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true, engine }));
     if (!result.best) process.exitCode = 3;
   },
 };
@@ -205,4 +235,23 @@ export const searchCommand: CommandModule<object, Args> = {
 function planFromJsonSafe(e: Estimate): Estimate['plan'] {
   planFromJson(e.plan);
   return e.plan;
+}
+
+/** `--engine` checked here too: a yargs `choices` failure does not stop the handler. */
+export function engineArg(name: string | undefined): Engine | undefined {
+  if (name === undefined) return undefined;
+  if (!isEngine(name)) throw new InputError(`unknown engine "${name}"; engines are ${ENGINES.join(', ')}`);
+  return name;
+}
+
+/**
+ * One line when an engine can run no plan at all: what of the model it lacks (from a plain
+ * data-parallel plan's reasons that do not depend on the layout), else that no layout fits its rules.
+ */
+export function cannotRun(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): string {
+  const t = CAPABILITIES[engine].title;
+  const reasons = modelProblems(engine, spec);
+  return reasons.length > 0
+    ? `${t} cannot run ${spec.name}: ${reasons.join('; ')}`
+    : `${t} cannot run ${spec.name} on ${formatMesh(mesh)} (${profile.name}): no valid layout of it on this mesh is one ${t} can express`;
 }
