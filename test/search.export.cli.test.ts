@@ -52,4 +52,22 @@ describe('mesh-search --engine E --export E', () => {
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/does not go with --json/);
   });
+
+  it('estimate --engine says whether the engine can express the plan, and why not', async () => {
+    const args = ['estimate', '--mesh', '16x32', '--model', 'transformer-5b', '--layout', 'batch:rows;heads:cols', '--zero', '3', '--recompute', 'selective', '--engine', 'mesh-tf', '--json'];
+    const r = await runMain(args);
+    expect(r.code).toBe(0);
+    const e = JSON.parse(r.stdout).engine;
+    expect(e.expressible).toBe(false);
+    expect(e.reasons.join('\n')).toMatch(/no ZeRO: zero 3/);
+    expect(e.reasons.join('\n')).toMatch(/recompute selective/);
+    const ok = JSON.parse((await runMain(['estimate', '--mesh', '16x32', '--model', 'transformer-5b', '--layout', 'batch:rows;d_ff:cols;heads:cols;vocab:cols', '--engine', 'mesh-tf', '--json'])).stdout).engine;
+    expect(ok).toEqual({ name: 'mesh-tf', expressible: true, reasons: [] });
+  });
+
+  it('report --engine refuses in one line a model the engine cannot build', async () => {
+    const r = await runMain(['report', '--mesh', '4x8', '--model', 'llama2-7b', '--device', 'h100-sxm', '--engine', 'mesh-tf', '--out', '/nonexistent/r.html']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(['mesh-search: Mesh-TF cannot run llama2-7b: Mesh-TF has no rotary position embedding (it has learned)']);
+  });
 });

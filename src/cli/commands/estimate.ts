@@ -3,6 +3,8 @@ import type { Estimate } from '../../cost/estimate.js';
 import { estimatePlan } from '../../cost/estimatePlan.js';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { buildGraph } from '../../model/graph.js';
+import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
+import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { loadDevice, resolvePlan } from '../inputs.js';
 
@@ -16,6 +18,7 @@ interface Args {
   microbatches?: number;
   device: string;
   json?: boolean;
+  engine?: string;
 }
 
 export function formatEstimate(e: Estimate): string {
@@ -51,12 +54,24 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'number', describe: 'microbatches per step' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'also say whether this training engine can express the plan, and why not' }),
   handler: (args) => {
     const { spec, mesh, plan } = resolvePlan(args);
     const profile = loadDevice(args.device);
     const e = estimatePlan(buildGraph(spec), mesh, plan, profile);
-    process.stdout.write(args.json ? JSON.stringify(e) + '\n' : formatEstimate(e));
+    const engine = engineArg(args.engine);
+    // An added field: whether the engine can run the plan, with its reasons (src/engine rules).
+    const verdict = engine ? { name: engine, expressible: false, reasons: whyNot(engine, plan, mesh, spec, profile) } : null;
+    if (verdict) verdict.expressible = verdict.reasons.length === 0;
+    if (args.json) process.stdout.write(JSON.stringify(verdict ? { ...e, engine: verdict } : e) + '\n');
+    else {
+      process.stdout.write(formatEstimate(e));
+      if (verdict) {
+        process.stdout.write(verdict.expressible ? `\n${CAPABILITIES[verdict.name].title} can express this plan\n`
+          : `\n${CAPABILITIES[verdict.name].title} cannot express this plan:\n${verdict.reasons.map((r) => `  - ${r}`).join('\n')}\n`);
+      }
+    }
     if (!e.valid) process.exitCode = 2;
   },
 };

@@ -3,6 +3,8 @@ import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
 import { parseSearchResult } from '../../export/report/result.js';
 import { search } from '../../search/index.js';
+import { ENGINES, modelProblems } from '../../engine/index.js';
+import { cannotRun, engineArg } from './search.js';
 import { loadDevice, loadMesh, loadModel, readJsonFile } from '../inputs.js';
 
 interface Args {
@@ -13,6 +15,7 @@ interface Args {
   top: number;
   workers?: number;
   out: string;
+  engine?: string;
 }
 
 export const reportCommand: CommandModule<object, Args> = {
@@ -26,7 +29,8 @@ export const reportCommand: CommandModule<object, Args> = {
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset or profile JSON' })
       .option('top', { type: 'number', default: 10, describe: 'plans in the table and the bar chart' })
       .option('workers', { type: 'number', describe: 'search worker threads' })
-      .option('out', { type: 'string', demandOption: true, describe: 'the HTML file to write' }),
+      .option('out', { type: 'string', demandOption: true, describe: 'the HTML file to write' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express' }),
   handler: async (args) => {
     if ((args.from === undefined) === (args.mesh === undefined)) {
       throw new InputError('report needs either --from result.json or --mesh with --model');
@@ -38,10 +42,15 @@ export const reportCommand: CommandModule<object, Args> = {
       await writeReport(result, args.out, { top: args.top });
     } else {
       const spec = loadModel(args.model);
+      const engine = engineArg(args.engine);
+      const mesh = loadMesh(args.mesh);
+      const profile = loadDevice(args.device);
+      if (engine && modelProblems(engine, spec).length > 0) throw new InputError(cannotRun(engine, spec, mesh, profile));
       const result = await search({
-        spec, mesh: loadMesh(args.mesh), profile: loadDevice(args.device), top: args.top, workers: args.workers,
-        onProgress: () => undefined,
+        spec, mesh, profile, top: args.top, workers: args.workers,
+        onProgress: () => undefined, ...(engine ? { filter: { engine } } : {}),
       });
+      if (engine && !result.best && !result.closest) throw new InputError(cannotRun(engine, spec, mesh, profile));
       await writeReport(result, args.out, { spec, top: args.top });
     }
     process.stderr.write(`mesh-search: wrote the report to ${args.out}\n`);
