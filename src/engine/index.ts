@@ -5,3 +5,4 @@ export { engineFilter, iciSizes, llama3Flavor, modelProblems, whyNot, type Slice
 export { MAXTEXT_FREE_AXES, MAXTEXT_MESH_AXES, maxtextKinds, type MaxtextAxis } from './maxtext.js';
 export { axesWith, shapeOf, TENSOR_DIMS, type AxisRole, type AxisUse, type PlanShape } from './shape.js';
 export { capabilityTable } from './table.js';
+export { BEGIN as README_BEGIN, END as README_END, engineSection, type FixtureHead } from './readme.js';
