@@ -231,7 +231,7 @@ def mesh_tf():
             out[f'{module}.{node.name}'] = params
     defaults = show(repo, 'mesh_tensorflow/transformer/gin/defaults.gin')
     write('mesh-tf', {
-        **header(repo, 'tensorflow/mesh', files + ['mesh_tensorflow/transformer/gin/defaults.gin']),
+        **header(repo, 'tensorflow/mesh', files + ['mesh_tensorflow/transformer/gin/defaults.gin', 'mesh_tensorflow/layers.py', 'mesh_tensorflow/ops.py']),
         'note': 'gin binds SCOPE/NAME.param where NAME is a suffix of module.function; defaults.gin is parsed first and sets tokens_per_microbatch_per_replica = 2048 and Unitransformer.max_length = 512.',
         'configurables': out,
         'macros': sorted(set(re.findall(r'^([a-z_]+) = ', defaults, re.M))),
@@ -239,7 +239,8 @@ def mesh_tf():
             'utils.serialize_num_microbatches.tokens_per_microbatch_per_replica': int(re.search(r'tokens_per_microbatch_per_replica = (\d+)', defaults).group(1)),
             'Unitransformer.max_length': int(re.search(r'Unitransformer\.max_length = (\d+)', defaults).group(1)),
         },
-        'enums': {'DenseReluDense.activation': ['relu', 'gelu', 'swish', 'linear']},
+        # layers.dense_product: "linear" or getattr(mtf, name): the activations ops.py defines
+        'enums': {'DenseReluDense.activation': ['linear'] + sorted(set(re.findall(r'^def (relu|gelu|swish|sigmoid|tanh|elu|selu|softplus)\(', show(repo, 'mesh_tensorflow/ops.py'), re.M)))},
     })
 
 

@@ -62,6 +62,9 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     if (n('--global-batch-size') % (n('--micro-batch-size') * dp) !== 0) out.push('global batch is not a multiple of micro batch x dp');
     if (n('--global-batch-size') !== spec.batch) out.push('global batch is not the model batch');
     if (cp > 1 && n('--seq-length') % (2 * cp) !== 0) out.push('seq_length % (2 cp) != 0');
+    const vp = n('--num-virtual-stages-per-pipeline-rank');
+    if (n('--num-layers') % (pp * vp) !== 0) out.push('layers do not split into pp x virtual stages');
+    if (a.has('--sequence-parallel') && tp === 1) out.push('--sequence-parallel without tensor parallelism');
     for (const f of ['--num-layers', '--hidden-size', '--num-attention-heads', '--ffn-hidden-size', '--seq-length', '--vocab-size']) if (!a.has(f)) out.push(`no ${f}: the model is not complete`);
     return out;
   },
@@ -84,6 +87,16 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     const dp = n('data_parallel_replicate_degree') * n('data_parallel_shard_degree');
     const pp = n('pipeline_parallel_degree');
     if (pp > 1 && a.get('--training.disable_cuda_graphs') !== true) out.push('a pipeline needs --training.disable_cuda_graphs');
+    if (pp > 1) {
+      // pipeline_parallel.py: virtual stages = ceil((layers + first/last stage weights) / layers per stage), per rank 1 for
+      // single-stage schedules (1F1B), at least 2 for the others.
+      const lps = Number(a.get('--parallelism.pipeline_parallel_layers_per_stage'));
+      const w = Number(a.get('--parallelism.pipeline_parallel_first_stage_less_layers') ?? 1) + Number(a.get('--parallelism.pipeline_parallel_last_stage_less_layers') ?? 1);
+      const perRank = Math.ceil((spec.decoderLayers + w) / lps) / pp;
+      const single = a.get('--parallelism.pipeline_parallel_schedule') === '1F1B' || a.get('--parallelism.pipeline_parallel_schedule') === 'GPipe';
+      if (single ? perRank !== 1 : perRank < 2 || !Number.isInteger(perRank)) out.push(`${perRank} stages per rank for ${a.get('--parallelism.pipeline_parallel_schedule')}`);
+      if (lps * perRank * pp !== spec.decoderLayers + w) out.push('stages do not hold the layers evenly');
+    }
     const micro = Number(a.get('--training.num_tokens_per_microbatch_per_dp_rank'));
     const step = Number(a.get('--training.num_tokens_per_train_step'));
     const ppm = pp > 1 ? n('num_pp_microbatches') : 1;
