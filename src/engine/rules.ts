@@ -19,7 +19,10 @@ const list = (xs: readonly unknown[]) => xs.join(', ');
  * Why `engine` cannot run this plan: every reason, in one line each; empty when it can. The
  * search's `--engine` filter and the exports' refusals both call this (one source of truth).
  */
-export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, profile?: SliceInfo): string[] {
+export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, profile?: SliceInfo, scope: 'plan' | 'layout' = 'plan'): string[] {
+  // scope 'layout': only the reasons that hold whatever the strategy (ZeRO, recompute, microbatches,
+  // sequence parallelism, virtual stages): a layout refused so has no plan the engine can run.
+  const strategy = scope === 'plan';
   const cap = CAPABILITIES[engine];
   const s = shapeOf(plan, mesh, spec);
   const t = cap.title;
@@ -29,18 +32,18 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   };
   const layersOn = axesOf(plan.layout, 'layers');
   out.push(...modelProblems(engine, spec));
-  need(cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
+  need(!strategy || cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
     ? `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
-  need(cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
-  need(plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
+  need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
+  need(!strategy || plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
     `${t} recomputes only in ${list(cap.recomputeKinds ?? [])} models: recompute ${plan.recompute} cannot be expressed for a ${spec.kind}`);
   need(cap.pipeline || layersOn.length === 0, () => `${t} has no pipeline parallelism: layers:${layersOn.join('+')} cannot be expressed`);
-  need(s.virtualStages === 1 || (cap.virtualStages && s.pp > 1), `${t} cannot interleave ${s.virtualStages} virtual stages${s.pp > 1 ? '' : ' without a pipeline'}`);
-  need(s.virtualStages === 1 || s.layers % (s.pp * s.virtualStages) === 0, `${s.layers} layers do not split into ${s.pp} stages x ${s.virtualStages} virtual stages`);
+  need(!strategy || s.virtualStages === 1 || (cap.virtualStages && s.pp > 1), `${t} cannot interleave ${s.virtualStages} virtual stages${s.pp > 1 ? '' : ' without a pipeline'}`);
+  need(!strategy || s.virtualStages === 1 || s.layers % (s.pp * s.virtualStages) === 0, `${s.layers} layers do not split into ${s.pp} stages x ${s.virtualStages} virtual stages`);
   need(cap.context || (axesOf(plan.layout, 'length').length === 0 && axesOf(plan.layout, 'memory_length').length === 0),
     `${t} has no context parallelism here: length must stay whole`);
-  need(cap.sequenceParallel || !s.sequenceParallel, `${t} has no sequence parallelism (norms and residuals split over the tensor axis)`);
+  need(!strategy || cap.sequenceParallel || !s.sequenceParallel, `${t} has no sequence parallelism (norms and residuals split over the tensor axis)`);
   for (const d of DIM_NAMES) {
     const on = axesOf(plan.layout, d);
     need(cap.multiAxis || on.length <= 1, () => engine === 'mesh-tf'
@@ -60,9 +63,9 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
     const o = orderProblem(s, t, cap.deviceOrder);
     if (o) out.push(o);
   }
-  need(cap.zeroWithContext || plan.zero === 0 || s.cp === 1,
+  need(!strategy || cap.zeroWithContext || plan.zero === 0 || s.cp === 1,
     `${t} shards optimizer state over data- and context-parallel ranks together (${s.dp * s.cp}), the plan only over the batch axes (${s.batchSplit})`);
-  out.push(...SPECIFIC[engine](s, profile));
+  out.push(...SPECIFIC[engine](s, profile, strategy));
   return out;
 }
 
@@ -86,6 +89,11 @@ export function modelProblems(engine: Engine, spec: ModelSpec & { kvHeads?: numb
 /** A plan predicate for the search: the plans `engine` can run on this model, mesh and hardware. */
 export function engineFilter(engine: Engine, mesh: Mesh, spec: ModelSpec, profile?: SliceInfo): (plan: Plan) => boolean {
   return (plan) => whyNot(engine, plan, mesh, spec, profile).length === 0;
+}
+
+/** A necessary condition on the layout alone: false means no strategy of it can run on `engine`. */
+export function engineLayoutFilter(engine: Engine, mesh: Mesh, spec: ModelSpec, profile?: SliceInfo): (plan: Plan) => boolean {
+  return (plan) => whyNot(engine, plan, mesh, spec, profile, 'layout').length === 0;
 }
 
 /** An axis that splits nothing, or a mix of dimensions no fixed engine axis splits. */
@@ -178,12 +186,12 @@ export function llama3Flavor(spec: ModelSpec & { kvHeads?: number }): Llama3Flav
     spec.dKv * spec.heads === spec.dModel);
 }
 
-const SPECIFIC: Record<Engine, (s: PlanShape, profile?: SliceInfo) => string[]> = {
+const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, strategy: boolean) => string[]> = {
   'mesh-tf': () => [],
-  t5x: (s, profile) => {
+  t5x: (s, profile, strategy) => {
     const out: string[] = [];
     const { plan } = s;
-    if (plan.zero === 3 && axesOf(plan.layout, 'd_model').length > 0) {
+    if (strategy && plan.zero === 3 && axesOf(plan.layout, 'd_model').length > 0) {
       out.push(`t5x shards parameters ZeRO-3 style by a last ('embed', data) rule, but the plan already splits d_model (embed) over ${axesOf(plan.layout, 'd_model').join('+')}`);
     }
     const working = s.axes.filter((a) => a.size > 1 || a.dims.length > 0);
@@ -197,12 +205,13 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile?: SliceInfo) => string[]> 
     if (model && (!ici || ici[model.index] !== model.size)) out.push(`t5x keeps the model axis within one slice, but ${model.name} (${model.size}) crosses the ${profile?.levels[0].devices}-device slices of ${profile?.name}`);
     return out;
   },
-  maxtext: (s, profile) => {
+  maxtext: (s, profile, strategy) => {
     const out: string[] = [];
     const { plan, spec, mesh } = s;
     if (!iciSizes(mesh, profile)) out.push(`MaxText splits each axis into a part within a slice and a part across slices, but this mesh does not split at the ${profile?.levels[0].devices}-device slices of ${profile?.name}`);
     for (const a of s.axes) if (a.role === 'unused' && a.size > 1) out.push(`mesh axis ${a.name} (${a.size}) splits no dimension; MaxText would take it for data parallelism`);
     out.push(...maxtextKinds(s).problems);
+    if (!strategy) return out;
     if (s.pp > 1 && plan.microbatches % s.pp !== 0) out.push(`MaxText needs num_pipeline_microbatches to be a multiple of the ${s.pp} pipeline stages, but the plan has ${plan.microbatches}`);
     const perMicrobatch = s.pp > 1 ? spec.batch : spec.batch / plan.microbatches;
     // types.py calculate_global_batch_sizes: int(devices x per_device_batch_size) sequences per microbatch.

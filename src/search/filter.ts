@@ -1,4 +1,4 @@
-import { engineFilter, isEngine, ENGINES } from '../engine/index.js';
+import { engineFilter, engineLayoutFilter, isEngine, ENGINES } from '../engine/index.js';
 import { InputError } from '../errors.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -6,8 +6,11 @@ import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import type { PlanFilter } from './protocol.js';
 
-/** The predicate a PlanFilter names (an InputError for an unknown engine). */
-export function planFilter(f: PlanFilter, mesh: Mesh, spec: ModelSpec, profile: HardwareProfile): (plan: Plan) => boolean {
+/**
+ * The predicates a PlanFilter names (an InputError for an unknown engine): `plan` decides, `layout`
+ * is a necessary condition read from the layout alone, so a whole layout is skipped at once.
+ */
+export function planFilter(f: PlanFilter, mesh: Mesh, spec: ModelSpec, profile: HardwareProfile): { plan: (plan: Plan) => boolean; layout: (plan: Plan) => boolean } {
   if (!isEngine(f.engine)) throw new InputError(`unknown engine "${f.engine}"; engines are ${ENGINES.join(', ')}`);
-  return engineFilter(f.engine, mesh, spec, profile);
+  return { plan: engineFilter(f.engine, mesh, spec, profile), layout: engineLayoutFilter(f.engine, mesh, spec, profile) };
 }

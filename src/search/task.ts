@@ -17,7 +17,7 @@ import {
  * worker and inline (`--workers 0`), so a test can run it either way and get the same answer.
  */
 interface Prepared {
-  readonly admit: ((plan: Plan) => boolean) | null;
+  readonly admit: ReturnType<typeof planFilter> | null;
   readonly space: PlanSpace;
   readonly pricer: Pricer;
   readonly matmul: (split: readonly number[]) => number;
@@ -106,6 +106,8 @@ function bound(p: Prepared, objective: Context['objective'], lo: number, hi: num
     let used = 1;
     for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) used *= space.sizes[a];
     maxUsed = Math.max(maxUsed, used);
+    // A layout the filter refuses whatever its strategy is counted, never priced.
+    if (p.admit && !p.admit.layout({ layout: layoutOf(space, masks), zero: 0, recompute: 'none', microbatches: 1 })) continue;
     ranks.push(r);
     // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
     lbStep.push(flopsBound(space, p.matmul, split));
@@ -172,6 +174,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     dimMasks(space, choice, masks);
     const split = splits(space, masks)!;
     const layout = layoutOf(space, masks);
+    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1 })) continue;
     const all = strategies(space, split, masks);
     const ms = microbatchCounts(space, split);
     let memo = NaN;
@@ -188,7 +191,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
       const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
       // Outside the filter: never priced, so never an incumbent and never a bound.
-      if (p.admit && !p.admit(plan)) continue;
+      if (p.admit && !p.admit.plan(plan)) continue;
       const cost = pricer(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
