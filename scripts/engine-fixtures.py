@@ -126,7 +126,7 @@ def torchtitan():
     # config functions of the llama3 registry and the flavor each builds its model from
     configs = {}
     for m in re.finditer(r'^def (\w+)\(\) -> Trainer\.Config:\n(.*?)(?=^def |\Z)', registry, re.M | re.S):
-        f = re.search(r'model_registry\("([^"]+)"', m.group(2))
+        f = re.search(r'model_registry\(\s*"([^"]+)"', m.group(2))
         derived = re.search(r'config = (\w+)\(\)', m.group(2))
         configs[m.group(1)] = f.group(1) if f else (configs.get(derived.group(1)) if derived else None)
     flavors = {}
@@ -235,6 +235,8 @@ def mesh_tf():
         'note': 'gin binds SCOPE/NAME.param where NAME is a suffix of module.function; defaults.gin is parsed first and sets tokens_per_microbatch_per_replica = 2048 and Unitransformer.max_length = 512.',
         'configurables': out,
         'macros': sorted(set(re.findall(r'^([a-z_]+) = ', defaults, re.M))),
+        # the tensor dimension names the transformer's layers create (what layout rules can name)
+        'dimension_names': sorted({n for path in files for n in re.findall(r'mtf\.Dimension\(\s*"(\w+)"', show(repo, path))}),
         'defaults': {
             'utils.serialize_num_microbatches.tokens_per_microbatch_per_replica': int(re.search(r'tokens_per_microbatch_per_replica = (\d+)', defaults).group(1)),
             'Unitransformer.max_length': int(re.search(r'Unitransformer\.max_length = (\d+)', defaults).group(1)),

@@ -217,6 +217,7 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     for (const [dim, ax] of rules) {
       // LayoutRules.tensor_dimension_to_mesh_axis: one mesh axis per dimension.
       if (ax.includes('+') || !meshAxes.some(([n]) => n === ax)) out.push(`rule ${dim}:${ax}`);
+      if (!fx.dimension_names.includes(dim)) out.push(`rule for ${dim}, a dimension Mesh-TF's transformer does not create`);
     }
     // serialize_num_microbatches: per-replica sequences / (tokens // longest feature).
     const tokens = Number(g.get('utils.serialize_num_microbatches.tokens_per_microbatch_per_replica'));

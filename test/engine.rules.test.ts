@@ -17,13 +17,15 @@ describe('engine rules', () => {
   it("the layout-only reasons hold for every strategy: a layout they refuse has no plan the engine runs", () => {
     fc.assert(fc.property(setup, ({ s, layout }) => {
       const profile = getDevice('h100-sxm');
-      const probe: Plan = { layout, zero: 0, recompute: 'none', microbatches: 1 };
+      const probe: Plan = { layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 };
       const layoutOk = whyNot(s.engine, probe, s.mesh, s.spec, profile, 'layout').length === 0;
       for (const zero of [0, 1, 2, 3] as ZeroStage[]) {
         for (const recompute of RECOMPUTE) {
           for (const microbatches of [1, 2, 4]) {
-            const ok = whyNot(s.engine, { layout, zero, recompute, microbatches }, s.mesh, s.spec, profile).length === 0;
-            if (ok) expect(layoutOk, `${s.engine} ${[...layout].join(' ')} zero ${zero} ${recompute} m ${microbatches}`).toBe(true);
+            for (const [sequenceParallel, virtualStages] of [[false, 1], [true, 1], [false, 2]] as const) {
+              const ok = whyNot(s.engine, { layout, zero, recompute, microbatches, sequenceParallel, virtualStages }, s.mesh, s.spec, profile).length === 0;
+              if (ok) expect(layoutOk, `${s.engine} ${[...layout].join(' ')} zero ${zero} ${recompute} m ${microbatches} sp ${sequenceParallel} v ${virtualStages}`).toBe(true);
+            }
           }
         }
       }
@@ -36,7 +38,7 @@ describe('engine rules', () => {
     for (const engine of ENGINES) {
       const cap = CAPABILITIES[engine];
       for (const zero of [0, 1, 2, 3] as ZeroStage[]) {
-        const r = whyNot(engine, { layout: new Map([['batch', ['x', 'y']]]), zero, recompute: 'none', microbatches: 1 } as Plan, mesh, spec);
+        const r = whyNot(engine, { layout: new Map([['batch', ['x', 'y']]]), zero, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 } as Plan, mesh, spec);
         expect(r.some((x) => x.includes(`zero ${zero}`)), `${engine} zero ${zero}`).toBe(!cap.zero.includes(zero));
       }
     }

@@ -1,18 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { getDevice } from '../src/cost/presets.js';
 import { exportPlan, FORMATS, UnsupportedPlanError, type ExportInput } from '../src/export/index.js';
-import { makePlan, type Plan } from '../src/lower/plan.js';
+import { makePlan } from '../src/lower/plan.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { getPreset } from '../src/model/presets.js';
-import type { ModelSpec } from '../src/model/spec.js';
+import { parseModelSpec, type ModelSpec } from '../src/model/spec.js';
 import { checkExport, fixture } from './engine.check.js';
 
-// A llama3-8b (torchtitan's 8B flavor, grouped-query attention) until the presets hold one.
-const llama3 = { ...getPreset('llama2-7b'), name: 'llama3-8b', kvHeads: 8, dFf: 14336, vocab: 128256, seqLen: 8192, batch: 512 } as ModelSpec;
-const at = (mesh: string, spec: ModelSpec, device: string, layout: string, o: { zero?: number; recompute?: string; microbatches?: number; sequenceParallel?: boolean; virtualStages?: number } = {}): ExportInput => {
-  const plan = { ...makePlan(layout, o), ...(o.sequenceParallel ? { sequenceParallel: true } : {}), ...(o.virtualStages ? { virtualStages: o.virtualStages } : {}) } as Plan;
-  return { plan, mesh: parseMesh(mesh), spec, profile: getDevice(device) };
-};
+// torchtitan's 8B flavor: grouped-query attention, 8 K/V heads.
+const llama3 = getPreset('llama3-8b');
+const at = (mesh: string, spec: ModelSpec, device: string, layout: string, o: { zero?: number; recompute?: string; microbatches?: number; sequenceParallel?: boolean; virtualStages?: number } = {}): ExportInput =>
+  ({ plan: makePlan(layout, o), mesh: parseMesh(mesh), spec, profile: getDevice(device) });
 
 /** The plans every engine is held to: each export loads (fixture check) or is refused by the engine's rules. */
 export const CASES: Record<string, ExportInput> = {
@@ -26,7 +24,9 @@ export const CASES: Record<string, ExportInput> = {
   'ZeRO-1 with AutoTP': at('4x8', getPreset('llama2-7b'), 'h100-sxm', 'batch:rows;heads:cols;d_ff:cols', { zero: 1, microbatches: 4 }),
   'sequence parallel': at('4x8', llama3, 'h100-sxm', 'batch:rows;heads:cols;d_ff:cols;vocab:cols', { sequenceParallel: true, recompute: 'selective' }),
   'GQA, tensor parallel': at('16x8', llama3, 'h100-sxm', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'),
-  'GQA, Mesh-TF style': at('8x8', { ...getPreset('mtf-lm-s2'), kvHeads: 8 } as ModelSpec, 'tpu-v2', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'),
+  'GQA, Mesh-TF style': at('8x8', parseModelSpec({ ...getPreset('mtf-lm-s2'), kvHeads: 8 }), 'tpu-v2', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'),
+  'GQA, q_group split': at('16x4', parseModelSpec({ ...getPreset('mtf-lm-s2'), kvHeads: 8 }), 'tpu-v2', 'batch:rows;q_group:cols;d_ff:cols;vocab:cols'),
+  'llama2-70b (GQA), 3-D': at('4x4x4', getPreset('llama2-70b'), 'h100-sxm', 'layers:x;batch:y;heads:z;d_ff:z;vocab:z', { zero: 1, recompute: 'selective', microbatches: 16, sequenceParallel: true }),
 };
 
 describe('exports against the engines\' source (test/fixtures/engines)', () => {
@@ -76,6 +76,8 @@ describe('exports against the engines\' source (test/fixtures/engines)', () => {
     expect(tt).toMatch(/--parallelism\.pipeline_parallel_schedule Interleaved1F1B/);
     expect(tt).toMatch(/--parallelism\.no_enable_sequence_parallel/);
     expect(exportPlan(CASES['GQA, Mesh-TF style'], 'mesh-tf').text).toMatch(/^SelfAttention\.num_memory_heads = 8$/m);
+    // Mesh-TF calls the query heads within a K/V group query_heads (transformer_layers.attention_params).
+    expect(exportPlan(CASES['GQA, q_group split'], 'mesh-tf').text).toMatch(/^LAYOUT_RULES = "batch:rows;d_ff:cols;vocab:cols;query_heads:cols"$/m);
     // Mesh-TF: defaults.gin's 2048 tokens per replica would run the paper plan as 2 microbatches.
     const fx = fixture('mesh-tf');
     expect(16 / Math.floor(fx.defaults['utils.serialize_num_microbatches.tokens_per_microbatch_per_replica'] / 256)).toBe(2);

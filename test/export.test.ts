@@ -262,7 +262,7 @@ describe('megatron and torchtitan arguments', () => {
   });
 
   it('torchtitan: a llama3-8b plan names its shipped config, degrees multiply to the mesh, tokens make the batch', () => {
-    const spec = { ...getPreset('llama2-7b'), name: 'llama3-8b', kvHeads: 8, dFf: 14336, vocab: 128256, seqLen: 8192, batch: 512 } as ModelSpec;
+    const spec = { ...getPreset('llama3-8b'), batch: 512 };
     const at = (layout: string, zero: number, recompute: string, microbatches: number) =>
       exportPlan({ plan: makePlan(layout, { zero, recompute, microbatches }), mesh: parseMesh('2x4x8'), spec, profile: getDevice('h100-sxm') }, 'torchtitan').text;
     const a = args(at('layers:x;batch:y;d_ff:z;heads:z;vocab:z', 0, 'full', 8));

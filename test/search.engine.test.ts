@@ -34,7 +34,7 @@ function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: Hardwa
     for (const zero of (layout.has('batch') ? [0, 1, 2, 3] : [0]) as ZeroStage[]) {
       for (const recompute of RECOMPUTE) {
         for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
-          const plan: Plan = { layout, zero, recompute, microbatches };
+          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
           if (whyNot(engine, plan, mesh, spec, profile).length > 0) continue;
           const e = estimatePlan(graph, mesh, plan, profile);
           if (e.feasible && (best === null || e.time.step < best)) best = e.time.step;
@@ -81,7 +81,7 @@ describe('search --engine is exact within the engine\'s space', () => {
     for (const engine of ENGINES) {
       const r = await search({ spec, mesh, profile: getDevice('tpu-v2'), workers: 0, filter: { engine } });
       for (const e of r.top) {
-        const plan = { layout: new Map(e.plan.layout.split(';').filter(Boolean).map((x) => [x.split(':')[0], x.split(':')[1].split('+')])), zero: e.plan.zero, recompute: e.plan.recompute, microbatches: e.plan.microbatches } as Plan;
+        const plan = { layout: new Map(e.plan.layout.split(';').filter(Boolean).map((x) => [x.split(':')[0], x.split(':')[1].split('+')])), zero: e.plan.zero, recompute: e.plan.recompute, microbatches: e.plan.microbatches, sequenceParallel: false, virtualStages: 1 } as Plan;
         expect(whyNot(engine, plan, mesh, spec, getDevice('tpu-v2'))).toEqual([]);
       }
     }
@@ -99,7 +99,7 @@ describe('search --engine is exact within the engine\'s space', () => {
   });
 
   it('torchtitan: a llama3-8b on a 2x2 mesh, against the brute force', async () => {
-    const llama3 = { ...getPreset('llama2-7b'), name: 'llama3-8b', kvHeads: 8, dFf: 14336, vocab: 128256, seqLen: 8192, batch: 16 } as ModelSpec;
+    const llama3 = { ...getPreset('llama3-8b'), batch: 16 };
     const mesh = parseMesh('2x2');
     const profile = getDevice('h100-sxm');
     const ref = bruteForce('torchtitan', llama3, mesh, profile);

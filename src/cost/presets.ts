@@ -13,30 +13,30 @@ const EFF_SOURCE = 'starting point, in line with Narayanan et al. 2021 Sec. 5; c
 // Overlap 1: gradient sync may hide behind the whole backward (Li et al. 2020, PyTorch DDP, Sec. 3.2.3).
 const OVERLAP_SOURCE = 'Li et al. 2020 (PyTorch DDP) bucketed overlap of allreduce with backward';
 
-function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number }, src: string): HardwareProfile {
+function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
   return {
     name, description,
     peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
     memoryBytes: perCore.mem, memoryBandwidth: perCore.hbm,
     levels: [
       { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
-      { name: 'dcn', devices: 1e9, link: { bandwidth: 12.5 * GB, latency: 20e-6 } },
+      { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
     efficiency: DEFAULT_EFFICIENCY, overlap: 1,
     sources: {
       peak: src, memory: src, ici: src,
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
-      dcn: 'assumed 100 Gbit/s per host across pods',
+      dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
       efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
     },
   };
 }
 
-function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number }, src: string): HardwareProfile {
+function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string }, src: string): HardwareProfile {
   return {
     name, description,
-    peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.flops / 16 },
+    peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.fp32 ?? g.flops / 16 },
     memoryBytes: g.mem, memoryBandwidth: g.hbm,
     levels: [
       { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 3e-6 } },
@@ -45,7 +45,7 @@ function gpu(name: string, description: string, g: { flops: number; mem: number;
     efficiency: DEFAULT_EFFICIENCY, overlap: 1,
     sources: {
       peak: src, memory: src, nvlink: src,
-      float32: 'plain fp32 (no TF32) is 1/16 of the dense bf16 tensor-core peak on these parts',
+      float32: g.fp32Source ?? 'plain fp32 (no TF32) is 1/16 of the dense bf16 tensor-core peak on these parts',
       node: '8 GPUs per node (DGX/HGX); one 200 Gbit/s (A100) or 400 Gbit/s (H100/H200) NIC per GPU',
       latency: 'assumed 3 µs per NVLink ring step and 10 µs per InfiniBand step (NCCL ring); calibrate',
       efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
@@ -65,6 +65,20 @@ const PRESETS: HardwareProfile[] = [
   tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
     { flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
     'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
+  // v5e/v5p/v6e: ICI each way per chip = half the docs' bidirectional ICI bandwidth per chip
+  // (which is also the docs' all-reduce bandwidth per pod / chips, as for v4 above).
+  tpu('tpu-v5e', 'TPU v5e chip; 256-chip pod (16x16, 2D torus)',
+    { flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
+      dcnSource: 'Cloud TPU v5e docs: 2 x 100 Gbps NIC per 8-chip host = 25 Gbit/s per chip (6.4 Tbps per 256-chip pod)' },
+    'Cloud TPU v5e docs (system architecture): 197 TFLOPs bf16, 16 GB HBM2 at 819 GBps, ICI 400 GBps bidirectional per chip, 256 chips per pod'),
+  tpu('tpu-v5p', 'TPU v5p chip (2 TensorCores as one device); slices up to 6144 chips (16x16x24, 3D torus)',
+    { flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
+      dcnSource: 'Cloud TPU v5p docs: data center network (DCN) bandwidth 50 Gbps per chip' },
+    'Cloud TPU v5p docs (system architecture): 459 TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, ICI 1200 GBps bidirectional per chip, largest slice 6144 of the 8960-chip pod'),
+  tpu('tpu-v6e', 'TPU v6e (Trillium) chip; 256-chip pod (16x16, 2D torus)',
+    { flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
+      dcnSource: 'not in the stored copy of the v6e docs page: assumed 100 Gbit/s per chip; calibrate' },
+    'Cloud TPU v6e docs (system architecture): 918 TFLOPs bf16, 32 GB HBM at 1638 GBps, ICI 800 GBps bidirectional per chip, 256 chips per pod'),
   gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
     { flops: 312 * T, mem: 40 * GB, hbm: 1555 * GB, nvlink: 300 * GB, net: 25 * GB },
     'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 40 GB HBM2 at 1555 GB/s, NVLink 600 GB/s (300 each way)'),
@@ -77,6 +91,10 @@ const PRESETS: HardwareProfile[] = [
   gpu('h200', 'NVIDIA H200 SXM 141 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
     { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB },
     'NVIDIA H200 datasheet: 989 TFLOPS bf16 dense, 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s (450 each way)'),
+  gpu('b200', 'NVIDIA B200 SXM 180 GB (HGX/DGX B200), 8 per node on NVLink 5, InfiniBand NDR between nodes',
+    { flops: 2250 * T, mem: 180 * GB, hbm: 8000 * GB, nvlink: 900 * GB, net: 50 * GB, fp32: 80 * T,
+      fp32Source: 'NVIDIA Blackwell architecture brief, HGX B200 at 1000 W: 80 TFLOPS fp32 (non-tensor)' },
+    'NVIDIA DGX B200 datasheet: 8 GPUs, 1440 GB HBM3e at 64 TB/s, NVLink 5 14.4 TB/s (1.8 TB/s per GPU, 900 each way), 8x ConnectX-7 400 Gb/s; HGX B200 2.25 PFLOPS bf16 dense per GPU (Blackwell brief)'),
 ];
 
 export function devicePresets(): readonly HardwareProfile[] {

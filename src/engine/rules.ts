@@ -65,15 +65,17 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   }
   need(!strategy || cap.zeroWithContext || plan.zero === 0 || s.cp === 1,
     `${t} shards optimizer state over data- and context-parallel ranks together (${s.dp * s.cp}), the plan only over the batch axes (${s.batchSplit})`);
+  need(engine === 'mesh-tf' || axesOf(plan.layout, 'q_group').length === 0,
+    `${t} names query heads as one axis: a split of q_group, the query heads within a K/V group, cannot be expressed`);
   out.push(...SPECIFIC[engine](s, profile, strategy));
   return out;
 }
 
 /** What of the model itself the engine cannot build, whatever the plan. */
-export function modelProblems(engine: Engine, spec: ModelSpec & { kvHeads?: number }): string[] {
+export function modelProblems(engine: Engine, spec: ModelSpec): string[] {
   const cap = CAPABILITIES[engine];
   const t = cap.title;
-  const kv = spec.kvHeads ?? spec.heads;
+  const kv = spec.kvHeads;
   const out: string[] = [];
   if (!cap.kinds.includes(spec.kind)) out.push(`${t} trains ${list(cap.kinds)} models; this one is ${spec.kind === 'decoder' ? 'a decoder' : 'an encoder-decoder'}`);
   if (!cap.activations.includes(spec.activation)) out.push(`${t} has no ${spec.activation} feed-forward (it has ${list(cap.activations)})`);
@@ -180,9 +182,9 @@ export function iciSizes(mesh: Mesh, profile?: SliceInfo): number[] | null {
 }
 
 /** The shipped llama3 flavor with exactly this model's dimensions. */
-export function llama3Flavor(spec: ModelSpec & { kvHeads?: number }): Llama3Flavor | undefined {
+export function llama3Flavor(spec: ModelSpec): Llama3Flavor | undefined {
   return LLAMA3_FLAVORS.find((f) => f.dim === spec.dModel && f.layers === spec.decoderLayers && f.heads === spec.heads &&
-    f.kvHeads === (spec.kvHeads ?? spec.heads) && f.ffn === spec.dFf && f.vocab === spec.vocab && f.tied === spec.tiedEmbeddings &&
+    f.kvHeads === spec.kvHeads && f.ffn === spec.dFf && f.vocab === spec.vocab && f.tied === spec.tiedEmbeddings &&
     spec.dKv * spec.heads === spec.dModel);
 }
 

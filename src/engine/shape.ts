@@ -20,15 +20,11 @@ export interface AxisUse {
   readonly role: AxisRole;
 }
 
-/** Fields the lead is adding to Plan and ModelSpec (issue 9), read where present. */
-export type PlanExtras = Plan & { readonly sequenceParallel?: boolean; readonly virtualStages?: number };
-export type SpecExtras = ModelSpec & { readonly kvHeads?: number };
-
 /** A plan seen the way a training engine sees it (no validity check: the layout's own). */
 export interface PlanShape {
-  readonly plan: PlanExtras;
+  readonly plan: Plan;
   readonly mesh: Mesh;
-  readonly spec: SpecExtras;
+  readonly spec: ModelSpec;
   readonly axes: readonly AxisUse[];
   /** Degrees: the product of the sizes of the axes with that role (1 when none). */
   readonly dp: number;
@@ -68,12 +64,10 @@ export function shapeOf(plan: Plan, mesh: Mesh, spec: ModelSpec): PlanShape {
   const sizeOf = (name: string) => mesh.axes.find((x) => x.name === name)?.size ?? 1;
   const batchSplit = axesOf(layout, 'batch').reduce((p, a) => p * sizeOf(a), 1);
   const perReplica = spec.batch / batchSplit;
-  const p = plan as PlanExtras;
-  const s = spec as SpecExtras;
   return {
-    plan: p, mesh, spec: s, axes, dp: degree('data'), tp: degree('tensor'), pp: degree('pipeline'), cp: degree('context'),
+    plan, mesh, spec, axes, dp: degree('data'), tp: degree('tensor'), pp: degree('pipeline'), cp: degree('context'),
     batchSplit, perReplica, microBatch: perReplica / plan.microbatches, layers: spec.encoderLayers + spec.decoderLayers,
-    kvHeads: s.kvHeads ?? spec.heads, sequenceParallel: p.sequenceParallel === true, virtualStages: p.virtualStages ?? 1,
+    kvHeads: spec.kvHeads, sequenceParallel: plan.sequenceParallel, virtualStages: plan.virtualStages,
   };
 }
 

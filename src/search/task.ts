@@ -57,7 +57,7 @@ export function runTask(task: Task): TaskResult {
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
   const ms = microbatchCounts(space, split);
-  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1 });
+  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
   return c.compute * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
 }
 
@@ -75,7 +75,7 @@ export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, ma
   const ms = microbatchCounts(space, split);
   let memory = Infinity;
   for (const zero of masks[BATCH] ? ([2, 3] as const) : ([0] as const)) {
-    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1] }).memory);
+    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).memory);
   }
   return memory * SLACK_ROUNDING;
 }
@@ -107,7 +107,7 @@ function bound(p: Prepared, objective: Context['objective'], lo: number, hi: num
     for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) used *= space.sizes[a];
     maxUsed = Math.max(maxUsed, used);
     // A layout the filter refuses whatever its strategy is counted, never priced.
-    if (p.admit && !p.admit.layout({ layout: layoutOf(space, masks), zero: 0, recompute: 'none', microbatches: 1 })) continue;
+    if (p.admit && !p.admit.layout({ layout: layoutOf(space, masks), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
     ranks.push(r);
     // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
     lbStep.push(flopsBound(space, p.matmul, split));
@@ -174,7 +174,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     dimMasks(space, choice, masks);
     const split = splits(space, masks)!;
     const layout = layoutOf(space, masks);
-    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1 })) continue;
+    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
     const all = strategies(space, split, masks);
     const ms = microbatchCounts(space, split);
     let memo = NaN;
@@ -189,7 +189,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     for (let i = 0; i < all.length; i++) {
       const s = all[i];
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
-      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
       // Outside the filter: never priced, so never an incumbent and never a bound.
       if (p.admit && !p.admit.plan(plan)) continue;
       const cost = pricer(plan);

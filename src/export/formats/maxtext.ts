@@ -19,6 +19,8 @@ const LOGICAL: Record<DimName, { params: string[]; activations: string[] }> = {
   d_ff: { params: ['mlp'], activations: ['activation_mlp'] },
   vocab: { params: ['vocab'], activations: ['activation_vocab'] },
   layers: { params: ['layers'], activations: ['activation_stage'] },
+  // Grouped-query models: MaxText names query heads as one axis (q_heads), so q_group has no rule of its own (refused in src/engine).
+  q_group: { params: [], activations: [] },
 };
 
 const REMAT = { none: 'minimal_with_context', selective: 'minimal', full: 'full' } as const;

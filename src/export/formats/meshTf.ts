@@ -18,7 +18,8 @@ export function meshTf(input: ExportInput): ExportOutput {
   lines.push(
     `# the vocabulary (utils.run.vocabulary) must have ${spec.vocab} entries`,
     `MESH_SHAPE = "${shape.meshText}"`,
-    `LAYOUT_RULES = "${shape.layoutText}"`,
+    // transformer_layers.attention_params: with num_memory_heads, K/V heads are "heads" and the query heads within a group "query_heads".
+    `LAYOUT_RULES = "${shape.layoutText.replace(/(^|;)q_group:/, '$1query_heads:')}"`,
     'utils.run.mesh_shape = %MESH_SHAPE',
     'utils.run.layout_rules = %LAYOUT_RULES',
     `utils.run.model_type = "${bi ? 'bitransformer' : 'lm'}"`,
