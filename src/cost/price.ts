@@ -37,7 +37,21 @@ export function maskLink(profile: HardwareProfile, mesh: Mesh, mask: number, kin
 const KIND_INDEX: Record<CollectiveKind, number> = { allreduce: 0, allgather: 1, 'reduce-scatter': 2, 'all-to-all': 3, send: 4 };
 const linkCache = new WeakMap<HardwareProfile, WeakMap<Mesh, Map<number, { inv: number; fixed: number }>>>();
 
-/** Per (axes, kind): 1/achieved bandwidth and the fixed seconds of one call (ring steps' latency and the call's own). */
+/** Which network level an axis runs on: its axisLinks override (a level of its own) or the first level that holds its span. */
+function axisLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
+  if (profile.axisLinks?.[mesh.axes[axis].name]) return profile.levels.length + axis;
+  const span = innerSize(mesh, axis) * mesh.axes[axis].size;
+  const i = profile.levels.findIndex((l) => span <= l.devices);
+  return i < 0 ? profile.levels.length - 1 : i;
+}
+
+/**
+ * Per (axes, kind): the seconds per byte sent and the fixed seconds of one call. Axes on one level
+ * run one ring at that level's achieved bandwidth. A collective over axes on several levels runs
+ * hierarchically, as NCCL and XLA's multi-slice collectives do: level by level from the innermost,
+ * each outer level moving only the inner group's share (an allreduce: reduce-scatter inside,
+ * allreduce across, allgather inside). All-to-alls and sends run one ring at the slowest level.
+ */
 function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind): { inv: number; fixed: number } {
   let byMesh = linkCache.get(profile);
   if (!byMesh) linkCache.set(profile, (byMesh = new WeakMap()));
@@ -47,8 +61,28 @@ function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Coll
   let r = m.get(key);
   if (!r) {
     const n = kind === 'send' ? 2 : maskSize(mesh, mask);
-    const link = maskLink(profile, mesh, mask, kind);
-    r = n <= 1 ? { inv: 0, fixed: 0 } : { inv: 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + (profile.collectiveLatency ?? 0) };
+    const call = profile.collectiveLatency ?? 0;
+    const groups = new Map<number, number>(); // level -> mask of its axes
+    for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
+    if (n <= 1) r = { inv: 0, fixed: 0 };
+    else if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
+      const link = maskLink(profile, mesh, mask, kind);
+      r = { inv: 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
+    } else {
+      // Innermost level first: the level's axes are the mesh's later (inner) ones.
+      const levels = [...groups.values()].sort((a, b) => b - a);
+      const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
+      let perByte = 0, fixed = call, inner = 1;
+      for (const lm of levels) {
+        const k = maskSize(mesh, lm);
+        const link = maskLink(profile, mesh, lm, kind);
+        perByte += share(k) / inner / link.bandwidth;
+        fixed += latencySteps(kind, k) * link.latency;
+        inner *= k;
+      }
+      // collectiveTime multiplies by the bytes a flat ring would send: share(n) · buffer.
+      r = { inv: perByte / share(n), fixed };
+    }
     m.set(key, r);
   }
   return r;
