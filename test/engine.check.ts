@@ -62,6 +62,9 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     if (n('--global-batch-size') % (n('--micro-batch-size') * dp) !== 0) out.push('global batch is not a multiple of micro batch x dp');
     if (n('--global-batch-size') !== spec.batch) out.push('global batch is not the model batch');
     if (cp > 1 && n('--seq-length') % (2 * cp) !== 0) out.push('seq_length % (2 cp) != 0');
+    // validate_args: --overlap-param-gather needs the distributed optimizer (or Megatron-FSDP) and --overlap-grad-reduce.
+    if (a.has('--overlap-param-gather') && !(a.has('--use-distributed-optimizer') || a.has('--use-megatron-fsdp'))) out.push('--overlap-param-gather without the distributed optimizer');
+    if (a.has('--overlap-param-gather') && !a.has('--overlap-grad-reduce')) out.push('--overlap-param-gather without --overlap-grad-reduce');
     const vp = n('--num-virtual-stages-per-pipeline-rank');
     if (n('--num-layers') % (pp * vp) !== 0) out.push('layers do not split into pp x virtual stages');
     if (a.has('--sequence-parallel') && tp === 1) out.push('--sequence-parallel without tensor parallelism');

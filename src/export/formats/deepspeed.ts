@@ -16,7 +16,8 @@ export function deepspeed(input: ExportInput): ExportOutput {
     train_batch_size: shape.microBatch * plan.microbatches * mesh.size,
     train_micro_batch_size_per_gpu: shape.microBatch,
     gradient_accumulation_steps: plan.microbatches,
-    zero_optimization: { stage: plan.zero },
+    // overlap_comm: reduce (and with stage 3 gather) while the backward runs, as the cost model prices it.
+    zero_optimization: plan.zero > 0 ? { stage: plan.zero, overlap_comm: true } : { stage: plan.zero },
   };
   if (shape.tp > 1) config.tensor_parallel = { autotp_size: shape.tp };
   if (spec.dtype === 'bfloat16') config.bf16 = { enabled: true };

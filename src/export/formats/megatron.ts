@@ -44,6 +44,10 @@ export function megatron(input: ExportInput): ExportOutput {
       '--ckpt-format fsdp_dtensor',
     );
   }
+  // The cost model hides the gradient reduction behind the backward and ZeRO's gathers behind the
+  // neighbouring layer; Megatron does that only when asked (both default off).
+  if (shape.dp > 1) args.push('--overlap-grad-reduce');
+  if (shape.dp > 1 && plan.zero >= 1) args.push('--overlap-param-gather');
   if (spec.dtype === 'bfloat16') args.push('--bf16');
   if (spec.dtype === 'float16') args.push('--fp16');
   args.push('--mock-data', '--tokenizer-type NullTokenizer', `--vocab-size ${spec.vocab}`, '--train-iters 1000', '--lr 1e-4');
