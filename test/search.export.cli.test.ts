@@ -39,10 +39,11 @@ describe('mesh-search --engine E --export E', () => {
     const r = await runMain(['--mesh', '16x32', '--model', 'transformer-5b', '--engine', 'mesh-tf', '--json']);
     expect(r.code).toBe(0);
     const best = JSON.parse(r.stdout).best;
-    expect(best.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1 });
-    // Without --engine the best plan is ZeRO-3, which Mesh-TF has not.
+    expect(best.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
+    // Without --engine the best plan uses ZeRO, which Mesh-TF has not.
     const free = JSON.parse((await runMain(['--mesh', '16x32', '--model', 'transformer-5b', '--json'])).stdout).best;
-    expect(free.plan.zero).toBe(3);
+    expect(free.plan.zero).toBeGreaterThan(0);
+    expect(free.time.step).toBeLessThan(best.time.step);
   });
 
   it('rejects an unknown engine and --export with --json in one line', async () => {
