@@ -10,7 +10,7 @@ import { parseMesh, type Mesh } from '../src/mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { parseModelSpec, type ModelSpec } from '../src/model/spec.js';
-import { search } from '../src/search/index.js';
+import { pricingProfile, search } from '../src/search/index.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 /**
@@ -36,7 +36,7 @@ function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: Hardwa
         for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
           const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
           if (whyNot(engine, plan, mesh, spec, profile).length > 0) continue;
-          const e = estimatePlan(graph, mesh, plan, profile);
+          const e = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, profile));
           if (e.feasible && (best === null || e.time.step < best)) best = e.time.step;
         }
       }

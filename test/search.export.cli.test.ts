@@ -71,4 +71,20 @@ describe('mesh-search --engine E --export E', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toEqual(['mesh-search: Mesh-TF cannot run llama2-7b: Mesh-TF has no rotary position embedding (it has learned)']);
   });
+
+  it('estimate --engine deepspeed prices ZeRO 0 and 1 with the gradient sync after the backward: nothing of it hidden', async () => {
+    const base = ['estimate', '--mesh', '8x8', '--model', 'gpt3-1.3b', '--device', 'a100-80g', '--layout', 'batch:rows+cols', '--json'];
+    for (const zero of ['0', '1']) {
+      const plain = JSON.parse((await runMain([...base, '--zero', zero])).stdout);
+      const ds = JSON.parse((await runMain([...base, '--zero', zero, '--engine', 'deepspeed'])).stdout);
+      // Pure data parallelism: every collective is gradient sync, so all of it is exposed.
+      expect(ds.time.exposedCommunication).toBeCloseTo(ds.time.communication, 9);
+      expect(plain.time.exposedCommunication).toBeLessThan(plain.time.communication);
+      expect(ds.time.step).toBeGreaterThan(plain.time.step);
+      expect(ds.time.compute).toBe(plain.time.compute);
+    }
+    // ZeRO-3 (partitioned gradients, overlap_comm): DeepSpeed overlaps as the profile says.
+    const z3 = JSON.parse((await runMain([...base, '--zero', '3', '--engine', 'deepspeed'])).stdout);
+    expect(z3.time.step).toBe(JSON.parse((await runMain([...base, '--zero', '3'])).stdout).time.step);
+  });
 });

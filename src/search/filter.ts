@@ -1,4 +1,4 @@
-import { engineFilter, engineLayoutFilter, isEngine, ENGINES } from '../engine/index.js';
+import { CAPABILITIES, engineFilter, engineLayoutFilter, isEngine, ENGINES } from '../engine/index.js';
 import { InputError } from '../errors.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -13,4 +13,13 @@ import type { PlanFilter } from './protocol.js';
 export function planFilter(f: PlanFilter, mesh: Mesh, spec: ModelSpec, profile: HardwareProfile): { plan: (plan: Plan) => boolean; layout: (plan: Plan) => boolean } {
   if (!isEngine(f.engine)) throw new InputError(`unknown engine "${f.engine}"; engines are ${ENGINES.join(', ')}`);
   return { plan: engineFilter(f.engine, mesh, spec, profile), layout: engineLayoutFilter(f.engine, mesh, spec, profile) };
+}
+
+/**
+ * The profile a plan is priced with under the filter: an engine that reduces gradients only after
+ * the backward at this ZeRO stage hides nothing behind it (overlap 0); otherwise the profile's own.
+ */
+export function pricingProfile(f: PlanFilter | undefined, plan: Plan, profile: HardwareProfile): HardwareProfile {
+  if (!f || !isEngine(f.engine) || !CAPABILITIES[f.engine].reduceAfterBackward.includes(plan.zero)) return profile;
+  return { ...profile, overlap: 0, sources: { ...profile.sources, overlap: `${CAPABILITIES[f.engine].title} reduces gradients after the backward at ZeRO ${plan.zero}` } };
 }

@@ -3,5 +3,5 @@ export { search, planFromCandidate, type SearchOptions, type SearchResult, type 
 export { exhaustive } from './exhaustive.js';
 export { SearchFailed, MESSAGES } from './pool.js';
 export type { Objective, PlanFilter } from './protocol.js';
-export { planFilter } from './filter.js';
+export { planFilter, pricingProfile } from './filter.js';
 export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';

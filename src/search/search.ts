@@ -8,7 +8,7 @@ import { buildGraph } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
-import { planFilter } from './filter.js';
+import { planFilter, pricingProfile } from './filter.js';
 import type { BoundResult, Candidate, Context, Objective, PlanFilter, PriceResult, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
@@ -179,7 +179,8 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     const estimateOf = (c: Candidate): Estimate => {
       const key = `${c.rank}/${c.strategy}`;
       let e = estimates.get(key);
-      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, planFromCandidate(space, c), opts.profile)));
+      const plan = planFromCandidate(space, c);
+      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile))));
       return e;
     };
     const result: SearchResult = {

@@ -4,7 +4,7 @@ import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { matmulBound } from './bounds.js';
-import { planFilter } from './filter.js';
+import { planFilter, pricingProfile } from './filter.js';
 import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import {
@@ -20,6 +20,8 @@ interface Prepared {
   readonly admit: ReturnType<typeof planFilter> | null;
   readonly space: PlanSpace;
   readonly pricer: Pricer;
+  /** The pricer of the plans the filter's engine prices without overlap (pricingProfile), else null. */
+  readonly exposedPricer: Pricer | null;
   readonly matmul: (split: readonly number[]) => number;
 }
 
@@ -30,7 +32,8 @@ function prepare(ctx: Context): Prepared {
   const graph = buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
   const admit = ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null;
-  const prepared = { admit, space: makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter }), pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile) };
+  const prepared = { admit, space: makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter }), pricer: makePricer(graph, mesh, ctx.profile),
+    exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null, matmul: matmulBound(graph, ctx.profile) };
   cached = { key: ctx.key, prepared };
   return prepared;
 }
@@ -192,7 +195,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
       // Outside the filter: never priced, so never an incumbent and never a bound.
       if (p.admit && !p.admit.plan(plan)) continue;
-      const cost = pricer(plan);
+      const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
       if (cost.feasible) feasible++;

@@ -5,6 +5,7 @@ import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { buildGraph } from '../../model/graph.js';
 import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
 import { engineArg } from './search.js';
+import { pricingProfile } from '../../search/index.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { loadDevice, resolvePlan } from '../inputs.js';
 
@@ -59,8 +60,9 @@ export const estimateCommand: CommandModule<object, Args> = {
   handler: (args) => {
     const { spec, mesh, plan } = resolvePlan(args);
     const profile = loadDevice(args.device);
-    const e = estimatePlan(buildGraph(spec), mesh, plan, profile);
     const engine = engineArg(args.engine);
+    // With --engine, priced as that engine runs it (pricingProfile: gradient sync it does not hide).
+    const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, profile) : profile);
     // An added field: whether the engine can run the plan, with its reasons (src/engine rules).
     const verdict = engine ? { name: engine, expressible: false, reasons: whyNot(engine, plan, mesh, spec, profile) } : null;
     if (verdict) verdict.expressible = verdict.reasons.length === 0;
