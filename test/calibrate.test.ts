@@ -5,7 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { benchRowsFromCsv, benchRowsFromJson, calibrate, featuresOf, fitProfile, kendallTau, mape, resolveRows, traceToRow } from '../src/calibrate/index.js';
 import { makeSpace, predict } from '../src/calibrate/model.js';
 import { main } from '../src/cli/main.js';
-import { loadDevice } from '../src/cli/inputs.js';
+import { loadDevice } from '../src/inputs/index.js';
 import { getDevice } from '../src/cost/presets.js';
 import { price } from '../src/cost/price.js';
 import { validateProfile, type HardwareProfile } from '../src/cost/profile.js';

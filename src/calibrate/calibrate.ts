@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { DEFAULT_DEVICE } from '../cost/presets.js';
 import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile } from '../cost/profile.js';
-import { loadDevice } from '../cli/inputs.js';
+import { loadDevice } from '../inputs/index.js';
 import { readBenchFile } from './bench.js';
 import { fitProfile, setupFit, tooFewMessage, type FitOptions } from './fit.js';
 import { accuracy } from './metrics.js';

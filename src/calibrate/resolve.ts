@@ -2,7 +2,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { InputError } from '../errors.js';
 import { findDevice } from '../cost/presets.js';
 import type { OpClassName } from '../cost/profile.js';
-import { readJsonFile } from '../cli/inputs.js';
+import { readJsonFile } from '../inputs/index.js';
 import { lower } from '../lower/lower.js';
 import { describePlan, makePlan } from '../lower/plan.js';
 import { formatMesh, parseMesh } from '../mesh/mesh.js';

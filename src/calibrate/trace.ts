@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import type { OpClassName } from '../cost/profile.js';
-import { readJsonFile } from '../cli/inputs.js';
+import { readJsonFile } from '../inputs/index.js';
 import type { RawRow } from './resolve.js';
 import { OP_CLASSES } from './types.js';
 import type { Trace, TraceEvent } from '../runtime/trace.js';
