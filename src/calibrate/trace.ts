@@ -29,7 +29,7 @@ function median(xs: number[]): number {
 export type StepStatistic = 'median' | 'min';
 
 export function traceToRow(value: unknown, file: string, statistic: StepStatistic = 'min'): RawRow {
-  const pick = statistic === 'min' ? (xs: number[]) => Math.min(...xs) : median;
+  const pick = statistic === 'min' ? (xs: number[]) => xs.reduce((a, b) => Math.min(a, b), Infinity) : median;
   const source = { file, line: 1 };
   const bad = (problem: string): RawRow => ({ source, model: undefined, mesh: undefined, layout: undefined, stepTime: undefined, compute: {}, comm: {}, problem });
   if (typeof value !== 'object' || value === null) return bad('not a trace: expected { traceEvents, otherData }');

@@ -15,11 +15,11 @@ export function decimal(v: unknown): number | undefined {
 
 const shown = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? `${v.length} values (give it once)` : String(v));
 
-/** An integer flag, strictly: given once, decimal digits, in [min, max]. */
-export function intFlag(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An integer flag, strictly: given once, decimal digits, in [min, max]; `why` explains the range. */
+export function intFlag(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER, why?: string): number {
   const n = decimal(v);
   if (n === undefined || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new InputError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${shown(v)}`);
+    throw new InputError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}${why ? ` (${why})` : ''}, got ${shown(v)}`);
   }
   return n;
 }

@@ -58,9 +58,8 @@ export const tuneCommand: CommandModule<object, Args> = {
     const spec = loadModel(args.model);
     const mesh = loadMesh(args.mesh);
     const base = loadDevice(args.device);
-    // Leave-one-plan-out needs 3 plans; the first step of a run is warm-up.
-    const runs = intFlag('runs', args.runs, 3, 1000);
-    const steps = intFlag('steps', args.steps, 2, MAX_STEPS);
+    const runs = intFlag('runs', args.runs, 3, 1000, 'leave-one-plan-out needs 3 plans');
+    const steps = intFlag('steps', args.steps, 2, MAX_STEPS, 'the first is warm-up');
     const backendChoice = enumFlag('backend', args.backend, BACKENDS);
     const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
     if (args.out !== undefined) checkWritable(args.out, 'the profile');
