@@ -42,6 +42,7 @@ export function readJsonFile(path: string, what: string, maxBytes = MAX_INPUT_BY
  * a folder we may not write in. Nothing is created.
  */
 export function checkWritable(path: string, what: string): void {
+  if (Array.isArray(path)) throw new InputError(`${what}: an output path is given ${(path as unknown[]).length} times; give it once`);
   if (typeof path !== 'string' || path.trim() === '') throw new InputError(`${what}: the output path is empty`);
   if (path.endsWith('/')) throw new InputError(`cannot write ${what} to ${path}: it names a directory`);
   let st;

@@ -3,7 +3,6 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.js';
 import { baseDevice, calibrate, readInputs, resolveRows } from '../../calibrate/index.js';
 import type { Accuracy, CalibrationReport } from '../../calibrate/types.js';
-import type { StepStatistic } from '../../calibrate/trace.js';
 import { table } from '../format.js';
 
 interface Args {
@@ -54,13 +53,13 @@ export const calibrateCommand: CommandModule<object, Args> = {
     if (!args.out && !args.json) throw new InputError('calibrate needs --out profile.json (or --json to print the profile)');
     if (args.out) checkWritable(args.out, 'the profile');
     const statistic = enumFlag('steps', args.steps, ['min', 'median'] as const);
-    const raw = readInputs({ traces: args.trace, bench: args.bench, statistic });
-    const base = baseDevice(raw, args.device);
-    const loaded = resolveRows(raw, base, args.device);
     const hold = (args.hold ?? []).flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean);
     for (const h of hold) {
       if (!HOLD_GROUPS.includes(h.split('.')[0])) throw new InputError(`--hold ${h}: not a parameter; groups are ${HOLD_GROUPS.join(', ')} (or one like latency.rows)`);
     }
+    const raw = readInputs({ traces: args.trace, bench: args.bench, statistic });
+    const base = baseDevice(raw, args.device);
+    const loaded = resolveRows(raw, base, args.device);
     const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])], { hold });
     if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n', 'the profile');
     process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatReport(report, args.out));
