@@ -147,11 +147,11 @@ describe('device profiles', () => {
     ['peakFlops.float32', (p) => p.peakFlops.float32, (p, v) => { p.peakFlops.float32 = v; }, 1e6, 1e18],
     ['memoryBytes', (p) => p.memoryBytes, (p, v) => { p.memoryBytes = v; }, 2 ** 20, 2 ** 50],
     ['memoryBandwidth', (p) => p.memoryBandwidth, (p, v) => { p.memoryBandwidth = v; }, 1e6, 1e16],
-    ['levels[0].link.bandwidth', (p) => p.levels[0].link.bandwidth, (p, v) => { p.levels[0].link.bandwidth = v; }, 1e3, 1e16],
+    ['levels[0].link.bandwidth', (p) => p.levels[0].link.bandwidth, (p, v) => { p.levels[0].link.bandwidth = v; }, 1e3, 1e18],
     ['levels[1].link.latency', (p) => p.levels[1].link.latency, (p, v) => { p.levels[1].link.latency = v; }, 0, 1],
     ['efficiency.softmax', (p) => p.efficiency.softmax, (p, v) => { p.efficiency.softmax = v; }, 0, 1],
     ['overlap', (p) => p.overlap, (p, v) => { p.overlap = v; }, 0, 1],
-    ['axisLinks.rows.bandwidth', (p) => p.axisLinks.rows.bandwidth, (p, v) => { p.axisLinks.rows.bandwidth = v; }, 1e3, 1e16],
+    ['axisLinks.rows.bandwidth', (p) => p.axisLinks.rows.bandwidth, (p, v) => { p.axisLinks.rows.bandwidth = v; }, 1e3, 1e18],
     ['axisLinks.rows.latency', (p) => p.axisLinks.rows.latency, (p, v) => { p.axisLinks.rows.latency = v; }, 0, 1],
     ['efficiencyHalfWork.matmul', (p) => p.efficiencyHalfWork.matmul, (p, v) => { p.efficiencyHalfWork.matmul = v; }, 0, 1e18],
   ];

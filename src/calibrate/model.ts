@@ -50,7 +50,7 @@ export function makeSpace(base: HardwareProfile, axisLinks: ReadonlyMap<string, 
   }
   for (const k of OP_CLASSES) {
     const h = base.efficiencyHalfWork?.[k] ?? 0;
-    kernel[k] = add({ name: `efficiencyHalfWork.${k}`, kind: { type: 'kernel', klass: k }, lo: 0, hi: Infinity, base: h / base.efficiency[k], priority: 1 });
+    kernel[k] = add({ name: `efficiencyHalfWork.${k}`, kind: { type: 'kernel', klass: k }, lo: 0, hi: 1e18, base: h / base.efficiency[k], priority: 1 });
   }
   const invBandwidth = new Map<string, number>();
   const latency = new Map<string, number>();

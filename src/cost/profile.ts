@@ -65,14 +65,14 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     check(Number.isSafeInteger(l.devices) && (l.devices as number) >= 1, `${where}: levels[${i}].devices must be an integer >= 1, got ${JSON.stringify(l.devices)}`);
     const link = l.link as Record<string, unknown>;
     check(typeof link === 'object' && link !== null, `${where}: levels[${i}].link must be an object`);
-    pos(link.bandwidth, `levels[${i}].link.bandwidth`, 1e3, 1e16, ' bytes/s');
+    pos(link.bandwidth, `levels[${i}].link.bandwidth`, 1e3, 1e18, ' bytes/s');
     latency(link.latency, `levels[${i}].link.latency`);
   }
   if (o.axisLinks !== undefined) {
     check(typeof o.axisLinks === 'object' && o.axisLinks !== null && !Array.isArray(o.axisLinks), `${where}: "axisLinks" must be an object`);
     for (const [a, l] of Object.entries(o.axisLinks as Record<string, Record<string, unknown>>)) {
       check(typeof l === 'object' && l !== null, `${where}: axisLinks.${a} must be an object with bandwidth and latency`);
-      pos(l.bandwidth, `axisLinks.${a}.bandwidth`, 1e3, 1e16, ' bytes/s');
+      pos(l.bandwidth, `axisLinks.${a}.bandwidth`, 1e3, 1e18, ' bytes/s');
       latency(l.latency, `axisLinks.${a}.latency`);
     }
   }
