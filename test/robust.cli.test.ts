@@ -51,9 +51,9 @@ describe('corrupt or hand-edited checkpoints on --resume', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ startStep: 2, steps: 3 });
   });
 
-  it('refuses null, a list, text and a foreign JSON object', () => {
+  // A few cases of each kind through the CLI; inputs.fuzz.test.ts draws many more in-process.
+  it('refuses null, text and a foreign JSON object', () => {
     refused(resume('null.ckpt', 'null'), /is not a mesh-search checkpoint/);
-    refused(resume('list.ckpt', '[1,2]'), /is not a mesh-search checkpoint/);
     refused(resume('text.ckpt', 'PK\u0003\u0004 not json'), /is not valid JSON/);
     refused(resume('other.ckpt', '{"format": "something-else/1"}'), /is not a mesh-search checkpoint/);
   });
@@ -62,23 +62,15 @@ describe('corrupt or hand-edited checkpoints on --resume', () => {
     const name = Object.keys((ckpt.devices as any[])[0].params)[0];
     refused(resume('short.ckpt', edited((c) => { c.devices[0].params[name] = f32([1, 2, 3]); })), new RegExp(`devices\\[0\\]\\.params\\.${name.replace(/\./g, '\\.')} holds 3 values`));
     refused(resume('b64.ckpt', edited((c) => { c.devices[1].m[name] = '!!!!not base64'; })), /devices\[1\]\.m\..* is not base64 text/);
-    refused(resume('num.ckpt', edited((c) => { c.devices[0].v[name] = 42; })), /devices\[0\]\.v\..* is not base64 text/);
-    refused(resume('missing.ckpt', edited((c) => { delete c.devices[0].params[name]; })), /devices\[0\]\.params lacks tensor/);
     refused(resume('extra.ckpt', edited((c) => { c.devices[0].params.bogus = f32([1]); })), /has a tensor "bogus" this plan does not have/);
-    refused(resume('nulldev.ckpt', edited((c) => { c.devices[1] = null; })), /devices\[1\] must be an object/);
-    refused(resume('devices.ckpt', edited((c) => { c.devices = c.devices.slice(0, 1); })), /"devices" must list the 2 devices/);
     const n = Buffer.from((ckpt.devices as any[])[0].params[name], 'base64').byteLength / 4;
     refused(resume('inf.ckpt', edited((c) => { c.devices[0].params[name] = f32([Infinity, ...new Array(n - 1).fill(0)]); })), /not finite/);
   });
 
   it('refuses a NaN loss, a step count out of range and losses that do not match the steps', () => {
     refused(resume('nan.ckpt', edited((c) => { c.losses[1] = null; })), /losses\[1\] must be a finite number/);
-    refused(resume('nanstr.ckpt', edited((c) => { c.losses[0] = 'NaN'; })), /losses\[0\] must be a finite number/);
-    refused(resume('neg.ckpt', edited((c) => { c.step = -1; })), /"step" must be an integer from 0/);
-    refused(resume('frac.ckpt', edited((c) => { c.step = 1.5; })), /"step" must be an integer from 0/);
     refused(resume('huge.ckpt', edited((c) => { c.step = 1e20; })), /"step" must be an integer from 0/);
     refused(resume('count.ckpt', edited((c) => { c.step = 1; })), /"losses" must list one loss per step done \(1\), got 2/);
-    refused(resume('seed.ckpt', edited((c) => { c.seed = 'one'; })), /"seed" must be an integer/);
     refused(resume('plan.ckpt', edited((c) => { c.plan = null; })), /was written for plan null/);
   });
 });
