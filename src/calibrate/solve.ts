@@ -137,16 +137,14 @@ export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, 
   return { theta, iterations: it };
 }
 
-function median(xs: Float64Array): number {
-  const s = Float64Array.from(xs).sort();
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
-
 /** Robust scale of relative residuals (MAD), floored: exact synthetic data must not make every error an outlier. */
 function robustScale(r: Float64Array, floor: number): number {
-  const abs = Float64Array.from(r, Math.abs);
-  return Math.max(1.4826 * median(abs), floor);
+  const abs = new Float64Array(r.length);
+  for (let i = 0; i < r.length; i++) abs[i] = Math.abs(r[i]);
+  abs.sort();
+  const h = abs.length >> 1;
+  const median = abs.length % 2 ? abs[h] : (abs[h - 1] + abs[h]) / 2;
+  return Math.max(1.4826 * median, floor);
 }
 
 /**
