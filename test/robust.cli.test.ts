@@ -218,6 +218,8 @@ describe('flags: exact numbers and enums, given once', () => {
     [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows\ncols'], /layout "batch:rows\\ncols"/],
     [['run', ...tinyPlan, '--steps', '0x3'], /--steps must be an integer from 1/],
     [['run', ...tinyPlan, '--backend', 'gpu'], /backend/],
+    [['train', ...tinyPlan, '--steps', '1', '--data', '/dev/zero'], /training text file \/dev\/zero: it is not a regular file/],
+    [['estimate', '--plan', 'data/bench-example.csv'], /plan file data\/bench-example\.csv is not valid JSON/],
   ])('refuses %j', (args, names) => refused(cli(args as string[]), names as RegExp));
 
   it('an invalid plan puts its reasons on stderr, and exits 2', () => {
@@ -246,6 +248,14 @@ describe('flags: exact numbers and enums, given once', () => {
 });
 
 describe('estimate --plan prices on the device the plan was searched for', () => {
+  it('refuses a plan file whose fields have the wrong types', () => {
+    const plan = join(dir, 'typed.plan.json');
+    writeFileSync(plan, JSON.stringify({ plan: { layout: 'batch:rows' }, mesh: '2x2', model: 'tiny', device: 5 }));
+    refused(cli(['estimate', '--plan', plan]), /"device" must be a string, got 5/);
+    writeFileSync(plan, JSON.stringify({ plan: { layout: 'batch:rows' }, mesh: ['2x2'], model: 'tiny' }));
+    refused(cli(['estimate', '--plan', plan]), /"mesh" must be a string/);
+  });
+
   it('unless --device says otherwise', () => {
     const plan = join(dir, 'a100.plan.json');
     expect(cli(['--mesh', '2x2', '--model', 'tiny', '--device', 'a100-80g', '--top', '1', '--out', plan]).code).toBe(0);

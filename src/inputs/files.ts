@@ -8,18 +8,25 @@ export const MAX_INPUT_BYTES = 256 * 2 ** 20;
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 const why = (e: unknown) => (code(e) === 'ENOENT' ? ': no such file' : code(e) === 'EISDIR' ? ': it is a directory' : code(e) ? `: ${code(e)}` : '');
 
-/** A whole text file, refused with one line when missing, a directory or too large. */
-export function readTextFile(path: string, what: string, maxBytes = MAX_INPUT_BYTES): string {
-  let size: number;
+/**
+ * Check an input file before reading it: it exists, is a file (or a pipe), not a directory or a
+ * device (/dev/zero never ends), and is no larger than `maxBytes`.
+ */
+export function checkReadable(path: string, what: string, maxBytes = MAX_INPUT_BYTES): void {
+  let st;
   try {
-    const st = statSync(path);
-    if (st.isDirectory()) throw new InputError(`cannot read ${what} file ${path}: it is a directory`);
-    size = st.size;
+    st = statSync(path);
   } catch (e) {
-    if (e instanceof InputError) throw e;
     throw new InputError(`cannot read ${what} file ${path}${why(e)}`);
   }
-  if (size > maxBytes) throw new InputError(`${what} file ${path} is ${(size / 2 ** 20).toFixed(0)} MiB, more than the ${(maxBytes / 2 ** 20).toFixed(0)} MiB mesh-search reads`);
+  if (st.isDirectory()) throw new InputError(`cannot read ${what} file ${path}: it is a directory`);
+  if (!st.isFile() && !st.isFIFO()) throw new InputError(`cannot read ${what} file ${path}: it is not a regular file`);
+  if (st.size > maxBytes) throw new InputError(`${what} file ${path} is ${(st.size / 2 ** 20).toFixed(0)} MiB, more than the ${(maxBytes / 2 ** 20).toFixed(0)} MiB mesh-search reads`);
+}
+
+/** A whole text file, refused with one line when missing, a directory or too large. */
+export function readTextFile(path: string, what: string, maxBytes = MAX_INPUT_BYTES): string {
+  checkReadable(path, what, maxBytes);
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {

@@ -53,11 +53,17 @@ export function loadPlanFile(path: string): PlanFile {
   if (typeof v !== 'object' || v === null) throw new InputError(`plan file ${path}: expected a JSON object`);
   const o = v as Record<string, unknown>;
   const inner = typeof o.plan === 'object' && o.plan !== null ? o.plan : o;
+  for (const k of ['mesh', 'device'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'string') throw new InputError(`plan file ${path}: "${k}" must be a string, got ${JSON.stringify(o[k])}`);
+  }
+  if (o.model !== undefined && (typeof o.model !== 'string' && (typeof o.model !== 'object' || o.model === null || Array.isArray(o.model)))) {
+    throw new InputError(`plan file ${path}: "model" must be a preset name or a model spec object, got ${JSON.stringify(o.model)}`);
+  }
   return {
     plan: planFromJson(inner, `plan file ${path}`),
-    mesh: typeof o.mesh === 'string' ? o.mesh : undefined,
+    mesh: o.mesh as string | undefined,
     model: o.model,
-    device: typeof o.device === 'string' ? o.device : undefined,
+    device: o.device as string | undefined,
   };
 }
 
