@@ -239,6 +239,7 @@ describe('flags: exact numbers and enums, given once', () => {
     for (const [args, names] of [
       [['--backend', 'gpu'], /backend/], [['--workers', ''], /--workers/], [['--runs', '2'], /--runs must be an integer from 3/],
       [['--steps', '1'], /--steps must be an integer from 2/], [['--out', join(dir, 'nope', 'p.json')], /cannot write the profile/],
+      [['--mesh', '16x16'], /at most 64 devices; 16x16 has 256/],
     ] as [string[], RegExp][]) {
       const r = cli(['tune', '--mesh', '2x2', '--model', 'tiny', ...args]);
       refused(r, names);

@@ -65,6 +65,7 @@ export const tuneCommand: CommandModule<object, Args> = {
     if (args.out !== undefined) checkWritable(args.out, 'the profile');
     // The runtime loads tfjs: only this command pays for it.
     const runtime = await import('../../runtime/index.js');
+    if (mesh.size > runtime.MAX_DEVICES) throw new InputError(`tune runs plans on a simulated mesh of at most ${runtime.MAX_DEVICES} devices; ${args.mesh} has ${mesh.size}`);
     const backend: Parameters<typeof runtime.runPlan>[0]['backend'] = backendChoice;
     const modelName = typeof args.model === 'string' && !args.model.endsWith('.json') ? args.model : undefined;
     const report = await tune({
