@@ -21,6 +21,10 @@ export interface RawRow {
   readonly zero?: unknown;
   readonly recompute?: unknown;
   readonly microbatches?: unknown;
+  readonly sequenceParallel?: unknown;
+  readonly virtualStages?: unknown;
+  /** Global batch in sequences: overrides the model spec's (one spec serves runs of every size). */
+  readonly batch?: unknown;
   readonly device?: unknown;
   readonly stepTime: unknown;
   readonly compute: Partial<Record<OpClassName, unknown>>;
@@ -65,6 +69,20 @@ function optionalInt(v: unknown, what: string): number | undefined {
   return n;
 }
 
+function optionalBool(v: unknown, what: string): boolean | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string' && /^\s*(true|false)\s*$/i.test(v)) return v.trim().toLowerCase() === 'true';
+  throw new InputError(`${what} must be true or false, got ${describe(v)}`);
+}
+
+function withBatch(spec: ModelSpec, batch: unknown): ModelSpec {
+  const b = optionalInt(batch, 'batch');
+  if (b === undefined) return spec;
+  if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 1) throw new InputError(`batch must be a positive integer number of sequences, got ${describe(batch)}`);
+  return parseModelSpec({ ...spec, batch: b }, `model ${spec.name} with batch ${b}`);
+}
+
 function loadSpec(model: unknown, file: string): ModelSpec {
   if (typeof model === 'object' && model !== null) return parseModelSpec(model, 'model spec');
   if (typeof model !== 'string' || model.trim() === '') throw new InputError('model is missing');
@@ -93,7 +111,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
     if (!findDevice(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
     if (d !== ctx.device) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
   }
-  const spec = loadSpec(raw.model, raw.source.file);
+  const spec = withBatch(loadSpec(raw.model, raw.source.file), raw.batch);
   const specKey = JSON.stringify(spec);
   let graph = ctx.graphs.get(specKey);
   if (!graph) {
@@ -104,7 +122,11 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const mesh = parseMesh(raw.mesh);
   const layout = raw.layout ?? '';
   if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
-  const plan = makePlan(layout, { zero: optionalInt(raw.zero, 'zero'), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches, 'microbatches') });
+  const plan = makePlan(layout, {
+    zero: optionalInt(raw.zero, 'zero'), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute,
+    microbatches: optionalInt(raw.microbatches, 'microbatches'),
+    sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages, 'virtual_stages'),
+  });
   const planKey = `${specKey}|${formatMesh(mesh)}|${describePlan(plan)}`;
   let program = ctx.programs.get(planKey);
   if (!program) {

@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { tensorDimSets, type Layout } from '../layout/layout.js';
+import { graphDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLink } from '../cost/price.js';
@@ -67,9 +67,13 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
 
 export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): PlanSpace {
   const conf = conflicts(graph);
+  // A dimension the model lacks (q_group without grouped-query attention) is never offered.
+  const present = graphDims(graph);
+  let absent = 0;
+  DIM_NAMES.forEach((d, k) => { if (!present.has(d)) absent |= 1 << k; });
   const choices: number[] = [];
   for (let s = 0; s < 1 << DIM_NAMES.length; s++) {
-    let ok = true;
+    let ok = (s & absent) === 0;
     for (let k = 0; k < DIM_NAMES.length && ok; k++) if (s & (1 << k) && s & conf[k]) ok = false;
     if (ok) choices.push(s);
   }
@@ -169,7 +173,7 @@ export function strategyCount(space: PlanSpace, split: readonly number[], masks:
 }
 
 export function planOf(layout: Layout, s: Strategy): Plan {
-  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
 }
 
 /** The layout of a rank, or null when invalid (indivisible). */

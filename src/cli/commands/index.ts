@@ -9,6 +9,7 @@ import { modelsCommand } from './models.js';
 import { reportCommand } from './report.js';
 import { searchCommand } from './search.js';
 import { tuneCommand } from './tune.js';
+import { validateCommand } from './validate.js';
 
 /** Every subcommand registers here, one line each. */
 export function registerCommands(y: Argv): Argv {
@@ -21,6 +22,7 @@ export function registerCommands(y: Argv): Argv {
     .command(reportCommand)
     .command(calibrateCommand)
     .command(tuneCommand)
+    .command(validateCommand)
     .command(runCommand)
     .command(trainCommand);
 }
