@@ -23,7 +23,7 @@ function ringEff(f: number): Record<'allreduce' | 'allgather' | 'reduce-scatter'
   return { allreduce: f, allgather: f, 'reduce-scatter': f, 'all-to-all': f, send: f };
 }
 
-function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
+function tpu(name: string, description: string, perCore: { tpOverlap?: number; flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
   return {
     name, description,
     peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
@@ -32,12 +32,12 @@ function tpu(name: string, description: string, perCore: { flops: number; mem: n
       { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
       { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
-    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: 0,
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: perCore.tpOverlap ?? 0,
     sources: {
       peak: src, memory: src, ici: src, gemmHalfSize: GEMM_SOURCE,
       launchOverhead: 'assumed 1 µs per XLA-fused op on TPU (ops are fused into few large programs); calibrate',
       collectiveLatency: 'assumed 5 µs per ICI collective call; calibrate',
-      tensorParallelOverlap: 'XLA overlaps no tensor-parallel collective by default (0); set it for collective-matmul plans',
+      tensorParallelOverlap: perCore.tpOverlap ? 'MaxText\'s TPU scripts set --xla_tpu_enable_async_collective_fusion and --xla_tpu_overlap_compute_collective_tc (src/maxtext/configs/tpu/v5e/128b.sh): collectives overlap compute (1)' : 'Mesh-TF-era XLA overlaps no tensor-parallel collective (0)',
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
       dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
@@ -81,20 +81,20 @@ const PRESETS: HardwareProfile[] = [
     { flops: 61.5 * T, mem: 16 * GiB, hbm: 450 * GB, ici: 82 * GB, pod: 2048 },
     'Jouppi et al. 2020 (CACM 63:7), Table 3: 123 TFLOPS bf16, 32 GiB, 900 GB/s per chip; ICI 656 Gbit/s per link'),
   tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
-    { flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
+    { tpOverlap: 1, flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
     'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
   // v5e/v5p/v6e: ICI each way per chip = half the docs' bidirectional ICI bandwidth per chip
   // (which is also the docs' all-reduce bandwidth per pod / chips, as for v4 above).
   tpu('tpu-v5e', 'TPU v5e chip; 256-chip pod (16x16, 2D torus)',
-    { flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
+    { tpOverlap: 1, flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
       dcnSource: 'Cloud TPU v5e docs: 2 x 100 Gbps NIC per 8-chip host = 25 Gbit/s per chip (6.4 Tbps per 256-chip pod)' },
     'Cloud TPU v5e docs (system architecture): 197 TFLOPs bf16, 16 GB HBM2 at 819 GBps, ICI 400 GBps bidirectional per chip, 256 chips per pod'),
   tpu('tpu-v5p', 'TPU v5p chip (2 TensorCores as one device); slices up to 6144 chips (16x16x24, 3D torus)',
-    { flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
+    { tpOverlap: 1, flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
       dcnSource: 'Cloud TPU v5p docs: data center network (DCN) bandwidth 50 Gbps per chip' },
     'Cloud TPU v5p docs (system architecture): 459 TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, ICI 1200 GBps bidirectional per chip, largest slice 6144 of the 8960-chip pod'),
   tpu('tpu-v6e', 'TPU v6e (Trillium) chip; 256-chip pod (16x16, 2D torus)',
-    { flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
+    { tpOverlap: 1, flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
       dcnSource: 'not in the stored copy of the v6e docs page: assumed 100 Gbit/s per chip; calibrate' },
     'Cloud TPU v6e docs (system architecture): 918 TFLOPs bf16, 32 GB HBM at 1638 GBps, ICI 800 GBps bidirectional per chip, 256 chips per pod'),
   gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
@@ -116,12 +116,59 @@ const PRESETS: HardwareProfile[] = [
     'NVIDIA DGX B200 datasheet: 8 GPUs, 1440 GB HBM3e at 64 TB/s, NVLink 5 14.4 TB/s (1.8 TB/s per GPU, 900 each way), 8x ConnectX-7 400 Gb/s; HGX B200 2.25 PFLOPS bf16 dense per GPU (Blackwell brief)'),
 ];
 
+/**
+ * Constants fitted by `mesh-search calibrate --fit physics --bench data/published/steps.csv
+ * --device NAME` (src/calibrate/physics.ts) on the published rows of that device; what is not
+ * listed stays the datasheet's (or a stated assumption). bench/accuracy starts its fits from the
+ * datasheet profiles (datasheetDevice), so no row predicts itself through a preset.
+ */
+interface Fitted {
+  readonly matmul: number;
+  readonly gemmHalfSize: number;
+  readonly elementwise: number;
+  readonly links: Readonly<Record<string, number>>;
+  readonly rows: string;
+}
+const KORTHIKANTI = 'data/published/steps.csv rows 3-10 (Korthikanti et al. 2022 Table 5: 22B, 175B, 530B, 1T; 8 rows)';
+const FITTED: Readonly<Record<string, Fitted>> = {
+  'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
+  'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
+  'tpu-v4': { matmul: 0.854, gemmHalfSize: 64, elementwise: 0.765, links: { ici: 0.999 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
+  'tpu-v5e': { matmul: 0.872, gemmHalfSize: 65, elementwise: 1, links: { ici: 0.993, dcn: 0.997 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows)' },
+};
+
+function applyFitted(p: HardwareProfile): HardwareProfile {
+  const f = FITTED[p.name];
+  if (!f) return p;
+  const note = `fitted by mesh-search calibrate --fit physics on ${f.rows}`;
+  return {
+    ...p,
+    efficiency: {
+      matmul: f.matmul, elementwise: f.elementwise,
+      softmax: Math.min(1, (p.efficiency.softmax * f.elementwise) / p.efficiency.elementwise),
+      reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
+    },
+    gemmHalfSize: f.gemmHalfSize,
+    levels: p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })),
+    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
+  };
+}
+
+const FITTED_PRESETS: HardwareProfile[] = PRESETS.map(applyFitted);
+
 export function devicePresets(): readonly HardwareProfile[] {
-  return PRESETS;
+  return FITTED_PRESETS;
 }
 
 export function findDevice(name: string): HardwareProfile | undefined {
-  return PRESETS.find((p) => p.name === name);
+  return FITTED_PRESETS.find((p) => p.name === name);
+}
+
+/** A preset as its datasheet and stated assumptions give it, before any fit to published rows. */
+export function datasheetDevice(name: string): HardwareProfile {
+  const p = PRESETS.find((x) => x.name === name);
+  if (!p) throw profileError(name, PRESETS.map((x) => x.name));
+  return p;
 }
 
 export function getDevice(name: string): HardwareProfile {

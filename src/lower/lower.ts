@@ -61,6 +61,12 @@ interface GraphInfo {
   readonly weightBlock: Map<string, Block>;
   readonly coreMade: Map<Block, Set<string>>;
   readonly readOutsideCore: Map<Block, Set<string>>;
+  /**
+   * Intermediates of elementwise chains that never reach HBM: made by a non-matmul op, read by
+   * exactly one other non-matmul op, saved by none. Every engine fuses such chains (XLA's loop
+   * fusion; Megatron's fused masked softmax and bias-dropout-add kernels).
+   */
+  readonly fusedAway: Set<string>;
 }
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
@@ -95,7 +101,20 @@ function graphInfo(graph: Graph): GraphInfo {
       for (const wrt of op.inputs) gemmParts.set(`${op.name}/d${wrt}`, gemmPartsOf(graph, op.output, op.inputs.find((i) => i !== wrt) ?? wrt, wrt));
     }
   }
-  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore };
+  const fusedAway = new Set<string>();
+  const fusible = (o: OpSpec) => o.kind !== 'einsum' && o.kind !== 'rename' && o.kind !== 'gather';
+  const readers = new Map<string, OpSpec[]>();
+  const saved = new Set<string>();
+  for (const b of graph.blocks) for (const op of b.ops) {
+    for (const id of op.inputs) readers.set(id, [...(readers.get(id) ?? []), op]);
+    for (const id of op.saves) saved.add(id);
+    if (b.input) saved.add(b.input);
+  }
+  for (const b of graph.blocks) for (const op of b.ops) {
+    const r = readers.get(op.output) ?? [];
+    if (fusible(op) && r.length === 1 && fusible(r[0]) && !saved.has(op.output) && graph.tensors.get(op.output)!.role === 'activation') fusedAway.add(op.output);
+  }
+  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway };
   graphInfos.set(graph, info);
   return info;
 }
@@ -254,7 +273,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     gemm = gemmShape(ctx, op.name);
   } else {
     flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
-    for (const id of [...op.inputs, out]) bytes = linAdd(bytes, tbytes(ctx, id));
+    for (const id of [...op.inputs, out]) if (!ctx.info.fusedAway.has(id)) bytes = linAdd(bytes, tbytes(ctx, id));
     if (op.kind === 'gather') {
       const m = ctx.c.mask.vocab; // each device looks up its own rows: the sum over devices is the lookup
       if (m) colls.push(...reduce(ctx, out, m, tbytes(ctx, out)));
@@ -283,7 +302,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   return {
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
     inputs: op.inputs, output: out,
-    flops, bytes, gemm, kernel: !isFused || op.kind === 'einsum' && op.name.endsWith('.qk'),
+    flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
     duplication: duplication(ctx, block, dims), collectives: colls, model: phase === 'forward', layered: block.layered,
     perStage: placement(ctx, block).perStage, stage: placement(ctx, block).stage, recomputeIn,
   };

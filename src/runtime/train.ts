@@ -9,6 +9,10 @@ import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { DEFAULT_TEXT, loadText, textBatches } from './data.js';
 import { Executor, type Fault } from './executor.js';
 import { checkSimulable } from './index.js';
+import { checkWritable } from '../inputs/index.js';
+
+/** The most steps a checkpoint may claim (the CLI's --steps bound). */
+export const MAX_TRAIN_STEPS = 10_000_000;
 
 export interface TrainOptions {
   readonly spec: ModelSpec;
@@ -26,6 +30,8 @@ export interface TrainOptions {
   readonly adam?: AdamConfig;
   readonly fault?: Fault;
   readonly onStep?: (step: number, loss: number, seconds: number) => void;
+  /** Asked between steps: true stops the run after the last complete step (and saves it, with `save`). */
+  readonly stop?: () => boolean;
 }
 
 export interface TrainResult {
@@ -34,12 +40,16 @@ export interface TrainResult {
   readonly losses: number[];
   readonly startStep: number;
   readonly tokensPerSecond: number;
+  /** The run stopped early because `stop` said so. */
+  readonly interrupted: boolean;
 }
 
 /** Learning rate for training the small model on text: larger than the check's 1e-3 (empirically, 3e-3 trains `tiny` fastest without diverging). */
 export const TRAIN_ADAM: AdamConfig = { ...DEFAULT_ADAM, lr: 3e-3 };
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
+  // The output path is checked before any work: a typo never costs a training run.
+  if (opts.save) checkWritable(opts.save, 'the checkpoint');
   const graph = buildGraph(opts.spec);
   const program = lower(graph, opts.mesh, opts.plan);
   checkSimulable(program);
@@ -48,12 +58,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let seed = opts.seed ?? 1;
   const ex = new Executor(program, { seed, adam: opts.adam ?? TRAIN_ADAM, trace: false });
   let losses: number[] = [];
-  if (opts.resume) ({ seed, losses } = loadCheckpoint(opts.resume, ex));
+  if (opts.resume) ({ seed, losses } = loadCheckpoint(opts.resume, ex, MAX_TRAIN_STEPS));
   if (opts.fault) ex.fault = opts.fault;
   const batches = textBatches(bytes, opts.spec, seed);
   const startStep = ex.stepIndex;
   let seconds = 0;
+  let interrupted = false;
   while (ex.stepIndex < opts.steps) {
+    // A turn of the event loop between steps, so that a signal handler can ask the run to stop.
+    await new Promise<void>((r) => setImmediate(r));
+    if (opts.stop?.()) {
+      interrupted = true;
+      break;
+    }
     const t0 = performance.now();
     const loss = ex.step(batches(ex.stepIndex));
     const dt = (performance.now() - t0) / 1e3;
@@ -64,5 +81,5 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
   if (opts.save) saveCheckpoint(opts.save, ex, seed, losses);
   const steps = ex.stepIndex - startStep;
-  return { backend, losses, startStep, tokensPerSecond: steps ? (steps * opts.spec.batch * opts.spec.seqLen) / seconds : 0 };
+  return { backend, losses, startStep, tokensPerSecond: steps ? (steps * opts.spec.batch * opts.spec.seqLen) / seconds : 0, interrupted };
 }

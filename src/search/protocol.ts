@@ -53,9 +53,15 @@ export interface Bounds {
   readonly slack: number;
 }
 
+/** Fault injection for tests: `crash` kills the thread (true) or `throw`s inside the share (`throws`). */
+interface Faults {
+  readonly crash?: boolean | 'throw';
+  readonly throws?: boolean;
+}
+
 export type Task =
-  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number; readonly crash?: boolean }
-  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number; readonly crash?: boolean };
+  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number } & Faults
+  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number } & Faults;
 
 /** Phase 1: per valid canonical layout of the range, its bounds. */
 export interface BoundResult {

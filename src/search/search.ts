@@ -29,8 +29,8 @@ export interface SearchOptions {
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
   readonly paretoSlack?: number;
   readonly onProgress?: (p: Progress) => void;
-  /** Fault injection for tests: the n-th share submitted crashes on its first `times` attempts. */
-  readonly faults?: { readonly share: number; readonly times: number };
+  /** Fault injection for tests: the n-th share submitted crashes (or throws) on its first `times` attempts. */
+  readonly faults?: { readonly share: number; readonly times: number; readonly kind?: 'crash' | 'throw' };
 }
 
 export interface Progress {
@@ -92,7 +92,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const faults = opts.faults;
   const share = (runner: Runner, task: Task, what: string) => {
     const n = submitted++;
-    return runShare(runner, task, what, (attempt) => faults !== undefined && faults.share === n && attempt < faults.times);
+    return runShare(runner, task, what, (attempt) => faults !== undefined && faults.share === n && attempt < faults.times && (faults.kind === 'throw' ? 'throw' : true));
   };
   const progress = (phase: Progress['phase'], fraction: number, priced: number) =>
     opts.onProgress?.({ phase, fraction, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000) });

@@ -45,6 +45,7 @@ const LAYERS = DIM_NAMES.indexOf('layers');
 
 export function runTask(task: Task): TaskResult {
   try {
+    if (task.throws) throw new Error('injected exception in the share');
     const p = prepare(task.ctx);
     return task.kind === 'bound' ? bound(p, task.ctx.objective, task.lo, task.hi) : price(p, task.ctx, task.ranks, task.bounds, task.top);
   } catch (e) {

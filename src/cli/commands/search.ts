@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import type { Estimate } from '../../cost/estimate.js';
 import { estimatePlan } from '../../cost/estimatePlan.js';
@@ -14,14 +13,15 @@ import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../
 import { exportPlan } from '../../export/exportPlan.js';
 import type { HardwareProfile } from '../../cost/profile.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { loadDevice, loadMesh, loadModel } from '../inputs.js';
+import { availableParallelism } from 'node:os';
+import { checkWritable, enumFlag, writeAtomic, intFlag, loadDevice, loadMesh, loadModel, workersFlag } from '../../inputs/index.js';
 
 interface Args {
   mesh?: string;
   model?: string;
   device: string;
-  top: number;
-  workers?: number;
+  top: string;
+  workers?: string;
   objective: string;
   json?: boolean;
   out?: string;
@@ -143,8 +143,8 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('mesh', { type: 'string', describe: 'mesh shape: 16x32, 4x4x4x8 or rows:16;cols:32' })
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
-      .option('top', { type: 'number', default: 5, describe: 'how many plans to show' })
-      .option('workers', { type: 'number', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
+      .option('top', { type: 'string', default: '5', describe: 'how many plans to show' })
+      .option('workers', { type: 'string', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
       .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
@@ -158,13 +158,12 @@ export const searchCommand: CommandModule<object, Args> = {
     const mesh = loadMesh(args.mesh);
     const spec = loadModel(args.model);
     const profile = loadDevice(args.device);
-    // Checked here too: a yargs `choices` failure is reported by main() but does not stop the handler.
-    if (args.objective !== 'time' && args.objective !== 'memory') throw new InputError(`--objective must be time or memory, got ${JSON.stringify(args.objective)}`);
-    const objective: Objective = args.objective;
-    if (!Number.isSafeInteger(args.top) || args.top < 1) throw new InputError(`--top must be a positive integer, got ${args.top}`);
-    if (args.workers !== undefined && (!Number.isSafeInteger(args.workers) || args.workers < 0)) {
-      throw new InputError(`--workers must be 0 or a positive integer, got ${args.workers}`);
-    }
+    const objective: Objective = enumFlag('objective', args.objective, ['time', 'memory'] as const);
+    const top = intFlag('top', args.top, 1, 10_000);
+    const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
+    // Output paths are checked before the search runs, so a typo costs nothing.
+    if (args.out !== undefined) checkWritable(args.out, 'the plan');
+    if (args.report !== undefined) checkWritable(args.report, 'the report');
     const engine = engineArg(args.engine ?? args.export);
     if (args.export !== undefined && args.json) throw new InputError('--export prints a configuration on stdout; it does not go with --json');
     if (args.export !== undefined && args.engine !== undefined && args.engine !== args.export) {
@@ -176,13 +175,13 @@ export const searchCommand: CommandModule<object, Args> = {
     let result: SearchResult;
     try {
       result = await search({
-        spec, mesh, profile, top: args.top, workers: args.workers, objective, onProgress: tty ? progressBar() : undefined,
+        spec, mesh, profile, top, workers, objective, onProgress: tty ? progressBar() : undefined,
         ...(engine ? { filter: { engine } } : {}),
       });
     } catch (e) {
       if (e instanceof SearchFailed) {
         if (tty) process.stderr.write('\n');
-        process.stderr.write(`mesh-search: ${e.message}\n`);
+        process.stderr.write(`mesh-search: ${e.message.replace(/\n/g, ' ')}\n`);
         process.exitCode = 1;
         return;
       }
@@ -201,16 +200,12 @@ export const searchCommand: CommandModule<object, Args> = {
         device: args.device,
         estimate: result.best,
       };
-      try {
-        writeFileSync(args.out, JSON.stringify(file, null, 2) + '\n');
-      } catch (e) {
-        throw new InputError(`cannot write the plan to ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      writeAtomic(args.out, JSON.stringify(file, null, 2) + '\n', 'the plan');
     }
     if (args.report !== undefined) {
       // Loaded only when asked for: vega adds half a second to every start.
       const { writeReport } = await import('../../export/report/report.js');
-      await writeReport(result, args.report, { spec, top: args.top });
+      await writeReport(result, args.report, { spec, top });
     }
     if (args.out !== undefined && !result.best) process.stderr.write(`mesh-search: no plan fits, so nothing was written to ${args.out}\n`);
     if (args.export !== undefined) {
