@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getDevice } from '../src/cost/presets.js';
 import { ENGINES } from '../src/engine/index.js';
@@ -67,7 +69,7 @@ describe('mesh-search --engine E --export E', () => {
   });
 
   it('report --engine refuses in one line a model the engine cannot build', async () => {
-    const r = await runMain(['report', '--mesh', '4x8', '--model', 'llama2-7b', '--device', 'h100-sxm', '--engine', 'mesh-tf', '--out', '/nonexistent/r.html']);
+    const r = await runMain(['report', '--mesh', '4x8', '--model', 'llama2-7b', '--device', 'h100-sxm', '--engine', 'mesh-tf', '--out', join(tmpdir(), 'mesh-search-engine-report.html')]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toEqual(['mesh-search: Mesh-TF cannot run llama2-7b: Mesh-TF has no rotary position embedding (it has learned)']);
   });
