@@ -5,7 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { benchRowsFromCsv, benchRowsFromJson, calibrate, featuresOf, fitProfile, kendallTau, mape, resolveRows, traceToRow } from '../src/calibrate/index.js';
 import { makeSpace, predict } from '../src/calibrate/model.js';
 import { main } from '../src/cli/main.js';
-import { loadDevice } from '../src/cli/inputs.js';
+import { loadDevice } from '../src/inputs/index.js';
 import { getDevice } from '../src/cost/presets.js';
 import { price } from '../src/cost/price.js';
 import { validateProfile, type HardwareProfile } from '../src/cost/profile.js';
@@ -133,7 +133,7 @@ describe('calibration inputs', () => {
     expect(rows.map((r) => r.source.line)).toEqual([2, 10]);
     const why = Object.fromEntries(rejected.map((r) => [r.source.line, r.reason]));
     expect(Object.keys(why).map(Number)).toEqual([4, 5, 6, 7, 8, 9, 11]);
-    expect(why[4]).toMatch(/step time must be a positive number of seconds, got "-0.5"/);
+    expect(why[4]).toMatch(/step time must be from 0.000001 to 86400 seconds, got "-0.5"/);
     expect(why[5]).toMatch(/step time is missing/);
     expect(why[6]).toMatch(/unknown model preset "no-such-model"/);
     expect(why[7]).toMatch(/invalid on mesh rows:2;cols:2/);
@@ -151,7 +151,7 @@ describe('calibration inputs', () => {
     const raw = benchRowsFromJson(text, 'b.json');
     expect(raw.map((r) => r.source.line)).toEqual([2, 4]);
     const { rejected } = resolveRows(raw, base);
-    expect(rejected).toEqual([{ source: { file: 'b.json', line: 4 }, reason: 'step time must be a positive number of seconds, got 0' }]);
+    expect(rejected).toEqual([{ source: { file: 'b.json', line: 4 }, reason: 'step time must be from 0.000001 to 86400 seconds, got 0' }]);
     const jsonl = benchRowsFromJson('{"model":"tiny","mesh":"2x2","layout":"","stepTime":0.01}\n{oops\n', 'b.jsonl');
     expect(resolveRows(jsonl, base).rejected.map((r) => [r.source.line, r.reason.slice(0, 14)])).toEqual([[2, 'not valid JSON']]);
   });
@@ -201,7 +201,8 @@ describe('metrics', () => {
     expect(kendallTau([1, 2, 3, 4], [10, 20, 30, 40])).toBe(1);
     expect(kendallTau([4, 3, 2, 1], [10, 20, 30, 40])).toBe(-1);
     expect(kendallTau([1, 3, 2, 4], [10, 20, 30, 40])).toBeCloseTo(4 / 6, 12);
-    expect(kendallTau([1, 2], [2, 1], () => false)).toBeNull();
+    expect(kendallTau([1, 2], [2, 1], { problem: ['a', 'b'], plan: ['x', 'y'] })).toBeNull();
+    expect(kendallTau([1, 2], [2, 1], { problem: ['a', 'a'], plan: ['x', 'x'] })).toBeNull();
     expect(mape([1.1, 0.9], [1, 1])).toBeCloseTo(0.1, 12);
   });
 });
@@ -246,6 +247,6 @@ describe('mesh-search calibrate', () => {
     expect(h.stderr).toMatch(/^mesh-search: --hold bogus: not a parameter/);
     const b = await run(['tune', '--mesh', '2x2', '--model', 'tiny', '--runs', '2']);
     expect(b.code).toBe(2);
-    expect(b.stderr).toBe('mesh-search: --runs must be an integer of at least 3 (leave-one-plan-out needs 3 plans), got 2\n');
+    expect(b.stderr).toBe('mesh-search: --runs must be an integer from 3 to 1000 (leave-one-plan-out needs 3 plans), got "2"\n');
   });
 });

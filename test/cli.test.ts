@@ -60,7 +60,7 @@ describe('bad input', () => {
     ['a model file that is not JSON', ['estimate', '--mesh', '2x2', '--model', notJson, '--layout', ''], /not valid JSON/],
     ['a model file with a bad field', ['estimate', '--mesh', '2x2', '--model', wrongField, '--layout', ''], /"dModel" must be an integer/],
     ['a missing model file', ['estimate', '--mesh', '2x2', '--model', join(dir, 'none.json'), '--layout', ''], /no such file/],
-    ['a bad ZeRO stage', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', '', '--zero', '5'], /--zero must be 0, 1, 2 or 3/],
+    ['a bad ZeRO stage', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', '', '--zero', '5'], /--zero must be an integer from 0 to 3, got "5"/],
     ['microbatches that do not divide the batch', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', '', '--microbatches', '3', '--json'], /microbatches do not divide/],
     ['an unknown flag', ['estimate', '--mesh', '2x2', '--model', 'tiny', '--layot', ''], /Unknown argument/],
     ['a value outside its choices', ['--mesh', '2x2', '--model', 'tiny', '--objective', 'speed', '--json'], /Invalid values: Argument: objective, Given: "speed"/],

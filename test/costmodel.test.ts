@@ -125,7 +125,7 @@ describe('communication, by hand', () => {
     expect(rel(e0.time.exposedCommunication, t + loss)).toBeLessThan(1e-12);
     expect(e1.time.exposedCommunication).toBeLessThan(e1.time.compute);
   });
-  it('a ring across two levels runs at the slower link', () => {
+  it('a collective across two levels runs level by level: inside at the fast link, across on the inner group\'s share', () => {
     const p = handProfile({ levels: [
       { name: 'node', devices: 4, link: { bandwidth: 100e9, latency: 1e-6 } },
       { name: 'net', devices: 1e9, link: { bandwidth: 10e9, latency: 5e-6 } },
@@ -134,7 +134,10 @@ describe('communication, by hand', () => {
     const inner = collectiveTime(p, mesh, { kind: 'allgather', mask: 2, sent: 1e9 });
     const both = collectiveTime(p, mesh, { kind: 'allgather', mask: 3, sent: 1e9 });
     expect(inner).toBeCloseTo(1e9 / 100e9 + 3 * 1e-6 + 10e-6, 12);
-    expect(both).toBeCloseTo(1e9 / 10e9 + 7 * 5e-6 + 10e-6, 12);
+    // Allgather of a buffer B = 1e9 · 8/7 (what a flat ring of 8 would send as 1e9): 3/4 · B inside
+    // at 100 GB/s, then 1/2 · B/4 across at 10 GB/s; 3 steps at 1 µs, 1 at 5 µs, one call.
+    const B = (1e9 * 8) / 7;
+    expect(both).toBeCloseTo((0.75 * B) / 100e9 + (0.5 * B) / 4 / 10e9 + 3 * 1e-6 + 5e-6 + 10e-6, 12);
   });
 });
 

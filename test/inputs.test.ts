@@ -7,8 +7,8 @@ import { planFromJson, planToJson } from '../src/lower/plan.js';
 
 describe('plan files', () => {
   it('read back what they write', () => {
-    const plan = planFromJson({ layout: 'batch:rows;d_ff:cols', zero: 2, recompute: 'selective', microbatches: 4 });
-    expect(planToJson(plan)).toEqual({ layout: 'batch:rows;d_ff:cols', zero: 2, recompute: 'selective', microbatches: 4 });
+    const plan = planFromJson({ layout: 'batch:rows;d_ff:cols', zero: 2, recompute: 'selective', microbatches: 4, sequenceParallel: false, virtualStages: 1 });
+    expect(planToJson(plan)).toEqual({ layout: 'batch:rows;d_ff:cols', zero: 2, recompute: 'selective', microbatches: 4, sequenceParallel: false, virtualStages: 1 });
   });
 
   it('never fail with anything but an InputError on any JSON value', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { summarizeErrors } from '../src/calibrate/validate.js';
-import { loadModel } from '../src/cli/inputs.js';
+import { loadModel } from '../src/inputs/index.js';
 import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
 import { makePlan } from '../src/lower/plan.js';

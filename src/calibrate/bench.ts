@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readTextFile } from '../inputs/index.js';
 import { InputError } from '../errors.js';
 import type { OpClassName } from '../cost/profile.js';
 import { parseCsv } from './csv.js';
@@ -20,7 +20,11 @@ const PLAIN_COLUMNS = new Set([
 const COMM = /^comm_time:([A-Za-z_][A-Za-z0-9_]*(\+[A-Za-z_][A-Za-z0-9_]*)*)$/;
 
 function checkColumns(columns: readonly string[], where: string): void {
+  const seen = new Set<string>();
   for (const c of columns) {
+    // A column named twice: which of the two is the measurement? Refuse rather than guess.
+    if (seen.has(c)) throw new InputError(`${where}: column "${c}" is named twice`);
+    seen.add(c);
     if (!PLAIN_COLUMNS.has(c) && !COMM.test(c)) {
       throw new InputError(`${where}: unknown column "${c}"; columns are ${[...PLAIN_COLUMNS].join(', ')} and comm_time:<axes> (like comm_time:rows+cols)`);
     }
@@ -139,10 +143,6 @@ export function benchRowsFromJson(text: string, file: string): RawRow[] {
 /** A benchmark file: .csv, or JSON (an array, { rows }, or JSON Lines). */
 export function readBenchFile(path: string): RawRow[] {
   let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new InputError(`cannot read benchmark file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  text = readTextFile(path, 'benchmark');
   return /\.csv$/i.test(path) ? benchRowsFromCsv(text, path) : benchRowsFromJson(text, path);
 }

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { DEFAULT_DEVICE } from '../cost/presets.js';
 import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile } from '../cost/profile.js';
-import { loadDevice } from '../cli/inputs.js';
+import { loadDevice } from '../inputs/index.js';
 import { readBenchFile } from './bench.js';
 import { fitProfile, setupFit, tooFewMessage, type FitOptions } from './fit.js';
 import { accuracy } from './metrics.js';
@@ -17,7 +17,7 @@ export const MIN_PLANS = 3;
 export function readInputs(inputs: { traces?: readonly string[]; bench?: readonly string[]; statistic?: StepStatistic }): RawRow[] {
   const raw: RawRow[] = [];
   for (const t of inputs.traces ?? []) raw.push(readTraceFile(t, inputs.statistic));
-  for (const b of inputs.bench ?? []) raw.push(...readBenchFile(b));
+  for (const b of inputs.bench ?? []) for (const r of readBenchFile(b)) raw.push(r);
   if (raw.length === 0) throw new InputError('nothing to calibrate from: give --trace files or a --bench file with rows');
   return raw;
 }
@@ -44,13 +44,35 @@ export function resolveRows(raw: readonly RawRow[], base: HardwareProfile, devic
   return { rows, rejected, devices: [...new Set(raw.map((r) => String(r.device ?? '')).filter(Boolean))] };
 }
 
-function comparable(rows: readonly Measurement[]) {
-  return (i: number, j: number) => rows[i].problemKey === rows[j].problemKey && rows[i].planKey !== rows[j].planKey;
+/** Kendall tau ranks pairs of different plans of one model on one mesh. */
+function tauGroups(rows: readonly Measurement[]) {
+  return { problem: rows.map((m) => m.problemKey), plan: rows.map((m) => m.planKey) };
+}
+
+/**
+ * Cross-validation folds, each a set of plans left out together: one plan per fold up to this
+ * many plans, beyond it this many folds of plans (round robin in order of first appearance), so
+ * calibrating stays linear in the rows however many plans they hold.
+ */
+export const MAX_FOLDS = 20;
+
+/** The fold of every row: its plan's index, or that modulo MAX_FOLDS. */
+export function foldsOf(rows: readonly Measurement[]): number[] {
+  const planIndex = new Map<string, number>();
+  for (const m of rows) if (!planIndex.has(m.planKey)) planIndex.set(m.planKey, planIndex.size);
+  const wrap = planIndex.size > MAX_FOLDS;
+  return rows.map((m) => (wrap ? planIndex.get(m.planKey)! % MAX_FOLDS : planIndex.get(m.planKey)!));
 }
 
 /** The base profile's step-time accuracy on the rows (nothing fitted, so nothing to cross-validate). */
 export function accuracyOf(rows: readonly Measurement[], profile: HardwareProfile): Accuracy {
-  return accuracy(rows.map((m) => price(m.program, profile).time.step), rows.map((m) => m.stepTime), comparable(rows));
+  const priced = new Map<Measurement['program'], number>();
+  const step = (m: Measurement) => {
+    let s = priced.get(m.program);
+    if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
+    return s;
+  };
+  return accuracy(rows.map(step), rows.map((m) => m.stepTime), tauGroups(rows));
 }
 
 /** Refuse, rather than overfit, when some fold of leave-one-plan-out would have too few observations. */
@@ -62,22 +84,30 @@ export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProf
   }
   if (opts.method === 'physics') return; // a prior holds every constant the rows do not determine
   const setup = setupFit(rows, base, opts);
-  const perPlan = new Map<string, number>();
-  setup.obs.forEach((o) => perPlan.set(rows[o.row].planKey, (perPlan.get(rows[o.row].planKey) ?? 0) + 1));
-  const least = setup.obs.length - Math.max(...perPlan.values());
+  const folds = foldsOf(rows);
+  const perFold = new Map<number, number>();
+  setup.obs.forEach((o) => perFold.set(folds[o.row], (perFold.get(folds[o.row]) ?? 0) + 1));
+  let most = 0;
+  for (const v of perFold.values()) most = Math.max(most, v);
+  const least = setup.obs.length - most;
   if (least < setup.free + 1) {
     throw new InputError(tooFewMessage(setup.obs.length, least, rows.length, setup.free, setup.space.defs.filter((_, j) => !setup.fixed[j]).map((d) => d.name)));
   }
 }
 
-/** Leave-one-plan-out: each plan's step time as predicted by a profile fitted without it. */
+/** Leave-one-plan-out (or a fold of plans, past MAX_FOLDS): each plan's step time as predicted by a profile fitted without it. */
 export function crossValidate(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): number[] {
   const predicted = new Array<number>(rows.length);
-  for (const key of new Set(rows.map((m) => m.planKey))) {
-    const train = rows.filter((m) => m.planKey !== key);
+  const folds = foldsOf(rows);
+  for (const fold of new Set(folds)) {
+    const train = rows.filter((_, i) => folds[i] !== fold);
     const { profile } = fitProfile(train, base, opts);
+    const priced = new Map<Measurement['program'], number>();
     rows.forEach((m, i) => {
-      if (m.planKey === key) predicted[i] = price(m.program, profile).time.step;
+      if (folds[i] !== fold) return;
+      let s = priced.get(m.program);
+      if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
+      predicted[i] = s;
     });
   }
   return predicted;
@@ -85,13 +115,37 @@ export function crossValidate(rows: readonly Measurement[], base: HardwareProfil
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
+/**
+ * Why rows were rejected, grouped by kind (a reason with its values taken out) and counted, most
+ * common first, each with the first row it happened on: what a refusal says in one line.
+ */
+export function summarizeRejections(rejected: readonly Rejection[], kinds = 6): string {
+  const groups = new Map<string, { count: number; first: Rejection }>();
+  for (const r of rejected) {
+    const kind = r.reason.replace(/, got .*$/, '').replace(/"[^"]*"/g, '"…"').replace(/\b\d+(\.\d+)?(e[-+]?\d+)?\b/g, 'N');
+    const g = groups.get(kind);
+    if (g) g.count++;
+    else groups.set(kind, { count: 1, first: r });
+  }
+  const sorted = [...groups.values()].sort((a, b) => b.count - a.count);
+  const shown = sorted.slice(0, kinds).map((g) => `${g.count}× ${g.first.reason} (first at ${g.first.source.file}:${g.first.source.line})`);
+  const more = sorted.length > kinds ? `; and ${sorted.length - kinds} more kinds` : '';
+  return `${rejected.length} row${rejected.length === 1 ? ' was' : 's were'} rejected: ${shown.join('; ')}${more}`;
+}
+
 /** Fit a profile to the rows and measure it by leave-one-plan-out against the base. */
 export function calibrate(loaded: LoadedRows, base: HardwareProfile, files: readonly string[] = [], opts: FitOptions = {}): CalibrationReport {
   const { rows, rejected } = loaded;
-  checkEnoughRows(rows, base, opts);
+  try {
+    checkEnoughRows(rows, base, opts);
+  } catch (e) {
+    // A refusal says why the other rows could not be used, grouped and counted.
+    if (e instanceof InputError && rejected.length) throw new InputError(`${e.message}; ${summarizeRejections(rejected)}`);
+    throw e;
+  }
   const before = accuracyOf(rows, base);
   const cv = crossValidate(rows, base, opts);
-  const after = accuracy(cv, rows.map((m) => m.stepTime), comparable(rows));
+  const after = accuracy(cv, rows.map((m) => m.stepTime), tauGroups(rows));
   const { profile: fitted, summary } = fitProfile(rows, base, opts);
   const note = `fitted by mesh-search calibrate (robust bounded least squares) from ${rows.length} measured rows` +
     `${files.length ? ` of ${files.join(', ')}` : ''}; leave-one-plan-out step-time MAPE ${pct(after.mape)} (base ${base.name}: ${pct(before.mape)})`;

@@ -5,7 +5,7 @@ import { axisIndex } from '../mesh/mesh.js';
 import { featuresOf, type Features } from './features.js';
 import { fitPhysics } from './physics.js';
 import { inProfileUnits, makeSpace, predict, toProfile, type ParamSpace } from './model.js';
-import { robustFit, unidentifiable, type LsqProblem } from './solve.js';
+import { groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 import { OP_CLASSES } from './types.js';
 
@@ -83,37 +83,63 @@ export interface FitSetup {
 }
 
 export function setupFit(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): FitSetup {
-  const features = rows.map((m) => featuresOf(m.program, base));
+  // Rows of one plan share one program: its features and its prediction are worked out once.
+  const byProgram = new Map<Measurement['program'], number>();
+  const unique: Features[] = [];
+  const slot = rows.map((m) => {
+    let k = byProgram.get(m.program);
+    if (k === undefined) {
+      byProgram.set(m.program, (k = unique.length));
+      unique.push(featuresOf(m.program, base));
+    }
+    return k;
+  });
+  const features = rows.map((_, i) => unique[slot[i]]);
   const space = makeSpace(base, axesOf(rows, features, base));
   const obs = observationsOf(rows);
   const m = space.defs.length;
   const hold = opts.hold ?? [];
   const fixed = space.defs.map((d) => hold.some((h) => d.name === h || d.name.startsWith(`${h}.`)));
-  const evaluate = (theta: Float64Array) => {
-    const preds = features.map((f) => predict(f, theta, space));
-    const r = new Float64Array(obs.length);
-    const J: Float64Array[] = [];
-    obs.forEach((o, i) => {
-      const p = preds[o.row];
-      const v = o.what.type === 'step' ? p.step : o.what.type === 'compute' ? p.compute[o.what.klass] : p.comm.get(o.what.key) ?? { value: 0, grad: new Float64Array(m) };
-      // Relative error: step times span orders of magnitude across models and meshes.
-      r[i] = (v.value - o.measured) / o.measured;
-      J.push(v.grad.map((g) => g / o.measured));
+  // A group: one program and one kind of time. Its observations share a prediction (errors are
+  // relative: step times span orders of magnitude across models and meshes).
+  const groupIds = new Map<string, number>();
+  const members: { program: number; what: Observation['what'] }[] = [];
+  const groupOf = Int32Array.from(obs, (o) => {
+    const key = `${slot[o.row]}|${o.what.type === 'step' ? 'step' : o.what.type === 'compute' ? o.what.klass : `comm:${o.what.key}`}`;
+    let g = groupIds.get(key);
+    if (g === undefined) {
+      groupIds.set(key, (g = members.length));
+      members.push({ program: slot[o.row], what: o.what });
+    }
+    return g;
+  });
+  const none = { value: 0, grad: new Float64Array(m) };
+  const predictGroups = (theta: Float64Array) => {
+    const preds = unique.map((f) => predict(f, theta, space));
+    const value = new Float64Array(members.length);
+    const grad = members.map((g, k) => {
+      const p = preds[g.program];
+      const v = g.what.type === 'step' ? p.step : g.what.type === 'compute' ? p.compute[g.what.klass] : p.comm.get(g.what.key) ?? none;
+      value[k] = v.value;
+      return v.grad;
     });
-    return { r, J };
+    return { value, grad };
   };
   const start = Float64Array.from(space.defs, (d) => d.base);
   // Identifiability is judged with nothing hidden (overlap 0), where every term shows in the step.
   const probe = Float64Array.from(start);
   probe[space.overlap] = 0;
-  const held = unidentifiable(evaluate(probe).J, fixed, space.defs.map((d) => d.priority));
-  for (const j of held) fixed[j] = true;
   const problem: LsqProblem = {
     lo: Float64Array.from(space.defs, (d) => d.lo),
     hi: Float64Array.from(space.defs, (d) => d.hi),
     fixed,
-    evaluate,
+    groupOf,
+    measured: Float64Array.from(obs, (o) => o.measured),
+    groups: members.length,
+    predict: predictGroups,
   };
+  const held = unidentifiable(groupJacobian(problem, probe), fixed, space.defs.map((d) => d.priority));
+  for (const j of held) fixed[j] = true;
   return { space, features, obs, problem, start, fixed, free: fixed.filter((f) => !f).length };
 }
 

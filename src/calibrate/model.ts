@@ -50,13 +50,13 @@ export function makeSpace(base: HardwareProfile, axisLinks: ReadonlyMap<string, 
   }
   for (const k of OP_CLASSES) {
     const h = base.efficiencyHalfWork?.[k] ?? 0;
-    kernel[k] = add({ name: `efficiencyHalfWork.${k}`, kind: { type: 'kernel', klass: k }, lo: 0, hi: Infinity, base: h / base.efficiency[k], priority: 1 });
+    kernel[k] = add({ name: `efficiencyHalfWork.${k}`, kind: { type: 'kernel', klass: k }, lo: 0, hi: 1e18, base: h / base.efficiency[k], priority: 1 });
   }
   const invBandwidth = new Map<string, number>();
   const latency = new Map<string, number>();
   for (const [axis, link] of axisLinks) {
-    invBandwidth.set(axis, add({ name: `bandwidth.${axis}`, kind: { type: 'invBandwidth', axis }, lo: MIN_INV_BANDWIDTH, hi: Infinity, base: 1 / link.bandwidth, priority: 5 }));
-    latency.set(axis, add({ name: `latency.${axis}`, kind: { type: 'latency', axis }, lo: 0, hi: Infinity, base: link.latency, priority: 2 }));
+    invBandwidth.set(axis, add({ name: `bandwidth.${axis}`, kind: { type: 'invBandwidth', axis }, lo: MIN_INV_BANDWIDTH, hi: 1e-3, base: 1 / link.bandwidth, priority: 5 }));
+    latency.set(axis, add({ name: `latency.${axis}`, kind: { type: 'latency', axis }, lo: 0, hi: 1, base: link.latency, priority: 2 }));
   }
   const overlap = add({ name: 'overlap', kind: { type: 'overlap' }, lo: 0, hi: 1, base: base.overlap, priority: 3 });
   return { defs, inv, kernel, invBandwidth, latency, overlap };

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
 import { innerSize } from '../mesh/mesh.js';
-import { robustFit, type LsqProblem } from './solve.js';
+import { boundedLm, evaluate, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 
 /**
@@ -81,6 +81,11 @@ function paramsFor(rows: readonly Measurement[], base: HardwareProfile): Param[]
       get: (p) => p.levels[i].link.efficiency?.allreduce ?? 1,
       set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, efficiency: { allreduce: v, allgather: v, 'reduce-scatter': v, 'all-to-all': v, send: v } } })),
     });
+    out.push({
+      name: `levels.${name}.latency`, lo: 1e-8, hi: 1e-2, base: Math.max(1e-8, base.levels[i].link.latency), log: true, scale: 1,
+      get: (p) => p.levels[i].link.latency,
+      set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, latency: v } })),
+    });
   }
   return out;
 }
@@ -95,35 +100,46 @@ export function fitPhysics(rows: readonly Measurement[], base: HardwareProfile, 
   if (rows.length === 0) throw new InputError('no usable rows to fit a profile to');
   const params = paramsFor(rows, base).filter((p) => !hold.some((h) => p.name === h || p.name.startsWith(`${h}.`)));
   const profileOf = (theta: Float64Array) => params.reduce((p, q, j) => q.set(p, theta[j]), base);
-  const residuals = (theta: Float64Array): Float64Array => {
+  // Each row is its own group (relative error of its priced step); each prior a group measured as 1,
+  // predicted as 1 + its penalty, so that its residual is the penalty itself.
+  const n = rows.length + params.length;
+  const values = (theta: Float64Array): Float64Array => {
     const p = profileOf(theta);
-    const r = new Float64Array(rows.length + params.length);
-    rows.forEach((m, i) => { r[i] = price(m.program, p).time.step / m.stepTime - 1; });
+    const v = new Float64Array(n);
+    rows.forEach((m, i) => { v[i] = price(m.program, p).time.step; });
     params.forEach((q, j) => {
-      r[rows.length + j] = PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
+      v[rows.length + j] = 1 + PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
     });
-    return r;
+    return v;
   };
   const problem: LsqProblem = {
     lo: Float64Array.from(params, (q) => q.lo),
     hi: Float64Array.from(params, (q) => q.hi),
     fixed: params.map(() => false),
-    evaluate(theta) {
-      const r = residuals(theta);
+    groupOf: Int32Array.from({ length: n }, (_, i) => i),
+    measured: Float64Array.from({ length: n }, (_, i) => (i < rows.length ? rows[i].stepTime : 1)),
+    groups: n,
+    predict(theta) {
+      const value = values(theta);
       // Forward differences: the cost model is piecewise smooth (maxima of stages, of the roofline).
-      const J = Array.from(r, () => new Float64Array(theta.length));
+      const grad = Array.from(value, () => new Float64Array(theta.length));
       for (let j = 0; j < theta.length; j++) {
         const h = Math.max(1e-6, Math.abs(theta[j]) * 1e-4) * (theta[j] + 1e-6 > problem.hi[j] ? -1 : 1);
         const t = Float64Array.from(theta);
         t[j] += h;
-        const r2 = residuals(t);
-        for (let i = 0; i < r.length; i++) J[i][j] = (r2[i] - r[i]) / h;
+        const v2 = values(t);
+        for (let i = 0; i < n; i++) grad[i][j] = (v2[i] - value[i]) / h;
       }
-      return { r, J };
+      return { value, grad };
     },
   };
   const start = Float64Array.from(params, (q) => Math.min(q.hi, Math.max(q.lo, q.get(base))));
-  const res = robustFit(problem, start);
+  // Plain least squares: with a handful of rows per family a robust weighting would call any row
+  // a few percent off an outlier (the prior's residuals set its scale).
+  const w = new Float64Array(rows.length + params.length).fill(1);
+  const lm = boundedLm(problem, start, w);
+  const { r } = evaluate(problem, lm.theta);
+  const res = { theta: lm.theta, residuals: r, weights: w, iterations: lm.iterations };
   const profile = validateProfile(profileOf(res.theta), 'calibrated profile');
   let inSample = 0;
   for (let i = 0; i < rows.length; i++) inSample += Math.abs(res.residuals[i]);

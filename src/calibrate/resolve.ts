@@ -2,7 +2,8 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { InputError } from '../errors.js';
 import { findProfile } from './host.js';
 import type { OpClassName } from '../cost/profile.js';
-import { readJsonFile } from '../cli/inputs.js';
+import { decimal, readJsonFile } from '../inputs/index.js';
+import type { Program } from '../lower/program.js';
 import { lower } from '../lower/lower.js';
 import { describePlan, makePlan } from '../lower/plan.js';
 import { formatMesh, parseMesh } from '../mesh/mesh.js';
@@ -36,24 +37,36 @@ export interface RawRow {
 export interface ResolveContext {
   readonly device: string;
   readonly graphs: Map<string, Graph>;
+  /** Rows of one plan share one lowered program (and so one set of features and one price). */
+  readonly programs: Map<string, Program>;
 }
 
 export function newContext(device: string): ResolveContext {
-  return { device, graphs: new Map() };
+  return { device, graphs: new Map(), programs: new Map() };
 }
 
 const describe = (v: unknown) => (v === undefined || v === '' ? 'nothing' : JSON.stringify(v));
 
+/**
+ * Times a row may hold: from a microsecond (below that no training step, nor a measured per-class
+ * sum, is real: relative errors would blow up) to a day.
+ */
+export const MIN_SECONDS = 1e-6;
+export const MAX_SECONDS = 86_400;
+
 function seconds(v: unknown, what: string): number {
   if (v === undefined || v === null || v === '') throw new InputError(`${what} is missing`);
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  if (!Number.isFinite(n) || n <= 0) throw new InputError(`${what} must be a positive number of seconds, got ${describe(v)}`);
+  const n = decimal(v);
+  if (n === undefined) throw new InputError(`${what} must be a decimal number of seconds, got ${describe(v)}`);
+  if (!(n >= MIN_SECONDS && n <= MAX_SECONDS)) throw new InputError(`${what} must be from ${MIN_SECONDS} to ${MAX_SECONDS} seconds, got ${describe(v)}`);
   return n;
 }
 
-function optionalInt(v: unknown): unknown {
+function optionalInt(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null || v === '') return undefined;
-  return typeof v === 'string' && /^\s*-?[0-9]+\s*$/.test(v) ? Number(v) : v;
+  const n = decimal(v);
+  if (n === undefined || !Number.isSafeInteger(n)) throw new InputError(`${what} must be an integer, got ${describe(v)}`);
+  return n;
 }
 
 function optionalBool(v: unknown, what: string): boolean | undefined {
@@ -64,7 +77,7 @@ function optionalBool(v: unknown, what: string): boolean | undefined {
 }
 
 function withBatch(spec: ModelSpec, batch: unknown): ModelSpec {
-  const b = optionalInt(batch);
+  const b = optionalInt(batch, 'batch');
   if (b === undefined) return spec;
   if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 1) throw new InputError(`batch must be a positive integer number of sequences, got ${describe(batch)}`);
   return parseModelSpec({ ...spec, batch: b }, `model ${spec.name} with batch ${b}`);
@@ -110,15 +123,20 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const layout = raw.layout ?? '';
   if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
   const plan = makePlan(layout, {
-    zero: optionalInt(raw.zero), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches),
-    sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages),
+    zero: optionalInt(raw.zero, 'zero'), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute,
+    microbatches: optionalInt(raw.microbatches, 'microbatches'),
+    sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages, 'virtual_stages'),
   });
-  let program;
-  try {
-    program = lower(graph, mesh, plan);
-  } catch (e) {
-    if (e instanceof InputError) throw new InputError(`plan ${describePlan(plan)} is invalid on mesh ${formatMesh(mesh)}: ${e.message}`);
-    throw e;
+  const planKey = `${specKey}|${formatMesh(mesh)}|${describePlan(plan)}`;
+  let program = ctx.programs.get(planKey);
+  if (!program) {
+    try {
+      program = lower(graph, mesh, plan);
+    } catch (e) {
+      if (e instanceof InputError) throw new InputError(`plan ${describePlan(plan)} is invalid on mesh ${formatMesh(mesh)}: ${e.message}`);
+      throw e;
+    }
+    ctx.programs.set(planKey, program);
   }
   const compute: Partial<Record<OpClassName, number>> = {};
   for (const [k, v] of Object.entries(raw.compute)) {
@@ -135,7 +153,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   }
   return {
     source: raw.source, modelName: spec.name, graph, mesh, plan, program, stepTime, components: { compute, comm },
-    planKey: `${specKey}|${formatMesh(mesh)}|${describePlan(plan)}`,
+    planKey,
     problemKey: `${specKey}|${formatMesh(mesh)}`,
   };
 }

@@ -1,15 +1,54 @@
 import { Matrix, SingularValueDecomposition, solve } from 'ml-matrix';
 
 /**
- * A nonlinear least-squares problem in residual form: observation i has residual r_i(θ) and
- * gradient J_i(θ), and belongs to row rowOf[i] (robust weights are per observation).
+ * A nonlinear least-squares problem in relative residuals: observation i measured y_i of a
+ * quantity its group g predicts as v_g(θ) (rows of one plan share every prediction), so
+ * r_i = (v_g − y_i)/y_i with gradient ∇v_g / y_i. Robust weights are per observation; the
+ * linearised system sums over each group's observations, so a step costs O(groups), not O(rows).
  */
 export interface LsqProblem {
   readonly lo: Float64Array;
   readonly hi: Float64Array;
   /** Parameters held at their starting value. */
   readonly fixed: readonly boolean[];
-  evaluate(theta: Float64Array): { r: Float64Array; J: Float64Array[] };
+  /** Observation i's group. */
+  readonly groupOf: Int32Array;
+  readonly measured: Float64Array;
+  readonly groups: number;
+  /** Each group's prediction and its gradient. */
+  predict(theta: Float64Array): { value: Float64Array; grad: Float64Array[] };
+}
+
+/** Relative residuals of every observation at θ, with the groups' gradients. */
+export function evaluate(p: LsqProblem, theta: Float64Array): { r: Float64Array; grad: Float64Array[] } {
+  const { value, grad } = p.predict(theta);
+  const n = p.measured.length;
+  const r = new Float64Array(n);
+  for (let i = 0; i < n; i++) r[i] = (value[p.groupOf[i]] - p.measured[i]) / p.measured[i];
+  return { r, grad };
+}
+
+/**
+ * Σ_i w_i (r_i + J_i·δ)² is, per group, A_g (∇v_g·δ + G_g/A_g)² plus a constant, with
+ * A_g = Σ w_i / y_i² and G_g = Σ w_i r_i / y_i: one least-squares row per group.
+ */
+function groupSums(p: LsqProblem, r: Float64Array, w: Float64Array): { A: Float64Array; G: Float64Array } {
+  const A = new Float64Array(p.groups);
+  const G = new Float64Array(p.groups);
+  for (let i = 0; i < r.length; i++) {
+    const g = p.groupOf[i];
+    const y = p.measured[i];
+    A[g] += w[i] / (y * y);
+    G[g] += (w[i] * r[i]) / y;
+  }
+  return { A, G };
+}
+
+/** The groups' rows of the weighted Jacobian, √A_g ∇v_g (its JᵀWJ is the observations'). */
+export function groupJacobian(p: LsqProblem, theta: Float64Array, w?: Float64Array): Float64Array[] {
+  const { r, grad } = evaluate(p, theta);
+  const { A } = groupSums(p, r, w ?? new Float64Array(r.length).fill(1));
+  return grad.map((g, k) => g.map((x) => Math.sqrt(A[k]) * x));
 }
 
 export interface LsqResult {
@@ -35,19 +74,20 @@ function cost(r: Float64Array, w: Float64Array): number {
  */
 export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, maxIter = 200): { theta: Float64Array; iterations: number } {
   let theta = Float64Array.from(theta0, (v, j) => clip(v, p.lo[j], p.hi[j]));
-  let { r, J } = p.evaluate(theta);
+  let { r, grad } = evaluate(p, theta);
   let c = cost(r, w);
   let lambda = 1e-3;
   let it = 0;
-  const n = r.length;
+  const n = p.groups;
   for (; it < maxIter; it++) {
     const m = theta.length;
+    const { A: sumA, G: sumG } = groupSums(p, r, w);
     const g = new Float64Array(m);
     const norm = new Float64Array(m);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < m; j++) {
-        g[j] += w[i] * r[i] * J[i][j];
-        norm[j] += w[i] * J[i][j] * J[i][j];
+        g[j] += sumG[i] * grad[i][j];
+        norm[j] += sumA[i] * grad[i][j] * grad[i][j];
       }
     }
     const free: number[] = [];
@@ -65,9 +105,10 @@ export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, 
       const A = new Matrix(n + free.length, free.length);
       const b = new Matrix(n + free.length, 1);
       for (let i = 0; i < n; i++) {
-        const sw = Math.sqrt(w[i]);
-        for (let k = 0; k < free.length; k++) A.set(i, k, (sw * J[i][free[k]]) / d[k]);
-        b.set(i, 0, -sw * r[i]);
+        const sa = Math.sqrt(sumA[i]);
+        if (sa === 0) continue;
+        for (let k = 0; k < free.length; k++) A.set(i, k, (sa * grad[i][free[k]]) / d[k]);
+        b.set(i, 0, -sumG[i] / sa);
       }
       for (let k = 0; k < free.length; k++) A.set(n + k, k, Math.sqrt(lambda));
       const step = solve(A, b);
@@ -76,13 +117,13 @@ export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, 
         const j = free[k];
         next[j] = clip(theta[j] + step.get(k, 0) / d[k], p.lo[j], p.hi[j]);
       }
-      const e = p.evaluate(next);
+      const e = evaluate(p, next);
       const cn = cost(e.r, w);
       if (Number.isFinite(cn) && cn < c) {
         const gain = c - cn;
         theta = next;
         r = e.r;
-        J = e.J;
+        grad = e.grad;
         c = cn;
         lambda = Math.max(lambda / 3, 1e-12);
         // Converged when a step gains less than a part in 1e10 of the cost (or the cost is ~0).
@@ -96,16 +137,14 @@ export function boundedLm(p: LsqProblem, theta0: Float64Array, w: Float64Array, 
   return { theta, iterations: it };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-}
-
 /** Robust scale of relative residuals (MAD), floored: exact synthetic data must not make every error an outlier. */
 function robustScale(r: Float64Array, floor: number): number {
-  const abs = Array.from(r, Math.abs);
-  return Math.max(1.4826 * median(abs), floor);
+  const abs = new Float64Array(r.length);
+  for (let i = 0; i < r.length; i++) abs[i] = Math.abs(r[i]);
+  abs.sort();
+  const h = abs.length >> 1;
+  const median = abs.length % 2 ? abs[h] : (abs[h - 1] + abs[h]) / 2;
+  return Math.max(1.4826 * median, floor);
 }
 
 /**
@@ -114,13 +153,13 @@ function robustScale(r: Float64Array, floor: number): number {
  */
 export function robustFit(p: LsqProblem, theta0: Float64Array, opts: { scaleFloor?: number } = {}): LsqResult {
   const floor = opts.scaleFloor ?? 0.01;
-  const n = p.evaluate(theta0).r.length;
+  const n = p.measured.length;
   let w = new Float64Array(n).fill(1);
   let { theta, iterations } = boundedLm(p, theta0, w);
   const rounds: ['huber' | 'bisquare', number][] = [['huber', 10], ['bisquare', 10]];
   for (const [kind, count] of rounds) {
     for (let k = 0; k < count; k++) {
-      const { r } = p.evaluate(theta);
+      const { r } = evaluate(p, theta);
       const s = robustScale(r, floor);
       const next = new Float64Array(n);
       for (let i = 0; i < n; i++) {
@@ -136,7 +175,7 @@ export function robustFit(p: LsqProblem, theta0: Float64Array, opts: { scaleFloo
       if (!moved) break;
     }
   }
-  return { theta, weights: w, residuals: p.evaluate(theta).r, iterations };
+  return { theta, weights: w, residuals: evaluate(p, theta).r, iterations };
 }
 
 /**
@@ -167,7 +206,7 @@ export function unidentifiable(J: Float64Array[], fixed: boolean[], priority: re
     const V = svd.rightSingularVectors;
     let kmin = 0;
     for (let k = 1; k < sv.length; k++) if (sv[k] < sv[kmin]) kmin = k;
-    if (sv[kmin] > tol * Math.max(...sv)) return held;
+    if (sv[kmin] > tol * sv.reduce((a, b) => Math.max(a, b), 0)) return held;
     let pick = -1;
     for (let k = 0; k < cols.length; k++) {
       if (Math.abs(V.get(k, kmin)) < 0.1) continue;

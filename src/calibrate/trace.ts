@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import type { OpClassName } from '../cost/profile.js';
-import { readJsonFile } from '../cli/inputs.js';
+import { readJsonFile } from '../inputs/index.js';
 import type { RawRow } from './resolve.js';
 import { OP_CLASSES } from './types.js';
 import type { Trace, TraceEvent } from '../runtime/trace.js';
@@ -29,7 +29,7 @@ function median(xs: number[]): number {
 export type StepStatistic = 'median' | 'min';
 
 export function traceToRow(value: unknown, file: string, statistic: StepStatistic = 'min'): RawRow {
-  const pick = statistic === 'min' ? (xs: number[]) => Math.min(...xs) : median;
+  const pick = statistic === 'min' ? (xs: number[]) => xs.reduce((a, b) => Math.min(a, b), Infinity) : median;
   const source = { file, line: 1 };
   const bad = (problem: string): RawRow => ({ source, model: undefined, mesh: undefined, layout: undefined, stepTime: undefined, compute: {}, comm: {}, problem });
   if (typeof value !== 'object' || value === null) return bad('not a trace: expected { traceEvents, otherData }');
@@ -38,6 +38,8 @@ export function traceToRow(value: unknown, file: string, statistic: StepStatisti
   if (!Array.isArray(t.traceEvents)) return bad('not a trace: "traceEvents" is not a list');
   if (typeof od !== 'object' || od === null) return bad('not a mesh-search trace: no "otherData" with mesh, model, plan and steps');
   if (!Array.isArray(od.steps) || od.steps.length === 0) return bad('the trace records no steps (otherData.steps is empty)');
+  const malformed = checkEvents(t.traceEvents) ?? checkSteps(od.steps);
+  if (malformed) return bad(malformed);
   const plan = (od.plan ?? {}) as Partial<Trace['otherData']['plan']>;
   const skipFirst = od.steps.length >= 2;
   const used = od.steps.slice(skipFirst ? 1 : 0);
@@ -108,6 +110,37 @@ export function traceToRow(value: unknown, file: string, statistic: StepStatisti
     source, model: od.model, mesh: od.mesh, layout: plan.layout, zero: plan.zero, recompute: plan.recompute,
     microbatches: plan.microbatches, stepTime, compute, comm,
   };
+}
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The first event a trace reader cannot take as written (wrong types, negative times), named; null when all are fine. */
+function checkEvents(events: readonly unknown[]): string | null {
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    const at = `traceEvents[${i}]`;
+    if (!isObject(e)) return `${at} is not an object`;
+    if (e.ph !== 'X') continue;
+    if (!finite(e.ts) || !finite(e.dur) || e.dur < 0) return `${at}: "ts" and "dur" must be finite numbers (microseconds), "dur" >= 0`;
+    if (!Number.isSafeInteger(e.tid) || (e.tid as number) < 0) return `${at}: "tid" must be a device number, got ${JSON.stringify(e.tid)}`;
+    if (e.args === undefined) continue;
+    if (!isObject(e.args)) return `${at}: "args" must be an object`;
+    const a = e.args;
+    if (a.step !== undefined && (!Number.isSafeInteger(a.step) || (a.step as number) < 0)) return `${at}: args.step must be a step number, got ${JSON.stringify(a.step)}`;
+    if (a.axes !== undefined && a.axes !== null && !(Array.isArray(a.axes) && a.axes.every((x) => typeof x === 'string'))) return `${at}: args.axes must be a list of axis names, got ${JSON.stringify(a.axes)}`;
+    if (a.klass !== undefined && typeof a.klass !== 'string') return `${at}: args.klass must be an op class name, got ${JSON.stringify(a.klass)}`;
+  }
+  return null;
+}
+
+function checkSteps(steps: readonly unknown[]): string | null {
+  for (let i = 0; i < steps.length; i++) {
+    const s = steps[i];
+    if (!isObject(s)) return `otherData.steps[${i}] is not an object with loss and seconds`;
+    if (s.seconds !== undefined && !finite(s.seconds)) return `otherData.steps[${i}].seconds must be a number, got ${JSON.stringify(s.seconds)}`;
+  }
+  return null;
 }
 
 export function readTraceFile(path: string, statistic?: StepStatistic): RawRow {

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { DEFAULT_DEVICE } from '../cost/presets.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { loadDevice } from '../cli/inputs.js';
+import { loadDevice } from '../inputs/index.js';
 import { describePlan } from '../lower/plan.js';
 import { formatMesh } from '../mesh/mesh.js';
 import { isRejection, newContext, resolveRow, type RawRow } from './resolve.js';

@@ -8,7 +8,7 @@ import { registerCommands } from './commands/index.js';
  */
 export async function main(argv: string[]): Promise<number> {
   let usageError: string | null = null;
-  let parser: Argv = yargs(argv)
+  let parser: Argv = yargs(attachDashValues(argv))
     .scriptName('mesh-search')
     .usage('mesh-search: find the best Mesh-TensorFlow layout to train a Transformer on a mesh of accelerators.\n\nUsage: $0 [command] --mesh 16x32 --model transformer-5b [options]')
     .strict()
@@ -41,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     if (usageError !== null) {
       // A usage error stops before the command; report it, not what followed from it.
     } else if (e instanceof InputError) {
-      process.stderr.write(`mesh-search: ${e.message}\n`);
+      process.stderr.write(`mesh-search: ${oneLine(e.message)}\n`);
       return 2;
     } else {
       process.stderr.write(`mesh-search: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
@@ -49,8 +49,32 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   if (usageError !== null) {
-    process.stderr.write(`mesh-search: ${String(usageError).replace(/\s*\n\s*/g, ' ')} (see mesh-search --help)\n`);
+    process.stderr.write(`mesh-search: ${oneLine(String(usageError).replace(/\s*\n\s*/g, ' '))} (see mesh-search --help)\n`);
     return 2;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
+}
+
+/** An error is one line: a newline the user typed (in a layout, say) is shown as \\n. */
+export function oneLine(message: string): string {
+  return message.replace(/\r\n|\r|\n/g, '\\n');
+}
+
+/**
+ * `--mesh -2x4` is a value that starts with a dash: yargs would read it as the short flags -2, -x
+ * and -4. A `--flag` followed by a word starting with a dash and a digit takes it as its value.
+ */
+export function attachDashValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (/^--[A-Za-z][\w-]*$/.test(a) && next !== undefined && /^-[0-9.]/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
 }

@@ -155,6 +155,9 @@ export interface StageSums { all: number; first: number; last: number }
 /** Per collective, for the estimate's table: kind, axes, buffer bytes and executions per step. */
 export interface Detail {
   byAxis: Record<string, number>;
+  /** Seconds per step by op class, and in collectives by axes (what benchmark rows may measure). */
+  classTime?: Record<string, number>;
+  commTime?: Record<string, number>;
   collectives: Map<string, { kind: string; axes: string[]; bytes: number; count: number }>;
 }
 
@@ -183,7 +186,9 @@ export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number,
     const perMb = r.perStage;
     const flops = r.flops.perSeq * mb + r.flops.fixed;
     const stage = r.stage;
-    into[stage] += opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
+    const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
+    into[stage] += ot;
+    if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + ot * M;
     if (model && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
     for (const c of r.collectives) {
       const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
@@ -194,6 +199,7 @@ export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number,
       communication += t * M;
       bytesPerDevice += sent * perMb * M;
       if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
+      if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t * M;
     }
   };
   for (const r of l.forward) add(r, fwd, r.model);
@@ -231,7 +237,9 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
   let communicationPerStep = 0, communicationPerMicrobatch = 0, bytesPerStep = 0, bytesPerMicrobatch = 0;
   for (const op of strategyOps(l, plan)) {
     if (op.kind === 'send') continue; // sendTime prices them
-    optimizer += opTime(profile, op, peak) * op.count;
+    const ot = opTime(profile, op, peak) * op.count;
+    optimizer += ot;
+    if (detail?.classTime) detail.classTime[op.klass] = (detail.classTime[op.klass] ?? 0) + ot;
     // ZeRO-2 and -3 reduce-scatter the gradient after every microbatch (instantiate.ts strategyOps).
     const perMicrobatch = op.phase === 'sync' && plan.zero >= 2 && op.collectives[0]?.kind === 'reduce-scatter';
     const everyMicrobatch = perMicrobatch || op.phase === 'forward';
@@ -245,6 +253,7 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
         bytesPerStep += c.sent * op.count;
       }
       note(detail, c, op.count);
+      if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t;
       if (c.role === 'gather') {
         if (op.phase === 'forward') gatherPerMicrobatch += t / M;
         else gatherPerStep += t;
@@ -263,6 +272,7 @@ export function sendTime(l: LayoutLowering, plan: Plan, profile: HardwareProfile
   const t = collectiveTime(profile, l.mesh, { kind: 'send', mask, sent: msg });
   const count = plan.microbatches * plan.virtualStages;
   if (detail) for (let i = 0; i < 2; i++) note(detail, { kind: 'send', axes: maskAxes(l.mesh, mask), bytes: msg, sent: msg }, count);
+  if (detail?.commTime) detail.commTime[maskAxes(l.mesh, mask).join('+')] = (detail.commTime[maskAxes(l.mesh, mask).join('+')] ?? 0) + 2 * t * count;
   return { perMicrobatch: 2 * plan.virtualStages * t, bytes: 2 * msg * count };
 }
 
@@ -314,6 +324,16 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
     compute, communication: w.communication + s.communicationPerStep + M * (s.communicationPerMicrobatch + send.perMicrobatch), exposed, bubble, step,
     bytesPerDevice: w.bytesPerDevice + s.bytesPerStep + M * s.bytesPerMicrobatch + send.bytes, memory, mfu: w.modelFlops / (step * l.mesh.size * peak),
   };
+}
+
+/** A program's step time with its seconds per op class and per collective axes (what calibration fits to). */
+export function priceParts(program: Program, profile: HardwareProfile): { step: number; classTime: Record<string, number>; commTime: Record<string, number> } {
+  const { plan, lowering } = program;
+  const detail: Detail = { byAxis: {}, collectives: new Map(), classTime: {}, commTime: {} };
+  const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
+  const s = strategyCost(lowering, plan, profile, detail);
+  sendTime(lowering, plan, profile, detail);
+  return { step: stepParts(lowering, plan, profile, w, s, program.memory).step, classTime: detail.classTime!, commTime: detail.commTime! };
 }
 
 /** Price a lowered program on a hardware profile. */

@@ -74,28 +74,32 @@ export interface HardwareProfile {
 export function validateProfile(value: unknown, where = 'profile'): HardwareProfile {
   check(typeof value === 'object' && value !== null && !Array.isArray(value), `${where}: expected a JSON object`);
   const o = value as Record<string, unknown>;
-  const pos = (v: unknown, what: string) =>
-    check(typeof v === 'number' && Number.isFinite(v) && v > 0, `${where}: ${what} must be a positive number, got ${JSON.stringify(v)}`);
+  // Finite and within what hardware can be (bounds well outside every datasheet): absurd numbers would price as Infinity or NaN.
+  const num = (v: unknown, what: string, lo: number, hi: number, unit: string) =>
+    check(typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi, `${where}: ${what} must be a number from ${lo} to ${hi}${unit}, got ${JSON.stringify(v) ?? 'nothing'}`);
+  const pos = (v: unknown, what: string, lo = 1e3, hi = 1e18, unit = '') => num(v, what, lo, hi, unit);
+  const latency = (v: unknown, what: string) => num(v, what, 0, 1, ' s');
   check(typeof o.name === 'string', `${where}: "name" must be a string`);
   const peak = o.peakFlops as Record<string, unknown> | undefined;
   check(typeof peak === 'object' && peak !== null, `${where}: "peakFlops" must be an object by dtype`);
-  for (const d of ['bfloat16', 'float16', 'float32']) pos(peak[d], `peakFlops.${d}`);
-  pos(o.memoryBytes, 'memoryBytes');
-  pos(o.memoryBandwidth, 'memoryBandwidth');
+  for (const d of ['bfloat16', 'float16', 'float32']) pos(peak[d], `peakFlops.${d}`, 1e6, 1e18, ' FLOP/s');
+  pos(o.memoryBytes, 'memoryBytes', 2 ** 20, 2 ** 50, ' bytes');
+  pos(o.memoryBandwidth, 'memoryBandwidth', 1e6, 1e16, ' bytes/s');
   check(Array.isArray(o.levels) && o.levels.length > 0, `${where}: "levels" must be a non-empty list`);
   for (const [i, l] of (o.levels as Record<string, unknown>[]).entries()) {
     check(typeof l === 'object' && l !== null, `${where}: levels[${i}] must be an object`);
-    pos(l.devices, `levels[${i}].devices`);
+    check(Number.isSafeInteger(l.devices) && (l.devices as number) >= 1, `${where}: levels[${i}].devices must be an integer >= 1, got ${JSON.stringify(l.devices)}`);
     const link = l.link as Record<string, unknown>;
     check(typeof link === 'object' && link !== null, `${where}: levels[${i}].link must be an object`);
-    pos(link.bandwidth, `levels[${i}].link.bandwidth`);
-    check(typeof link.latency === 'number' && link.latency >= 0, `${where}: levels[${i}].link.latency must be >= 0`);
+    pos(link.bandwidth, `levels[${i}].link.bandwidth`, 1e3, 1e18, ' bytes/s');
+    latency(link.latency, `levels[${i}].link.latency`);
   }
   if (o.axisLinks !== undefined) {
-    check(typeof o.axisLinks === 'object' && o.axisLinks !== null, `${where}: "axisLinks" must be an object`);
+    check(typeof o.axisLinks === 'object' && o.axisLinks !== null && !Array.isArray(o.axisLinks), `${where}: "axisLinks" must be an object`);
     for (const [a, l] of Object.entries(o.axisLinks as Record<string, Record<string, unknown>>)) {
-      pos(l?.bandwidth, `axisLinks.${a}.bandwidth`);
-      check(typeof l.latency === 'number' && l.latency >= 0, `${where}: axisLinks.${a}.latency must be >= 0`);
+      check(typeof l === 'object' && l !== null, `${where}: axisLinks.${a} must be an object with bandwidth and latency`);
+      pos(l.bandwidth, `axisLinks.${a}.bandwidth`, 1e3, 1e18, ' bytes/s');
+      latency(l.latency, `axisLinks.${a}.latency`);
     }
   }
   const eff = o.efficiency as Record<string, unknown>;
@@ -109,10 +113,12 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     check(typeof h === 'object' && h !== null && !Array.isArray(h), `${where}: "efficiencyHalfWork" must be an object by op class`);
     for (const [k, v] of Object.entries(h)) {
       check(['matmul', 'elementwise', 'softmax', 'reduction'].includes(k), `${where}: efficiencyHalfWork.${k} is not an op class (matmul, elementwise, softmax, reduction)`);
-      check(typeof v === 'number' && Number.isFinite(v) && v >= 0, `${where}: efficiencyHalfWork.${k} must be a number >= 0, got ${JSON.stringify(v)}`);
+      num(v, `efficiencyHalfWork.${k}`, 0, 1e18, '');
     }
   }
-  check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1]`);
+  check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1], got ${JSON.stringify(o.overlap) ?? 'nothing'}`);
+  check(o.description === undefined || typeof o.description === 'string', `${where}: "description" must be a string`);
+  check(o.sources === undefined || (typeof o.sources === 'object' && o.sources !== null && !Array.isArray(o.sources)), `${where}: "sources" must be an object`);
   const optional = (key: string, ok: (v: number) => boolean, what: string) => {
     const v = o[key];
     if (v === undefined) return;

@@ -1,11 +1,12 @@
 import { InputError } from '../errors.js';
+import { ENGINES } from '../engine/index.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { Plan } from '../lower/plan.js';
 import type { ModelSpec } from '../model/spec.js';
 
 /** The export formats, as `--format` spells them. */
-export const FORMATS = ['mesh-tf', 't5x', 'maxtext', 'megatron', 'deepspeed', 'torchtitan'] as const;
+export const FORMATS = ENGINES;
 export type Format = (typeof FORMATS)[number];
 
 /** What an export reads: a plan with the mesh, model and hardware it was made for. */
@@ -33,17 +34,5 @@ export class UnsupportedPlanError extends InputError {
   constructor(readonly format: Format, readonly missing: readonly string[]) {
     super(`${format} cannot express this plan: ${missing.join('; ')}`);
     this.name = 'UnsupportedPlanError';
-  }
-}
-
-/** Collects what a target lacks, then throws them all at once. */
-export class Missing {
-  readonly items: string[] = [];
-  constructor(readonly format: Format) {}
-  need(cond: unknown, reason: string | (() => string)): void {
-    if (!cond) this.items.push(typeof reason === 'string' ? reason : reason());
-  }
-  throwIfAny(): void {
-    if (this.items.length > 0) throw new UnsupportedPlanError(this.format, this.items);
   }
 }

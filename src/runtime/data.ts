@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../errors.js';
+import { checkReadable } from '../inputs/index.js';
 import type { ModelSpec } from '../model/spec.js';
 
 /** The text `train` reads unless told otherwise: public domain, shipped in data/. */
@@ -9,6 +10,7 @@ export const DEFAULT_TEXT = join(dirname(fileURLToPath(import.meta.url)), '..', 
 
 /** Byte-level tokens of a text file; every byte must be below the model's vocabulary. */
 export function loadText(path: string, spec: ModelSpec): Uint8Array {
+  checkReadable(path, 'training text');
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);

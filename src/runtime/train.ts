@@ -10,6 +10,10 @@ import { DEFAULT_TEXT, loadText, textBatches } from './data.js';
 import { Executor, type Fault } from './executor.js';
 import { checkSimulable } from './index.js';
 import { ThreadedMesh } from './threads.js';
+import { checkWritable } from '../inputs/index.js';
+
+/** The most steps a checkpoint may claim (the CLI's --steps bound). */
+export const MAX_TRAIN_STEPS = 10_000_000;
 
 export interface TrainOptions {
   readonly spec: ModelSpec;
@@ -29,6 +33,8 @@ export interface TrainOptions {
   readonly onStep?: (step: number, loss: number, seconds: number) => void;
   /** Worker threads for the devices (default: one per core, at most one per device); 0: lockstep in this thread. */
   readonly threads?: number;
+  /** Asked between steps: true stops the run after the last complete step (and saves it, with `save`). */
+  readonly stop?: () => boolean;
 }
 
 export interface TrainResult {
@@ -37,12 +43,16 @@ export interface TrainResult {
   readonly losses: number[];
   readonly startStep: number;
   readonly tokensPerSecond: number;
+  /** The run stopped early because `stop` said so. */
+  readonly interrupted: boolean;
 }
 
 /** Learning rate for training the small model on text: larger than the check's 1e-3 (empirically, 3e-3 trains `tiny` fastest without diverging). */
 export const TRAIN_ADAM: AdamConfig = { ...DEFAULT_ADAM, lr: 3e-3 };
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
+  // The output path is checked before any work: a typo never costs a training run.
+  if (opts.save) checkWritable(opts.save, 'the checkpoint');
   const graph = buildGraph(opts.spec);
   const program = lower(graph, opts.mesh, opts.plan);
   checkSimulable(program);
@@ -54,7 +64,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // Lockstep: this executor runs the devices. Threads: it holds their states for checkpoints only.
   const ex = new Executor(program, { seed, adam, trace: false, ...(lockstep ? {} : { owns: () => false }) });
   let losses: number[] = [];
-  if (opts.resume) ({ seed, losses } = loadCheckpoint(opts.resume, ex));
+  if (opts.resume) ({ seed, losses } = loadCheckpoint(opts.resume, ex, MAX_TRAIN_STEPS));
   let mesh: ThreadedMesh | null = null;
   if (lockstep) {
     if (opts.fault) ex.fault = opts.fault;
@@ -70,8 +80,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const batches = textBatches(bytes, opts.spec, seed);
   const startStep = ex.stepIndex;
   let seconds = 0;
+  let interrupted = false;
   try {
     while (ex.stepIndex < opts.steps) {
+      // A turn of the event loop between steps, so that a signal handler can ask the run to stop.
+      await new Promise<void>((r) => setImmediate(r));
+      if (opts.stop?.()) {
+        interrupted = true;
+        break;
+      }
       const t0 = performance.now();
       const loss = mesh ? await mesh.step(batches(ex.stepIndex), opts.fault ?? null) : ex.step(batches(ex.stepIndex));
       if (mesh) ex.stepIndex++;
@@ -86,5 +103,5 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     mesh?.close();
   }
   const steps = ex.stepIndex - startStep;
-  return { backend, losses, startStep, tokensPerSecond: steps ? (steps * opts.spec.batch * opts.spec.seqLen) / seconds : 0 };
+  return { backend, losses, startStep, tokensPerSecond: steps ? (steps * opts.spec.batch * opts.spec.seqLen) / seconds : 0, interrupted };
 }

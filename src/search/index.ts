@@ -2,5 +2,6 @@
 export { search, planFromCandidate, type SearchOptions, type SearchResult, type Progress } from './search.js';
 export { exhaustive } from './exhaustive.js';
 export { SearchFailed, MESSAGES } from './pool.js';
-export type { Objective } from './protocol.js';
+export type { Objective, PlanFilter } from './protocol.js';
+export { planFilter, pricingProfile } from './filter.js';
 export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';

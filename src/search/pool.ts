@@ -22,7 +22,7 @@ export class SearchFailed extends Error {
 export const MESSAGES = {
   crashedTwice: (what: string, first: string, second: string) =>
     `the search failed: a worker crashed twice on the same share (${what}): ${first}; then ${second}`,
-  workerError: (what: string, error: string) => `the search failed: a worker reported an error on ${what}: ${error}`,
+  workerError: (what: string, error: string) => `the search failed: a worker threw twice on the same share (${what}): ${error}`,
   noWorkerFile: (path: string) => `the search worker ${path} is missing: build it with npm run build`,
 };
 
@@ -37,6 +37,7 @@ export function workerPath(): string {
 class InlineRunner implements Runner {
   readonly workers = 0;
   async run(task: Task): Promise<TaskResult> {
+    if (task.crash === 'throw') return runTask({ ...task, crash: undefined, throws: true });
     if (task.crash) throw new Error('worker exited (injected crash)');
     return runTask(task);
   }
@@ -95,24 +96,33 @@ export function makeRunner(workers: number | undefined, auto: number, inlineSeco
   return workers <= 0 ? new InlineRunner() : new PoolRunner(workers);
 }
 
-/** Run a share; a crash (a rejected run) is retried once, an error reported as data fails at once. */
-export async function runShare(runner: Runner, task: Task, what: string, crashes: (attempt: number) => boolean): Promise<TaskResult> {
+/** The first line of an error, without its stack: what a one-line report can carry. */
+const firstLine = (s: string) => s.split('\n')[0].trim();
+
+/**
+ * Run a share; a failure (a crashed thread, or an exception in the worker, reported as data) is
+ * retried once, then the search fails with one line naming the share and both errors.
+ */
+export async function runShare(runner: Runner, task: Task, what: string, crashes: (attempt: number) => boolean | 'throw'): Promise<TaskResult> {
   let first = '';
   for (let attempt = 0; attempt < 2; attempt++) {
-    let result: TaskResult;
+    let failure: string;
+    let crashed = true;
     try {
-      result = await runner.run(crashes(attempt) ? { ...task, crash: true } : task);
+      const fault = crashes(attempt);
+      const result = await runner.run(fault ? { ...task, crash: fault } : task);
+      if (result.kind !== 'error') return result;
+      failure = firstLine(result.error);
+      crashed = false;
     } catch (e) {
       if (e instanceof SearchFailed) throw e;
-      const msg = (e as Error)?.message ?? String(e);
-      if (attempt === 0) {
-        first = msg;
-        continue;
-      }
-      throw new SearchFailed(MESSAGES.crashedTwice(what, first, msg));
+      failure = firstLine((e as Error)?.message ?? String(e));
     }
-    if (result.kind === 'error') throw new SearchFailed(MESSAGES.workerError(what, result.error));
-    return result;
+    if (attempt === 0) {
+      first = failure;
+      continue;
+    }
+    throw new SearchFailed(crashed ? MESSAGES.crashedTwice(what, first, failure) : MESSAGES.workerError(what, `${first}; then ${failure}`));
   }
   throw new Error('unreachable');
 }

@@ -15,6 +15,17 @@ export interface Context {
   readonly mesh: string;
   readonly profile: HardwareProfile;
   readonly objective: Objective;
+  /** Only plans this names are in the space (a structured-clonable spec; see PlanFilter). */
+  readonly filter?: PlanFilter;
+}
+
+/**
+ * A restriction of the plan space, by name so that it crosses to workers: today, the plans one
+ * training engine can express (src/engine whyNot). A filtered-out plan is never priced, so it is
+ * never an incumbent and never tightens a bound.
+ */
+export interface PlanFilter {
+  readonly engine: string;
 }
 
 /** A priced plan, small: enough to rank it and to rebuild it. */
@@ -42,9 +53,15 @@ export interface Bounds {
   readonly slack: number;
 }
 
+/** Fault injection for tests: `crash` kills the thread (true) or `throw`s inside the share (`throws`). */
+interface Faults {
+  readonly crash?: boolean | 'throw';
+  readonly throws?: boolean;
+}
+
 export type Task =
-  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number; readonly crash?: boolean }
-  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number; readonly crash?: boolean };
+  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number } & Faults
+  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number } & Faults;
 
 /** Phase 1: per valid canonical layout of the range, its bounds. */
 export interface BoundResult {

@@ -8,7 +8,8 @@ import { buildGraph } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
-import type { BoundResult, Candidate, Context, Objective, PriceResult, Task } from './protocol.js';
+import { planFilter, pricingProfile } from './filter.js';
+import type { BoundResult, Candidate, Context, Objective, PlanFilter, PriceResult, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
 
@@ -21,13 +22,15 @@ export interface SearchOptions {
   /** Worker threads; 0 runs the same code inline. Default: inline, then one worker per core if the search runs past 1 s. */
   readonly workers?: number;
   readonly objective?: Objective;
+  /** Restrict the space (e.g. to one engine's plans); the search is exact within it. */
+  readonly filter?: PlanFilter;
   /** With `workers` unset: how long the search runs inline before it starts the pool (default 1 s). */
   readonly inlineSeconds?: number;
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
   readonly paretoSlack?: number;
   readonly onProgress?: (p: Progress) => void;
-  /** Fault injection for tests: the n-th share submitted crashes on its first `times` attempts. */
-  readonly faults?: { readonly share: number; readonly times: number };
+  /** Fault injection for tests: the n-th share submitted crashes (or throws) on its first `times` attempts. */
+  readonly faults?: { readonly share: number; readonly times: number; readonly kind?: 'crash' | 'throw' };
 }
 
 export interface Progress {
@@ -76,19 +79,20 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   if (!Number.isSafeInteger(k) || k < 1) throw new InputError(`--top must be a positive integer, got ${k}`);
   const slack = opts.paretoSlack ?? 0.25;
   const graph = buildGraph(opts.spec);
-  const space = makeSpace(graph, mesh, opts.profile);
+  if (opts.filter) planFilter(opts.filter, mesh, opts.spec, opts.profile);
+  const space = makeSpace(graph, mesh, opts.profile, { symmetric: !opts.filter });
   const workers = opts.workers;
   if (workers !== undefined && (!Number.isSafeInteger(workers) || workers < 0)) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
   // One key per search: a worker (or the main thread, inline) prepares the pricer once per search
   // and never reuses one warmed by an earlier search, so every search costs what it costs.
-  const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective };
+  const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective, ...(opts.filter ? { filter: opts.filter } : {}) };
 
   let submitted = 0;
   const faults = opts.faults;
   const share = (runner: Runner, task: Task, what: string) => {
     const n = submitted++;
-    return runShare(runner, task, what, (attempt) => faults !== undefined && faults.share === n && attempt < faults.times);
+    return runShare(runner, task, what, (attempt) => faults !== undefined && faults.share === n && attempt < faults.times && (faults.kind === 'throw' ? 'throw' : true));
   };
   const progress = (phase: Progress['phase'], fraction: number, priced: number) =>
     opts.onProgress?.({ phase, fraction, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000) });
@@ -175,7 +179,8 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     const estimateOf = (c: Candidate): Estimate => {
       const key = `${c.rank}/${c.strategy}`;
       let e = estimates.get(key);
-      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, planFromCandidate(space, c), opts.profile)));
+      const plan = planFromCandidate(space, c);
+      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile))));
       return e;
     };
     const result: SearchResult = {

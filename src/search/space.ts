@@ -65,7 +65,11 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
   return a.bandwidth === b.bandwidth && a.latency === b.latency;
 }
 
-export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): PlanSpace {
+/**
+ * `symmetric: false` treats no axes as interchangeable: a plan filter may tell mirror images
+ * apart (an engine's device order), so each must be searched.
+ */
+export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile, opts: { symmetric?: boolean } = {}): PlanSpace {
   const conf = conflicts(graph);
   // A dimension the model lacks (q_group without grouped-query attention) is never offered.
   const present = graphDims(graph);
@@ -85,7 +89,7 @@ export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): P
   }
   // Interchangeable axes form classes; within a class, choices must not decrease (one of each orbit).
   const twin = mesh.axes.map(() => -1);
-  for (let j = 0; j < A; j++) {
+  for (let j = 0; j < A && opts.symmetric !== false; j++) {
     for (let i = j - 1; i >= 0; i--) {
       if (interchangeable(mesh, profile, i, j)) { twin[j] = i; break; }
     }

@@ -4,6 +4,7 @@ import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { matmulBound } from './bounds.js';
+import { planFilter, pricingProfile } from './filter.js';
 import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import {
@@ -16,8 +17,11 @@ import {
  * worker and inline (`--workers 0`), so a test can run it either way and get the same answer.
  */
 interface Prepared {
+  readonly admit: ReturnType<typeof planFilter> | null;
   readonly space: PlanSpace;
   readonly pricer: Pricer;
+  /** The pricer of the plans the filter's engine prices without overlap (pricingProfile), else null. */
+  readonly exposedPricer: Pricer | null;
   readonly matmul: (split: readonly number[]) => number;
 }
 
@@ -27,7 +31,9 @@ function prepare(ctx: Context): Prepared {
   if (cached?.key === ctx.key) return cached.prepared;
   const graph = buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
-  const prepared = { space: makeSpace(graph, mesh, ctx.profile), pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile) };
+  const admit = ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null;
+  const prepared = { admit, space: makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter }), pricer: makePricer(graph, mesh, ctx.profile),
+    exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null, matmul: matmulBound(graph, ctx.profile) };
   cached = { key: ctx.key, prepared };
   return prepared;
 }
@@ -39,6 +45,7 @@ const LAYERS = DIM_NAMES.indexOf('layers');
 
 export function runTask(task: Task): TaskResult {
   try {
+    if (task.throws) throw new Error('injected exception in the share');
     const p = prepare(task.ctx);
     return task.kind === 'bound' ? bound(p, task.ctx.objective, task.lo, task.hi) : price(p, task.ctx, task.ranks, task.bounds, task.top);
   } catch (e) {
@@ -103,6 +110,8 @@ function bound(p: Prepared, objective: Context['objective'], lo: number, hi: num
     let used = 1;
     for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) used *= space.sizes[a];
     maxUsed = Math.max(maxUsed, used);
+    // A layout the filter refuses whatever its strategy is counted, never priced.
+    if (p.admit && !p.admit.layout({ layout: layoutOf(space, masks), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
     ranks.push(r);
     // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
     lbStep.push(flopsBound(space, p.matmul, split));
@@ -169,6 +178,7 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
     dimMasks(space, choice, masks);
     const split = splits(space, masks)!;
     const layout = layoutOf(space, masks);
+    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
     const all = strategies(space, split, masks);
     const ms = microbatchCounts(space, split);
     let memo = NaN;
@@ -184,7 +194,9 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       const s = all[i];
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
       const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
-      const cost = pricer(plan);
+      // Outside the filter: never priced, so never an incumbent and never a bound.
+      if (p.admit && !p.admit.plan(plan)) continue;
+      const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
       if (cost.feasible) feasible++;

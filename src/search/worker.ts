@@ -6,6 +6,7 @@ import { runTask } from './task.js';
  * runtime). `crash` is fault injection for tests: the thread dies as a real crash would.
  */
 export default function work(task: Task): TaskResult {
+  if (task.crash === 'throw') return runTask({ ...task, crash: undefined, throws: true });
   if (task.crash) process.exit(70);
   return runTask(task);
 }

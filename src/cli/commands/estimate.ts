@@ -3,19 +3,23 @@ import type { Estimate } from '../../cost/estimate.js';
 import { estimatePlan } from '../../cost/estimatePlan.js';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { buildGraph } from '../../model/graph.js';
+import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
+import { pricingProfile } from '../../search/index.js';
+import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { loadDevice, resolvePlan } from '../inputs.js';
+import { resolveDevice, resolvePlan } from '../../inputs/index.js';
 
 interface Args {
   mesh?: string;
   model?: string;
   layout?: string;
   plan?: string;
-  zero?: number;
+  zero?: string;
   recompute?: string;
-  microbatches?: number;
-  device: string;
+  microbatches?: string;
+  device?: string;
   json?: boolean;
+  engine?: string;
 }
 
 export function formatEstimate(e: Estimate): string {
@@ -47,16 +51,33 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;d_ff:cols;heads:cols;vocab:cols"' })
       .option('plan', { type: 'string', describe: 'a plan file written by search --out (instead of --layout)' })
-      .option('zero', { type: 'number', describe: 'ZeRO stage 0-3 over the batch axes', default: undefined })
+      .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
-      .option('microbatches', { type: 'number', describe: 'microbatches per step' })
-      .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
+      .option('microbatches', { type: 'string', describe: 'microbatches per step' })
+      .option('device', { type: 'string', describe: `hardware preset (mesh-search devices) or profile JSON (default: the plan file's, else ${DEFAULT_DEVICE})` })
+      .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'also say whether this training engine can express the plan, and why not' }),
   handler: (args) => {
-    const { spec, mesh, plan } = resolvePlan(args);
-    const profile = loadDevice(args.device);
-    const e = estimatePlan(buildGraph(spec), mesh, plan, profile);
-    process.stdout.write(args.json ? JSON.stringify(e) + '\n' : formatEstimate(e));
-    if (!e.valid) process.exitCode = 2;
+    const { spec, mesh, plan, file } = resolvePlan(args);
+    const profile = resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE);
+    const engine = engineArg(args.engine);
+    // With --engine, priced as that engine runs it (pricingProfile: gradient sync it does not hide).
+    const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, profile) : profile);
+    // An added field: whether the engine can run the plan, with its reasons (src/engine rules).
+    const verdict = engine ? { name: engine, expressible: false, reasons: whyNot(engine, plan, mesh, spec, profile) } : null;
+    if (verdict) verdict.expressible = verdict.reasons.length === 0;
+    if (args.json) process.stdout.write(JSON.stringify(verdict ? { ...e, engine: verdict } : e) + '\n');
+    else {
+      process.stdout.write(formatEstimate(e));
+      if (verdict) {
+        process.stdout.write(verdict.expressible ? `\n${CAPABILITIES[verdict.name].title} can express this plan\n`
+          : `\n${CAPABILITIES[verdict.name].title} cannot express this plan:\n${verdict.reasons.map((r) => `  - ${r}`).join('\n')}\n`);
+      }
+    }
+    if (!e.valid) {
+      // The reasons go to stderr as well: a script that reads only stderr and the exit code learns why.
+      process.stderr.write(`mesh-search: the plan is invalid: ${e.reasons.join('; ')}\n`);
+      process.exitCode = 2;
+    }
   },
 };

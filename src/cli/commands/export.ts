@@ -1,10 +1,9 @@
-import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import { FORMATS } from '../../export/target.js';
-import { loadDevice, resolvePlan } from '../inputs.js';
+import { checkWritable, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
 
 interface Args {
   plan?: string;
@@ -12,9 +11,9 @@ interface Args {
   mesh?: string;
   model?: string;
   layout?: string;
-  zero?: number;
+  zero?: string;
   recompute?: string;
-  microbatches?: number;
+  microbatches?: string;
   device?: string;
   out?: string;
 }
@@ -29,22 +28,19 @@ export const exportCommand: CommandModule<object, Args> = {
       .option('mesh', { type: 'string', describe: 'mesh shape (overrides the plan file)' })
       .option('model', { type: 'string', describe: 'model preset or JSON spec file (overrides the plan file)' })
       .option('layout', { type: 'string', describe: 'layout rules, instead of --plan' })
-      .option('zero', { type: 'number', describe: 'ZeRO stage 0-3 over the batch axes' })
+      .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
-      .option('microbatches', { type: 'number', describe: 'microbatches per step' })
+      .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('device', { type: 'string', describe: `hardware preset or profile JSON: which axes cross slices (default: the plan file's, else ${DEFAULT_DEVICE})` })
       .option('out', { type: 'string', describe: 'write the configuration to this file instead of stdout' }),
   handler: (args) => {
     if (args.plan === undefined && args.layout === undefined) throw new InputError('export needs --plan plan.json (or --layout with --mesh and --model)');
     const { spec, mesh, plan, file } = resolvePlan(args);
-    const profile = loadDevice(args.device ?? file?.device ?? DEFAULT_DEVICE);
+    const profile = resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE);
+    if (args.out !== undefined) checkWritable(args.out, 'the configuration');
     const out = exportPlan({ plan, mesh, spec, profile }, args.format);
     if (args.out !== undefined) {
-      try {
-        writeFileSync(args.out, out.text);
-      } catch (e) {
-        throw new InputError(`cannot write ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      writeAtomic(args.out, out.text, 'the configuration');
       process.stderr.write(`mesh-search: wrote the ${args.format} configuration to ${args.out}\n`);
     } else {
       process.stdout.write(out.text);

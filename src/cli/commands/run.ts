@@ -1,10 +1,8 @@
-import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { InputError } from '../../errors.js';
 import type { BackendChoice } from '../../runtime/backend.js';
 import { runPlan } from '../../runtime/index.js';
 import { fmtSeconds, table } from '../format.js';
-import { loadDevice } from '../inputs.js';
+import { checkWritable, writeAtomic } from '../../inputs/index.js';
 import { planOptions, resolvePlanArgs, type PlanArgs } from './runtimeArgs.js';
 
 interface Args extends PlanArgs {
@@ -18,23 +16,20 @@ export const runCommand: CommandModule<object, Args> = {
   describe: 'Execute a plan on a simulated mesh: loss, step time, each op measured beside its estimate',
   builder: (y) =>
     planOptions(y)
-      .option('steps', { type: 'number', default: 3, describe: 'training steps' })
+      .option('steps', { type: 'string', default: '3', describe: 'training steps' })
       .option('trace', { type: 'string', describe: 'write Chrome trace-event JSON (Perfetto opens it; calibrate reads it)' })
       .option('check', { type: 'boolean', describe: 'also run the unsplit reference and report the largest relative difference' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }) as never,
   handler: async (args) => {
-    const { spec, mesh, plan, modelName } = resolvePlanArgs(args);
-    const device = loadDevice(args.device);
+    const { spec, mesh, plan, modelName, steps, device: deviceOf } = resolvePlanArgs(args);
+    const device = deviceOf();
+    if (args.trace !== undefined) checkWritable(args.trace, 'the trace');
     const r = await runPlan({
-      spec, mesh, plan, steps: args.steps ?? 3, backend: args.backend as BackendChoice, device, check: args.check === true,
+      spec, mesh, plan, steps: steps ?? 3, backend: args.backend as BackendChoice, device, check: args.check === true,
       trace: args.trace !== undefined, modelName,
     });
     if (args.trace !== undefined) {
-      try {
-        writeFileSync(args.trace, JSON.stringify(r.trace));
-      } catch (e) {
-        throw new InputError(`cannot write the trace to ${args.trace}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      writeAtomic(args.trace, JSON.stringify(r.trace), 'the trace');
     }
     const { trace: _trace, ...out } = r;
     if (args.json) {

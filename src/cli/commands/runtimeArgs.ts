@@ -5,7 +5,12 @@ import type { Mesh } from '../../mesh/mesh.js';
 import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { InputError } from '../../errors.js';
-import { loadModel, resolvePlan } from '../inputs.js';
+import type { HardwareProfile } from '../../cost/profile.js';
+import { enumFlag, loadModel, optionalIntFlag, resolveDevice, resolvePlan } from '../../inputs/index.js';
+
+export const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'] as const;
+/** More steps than anyone simulates on a CPU: a bound, so a typo is not a run that never ends. */
+export const MAX_STEPS = 10_000_000;
 
 /** The flags run and train share: a plan file, or the plan by flags; flags override the file. */
 export interface PlanArgs {
@@ -13,12 +18,12 @@ export interface PlanArgs {
   mesh?: string;
   model?: string;
   layout?: string;
-  zero?: number;
+  zero?: string;
   recompute?: string;
-  microbatches?: number;
-  device: string;
+  microbatches?: string;
+  device?: string;
   backend: string;
-  steps?: number;
+  steps?: string;
 }
 
 export function planOptions<T>(y: Argv<T>): Argv<T> {
@@ -27,15 +32,16 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('mesh', { type: 'string', describe: 'mesh shape, at most 64 devices (e.g. 2x2)' })
     .option('model', { type: 'string', describe: 'model preset or JSON spec file (e.g. tiny)' })
     .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;heads:cols"' })
-    .option('zero', { type: 'number', describe: 'ZeRO stage 0-3' })
+    .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
     .option('recompute', { type: 'string', describe: 'none | selective | full' })
-    .option('microbatches', { type: 'number', describe: 'microbatches per step' })
-    .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware profile that prices the estimates' })
-    .option('backend', { type: 'string', default: 'auto', choices: ['auto', 'wasm', 'cpu', 'tensorflow'], describe: 'tfjs kernels: tensorflow (tfjs-node[-gpu], when installed), wasm, cpu' }) as Argv<T>;
+    .option('microbatches', { type: 'string', describe: 'microbatches per step' })
+    .option('device', { type: 'string', describe: `hardware profile that prices the estimates (default: the plan file's, else ${DEFAULT_DEVICE})` })
+    .option('backend', { type: 'string', default: 'auto', choices: [...BACKENDS], describe: 'tfjs kernels: tensorflow (tfjs-node[-gpu], when installed), wasm, cpu' }) as Argv<T>;
 }
 
-export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; plan: Plan; modelName?: string } {
+export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; plan: Plan; modelName?: string; steps?: number; device: () => HardwareProfile } {
   const { spec, mesh, plan, file } = resolvePlan(args);
+  enumFlag('backend', args.backend, BACKENDS);
   if (file?.model !== undefined && args.model !== undefined) {
     const planned = loadModel(file.model);
     if (JSON.stringify(planned) !== JSON.stringify(spec)) {
@@ -46,8 +52,8 @@ export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; 
   if (spec.positions === 'rotary' && spec.kvHeads < spec.heads) {
     throw new InputError(`the runtime does not yet run rotary positions with grouped-query attention (model ${spec.name}: kvHeads ${spec.kvHeads} < heads ${spec.heads}); use learned positions`);
   }
-  const steps = args.steps;
-  if (steps !== undefined && (!Number.isSafeInteger(steps) || steps < 1)) throw new InputError(`--steps must be a positive integer, got ${steps}`);
+  const steps = optionalIntFlag('steps', args.steps, 1, MAX_STEPS);
   const modelArg = args.model ?? file?.model;
-  return { spec, mesh, plan, modelName: typeof modelArg === 'string' && findPreset(modelArg) ? modelArg : undefined };
+  const device = () => resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE);
+  return { spec, mesh, plan, steps, device, modelName: typeof modelArg === 'string' && findPreset(modelArg) ? modelArg : undefined };
 }

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import type { Estimate } from '../../cost/estimate.js';
 import { estimatePlan } from '../../cost/estimatePlan.js';
@@ -10,20 +9,26 @@ import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { makePlan, planFromJson } from '../../lower/plan.js';
 import { search, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
+import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../../engine/index.js';
+import { exportPlan } from '../../export/exportPlan.js';
+import type { HardwareProfile } from '../../cost/profile.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { loadDevice, loadMesh, loadModel } from '../inputs.js';
+import { availableParallelism } from 'node:os';
+import { checkWritable, enumFlag, writeAtomic, intFlag, loadDevice, loadMesh, loadModel, workersFlag } from '../../inputs/index.js';
 
 interface Args {
   mesh?: string;
   model?: string;
   device: string;
-  top: number;
-  workers?: number;
+  top: string;
+  workers?: string;
   objective: string;
   json?: boolean;
   out?: string;
   explain?: boolean;
   report?: string;
+  engine?: string;
+  export?: string;
 }
 
 /** The layout of the Mesh-TF paper's Transformer experiments (Shazeer et al. 2018, Sec. 5), on a 2-D mesh. */
@@ -85,13 +90,13 @@ function noFeasible(r: SearchResult): string {
 }
 
 /** The human answer: what was searched, the top plans, the paper's layout, the Pareto front. */
-export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh; objective: Objective; paper: Estimate | null; paperLayout: string | null; explain: boolean }): string {
+export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh; objective: Objective; paper: Estimate | null; paperLayout: string | null; explain: boolean; engine?: Engine }): string {
   const s = r.searched;
   const any = r.best ?? r.closest!;
   const lines = [
-    `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}`,
+    `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}${ctx.engine ? `, plans ${CAPABILITIES[ctx.engine].title} can express` : ''}`,
     `searched ${s.valid.toLocaleString('en-US')} valid plans of ${s.plans.toLocaleString('en-US')} in ${s.seconds.toFixed(2)} s on ${s.workers === 0 ? 'the main thread' : `${s.workers} worker${s.workers === 1 ? '' : 's'}`}: ` +
-      `${(s.valid - s.pruned).toLocaleString('en-US')} priced, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
+      `${(s.valid - s.pruned).toLocaleString('en-US')} priced, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry${ctx.engine ? ` or outside ${CAPABILITIES[ctx.engine].title}` : ''}, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
     '',
   ];
   if (!r.best) return lines.join('\n') + '\n' + noFeasible(r);
@@ -138,34 +143,45 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('mesh', { type: 'string', describe: 'mesh shape: 16x32, 4x4x4x8 or rows:16;cols:32' })
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
-      .option('top', { type: 'number', default: 5, describe: 'how many plans to show' })
-      .option('workers', { type: 'number', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
+      .option('top', { type: 'string', default: '5', describe: 'how many plans to show' })
+      .option('workers', { type: 'string', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
       .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout: {best, top, pareto, searched}' })
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
       .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' })
-      .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' }),
+      .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express (mesh-search README: what each engine can express)' })
+      .option('export', { type: 'string', choices: ENGINES as unknown as string[], describe: "print the best plan as this engine's configuration (implies --engine of the same name unless given)" }),
   handler: async (args) => {
     if (args.mesh === undefined) throw new InputError('--mesh is required (like --mesh 16x32)');
     if (args.model === undefined) throw new InputError('--model is required (a preset from mesh-search models, or a JSON spec file)');
     const mesh = loadMesh(args.mesh);
     const spec = loadModel(args.model);
     const profile = loadDevice(args.device);
-    // Checked here too: a yargs `choices` failure is reported by main() but does not stop the handler.
-    if (args.objective !== 'time' && args.objective !== 'memory') throw new InputError(`--objective must be time or memory, got ${JSON.stringify(args.objective)}`);
-    const objective: Objective = args.objective;
-    if (!Number.isSafeInteger(args.top) || args.top < 1) throw new InputError(`--top must be a positive integer, got ${args.top}`);
-    if (args.workers !== undefined && (!Number.isSafeInteger(args.workers) || args.workers < 0)) {
-      throw new InputError(`--workers must be 0 or a positive integer, got ${args.workers}`);
+    const objective: Objective = enumFlag('objective', args.objective, ['time', 'memory'] as const);
+    const top = intFlag('top', args.top, 1, 10_000);
+    const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
+    // Output paths are checked before the search runs, so a typo costs nothing.
+    if (args.out !== undefined) checkWritable(args.out, 'the plan');
+    if (args.report !== undefined) checkWritable(args.report, 'the report');
+    const engine = engineArg(args.engine ?? args.export);
+    if (args.export !== undefined && args.json) throw new InputError('--export prints a configuration on stdout; it does not go with --json');
+    if (args.export !== undefined && args.engine !== undefined && args.engine !== args.export) {
+      throw new InputError(`--export ${args.export} with --engine ${args.engine}: the best ${args.engine} plan may not be one ${args.export} can express; give one engine`);
     }
+    // What of the model the engine cannot build fails before any plan is searched.
+    if (engine && modelProblems(engine, spec).length > 0) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const tty = process.stderr.isTTY === true;
     let result: SearchResult;
     try {
-      result = await search({ spec, mesh, profile, top: args.top, workers: args.workers, objective, onProgress: tty ? progressBar() : undefined });
+      result = await search({
+        spec, mesh, profile, top, workers, objective, onProgress: tty ? progressBar() : undefined,
+        ...(engine ? { filter: { engine } } : {}),
+      });
     } catch (e) {
       if (e instanceof SearchFailed) {
         if (tty) process.stderr.write('\n');
-        process.stderr.write(`mesh-search: ${e.message}\n`);
+        process.stderr.write(`mesh-search: ${e.message.replace(/\n/g, ' ')}\n`);
         process.exitCode = 1;
         return;
       }
@@ -173,6 +189,7 @@ export const searchCommand: CommandModule<object, Args> = {
     } finally {
       if (tty) process.stderr.write('\r\x1b[K');
     }
+    if (engine && !result.best && !result.closest) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const paper = paperLayout(spec, mesh);
     const paperEstimate = paper ? estimatePlan(buildGraph(spec), mesh, makePlan(paper), profile) : null;
     if (args.out !== undefined && result.best) {
@@ -183,20 +200,28 @@ export const searchCommand: CommandModule<object, Args> = {
         device: args.device,
         estimate: result.best,
       };
-      try {
-        writeFileSync(args.out, JSON.stringify(file, null, 2) + '\n');
-      } catch (e) {
-        throw new InputError(`cannot write the plan to ${args.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      writeAtomic(args.out, JSON.stringify(file, null, 2) + '\n', 'the plan');
     }
     if (args.report !== undefined) {
       // Loaded only when asked for: vega adds half a second to every start.
       const { writeReport } = await import('../../export/report/report.js');
-      await writeReport(result, args.report, { spec, top: args.top });
+      await writeReport(result, args.report, { spec, top });
     }
     if (args.out !== undefined && !result.best) process.stderr.write(`mesh-search: no plan fits, so nothing was written to ${args.out}\n`);
+    if (args.export !== undefined) {
+      if (!result.best) {
+        const c = result.closest;
+        process.stderr.write(`mesh-search: ${CAPABILITIES[engine!].title} cannot run ${spec.name} on ${formatMesh(mesh)} (${profile.name}): no plan it can express fits in memory${c ? ` (the closest needs ${fmtBytes(c.memory.total)} of ${fmtBytes(c.memory.capacity)} per device)` : ''}; nothing exported\n`);
+        process.exitCode = 3;
+        return;
+      }
+      const b = result.best;
+      process.stderr.write(`mesh-search: best ${args.export} plan ${b.plan.layout || '(replicated)'} zero ${b.plan.zero} recompute ${b.plan.recompute} microbatches ${b.plan.microbatches}: step ${fmtSeconds(b.time.step)}, MFU ${pct(b.mfu)}\n`);
+      process.stdout.write(exportPlan({ plan: planFromJson(b.plan), mesh, spec, profile }, args.export).text);
+      return;
+    }
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
-    else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true }));
+    else process.stdout.write(formatSearch(result, { spec, mesh, objective, paper: paperEstimate, paperLayout: paper, explain: args.explain === true, engine }));
     if (!result.best) process.exitCode = 3;
   },
 };
@@ -205,4 +230,23 @@ export const searchCommand: CommandModule<object, Args> = {
 function planFromJsonSafe(e: Estimate): Estimate['plan'] {
   planFromJson(e.plan);
   return e.plan;
+}
+
+/** `--engine` checked here too: a yargs `choices` failure does not stop the handler. */
+export function engineArg(name: string | undefined): Engine | undefined {
+  if (name === undefined) return undefined;
+  if (!isEngine(name)) throw new InputError(`unknown engine "${name}"; engines are ${ENGINES.join(', ')}`);
+  return name;
+}
+
+/**
+ * One line when an engine can run no plan at all: what of the model it lacks (from a plain
+ * data-parallel plan's reasons that do not depend on the layout), else that no layout fits its rules.
+ */
+export function cannotRun(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): string {
+  const t = CAPABILITIES[engine].title;
+  const reasons = modelProblems(engine, spec);
+  return reasons.length > 0
+    ? `${t} cannot run ${spec.name}: ${reasons.join('; ')}`
+    : `${t} cannot run ${spec.name} on ${formatMesh(mesh)} (${profile.name}): no valid layout of it on this mesh is one ${t} can express`;
 }

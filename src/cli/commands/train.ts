@@ -17,20 +17,28 @@ export const trainCommand: CommandModule<object, Args> = {
   describe: 'Train a small language model under a plan on the simulated mesh, on a text in data/',
   builder: (y) =>
     planOptions(y)
-      .option('steps', { type: 'number', default: 200, describe: 'train until this many steps (a resumed run counts the ones done)' })
+      .option('steps', { type: 'string', default: '200', describe: 'train until this many steps (a resumed run counts the ones done)' })
       .option('data', { type: 'string', describe: 'a text file, read byte by byte (default: data/coriolanus.txt, public domain)' })
       .option('save', { type: 'string', describe: 'write a checkpoint here (write, then rename) at the end' })
       .option('resume', { type: 'string', describe: 'continue from a checkpoint of the same model, mesh and plan' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }) as never,
   handler: async (args) => {
-    const { spec, mesh, plan } = resolvePlanArgs(args);
-    const steps = args.steps ?? 200;
+    const { spec, mesh, plan, steps: stepsArg } = resolvePlanArgs(args);
+    const steps = stepsArg ?? 200;
+    // Ctrl-C stops after the step under way and saves it (write, then rename); a second one kills.
+    let stopping = false;
+    const onSigint = () => {
+      if (stopping) process.exit(130);
+      stopping = true;
+    };
+    process.on('SIGINT', onSigint);
     const tty = process.stderr.isTTY === true;
     const width = 30;
     let r;
     try {
       r = await train({
         spec, mesh, plan, steps, backend: args.backend as BackendChoice, data: args.data, save: args.save, resume: args.resume,
+        stop: () => stopping,
         onStep: (step, loss, seconds) => {
           if (tty) {
             const done = Math.round((width * step) / steps);
@@ -48,8 +56,15 @@ export const trainCommand: CommandModule<object, Args> = {
         return;
       }
       throw e;
+    } finally {
+      process.off('SIGINT', onSigint);
     }
     if (tty) process.stderr.write('\n');
+    if (r.interrupted) {
+      process.stderr.write(`mesh-search: interrupted after step ${r.losses.length}${args.save ? `; checkpoint of the last complete step written to ${args.save}` : ' (no --save: nothing written)'}\n`);
+      process.exitCode = 130;
+      return;
+    }
     const first = r.losses[0], last = r.losses[r.losses.length - 1];
     if (args.json) {
       process.stdout.write(JSON.stringify({ backend: r.backend, startStep: r.startStep, steps: r.losses.length, losses: r.losses, tokensPerSecond: r.tokensPerSecond }) + '\n');

@@ -3,17 +3,19 @@ import { InputError } from '../../errors.js';
 import { tune, type TuneReport } from '../../calibrate/tune.js';
 import { describePlan, planFromJson } from '../../lower/plan.js';
 import { fmtSeconds } from '../format.js';
-import { loadDevice, loadMesh, loadModel } from '../inputs.js';
-import { formatReport, writeAtomic } from './calibrate.js';
+import { availableParallelism } from 'node:os';
+import { checkWritable, enumFlag, intFlag, loadDevice, loadMesh, loadModel, workersFlag, writeAtomic } from '../../inputs/index.js';
+import { formatReport } from './calibrate.js';
+import { BACKENDS, MAX_STEPS } from './runtimeArgs.js';
 
 interface Args {
   mesh?: string;
   model?: string;
   device: string;
-  runs: number;
-  steps: number;
+  runs: string;
+  steps: string;
   backend: string;
-  workers?: number;
+  workers?: string;
   out?: string;
   json?: boolean;
 }
@@ -42,28 +44,35 @@ export const tuneCommand: CommandModule<object, Args> = {
       .option('mesh', { type: 'string', describe: 'mesh shape to simulate, e.g. 2x2' })
       .option('model', { type: 'string', default: 'small', describe: 'model preset or JSON spec, small enough to simulate (small, tiny)' })
       .option('device', { type: 'string', default: 'host', describe: 'base profile the first search uses and calibration starts from (host: this machine, bench/host.bench.mjs)' })
-      .option('runs', { type: 'number', default: 8, describe: 'how many of the best plans to run and calibrate on' })
-      .option('steps', { type: 'number', default: 4, describe: 'training steps per run (the first is left out as warm-up)' })
-      .option('backend', { type: 'string', default: 'auto', describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })
-      .option('workers', { type: 'number', describe: 'search worker threads (0: inline)' })
+      .option('runs', { type: 'string', default: '8', describe: 'how many of the best plans to run and calibrate on' })
+      .option('steps', { type: 'string', default: '4', describe: 'training steps per run (the first is left out as warm-up)' })
+      .option('backend', { type: 'string', default: 'auto', choices: [...BACKENDS], describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })
+      .option('workers', { type: 'string', describe: 'search worker threads (0: inline)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
   handler: async (args) => {
+    // Every flag is checked before anything runs: a typo never costs the runs before it.
+    if (args.mesh === undefined) throw new InputError('--mesh is required (a small mesh to simulate, like 2x2)');
+    if (args.model === undefined) throw new InputError('--model is required (a model small enough to simulate, like tiny)');
     const spec = loadModel(args.model);
     const mesh = loadMesh(args.mesh);
     const base = loadDevice(args.device);
-    if (!Number.isSafeInteger(args.runs) || args.runs < 3) throw new InputError(`--runs must be an integer of at least 3 (leave-one-plan-out needs 3 plans), got ${args.runs}`);
-    if (!Number.isSafeInteger(args.steps) || args.steps < 2) throw new InputError(`--steps must be an integer of at least 2 (the first is warm-up), got ${args.steps}`);
+    const runs = intFlag('runs', args.runs, 3, 1000, 'leave-one-plan-out needs 3 plans');
+    const steps = intFlag('steps', args.steps, 2, MAX_STEPS, 'the first is warm-up');
+    const backendChoice = enumFlag('backend', args.backend, BACKENDS);
+    const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
+    if (args.out !== undefined) checkWritable(args.out, 'the profile');
     // The runtime loads tfjs: only this command pays for it.
     const runtime = await import('../../runtime/index.js');
-    const backend = args.backend as Parameters<typeof runtime.runPlan>[0]['backend'];
+    if (mesh.size > runtime.MAX_DEVICES) throw new InputError(`tune runs plans on a simulated mesh of at most ${runtime.MAX_DEVICES} devices; ${args.mesh} has ${mesh.size}`);
+    const backend: Parameters<typeof runtime.runPlan>[0]['backend'] = backendChoice;
     const modelName = typeof args.model === 'string' && !args.model.endsWith('.json') ? args.model : undefined;
     const report = await tune({
-      spec, mesh, base, runs: args.runs, workers: args.workers,
-      measure: async (plan) => (await runtime.runPlan({ spec, mesh, plan, steps: args.steps, backend, device: base, trace: true, modelName })).trace,
+      spec, mesh, base, runs, workers,
+      measure: async (plan) => (await runtime.runPlan({ spec, mesh, plan, steps, backend, device: base, trace: true, modelName })).trace,
       onProgress: (line) => process.stderr.write(`tune: ${line}\n`),
     });
-    if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n');
+    if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n', 'the profile');
     process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatTune(report, args.out));
   },
 };

@@ -1,32 +1,37 @@
-import { analyse, axesWith, dataOrderProblem, fixedRoleProblems, header, megatronStyleTensorProblems, orderNote } from '../analysis.js';
-import { Missing, type ExportInput, type ExportOutput } from '../target.js';
+import { analyse, argsText, axesWith, header } from '../analysis.js';
+import type { ExportInput, ExportOutput } from '../target.js';
 
 /**
- * Megatron-LM: arguments for pretrain_gpt.py. The model's own arguments (--num-layers,
- * --hidden-size, ...) stay the user's: the header names the dimensions the plan was made for.
- * Megatron's rank order is tp (inner), cp, dp, pp (outer).
+ * Megatron-LM: arguments for pretrain_gpt.py, complete: the model's dimensions, parallelism
+ * (rank order tp, cp, dp, pp from inner to outer), ZeRO as the distributed optimizer (1) or
+ * Megatron-FSDP (2, 3), recompute, batch and precision, on mock data with a null tokenizer of
+ * the model's vocabulary, so it launches as written; training length and learning rate are placeholders.
  */
 export function megatron(input: ExportInput): ExportOutput {
-  const shape = analyse(input);
+  const shape = analyse(input, 'megatron');
   const { plan, spec } = input;
-  const missing = new Missing('megatron');
-  missing.need(spec.kind === 'decoder', 'this export writes pretrain_gpt.py arguments, for decoder-only models; the plan is for an encoder-decoder');
-  for (const p of fixedRoleProblems(shape, 'Megatron-LM')) missing.need(false, p);
-  for (const p of megatronStyleTensorProblems(shape, 'Megatron-LM')) missing.need(false, p);
-  const dataOrder = dataOrderProblem(shape, 'Megatron-LM');
-  missing.need(dataOrder === null, dataOrder ?? '');
-  missing.need(!(plan.zero > 0 && shape.cp > 1), `Megatron-LM shards optimizer state over data- and context-parallel ranks together (${shape.dp * shape.cp}), the plan only over the batch axes (${shape.dp})`);
-  missing.need(!(plan.zero >= 2 && shape.pp > 1), `Megatron-FSDP (zero ${plan.zero}) does not run with pipeline parallelism`);
-  missing.throwIfAny();
-
   const args: string[] = [
+    `--num-layers ${spec.decoderLayers}`,
+    `--hidden-size ${spec.dModel}`,
+    `--num-attention-heads ${spec.heads}`,
+    `--kv-channels ${spec.dKv}`,
+    `--ffn-hidden-size ${spec.dFf}`,
+    `--seq-length ${spec.seqLen}`,
+    `--max-position-embeddings ${spec.seqLen}`,
+    `--position-embedding-type ${spec.positions === 'rotary' ? 'rope' : 'learned_absolute'}`,
+  ];
+  if (shape.kvHeads !== spec.heads) args.push('--group-query-attention', `--num-query-groups ${shape.kvHeads}`);
+  if (spec.activation === 'swiglu') args.push('--swiglu');
+  if (!spec.tiedEmbeddings) args.push('--untie-embeddings-and-output-weights');
+  if (!spec.dropout) args.push('--attention-dropout 0', '--hidden-dropout 0');
+  args.push(
     `--tensor-model-parallel-size ${shape.tp}`,
     `--pipeline-model-parallel-size ${shape.pp}`,
     `--context-parallel-size ${shape.cp}`,
-    `--micro-batch-size ${shape.microBatch}`,
-    `--global-batch-size ${spec.batch}`,
-    `--seq-length ${spec.seqLen}`,
-  ];
+  );
+  if (shape.virtualStages > 1) args.push(`--num-virtual-stages-per-pipeline-rank ${shape.virtualStages}`);
+  if (shape.sequenceParallel && shape.tp > 1) args.push('--sequence-parallel');
+  args.push(`--micro-batch-size ${shape.microBatch}`, `--global-batch-size ${spec.batch}`);
   if (plan.recompute === 'selective') args.push('--recompute-granularity selective');
   if (plan.recompute === 'full') args.push('--recompute-granularity full', '--recompute-method uniform', '--recompute-num-layers 1');
   if (plan.zero === 1) args.push('--use-distributed-optimizer');
@@ -39,13 +44,16 @@ export function megatron(input: ExportInput): ExportOutput {
       '--ckpt-format fsdp_dtensor',
     );
   }
+  // The cost model hides the gradient reduction behind the backward and ZeRO's gathers behind the
+  // neighbouring layer; Megatron does that only when asked (both default off).
+  if (shape.dp > 1) args.push('--overlap-grad-reduce');
+  if (shape.dp > 1 && plan.zero >= 1) args.push('--overlap-param-gather');
   if (spec.dtype === 'bfloat16') args.push('--bf16');
   if (spec.dtype === 'float16') args.push('--fp16');
+  args.push('--mock-data', '--tokenizer-type NullTokenizer', `--vocab-size ${spec.vocab}`, '--train-iters 1000', '--lr 1e-4');
   const comments = header(shape, 'Megatron-LM (pretrain_gpt.py)');
   comments.push(`world size ${input.mesh.size} = data ${shape.dp} x tensor ${shape.tp} x pipeline ${shape.pp} x context ${shape.cp}`);
-  if (axesWith(shape, 'tensor').length > 0) comments.push('without --sequence-parallel, as planned: the plan keeps length whole on the tensor axis');
-  const note = orderNote(shape, 'Megatron-LM', ['pipeline', 'data', 'context', 'tensor']);
-  if (note) comments.push(note);
-  const text = [...comments.map((c) => `# ${c}`), args.map((a, i) => (i < args.length - 1 ? `${a} \\` : a)).join('\n')].join('\n') + '\n';
-  return { format: 'megatron', syntax: 'args', text };
+  if (axesWith(shape, 'tensor').length > 0 && !shape.sequenceParallel) comments.push('without --sequence-parallel, as planned: the plan keeps length whole on the tensor axis');
+  comments.push('--mock-data, --train-iters and --lr are placeholders: give your data, tokenizer and schedule');
+  return { format: 'megatron', syntax: 'args', text: argsText(comments, args) };
 }

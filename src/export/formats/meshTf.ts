@@ -1,41 +1,49 @@
-import { axesOf } from '../../layout/layout.js';
-import { DIM_NAMES } from '../../model/graph.js';
 import { analyse, header } from '../analysis.js';
-import { Missing, type ExportInput, type ExportOutput } from '../target.js';
+import type { ExportInput, ExportOutput } from '../target.js';
+
+const ACTIVATION = { relu: '"relu"', gelu: '"gelu"', swiglu: '["swish", "linear"]' } as const;
 
 /**
- * Mesh-TensorFlow (mesh_tensorflow.transformer): the mesh_shape and layout strings as
- * mtf.convert_to_shape / mtf.convert_to_layout_rules parse them, and the gin bindings of
- * utils.run that take them. Mesh-TF maps a tensor dimension to one mesh axis at most
- * (LayoutRules.tensor_dimension_to_mesh_axis raises otherwise), has no pipeline and no ZeRO.
+ * Mesh-TensorFlow (mesh_tensorflow.transformer): gin bindings for utils.run, on top of
+ * defaults.gin (always parsed first). The mesh_shape and layout strings are what
+ * mtf.convert_to_shape / convert_to_layout_rules parse; the model's sizes are the macros
+ * defaults.gin binds them through. defaults.gin microbatches at 2048 tokens per replica and
+ * sizes the position table at 512, so both are always set.
  */
 export function meshTf(input: ExportInput): ExportOutput {
-  const shape = analyse(input);
+  const shape = analyse(input, 'mesh-tf');
   const { plan, spec } = input;
-  const missing = new Missing('mesh-tf');
-  for (const d of DIM_NAMES) {
-    const axes = axesOf(plan.layout, d);
-    missing.need(axes.length <= 1, () => `Mesh-TensorFlow maps a dimension to one mesh axis at most, but the plan splits ${d} over ${axes.join('+')}`);
-  }
-  missing.need(axesOf(plan.layout, 'layers').length === 0, () => `Mesh-TensorFlow has no pipeline parallelism: layers:${axesOf(plan.layout, 'layers').join('+')} cannot be expressed`);
-  missing.need(plan.zero === 0, `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`);
-  missing.need(plan.recompute !== 'selective', 'Mesh-TensorFlow recomputes whole layers (LayerStack.recompute_grads) or nothing: selective recompute of the attention core cannot be expressed');
-  missing.throwIfAny();
-
-  const lines = header(shape, 'Mesh-TensorFlow (mesh_tensorflow.transformer) gin').map((l) => `# ${l}`);
+  const lines = header(shape, 'Mesh-TensorFlow (mesh_tensorflow.transformer) gin, after defaults.gin').map((l) => `# ${l}`);
+  const bi = spec.kind === 'encoder-decoder';
   lines.push(
-    `MESH_SHAPE = "${shape.mesh}"`,
-    `LAYOUT_RULES = "${shape.layout}"`,
+    `# the vocabulary (utils.run.vocabulary) must have ${spec.vocab} entries`,
+    `MESH_SHAPE = "${shape.meshText}"`,
+    // transformer_layers.attention_params: with num_memory_heads, K/V heads are "heads" and the query heads within a group "query_heads".
+    `LAYOUT_RULES = "${shape.layoutText.replace(/(^|;)q_group:/, '$1query_heads:')}"`,
     'utils.run.mesh_shape = %MESH_SHAPE',
     'utils.run.layout_rules = %LAYOUT_RULES',
+    `utils.run.model_type = "${bi ? 'bitransformer' : 'lm'}"`,
     `utils.run.batch_size = ("sequences_per_batch", ${spec.batch})`,
-    // An integer: utils.run takes one for every feature (newer versions also take a dict).
-    `utils.run.sequence_length = ${spec.seqLen}`,
+    `utils.run.sequence_length = {"inputs": ${spec.seqLen}, "targets": ${spec.seqLen}}`,
+    // serialize_num_microbatches: per-replica sequences / (this // the longest feature) microbatches.
+    `utils.serialize_num_microbatches.tokens_per_microbatch_per_replica = ${shape.microBatch * spec.seqLen}`,
+    `Unitransformer.max_length = ${spec.seqLen}`,
   );
-  if (plan.microbatches > 1) {
-    // serialize_num_microbatches divides the per-replica tokens by this to get the count.
-    lines.push(`serialize_num_microbatches.tokens_per_microbatch_per_replica = ${shape.microBatch * spec.seqLen}`);
+  if (bi && spec.encoderLayers !== spec.decoderLayers) {
+    lines.push(`encoder/transformer.make_layer_stack.num_layers = ${spec.encoderLayers}`, `decoder/transformer.make_layer_stack.num_layers = ${spec.decoderLayers}`);
+  } else {
+    lines.push(`num_layers = ${spec.decoderLayers}`);
   }
-  if (plan.recompute === 'full') lines.push('LayerStack.recompute_grads = True');
+  lines.push(
+    `d_model = ${spec.dModel}`,
+    `d_ff = ${spec.dFf}`,
+    `num_heads = ${spec.heads}`,
+    `d_kv = ${spec.dKv}`,
+    `DenseReluDense.activation = ${ACTIVATION[spec.activation]}`,
+    `dropout_rate = ${spec.dropout ? 0.1 : 0.0}`,
+    `Unitransformer.shared_embedding_and_softmax_weights = ${spec.tiedEmbeddings ? 'True' : 'False'}`,
+  );
+  if (shape.kvHeads !== spec.heads) lines.push(`SelfAttention.num_memory_heads = ${shape.kvHeads}`);
+  lines.push(`LayerStack.recompute_grads = ${plan.recompute === 'full' ? 'True' : 'False'}`);
   return { format: 'mesh-tf', syntax: 'gin', text: lines.join('\n') + '\n' };
 }

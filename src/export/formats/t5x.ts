@@ -1,42 +1,37 @@
 import { axesOf } from '../../layout/layout.js';
 import type { DimName } from '../../model/graph.js';
+import { iciSizes } from '../../engine/index.js';
 import { analyse, header, type AxisUse } from '../analysis.js';
-import { Missing, type ExportInput, type ExportOutput } from '../target.js';
+import type { ExportInput, ExportOutput } from '../target.js';
+
+const ACTIVATIONS = { relu: "('relu',)", gelu: "('gelu',)", swiglu: "('silu', 'linear')" } as const;
+const REMAT = { none: 'none', selective: 'minimal', full: 'full' } as const;
 
 /**
- * t5x: a gin snippet for partitioning.PjitPartitioner. t5x meshes have two axes, 'data'
- * (the one the input pipeline shards batch over) and 'model'; flax logical_axis_rules map
- * each logical axis name of the flaxformer/t5x models to a mesh axis, a tuple of them, or None.
+ * t5x: gin for partitioning.PjitPartitioner and the network config of t5x's example models
+ * (examples/decoder_only TransformerConfig, examples/scalable_t5 T5Config). The mesh is given
+ * as ici_mesh_shape x dcn_mesh_shape over (replica, data, model): default_mesh has no default
+ * for most num_partitions; its data axis is (replica, data). flax logical_axis_rules map each
+ * logical axis name to mesh axes or None. scalable_t5's remat_policy 'minimal'
+ * (checkpoint_dots_with_no_batch_dims) recomputes the attention core: selective.
  */
 export function t5x(input: ExportInput): ExportOutput {
-  const shape = analyse(input);
-  const { plan, spec } = input;
-  const missing = new Missing('t5x');
-  // An axis of one device that splits nothing is no axis at all.
+  const shape = analyse(input, 't5x');
+  const { plan, spec, mesh } = input;
   const axes = shape.axes.filter((a) => a.size > 1 || a.dims.length > 0);
-  missing.need(axes.length <= 2, () => `t5x meshes have two axes, data and model, but the plan's mesh has ${axes.length} (${axes.map((a) => a.name).join(', ')})`);
-  missing.need(axesOf(plan.layout, 'layers').length === 0, 't5x has no pipeline parallelism: layers cannot be split');
-  for (const d of ['length', 'memory_length'] as const) {
-    missing.need(axesOf(plan.layout, d).length === 0, `this export gives t5x no sequence split: ${d} must stay whole (t5x models name queries' and keys' positions both 'length')`);
-  }
-  missing.need(axesOf(plan.layout, 'q_group').length === 0,
-    "t5x's logical axes name attention heads as one axis ('heads'): a split of q_group, the query heads within a K/V group, cannot be expressed");
-  missing.need(plan.zero === 0 || plan.zero === 3, `t5x shards optimizer state and gradients only with the parameters (ZeRO-3 style): zero ${plan.zero} cannot be expressed`);
-  missing.need(!(plan.zero === 3 && axesOf(plan.layout, 'd_model').length > 0),
-    () => `t5x shards parameters ZeRO-3 style by a last ('embed', data) rule, but the plan already splits d_model (embed) over ${axesOf(plan.layout, 'd_model').join('+')}`);
-  missing.need(plan.recompute === 'none', `this export does not set recomputation for t5x (it is a flaxformer model setting, not a partitioner one): recompute ${plan.recompute} cannot be expressed`);
-  missing.throwIfAny();
-
-  // data = the axis that splits batch (the outer one when both do), model = the other.
   const batchAxes = axes.filter((a) => a.dims.includes('batch'));
   const data: AxisUse | undefined = batchAxes[0] ?? (axes.length === 2 ? axes[0] : undefined);
   const model = axes.find((a) => a !== data);
-  const t5Name = (a: string) => (a === data?.name ? 'data' : 'model');
+  const ici = iciSizes(mesh, input.profile)!;
+  const dataIci = data ? ici[data.index] : 1;
+  const dataDcn = data ? data.size / dataIci : 1;
+  const dataAxes = "('replica', 'data')";
+  const t5Name = (a: string) => (a === data?.name ? dataAxes : "'model'");
   const rule = (dims: readonly DimName[]): string => {
     const on = dims.flatMap((d) => axesOf(plan.layout, d));
     if (on.length === 0) return 'None';
-    if (on.length === 1) return `'${t5Name(on[0])}'`;
-    return `(${on.map((a) => `'${t5Name(a)}'`).join(', ')})`;
+    if (on.length === 1) return t5Name(on[0]);
+    return `(${on.map((a) => (a === data?.name ? "'replica', 'data'" : "'model'")).join(', ')})`;
   };
   const rules: [string, string][] = [
     ['batch', rule(['batch'])],
@@ -61,19 +56,38 @@ export function t5x(input: ExportInput): ExportOutput {
     rules.splice(rules.findIndex(([n]) => n === 'embed'), 1);
     rules.push(['embed', rule(['batch'])]);
   }
-  const lines = header(shape, 't5x').map((l) => `# ${l}`);
-  lines.push(`# t5x mesh axes: data = ${data ? `${data.name} (${data.size})` : '(size 1)'}, model = ${model ? `${model.name} (${model.size})` : '(size 1)'}`);
-  if (data && model && data.index > model.index) lines.push('# note: t5x places the model axis on the inner devices; this mesh has data inside');
+  const bi = spec.kind === 'encoder-decoder';
+  const net = bi ? 'network.T5Config' : 'network.TransformerConfig';
+  const lines = header(shape, `t5x (${bi ? 't5x.examples.scalable_t5' : 't5x.examples.decoder_only'} network)`).map((l) => `# ${l}`);
   lines.push(
+    `# t5x mesh axes: (replica, data) = ${data ? `${data.name} (${data.size})` : '(size 1)'}, model = ${model ? `${model.name} (${model.size})` : '(size 1)'}`,
+    "# t5x's networks add relative position biases; the plan's position embedding is not theirs",
+    'from __gin__ import dynamic_registration',
+    'from t5x import partitioning',
+    'from t5x import trainer',
+    `from t5x.examples.${bi ? 'scalable_t5' : 'decoder_only'} import network`,
+    `include 't5x/examples/${bi ? 'scalable_t5/t5_1_1' : 'decoder_only/models'}/base.gin'`,
+    "include 't5x/configs/runs/pretrain.gin'",
     `partitioning.PjitPartitioner.num_partitions = ${model?.size ?? 1}`,
+    `partitioning.PjitPartitioner.ici_mesh_shape = [1, ${dataIci}, ${model?.size ?? 1}]`,
+    `partitioning.PjitPartitioner.dcn_mesh_shape = [${dataDcn}, 1, 1]`,
     'partitioning.PjitPartitioner.logical_axis_rules = [',
     ...rules.map(([n, r]) => `    ('${n}', ${r}),`),
     ']',
     `BATCH_SIZE = ${spec.batch}`,
-    spec.kind === 'encoder-decoder'
-      ? `TASK_FEATURE_LENGTHS = {'inputs': ${spec.seqLen}, 'targets': ${spec.seqLen}}`
-      : `TASK_FEATURE_LENGTHS = {'targets': ${spec.seqLen}}`,
+    bi ? `TASK_FEATURE_LENGTHS = {'inputs': ${spec.seqLen}, 'targets': ${spec.seqLen}}` : `TASK_FEATURE_LENGTHS = {'targets': ${spec.seqLen}}`,
+    `DROPOUT_RATE = ${spec.dropout ? 0.1 : 0.0}`,
     `trainer.Trainer.num_microbatches = ${plan.microbatches > 1 ? plan.microbatches : 'None'}`,
+    `${net}.vocab_size = ${spec.vocab}`,
+    `${net}.dtype = '${spec.dtype}'`,
+    `${net}.emb_dim = ${spec.dModel}`,
+    `${net}.num_heads = ${spec.heads}`,
+    ...(bi ? [`${net}.num_encoder_layers = ${spec.encoderLayers}`, `${net}.num_decoder_layers = ${spec.decoderLayers}`] : [`${net}.num_layers = ${spec.decoderLayers}`]),
+    `${net}.head_dim = ${spec.dKv}`,
+    `${net}.mlp_dim = ${spec.dFf}`,
+    `${net}.mlp_activations = ${ACTIVATIONS[spec.activation]}`,
+    `${net}.logits_via_embedding = ${spec.tiedEmbeddings ? 'True' : 'False'}`,
   );
+  if (bi) lines.push(`${net}.remat_policy = '${REMAT[plan.recompute]}'`);
   return { format: 't5x', syntax: 'gin', text: lines.join('\n') + '\n' };
 }

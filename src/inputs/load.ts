@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
 import { findProfile } from '../calibrate/host.js';
 import { devicePresets } from '../cost/presets.js';
@@ -6,29 +7,16 @@ import { profileError, validateProfile, type HardwareProfile } from '../cost/pro
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { findPreset, presetNames } from '../model/presets.js';
 import { parseModelSpec, type ModelSpec } from '../model/spec.js';
-import { planFromJson, makePlan, type Plan } from '../lower/plan.js';
+import { planFromJson, makePlan, RECOMPUTE, type Plan } from '../lower/plan.js';
 import { formatLayout } from '../layout/layout.js';
-
-/** Read and parse a JSON file; a missing or malformed file is one line of InputError. */
-export function readJsonFile(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read ${what} file ${path}${code === 'ENOENT' ? ': no such file' : code ? `: ${code}` : ''}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`${what} file ${path} is not valid JSON: ${(e as Error).message}`);
-  }
-}
+import { readJsonFile } from './files.js';
+import { enumFlag, optionalIntFlag } from './numbers.js';
 
 const looksLikeFile = (s: string) => s.endsWith('.json') || s.includes('/') || existsSync(s);
 
 /** `--model`: a preset name or a JSON spec file; a plan file may also hold the spec itself. */
 export function loadModel(arg: unknown): ModelSpec {
+  if (Array.isArray(arg)) throw new InputError(`--model is given ${arg.length} times; give it once`);
   if (typeof arg === 'object' && arg !== null) return parseModelSpec(arg, 'model in the plan file');
   if (typeof arg !== 'string' || arg.trim() === '') throw new InputError('--model needs a preset name or a JSON file');
   const preset = findPreset(arg);
@@ -39,6 +27,7 @@ export function loadModel(arg: unknown): ModelSpec {
 
 /** `--device`: a preset name or a profile JSON file. */
 export function loadDevice(arg: unknown): HardwareProfile {
+  if (Array.isArray(arg)) throw new InputError(`--device is given ${arg.length} times; give it once`);
   if (typeof arg !== 'string' || arg.trim() === '') throw new InputError('--device needs a preset name or a profile JSON file');
   const preset = findProfile(arg);
   if (preset) return preset;
@@ -47,6 +36,7 @@ export function loadDevice(arg: unknown): HardwareProfile {
 }
 
 export function loadMesh(arg: unknown): Mesh {
+  if (Array.isArray(arg)) throw new InputError(`--mesh is given ${arg.length} times; give it once`);
   if (typeof arg !== 'string') throw new InputError('--mesh needs a shape like 16x32 or rows:16;cols:32');
   return parseMesh(arg);
 }
@@ -64,18 +54,29 @@ export function loadPlanFile(path: string): PlanFile {
   if (typeof v !== 'object' || v === null) throw new InputError(`plan file ${path}: expected a JSON object`);
   const o = v as Record<string, unknown>;
   const inner = typeof o.plan === 'object' && o.plan !== null ? o.plan : o;
+  for (const k of ['mesh', 'device'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'string') throw new InputError(`plan file ${path}: "${k}" must be a string, got ${JSON.stringify(o[k])}`);
+  }
+  if (o.model !== undefined && (typeof o.model !== 'string' && (typeof o.model !== 'object' || o.model === null || Array.isArray(o.model)))) {
+    throw new InputError(`plan file ${path}: "model" must be a preset name or a model spec object, got ${JSON.stringify(o.model)}`);
+  }
   return {
     plan: planFromJson(inner, `plan file ${path}`),
-    mesh: typeof o.mesh === 'string' ? o.mesh : undefined,
+    mesh: o.mesh as string | undefined,
     model: o.model,
-    device: typeof o.device === 'string' ? o.device : undefined,
+    device: o.device as string | undefined,
   };
 }
 
 /** The plan from `--layout` and friends. */
 export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute?: unknown; microbatches?: unknown }): Plan {
+  if (Array.isArray(args.layout)) throw new InputError(`--layout is given ${args.layout.length} times; give it once`);
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');
-  return makePlan(args.layout, { zero: args.zero, recompute: args.recompute, microbatches: args.microbatches });
+  return makePlan(args.layout, {
+    zero: optionalIntFlag('zero', args.zero, 0, 3),
+    recompute: args.recompute === undefined ? undefined : enumFlag('recompute', args.recompute, RECOMPUTE),
+    microbatches: optionalIntFlag('microbatches', args.microbatches, 1),
+  });
 }
 
 /** Flags that name a plan: a plan file, the plan by flags, or both (flags override the file). */
@@ -103,4 +104,19 @@ export function resolvePlan(args: PlanFlags): { spec: ModelSpec; mesh: Mesh; pla
     microbatches: args.microbatches ?? file?.plan.microbatches,
   });
   return { spec: loadModel(modelArg), mesh: loadMesh(meshArg), plan, file };
+}
+
+/**
+ * `--device` for a command that may read a plan file: the flag, else the device the plan was
+ * searched for (a profile path relative to the plan file when it is not found as given), else the default.
+ */
+export function resolveDevice(flag: unknown, file: PlanFile | undefined, planPath: string | undefined, dflt: string): HardwareProfile {
+  if (flag !== undefined) return loadDevice(flag);
+  const named = file?.device;
+  if (named === undefined) return loadDevice(dflt);
+  if (!findProfile(named) && !existsSync(named) && planPath !== undefined) {
+    const beside = join(dirname(planPath), named);
+    if (existsSync(beside)) return loadDevice(beside);
+  }
+  return loadDevice(named);
 }
