@@ -42,40 +42,40 @@ export interface Bounds {
   readonly slack: number;
 }
 
-export type Task =
-  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number; readonly crash?: boolean }
-  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number; readonly crash?: boolean };
+/**
+ * A share: the subtrees of the branch and bound under some prefixes (the choices of the first
+ * axes), searched depth first against the given bounds and the shared incumbent.
+ */
+export type Task = {
+  readonly kind: 'explore';
+  readonly ctx: Context;
+  /** Per prefix: the choice index of each of its axes (axis 0 first). */
+  readonly prefixes: readonly (readonly number[])[];
+  readonly bounds: Bounds;
+  readonly top: number;
+  /** Shared incumbent, stop flag and counters (src/search/shared.ts). */
+  readonly shared: SharedArrayBuffer;
+  /** Wall-clock deadline (Date.now() ms) after which the share stops and reports what it left open. */
+  readonly deadline?: number;
+  readonly crash?: boolean;
+};
 
-/** Phase 1: per valid canonical layout of the range, its bounds. */
-export interface BoundResult {
-  readonly kind: 'bound';
-  /** Every layout of the range × its strategies (indivisible layouts count once per zero and recompute). */
-  readonly plans: number;
-  readonly valid: number;
-  /** Valid plans of layouts that are mirror images of a canonical one. */
-  readonly symmetric: number;
-  readonly ranks: Float64Array;
-  /** Lower bound of any plan's step time in the layout, seconds. */
-  readonly lbStep: Float64Array;
-  /** Lower bound of any plan's memory per device in the layout, bytes. */
-  readonly lbMemory: Float64Array;
-  /** Strategies of the layout. */
-  readonly count: Float64Array;
-  /** Devices used (product of the axes that split something) by the valid layout using most. */
-  readonly maxUsed: number;
-}
-
-/** Phase 2: the candidates of a share that may reach the answer, and counts. */
-export interface PriceResult {
-  readonly kind: 'price';
+/** What a share found: the candidates that may reach the answer, and counts. */
+export interface ExploreResult {
+  readonly kind: 'explore';
+  /** Strategies priced. */
   readonly priced: number;
   readonly feasible: number;
+  /** Complete layouts examined (bounded or priced). */
+  readonly layouts: number;
   /** Best K feasible plans of the share, by the objective. */
   readonly top: Candidate[];
   /** The share's Pareto points in scope. */
   readonly front: Candidate[];
   /** The least-memory valid plan of the share (for "no feasible plan"). */
   readonly leastMemory: Candidate | null;
+  /** The least bound on the objective of what the share left unexplored when it stopped early (Infinity: none). */
+  readonly open: number;
 }
 
-export type TaskResult = (BoundResult | PriceResult) & { readonly error?: undefined } | { readonly kind: 'error'; readonly error: string };
+export type TaskResult = ExploreResult & { readonly error?: undefined } | { readonly kind: 'error'; readonly error: string };

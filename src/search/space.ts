@@ -36,8 +36,8 @@ export interface Strategy {
   readonly microbatches: number;
 }
 
-/** The mixed-radix rank limit above which a mesh has too many axes to search exhaustively. */
-export const MAX_RANKS = 2 ** 31;
+/** The most mesh axes searched; layout ranks stay exact integers (20 choices: 20^12 < 2^53). */
+export const MAX_AXES = 12;
 
 function popcount(x: number): number {
   let n = 0;
@@ -76,8 +76,8 @@ export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): P
   choices.sort((a, b) => popcount(a) - popcount(b) || a - b);
   const A = mesh.axes.length;
   const ranks = choices.length ** A;
-  if (ranks > MAX_RANKS) {
-    throw new InputError(`a mesh of ${A} axes has ${choices.length}^${A} layouts, more than mesh-search searches exhaustively (${MAX_RANKS}); merge axes`);
+  if (A > MAX_AXES || ranks > Number.MAX_SAFE_INTEGER) {
+    throw new InputError(`a mesh of ${A} axes is more than mesh-search searches (at most ${MAX_AXES}); merge axes that share a network level`);
   }
   // Interchangeable axes form classes; within a class, choices must not decrease (one of each orbit).
   const twin = mesh.axes.map(() => -1);
