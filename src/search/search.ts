@@ -135,7 +135,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     // Consecutive prefixes form a share, so that shares stay few enough to hand out cheaply.
     const per = Math.max(1, Math.ceil(prefixes.length / MAX_SHARES));
 
-    const shared = Shared.create();
+    const shared = Shared.create(k);
     const deadline = opts.timeLimit !== undefined ? Date.now() + opts.timeLimit * 1000 : undefined;
     let top: Candidate[] = [];
     let frontCandidates: Candidate[] = [];
@@ -200,7 +200,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       inFlight.add(job);
     };
     while (next < prefixes.length || inFlight.size) {
-      while (next < prefixes.length && inFlight.size < Math.max(1, 2 * runner.workers)) launch();
+      while (next < prefixes.length && inFlight.size < Math.max(1, runner.workers + 1)) launch();
       if (inFlight.size) await Promise.race(inFlight);
     }
     opts.onProgress?.({ phase: 'price', fraction: 1, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000), examined: shared.examined(), best: top.length ? primary(objective, top[0]) : Infinity, bound: top.length ? Math.min(primary(objective, top[0]), open) : open });

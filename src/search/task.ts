@@ -134,19 +134,25 @@ function explore(p: Prepared, task: Task): ExploreResult {
   const choice = new Array<number>(A).fill(0);
   const masks = new Array<number>(space.dims.length).fill(0);
 
+  // What other shares found (real plans, so pruning against them is sound whenever it is read).
   const refresh = () => {
     const best = shared.best();
     if (best < Infinity) cap = Math.min(cap, best * (1 + slack));
+    kth = Math.min(kth, shared.kth());
+    for (const [ps, pm] of shared.points()) if ((objective === 'time' ? ps : pm) <= cap) addPoint(front, ps, pm);
   };
   const tighten = (c: Candidate) => {
     if (!c.feasible) return;
+    const pv = primary(objective, c);
+    shared.offerValue(pv);
     pushTop(objective, top, c, k);
     if (top.length >= k) kth = Math.min(kth, primary(objective, top[top.length - 1]));
-    shared.offer(primary(objective, top[0]));
-    cap = Math.min(cap, primary(objective, top[0]) * (1 + slack));
-    if (primary(objective, c) <= cap) {
+    shared.offer(pv);
+    cap = Math.min(cap, Math.min(shared.best(), pv) * (1 + slack));
+    if (pv <= cap) {
       scope.push(c);
       addPoint(front, c.step, c.memory);
+      shared.offerPoint(c.step, c.memory);
     }
   };
   /** A subtree whose completions all need more memory than the device has: it only matters for "closest". */
