@@ -4,3 +4,4 @@ export { exhaustive } from './exhaustive.js';
 export { SearchFailed, MESSAGES } from './pool.js';
 export type { Objective } from './protocol.js';
 export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';
+export { searchDevices, finestMesh, coarsen, allowedMesh, type DeviceSearchOptions, type DeviceSearchResult } from './devices.js';

@@ -1,6 +1,7 @@
 import type { HardwareProfile } from '../cost/profile.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { ZeroStage, Recompute } from '../lower/plan.js';
+import type { SharedTable } from './remaining.js';
 
 /**
  * The protocol between the search and its workers, typed before any logic. Every message is
@@ -15,6 +16,8 @@ export interface Context {
   readonly mesh: string;
   readonly profile: HardwareProfile;
   readonly objective: Objective;
+  /** The bound table the main thread worked out (src/search/remaining.ts), so workers need not. */
+  readonly table?: SharedTable;
 }
 
 /** A priced plan, small: enough to rank it and to rebuild it. */

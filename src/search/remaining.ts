@@ -34,6 +34,75 @@ export interface Remaining {
   splitOf(s: number): number[];
   /** How many states were worked out (for the bench). */
   readonly size: number;
+  /** Work out every state and hand the table over (workers read it instead of working it out again). */
+  share(): SharedTable;
+}
+
+/** The table of a Remaining in shared memory: keys and their figures. */
+export interface SharedTable {
+  readonly keys: SharedArrayBuffer;
+  readonly vals: SharedArrayBuffer;
+  readonly count: number;
+}
+
+const FIELDS = 5;
+
+/** Open addressing over states (non-negative integers below 2^53); -1 marks a free slot. */
+class Table {
+  keys: Float64Array;
+  vals: Float64Array;
+  count = 0;
+  private mask: number;
+  constructor(capacity = 1 << 12, keys?: Float64Array, vals?: Float64Array, count = 0) {
+    this.keys = keys ?? new Float64Array(new SharedArrayBuffer(capacity * 8)).fill(-1);
+    this.vals = vals ?? new Float64Array(new SharedArrayBuffer(capacity * FIELDS * 8));
+    this.mask = this.keys.length - 1;
+    this.count = count;
+  }
+  /** Another thread's table: read as it is; the first insert (never expected) copies it first. */
+  private readOnly = false;
+  static from(t: SharedTable): Table {
+    const table = new Table(0, new Float64Array(t.keys), new Float64Array(t.vals), t.count);
+    table.readOnly = true;
+    return table;
+  }
+  share(): SharedTable {
+    return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count };
+  }
+  private home(s: number): number {
+    return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> 0;
+  }
+  /** The slot of a state's figures, or -1. Slots are stable until the table grows. */
+  find(s: number): number {
+    for (let i = this.home(s) & this.mask; ; i = (i + 1) & this.mask) {
+      const k = this.keys[i];
+      if (k === s) return i;
+      if (k === -1) return -1;
+    }
+  }
+  insert(s: number, figures: Float64Array): number {
+    if (this.readOnly || 2 * (this.count + 1) > this.keys.length) this.grow();
+    let i = this.home(s) & this.mask;
+    while (this.keys[i] !== -1) i = (i + 1) & this.mask;
+    this.keys[i] = s;
+    this.vals.set(figures, i * FIELDS);
+    this.count++;
+    return i;
+  }
+  private grow(): void {
+    const { keys, vals } = this;
+    this.readOnly = false;
+    this.keys = new Float64Array(new SharedArrayBuffer(keys.length * 2 * 8)).fill(-1);
+    this.vals = new Float64Array(new SharedArrayBuffer(keys.length * 2 * FIELDS * 8));
+    this.mask = this.keys.length - 1;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] === -1) continue;
+      let j = this.home(keys[i]) & this.mask;
+      while (this.keys[j] !== -1) j = (j + 1) & this.mask;
+      this.keys[j] = keys[i];
+      this.vals.set(vals.subarray(i * FIELDS, (i + 1) * FIELDS), j * FIELDS);
+    }
+  }
 }
 
 const BATCH = DIM_NAMES.indexOf('batch');
@@ -43,7 +112,7 @@ const D = DIM_NAMES.length;
 // Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
 export const SLACK_ROUNDING = 1 - 1e-9;
 
-export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile): Remaining {
+export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile, shared?: SharedTable): Remaining {
   const A = space.sizes.length;
   const S = space.choices.length;
   const matmul = matmulBound(graph, profile);
@@ -63,6 +132,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     values.push([...seen].sort((x, y) => x - y));
   }
   const index = values.map((vs) => new Map(vs.map((v, i) => [v, i])));
+  const choiceDims = space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d)));
   // A state is a mixed-radix number: axis j, then bflag, then each dimension's split index.
   const radix: number[] = [];
   let r = 1;
@@ -70,7 +140,6 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   const bRadix = r;
   const jRadix = 2 * r;
   if (jRadix * (A + 1) > Number.MAX_SAFE_INTEGER) throw new Error('too many splits to number the states of the search');
-  const choiceDims = space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d)));
 
   const decodeState = (s: number): { j: number; b: boolean; idx: number[] } => {
     const j = Math.floor(s / jRadix);
@@ -83,20 +152,24 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   };
   const splitOf = (s: number) => decodeState(s).idx.map((i, d) => values[d][i]);
 
+  // Transitions without lookups: per axis and dimension, the split index after that axis (-1: indivisible).
+  const step: Int32Array[][] = space.sizes.map((size) => values.map((vs, d) => Int32Array.from(vs, (v) => index[d].get(v * size) ?? -1)));
+  const choiceBatch = space.choices.map((c) => (c & (1 << BATCH)) !== 0);
   const next = (s: number, j: number, c: number): number => {
     const dims = choiceDims[c];
-    const size = space.sizes[j];
+    const tj = step[j];
     let t = s + jRadix;
-    let rest = s - Math.floor(s / jRadix) * jRadix;
+    let rest = s % jRadix;
     const b = rest >= bRadix;
     if (b) rest -= bRadix;
-    for (const d of dims) {
+    for (let q = 0; q < dims.length; q++) {
+      const d = dims[q];
       const i = Math.floor(rest / radix[d]) % values[d].length;
-      const k = index[d].get(values[d][i] * size);
-      if (k === undefined) return -1;
+      const k = tj[d][i];
+      if (k < 0) return -1;
       t += (k - i) * radix[d];
     }
-    if (!b && space.choices[c] & (1 << BATCH)) t += bRadix;
+    if (!b && choiceBatch[c]) t += bRadix;
     return t;
   };
 
@@ -138,45 +211,55 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     return RECOMPUTE.length * none + 4 * RECOMPUTE.length * (all - none);
   };
 
-  const slot = new Map<number, number>();
-  const lbS: number[] = [], lbM: number[] = [], nPlans: number[] = [], nValid: number[] = [], used: number[] = [];
+  const table = shared ? Table.from(shared) : new Table();
+  const splitScratch = new Array<number>(D).fill(1);
+  const out = new Float64Array(FIELDS);
+  // Figures of a state, worked out from its children (depth first) once, then kept in the table.
   const solve = (s: number): number => {
-    const hit = slot.get(s);
-    if (hit !== undefined) return hit;
-    const { j, b, idx } = decodeState(s);
+    const hit = table.find(s);
+    if (hit >= 0) return hit;
+    const j = Math.floor(s / jRadix);
+    const b = s % jRadix >= bRadix;
     let ls = Infinity, lm = Infinity, plans = 0, valid = 0, mu = -Infinity;
     if (j === A) {
-      const split = idx.map((i, d) => values[d][i]);
-      const n = (b ? 4 : 1) * RECOMPUTE.length * microbatches(split);
-      ls = flops(split); lm = memLaw(split, b) * SLACK_ROUNDING; plans = n; valid = n; mu = 1;
+      let rest = s % jRadix;
+      if (b) rest -= bRadix;
+      for (let d = 0; d < D; d++) splitScratch[d] = values[d][Math.floor(rest / radix[d]) % values[d].length];
+      const n = (b ? 4 : 1) * RECOMPUTE.length * microbatches(splitScratch);
+      ls = flops(splitScratch); lm = memLaw(splitScratch, b) * SLACK_ROUNDING; plans = n; valid = n; mu = 1;
     } else {
       for (let c = 0; c < S; c++) {
         const t = next(s, j, c);
         if (t < 0) {
-          plans += invalidPlans(A - j - 1, b || (space.choices[c] & (1 << BATCH)) !== 0);
+          plans += invalidPlans(A - j - 1, b || choiceBatch[c]);
           continue;
         }
-        const k = solve(t);
-        ls = Math.min(ls, lbS[k]); lm = Math.min(lm, lbM[k]);
-        plans += nPlans[k]; valid += nValid[k];
-        mu = Math.max(mu, (c === 0 ? 1 : space.sizes[j]) * used[k]);
+        const k = solve(t) * FIELDS;
+        const v = table.vals;
+        if (v[k] < ls) ls = v[k];
+        if (v[k + 1] < lm) lm = v[k + 1];
+        plans += v[k + 2]; valid += v[k + 3];
+        const u = (c === 0 ? 1 : space.sizes[j]) * v[k + 4];
+        if (u > mu) mu = u;
       }
     }
-    const k = lbS.length;
-    lbS.push(ls); lbM.push(lm); nPlans.push(plans); nValid.push(valid); used.push(mu);
-    slot.set(s, k);
-    return k;
+    out[0] = ls; out[1] = lm; out[2] = plans; out[3] = valid; out[4] = mu;
+    return table.insert(s, out);
   };
-  const at = (s: number) => solve(s);
+  const field = (s: number, f: number) => {
+    const i = solve(s);
+    return table.vals[i * FIELDS + f];
+  };
   return {
     root: 0,
     next,
-    lbStep: (s) => lbS[at(s)],
-    lbMemory: (s) => lbM[at(s)],
-    plans: (s) => nPlans[at(s)],
-    valid: (s) => nValid[at(s)],
-    maxUsed: (s) => used[at(s)],
+    lbStep: (s) => field(s, 0),
+    lbMemory: (s) => field(s, 1),
+    plans: (s) => field(s, 2),
+    valid: (s) => field(s, 3),
+    maxUsed: (s) => field(s, 4),
     splitOf,
-    get size() { return lbS.length; },
+    share: () => { solve(0); return table.share(); },
+    get size() { return table.count; },
   };
 }

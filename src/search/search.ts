@@ -107,8 +107,8 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   };
   const runner = makeRunner(workers, Math.max(1, availableParallelism()), opts.inlineSeconds);
   try {
-    const p = prepare(ctx);
-    const rem = p.remaining;
+    const rem = prepare(ctx).remaining;
+    const shareCtx: Context = { ...ctx, table: rem.share() };
     const plans = rem.plans(rem.root), valid = rem.valid(rem.root), maxUsed = rem.maxUsed(rem.root);
     if (maxUsed < mesh.size) {
       throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout puts more than ${maxUsed} of them to work; its dimensions ran out of divisors: ${divisorReport(space)}`);
@@ -194,7 +194,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
         done += weight;
         return;
       }
-      const task: Task = { kind: 'explore', ctx, prefixes: group, bounds: { kth, cap, front, slack }, top: k, shared: shared.buffer, deadline };
+      const task: Task = { kind: 'explore', ctx: shareCtx, prefixes: group, bounds: { kth, cap, front, slack }, top: k, shared: shared.buffer, deadline };
       const what = `layouts under ${group.length} prefix${group.length === 1 ? '' : 'es'} from ${describePrefix(space, group[0])}`;
       const job: Promise<void> = share(runner, task, what).then((r) => { take(r as ExploreResult, weight); inFlight.delete(job); });
       inFlight.add(job);

@@ -34,7 +34,7 @@ export function prepare(ctx: Context): Prepared {
   const space = makeSpace(graph, mesh, ctx.profile);
   const prepared: Prepared = {
     space, pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile),
-    remaining: makeRemaining(space, graph, ctx.profile),
+    remaining: makeRemaining(space, graph, ctx.profile, ctx.table),
     choiceDims: space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d))),
   };
   cached = { key: ctx.key, prepared };
