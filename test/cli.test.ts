@@ -16,7 +16,7 @@ describe('mesh-search estimate', () => {
     expect(Object.keys(e.time)).toEqual(expect.arrayContaining(['compute', 'communication', 'exposedCommunication', 'bubble', 'step']));
     expect(Object.keys(e.flops)).toEqual(['modelPerStep', 'matmulPerStep', 'perDevice']);
     expect(e.model).toEqual({ name: 'mtf-lm-s5', params: expect.any(Number) });
-    expect(e.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1 });
+    expect(e.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
     expect(e.communication.byAxis.rows).toBeGreaterThan(0);
     expect(e.communication.byAxis.cols).toBeGreaterThan(0);
     expect(e.mfu).toBeGreaterThan(0);
@@ -28,7 +28,7 @@ describe('mesh-search estimate', () => {
     const file = join(dir, 'plan.json');
     writeFileSync(file, JSON.stringify({ plan: { layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols', zero: 1, recompute: 'full', microbatches: 2 }, mesh: '16x32', model: 'transformer-5b', device: 'tpu-v2' }));
     const a = JSON.parse(cli(['estimate', '--plan', file, '--json']).stdout);
-    expect(a.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 1, recompute: 'full', microbatches: 2 });
+    expect(a.plan).toEqual({ layout: 'batch:rows;heads:cols;d_ff:cols;vocab:cols', zero: 1, recompute: 'full', microbatches: 2, sequenceParallel: false, virtualStages: 1 });
     const b = JSON.parse(cli(['estimate', '--plan', file, '--zero', '3', '--json']).stdout);
     expect(b.plan.zero).toBe(3);
     expect(b.memory.total).toBeLessThan(a.memory.total);
@@ -100,7 +100,7 @@ describe('listings', () => {
 
   it('devices lists the hardware profiles with their sources', () => {
     const rows = JSON.parse(cli(['devices', '--json']).stdout) as { name: string; sources: Record<string, string> }[];
-    expect(rows.map((r) => r.name)).toEqual(['tpu-v2', 'tpu-v3', 'tpu-v4', 'a100-40g', 'a100-80g', 'h100-sxm', 'h200']);
+    expect(rows.map((r) => r.name)).toEqual(['tpu-v2', 'tpu-v3', 'tpu-v4', 'tpu-v5e', 'tpu-v5p', 'tpu-v6e', 'a100-40g', 'a100-80g', 'h100-sxm', 'h200', 'b200']);
     for (const r of rows) expect(Object.keys(r.sources).length).toBeGreaterThan(3);
   });
 });

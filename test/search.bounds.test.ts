@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { makePricer } from '../src/cost/pricer.js';
 import { compileLayout, layoutProblem } from '../src/layout/layout.js';
 import { buildGraph } from '../src/model/graph.js';
-import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, splits, strategies, toCanonical } from '../src/search/space.js';
+import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, planOf, splits, strategies, toCanonical } from '../src/search/space.js';
 import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { matmulBound } from '../src/search/bounds.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
@@ -45,7 +45,7 @@ describe('the plan space and its bounds', () => {
         expect(f).toBeGreaterThan(0);
         let prev = { zero: -1, recompute: '', compute: 0 };
         for (const st of strategies(space, split, masks)) {
-          const c = pricer({ layout, ...st });
+          const c = pricer(planOf(layout, st));
           expect(c.valid).toBe(true);
           // Within one ZeRO stage and recompute mode, compute never falls as microbatches grow.
           if (st.zero === prev.zero && st.recompute === prev.recompute) expect(c.compute).toBeGreaterThanOrEqual(prev.compute * (1 - 1e-9));
@@ -94,8 +94,8 @@ describe('the plan space and its bounds', () => {
           const split = splits(space, a);
           if (!split) continue;
           for (const st of strategies(space, split, a)) {
-            const x = pricer({ layout: layoutOf(space, a), ...st });
-            const y = pricer({ layout: layoutOf(space, b), ...st });
+            const x = pricer(planOf(layoutOf(space, a), st));
+            const y = pricer(planOf(layoutOf(space, b), st));
             expect([y.step, y.memory]).toEqual([x.step, x.memory]);
           }
         }

@@ -23,7 +23,9 @@ export function tinySpec(): fc.Arbitrary<ModelSpec> {
     dropout: fc.boolean(),
     tiedEmbeddings: fc.boolean(),
     dtype: fc.constantFrom('bfloat16', 'float32'),
-  }).map((r) => parseModelSpec({ name: 'random', ...r }));
+    // Query heads per K/V head where heads allows: 2 makes a grouped-query model (with q_group).
+    group: fc.constantFrom(1, 1, 2),
+  }).map(({ group, ...r }) => parseModelSpec({ name: 'random', ...r, kvHeads: r.heads % group === 0 ? r.heads / group : r.heads }));
 }
 
 /** A mesh of 1 to 3 small axes. */

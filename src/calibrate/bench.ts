@@ -7,12 +7,16 @@ import { OP_CLASSES } from './types.js';
 
 /**
  * Benchmark rows, one per measured run (README, "Calibration"). Columns, CSV and JSON alike:
- * model, mesh, layout, zero, recompute, microbatches, device, step_time (seconds), and optional
- * seconds per step per device: matmul_time, elementwise_time, softmax_time, reduction_time,
- * comm_time:<axes> (collectives over those axes, e.g. comm_time:rows+cols); note (free text).
+ * model, mesh, layout, zero, recompute, microbatches, sequence_parallel, virtual_stages, batch (global,
+ * overrides the model's), device, step_time (seconds), and optional seconds per step per device:
+ * matmul_time, elementwise_time, softmax_time, reduction_time, comm_time:<axes> (collectives over
+ * those axes, e.g. comm_time:rows+cols); note and source (free text).
  */
 export const REQUIRED_COLUMNS = ['model', 'mesh', 'layout', 'step_time'] as const;
-const PLAIN_COLUMNS = new Set(['model', 'mesh', 'layout', 'zero', 'recompute', 'microbatches', 'device', 'step_time', 'note', ...OP_CLASSES.map((k) => `${k}_time`)]);
+const PLAIN_COLUMNS = new Set([
+  'model', 'mesh', 'layout', 'zero', 'recompute', 'microbatches', 'sequence_parallel', 'virtual_stages', 'batch', 'device', 'step_time',
+  'note', 'source', ...OP_CLASSES.map((k) => `${k}_time`),
+]);
 const COMM = /^comm_time:([A-Za-z_][A-Za-z0-9_]*(\+[A-Za-z_][A-Za-z0-9_]*)*)$/;
 
 function checkColumns(columns: readonly string[], where: string): void {
@@ -33,7 +37,8 @@ function rawFrom(get: (c: string) => unknown, columns: readonly string[], file: 
   }
   return {
     source: { file, line }, model: get('model'), mesh: get('mesh'), layout: get('layout'), zero: get('zero'),
-    recompute: get('recompute'), microbatches: get('microbatches'), device: get('device'), stepTime: get('step_time'), compute, comm,
+    recompute: get('recompute'), microbatches: get('microbatches'), sequenceParallel: get('sequence_parallel'),
+    virtualStages: get('virtual_stages'), batch: get('batch'), device: get('device'), stepTime: get('step_time'), compute, comm,
   };
 }
 
@@ -118,7 +123,9 @@ export function benchRowsFromJson(text: string, file: string): RawRow[] {
     const plan = typeof o.plan === 'object' && o.plan !== null ? (o.plan as Record<string, unknown>) : {};
     if ('__unparsable' in o) return { ...rawFrom(() => undefined, [], file, line), problem: `not valid JSON: ${String(o.__unparsable)}` };
     const columns = Object.keys(o).filter((k) => k !== 'plan' && k !== 'stepTime');
-    const get = (c: string) => (c === 'step_time' ? o.step_time ?? o.stepTime : o[c] ?? plan[c]);
+    // A nested plan is a plan as `search --out` writes it, in camelCase.
+    const camel: Record<string, string> = { sequence_parallel: 'sequenceParallel', virtual_stages: 'virtualStages' };
+    const get = (c: string) => (c === 'step_time' ? o.step_time ?? o.stepTime : o[c] ?? plan[c] ?? (camel[c] ? plan[camel[c]] : undefined));
     const row = rawFrom(get, columns, file, line);
     try {
       checkColumns(columns, 'row');

@@ -60,6 +60,7 @@ export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProf
     throw new InputError(`too few plans to calibrate: ${rows.length} usable rows cover ${plans.size} distinct plan${plans.size === 1 ? '' : 's'}; ` +
       `leave-one-plan-out cross-validation needs at least ${MIN_PLANS}`);
   }
+  if (opts.method === 'physics') return; // a prior holds every constant the rows do not determine
   const setup = setupFit(rows, base, opts);
   const perPlan = new Map<string, number>();
   setup.obs.forEach((o) => perPlan.set(rows[o.row].planKey, (perPlan.get(rows[o.row].planKey) ?? 0) + 1));

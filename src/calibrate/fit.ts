@@ -3,6 +3,7 @@ import { axisLink } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Link } from '../cost/profile.js';
 import { axisIndex } from '../mesh/mesh.js';
 import { featuresOf, type Features } from './features.js';
+import { fitPhysics } from './physics.js';
 import { inProfileUnits, makeSpace, predict, toProfile, type ParamSpace } from './model.js';
 import { robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
@@ -29,6 +30,13 @@ function trimmedCost(r: Float64Array): number {
 export interface FitOptions {
   /** Parameters to keep at the base value: names (`latency.rows`) or groups (`efficiencyHalfWork`, `overlap`). */
   readonly hold?: readonly string[];
+  /**
+   * `classes` (the default): efficiency per op class and a link per mesh axis, fitted on a
+   * linearisation of the step time (fits traces with per-class times). `physics`: the profile's
+   * hardware constants fitted through the cost model itself (physics.ts), which carry over to
+   * other models and meshes (what the presets are fitted with).
+   */
+  readonly method?: 'classes' | 'physics';
 }
 
 export interface FitResult {
@@ -116,8 +124,9 @@ export function tooFewMessage(observations: number, least: number, rows: number,
 }
 
 /** Fit a profile to the rows, starting from (and falling back to) the base profile. */
-export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, setup = setupFit(rows, base, opts)): FitResult {
-  const { space, obs, problem, start, fixed, free } = setup;
+export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, setup?: FitSetup): FitResult {
+  if (opts.method === 'physics') return fitPhysics(rows, base, opts.hold);
+  const { space, obs, problem, start, fixed, free } = setup ?? setupFit(rows, base, opts);
   if (obs.length < free + 1) {
     throw new InputError(tooFewMessage(obs.length, obs.length, rows.length, free, space.defs.filter((_, j) => !fixed[j]).map((d) => d.name)));
   }

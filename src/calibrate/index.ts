@@ -6,3 +6,4 @@ export { benchRowsFromCsv, benchRowsFromJson, readBenchFile } from './bench.js';
 export { traceToRow, readTraceFile, type Trace, type TraceEvent } from './trace.js';
 export { resolveRow, newContext, type RawRow } from './resolve.js';
 export type * from './types.js';
+export { validateRows, compareRow, groupRowsByDevice, summarizeErrors, summarizeFamilies, type RowComparison, type ErrorSummary, type FamilySummary, type ValidationReport, type DeviceGroup } from './validate.js';

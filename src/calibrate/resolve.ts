@@ -20,6 +20,10 @@ export interface RawRow {
   readonly zero?: unknown;
   readonly recompute?: unknown;
   readonly microbatches?: unknown;
+  readonly sequenceParallel?: unknown;
+  readonly virtualStages?: unknown;
+  /** Global batch in sequences: overrides the model spec's (one spec serves runs of every size). */
+  readonly batch?: unknown;
   readonly device?: unknown;
   readonly stepTime: unknown;
   readonly compute: Partial<Record<OpClassName, unknown>>;
@@ -52,6 +56,20 @@ function optionalInt(v: unknown): unknown {
   return typeof v === 'string' && /^\s*-?[0-9]+\s*$/.test(v) ? Number(v) : v;
 }
 
+function optionalBool(v: unknown, what: string): boolean | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string' && /^\s*(true|false)\s*$/i.test(v)) return v.trim().toLowerCase() === 'true';
+  throw new InputError(`${what} must be true or false, got ${describe(v)}`);
+}
+
+function withBatch(spec: ModelSpec, batch: unknown): ModelSpec {
+  const b = optionalInt(batch);
+  if (b === undefined) return spec;
+  if (typeof b !== 'number' || !Number.isSafeInteger(b) || b < 1) throw new InputError(`batch must be a positive integer number of sequences, got ${describe(batch)}`);
+  return parseModelSpec({ ...spec, batch: b }, `model ${spec.name} with batch ${b}`);
+}
+
 function loadSpec(model: unknown, file: string): ModelSpec {
   if (typeof model === 'object' && model !== null) return parseModelSpec(model, 'model spec');
   if (typeof model !== 'string' || model.trim() === '') throw new InputError('model is missing');
@@ -80,7 +98,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
     if (!findDevice(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
     if (d !== ctx.device) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
   }
-  const spec = loadSpec(raw.model, raw.source.file);
+  const spec = withBatch(loadSpec(raw.model, raw.source.file), raw.batch);
   const specKey = JSON.stringify(spec);
   let graph = ctx.graphs.get(specKey);
   if (!graph) {
@@ -91,7 +109,10 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const mesh = parseMesh(raw.mesh);
   const layout = raw.layout ?? '';
   if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
-  const plan = makePlan(layout, { zero: optionalInt(raw.zero), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches) });
+  const plan = makePlan(layout, {
+    zero: optionalInt(raw.zero), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute, microbatches: optionalInt(raw.microbatches),
+    sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages),
+  });
   let program;
   try {
     program = lower(graph, mesh, plan);

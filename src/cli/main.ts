@@ -21,7 +21,8 @@ export async function main(argv: string[]): Promise<number> {
       '  mesh-search models     the model presets;   mesh-search devices     the hardware profiles',
       '',
       'A layout maps tensor dimensions (batch, length, memory_length, d_model, heads, d_kv, d_ff, vocab,',
-      'layers) to mesh axes as Mesh-TensorFlow writes it; layers on an axis makes pipeline stages.',
+      'layers; q_group in grouped-query models) to mesh axes as Mesh-TensorFlow writes it; layers on an',
+      'axis makes pipeline stages.',
       'Bad input prints one line and exits 2.',
     ].join('\n'))
     .help()

@@ -1,7 +1,7 @@
 import { divisibilityProblem, compileLayout, formatLayout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { Graph } from '../model/graph.js';
-import { lower } from '../lower/lower.js';
+import { lower, strategyProblem } from '../lower/lower.js';
 import type { Plan } from '../lower/plan.js';
 import type { Estimate } from './estimate.js';
 import { fmtBytes, price } from './price.js';
@@ -15,9 +15,7 @@ import type { HardwareProfile } from './profile.js';
 export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: HardwareProfile): Estimate {
   const c = compileLayout(plan.layout, mesh);
   const divisibility = divisibilityProblem(graph, c);
-  const perReplica = graph.spec.batch / c.split.batch;
-  const microProblem = divisibility === null && perReplica % plan.microbatches !== 0
-    ? `${plan.microbatches} microbatches do not divide the per-replica batch of ${perReplica} sequences` : null;
+  const microProblem = divisibility === null ? strategyProblem(graph, c, plan) : null;
   if (divisibility === null && microProblem === null) return price(lower(graph, mesh, plan), profile);
   const e: Estimate = price(lower(graph, mesh, plan, { relaxed: true }), profile);
   const first = `invalid layout ${formatLayout(plan.layout) || '(replicated)'}: ${divisibility ?? microProblem}`;

@@ -5,49 +5,67 @@ const GiB = 2 ** 30;
 const GB = 1e9;
 const T = 1e12;
 
-// Efficiencies and latencies below are starting points until `mesh-search calibrate` fits them:
-// matmul 0.6 of peak and 0.7 of HBM bandwidth for memory-bound ops are in the range that
-// Narayanan et al. 2021 (Megatron-LM, Sec. 5: 52% of peak end to end for GPT-3 on A100) imply.
-const DEFAULT_EFFICIENCY = { matmul: 0.6, elementwise: 0.7, softmax: 0.5, reduction: 0.5 };
-const EFF_SOURCE = 'starting point, in line with Narayanan et al. 2021 Sec. 5; calibrate to replace';
+// Efficiencies below are per kernel, not end to end: a large bf16 GEMM reaches 0.8-0.95 of peak
+// on A100/H100 (cuBLAS), and the GEMM shape curve (gemmHalfSize) takes small and skinny GEMMs
+// below that; memory-bound kernels reach 0.7-0.8 of HBM bandwidth. Starting points that
+// `mesh-search calibrate` replaces (the fitted presets and their rows: data/published/).
+const DEFAULT_EFFICIENCY = { matmul: 0.85, elementwise: 0.7, softmax: 0.5, reduction: 0.5 };
+const EFF_SOURCE = 'starting point: large bf16 GEMMs reach 0.8-0.95 of peak on A100/H100, HBM-bound kernels about 0.7 of bandwidth; calibrate to replace';
+// The GEMM shape curve x/(x+h) per dimension, h = 64: 0.67 at a dimension of 128, 0.94 at 1024 (tensor-core tiles are 64-256 wide: NVIDIA's Matrix
+// Multiplication Background guide, "Dimension quantization effects").
+const GEMM_HALF = 64;
+const GEMM_SOURCE = 'shape curve x/(x+64) per GEMM dimension: tiles of 64-256 (NVIDIA Matrix Multiplication Background guide); calibrate';
 // Overlap 1: gradient sync may hide behind the whole backward (Li et al. 2020, PyTorch DDP, Sec. 3.2.3).
 const OVERLAP_SOURCE = 'Li et al. 2020 (PyTorch DDP) bucketed overlap of allreduce with backward';
 
-function tpu(name: string, description: string, perCore: { flops: number; mem: number; hbm: number; ici: number; pod: number }, src: string): HardwareProfile {
+/** The same achieved fraction of a link for every collective kind. */
+function ringEff(f: number): Record<'allreduce' | 'allgather' | 'reduce-scatter' | 'all-to-all' | 'send', number> {
+  return { allreduce: f, allgather: f, 'reduce-scatter': f, 'all-to-all': f, send: f };
+}
+
+function tpu(name: string, description: string, perCore: { tpOverlap?: number; flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
   return {
     name, description,
     peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
     memoryBytes: perCore.mem, memoryBandwidth: perCore.hbm,
     levels: [
       { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
-      { name: 'dcn', devices: 1e9, link: { bandwidth: 12.5 * GB, latency: 20e-6 } },
+      { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
-    efficiency: DEFAULT_EFFICIENCY, overlap: 1,
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: perCore.tpOverlap ?? 0,
     sources: {
-      peak: src, memory: src, ici: src,
+      peak: src, memory: src, ici: src, gemmHalfSize: GEMM_SOURCE,
+      launchOverhead: 'assumed 1 µs per XLA-fused op on TPU (ops are fused into few large programs); calibrate',
+      collectiveLatency: 'assumed 5 µs per ICI collective call; calibrate',
+      tensorParallelOverlap: perCore.tpOverlap ? 'MaxText\'s TPU scripts set --xla_tpu_enable_async_collective_fusion and --xla_tpu_overlap_compute_collective_tc (src/maxtext/configs/tpu/v5e/128b.sh): collectives overlap compute (1)' : 'Mesh-TF-era XLA overlaps no tensor-parallel collective (0)',
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
-      dcn: 'assumed 100 Gbit/s per host across pods',
+      dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
       efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
     },
   };
 }
 
-function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number }, src: string): HardwareProfile {
+function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string }, src: string): HardwareProfile {
   return {
     name, description,
-    peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.flops / 16 },
+    peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.fp32 ?? g.flops / 16 },
     memoryBytes: g.mem, memoryBandwidth: g.hbm,
     levels: [
-      { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 3e-6 } },
-      { name: 'infiniband', devices: 1e9, link: { bandwidth: g.net, latency: 10e-6 } },
+      { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 1e-6, efficiency: ringEff(g.nvlinkEff) } },
+      { name: 'infiniband', devices: 1e9, link: { bandwidth: g.net, latency: 5e-6, efficiency: ringEff(0.9) } },
     ],
-    efficiency: DEFAULT_EFFICIENCY, overlap: 1,
+    efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 4e-6, collectiveLatency: 10e-6, tensorParallelOverlap: 0,
     sources: {
-      peak: src, memory: src, nvlink: src,
-      float32: 'plain fp32 (no TF32) is 1/16 of the dense bf16 tensor-core peak on these parts',
+      peak: src, memory: src, nvlink: src, gemmHalfSize: GEMM_SOURCE,
+      nvlinkEfficiency: g.nvlinkEffSource,
+      infinibandEfficiency: 'assumed 0.9 of the NIC line rate for ring collectives across nodes; calibrate',
+      launchOverhead: 'CUDA kernel launch, about 4 µs each (NVIDIA CUDA best-practices guide: launches cost a few µs); calibrate',
+      collectiveLatency: 'about 10 µs per NCCL call at small sizes (nccl-tests all_reduce_perf latency on 8 GPUs); calibrate',
+      tensorParallelOverlap: 'Megatron-LM overlaps no tensor-parallel collective unless --tp-comm-overlap (0)',
+      float32: g.fp32Source ?? 'plain fp32 (no TF32) is 1/16 of the dense bf16 tensor-core peak on these parts',
       node: '8 GPUs per node (DGX/HGX); one 200 Gbit/s (A100) or 400 Gbit/s (H100/H200) NIC per GPU',
-      latency: 'assumed 3 µs per NVLink ring step and 10 µs per InfiniBand step (NCCL ring); calibrate',
+      latency: 'assumed 1 µs per NVLink ring step and 5 µs per InfiniBand step (NCCL ring); calibrate',
       efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
     },
   };
@@ -63,20 +81,39 @@ const PRESETS: HardwareProfile[] = [
     { flops: 61.5 * T, mem: 16 * GiB, hbm: 450 * GB, ici: 82 * GB, pod: 2048 },
     'Jouppi et al. 2020 (CACM 63:7), Table 3: 123 TFLOPS bf16, 32 GiB, 900 GB/s per chip; ICI 656 Gbit/s per link'),
   tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
-    { flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
+    { tpOverlap: 1, flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
     'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
+  // v5e/v5p/v6e: ICI each way per chip = half the docs' bidirectional ICI bandwidth per chip
+  // (which is also the docs' all-reduce bandwidth per pod / chips, as for v4 above).
+  tpu('tpu-v5e', 'TPU v5e chip; 256-chip pod (16x16, 2D torus)',
+    { tpOverlap: 1, flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
+      dcnSource: 'Cloud TPU v5e docs: 2 x 100 Gbps NIC per 8-chip host = 25 Gbit/s per chip (6.4 Tbps per 256-chip pod)' },
+    'Cloud TPU v5e docs (system architecture): 197 TFLOPs bf16, 16 GB HBM2 at 819 GBps, ICI 400 GBps bidirectional per chip, 256 chips per pod'),
+  tpu('tpu-v5p', 'TPU v5p chip (2 TensorCores as one device); slices up to 6144 chips (16x16x24, 3D torus)',
+    { tpOverlap: 1, flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
+      dcnSource: 'Cloud TPU v5p docs: data center network (DCN) bandwidth 50 Gbps per chip' },
+    'Cloud TPU v5p docs (system architecture): 459 TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, ICI 1200 GBps bidirectional per chip, largest slice 6144 of the 8960-chip pod'),
+  tpu('tpu-v6e', 'TPU v6e (Trillium) chip; 256-chip pod (16x16, 2D torus)',
+    { tpOverlap: 1, flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
+      dcnSource: 'not in the stored copy of the v6e docs page: assumed 100 Gbit/s per chip; calibrate' },
+    'Cloud TPU v6e docs (system architecture): 918 TFLOPs bf16, 32 GB HBM at 1638 GBps, ICI 800 GBps bidirectional per chip, 256 chips per pod'),
   gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
-    { flops: 312 * T, mem: 40 * GB, hbm: 1555 * GB, nvlink: 300 * GB, net: 25 * GB },
+    { flops: 312 * T, mem: 40 * GB, hbm: 1555 * GB, nvlink: 300 * GB, net: 25 * GB, nvlinkEff: 0.7, nvlinkEffSource: 'nccl-tests all_reduce_perf on 8 A100 SXM: busbw about 200-208 GB/s of 300 (NVIDIA/nccl-tests issues 149 and 178)' },
     'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 40 GB HBM2 at 1555 GB/s, NVLink 600 GB/s (300 each way)'),
   gpu('a100-80g', 'NVIDIA A100 SXM 80 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',
-    { flops: 312 * T, mem: 80 * GB, hbm: 2039 * GB, nvlink: 300 * GB, net: 25 * GB },
+    { flops: 312 * T, mem: 80 * GB, hbm: 2039 * GB, nvlink: 300 * GB, net: 25 * GB, nvlinkEff: 0.7, nvlinkEffSource: 'nccl-tests all_reduce_perf on 8 A100 SXM: busbw about 200-208 GB/s of 300 (NVIDIA/nccl-tests issues 149 and 178)' },
     'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 80 GB HBM2e at 2039 GB/s, NVLink 600 GB/s (300 each way)'),
   gpu('h100-sxm', 'NVIDIA H100 SXM 80 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
-    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB },
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' },
     'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
   gpu('h200', 'NVIDIA H200 SXM 141 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
-    { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB },
+    { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' },
     'NVIDIA H200 datasheet: 989 TFLOPS bf16 dense, 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s (450 each way)'),
+  gpu('b200', 'NVIDIA B200 SXM 180 GB (HGX/DGX B200), 8 per node on NVLink 5, InfiniBand NDR between nodes',
+    { flops: 2250 * T, mem: 180 * GB, hbm: 8000 * GB, nvlink: 900 * GB, net: 50 * GB, fp32: 80 * T,
+      fp32Source: 'NVIDIA Blackwell architecture brief, HGX B200 at 1000 W: 80 TFLOPS fp32 (non-tensor)',
+      nvlinkEff: 0.82, nvlinkEffSource: 'taken as NVLink 4 (NVIDIA/nccl-tests issue 212: ~20% protocol overhead); no NVLink 5 figure found; calibrate' },
+    'NVIDIA DGX B200 datasheet: 8 GPUs, 1440 GB HBM3e at 64 TB/s, NVLink 5 14.4 TB/s (1.8 TB/s per GPU, 900 each way), 8x ConnectX-7 400 Gb/s; HGX B200 2.25 PFLOPS bf16 dense per GPU (Blackwell brief)'),
 ];
 
 export function devicePresets(): readonly HardwareProfile[] {

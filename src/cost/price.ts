@@ -1,10 +1,13 @@
-import { maskSize } from '../layout/layout.js';
+import { maskAxes, maskSize } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { innerSize } from '../mesh/mesh.js';
 import { paramCount } from '../model/graph.js';
-import { latencySteps } from '../lower/collectives.js';
-import { planToJson } from '../lower/plan.js';
-import type { Collective, LoweredOp, Program } from '../lower/program.js';
+import { latencySteps, sentBytes, type CollectiveKind } from '../lower/collectives.js';
+import { microBatchOf, recomputes, strategyOps } from '../lower/instantiate.js';
+import type { LayoutLowering } from '../lower/lower.js';
+import { planToJson, type Plan } from '../lower/plan.js';
+import type { Collective, LoweredOp, MemoryBreakdown, Program } from '../lower/program.js';
+import { linAt, type GemmShape, type OpRecord } from '../lower/records.js';
 import type { Estimate } from './estimate.js';
 import type { HardwareProfile, Link } from './profile.js';
 
@@ -18,73 +21,309 @@ export function axisLink(profile: HardwareProfile, mesh: Mesh, axis: number): Li
   return profile.levels[profile.levels.length - 1].link;
 }
 
-/** Several axes at once use the slowest link (DESIGN.md, Pricing). */
-export function maskLink(profile: HardwareProfile, mesh: Mesh, mask: number): Link {
+/** Several axes at once run at the slowest achieved bandwidth and the largest latency (DESIGN.md, Pricing). */
+export function maskLink(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind = 'allreduce'): Link {
   let bw = Infinity;
   let lat = 0;
   for (let i = 0; i < mesh.axes.length; i++) {
     if (!(mask & (1 << i))) continue;
     const l = axisLink(profile, mesh, i);
-    bw = Math.min(bw, l.bandwidth);
+    bw = Math.min(bw, l.bandwidth * (l.efficiency?.[kind] ?? 1));
     lat = Math.max(lat, l.latency);
   }
   return { bandwidth: bw, latency: lat };
 }
 
-/** Alpha-beta time of one collective on a ring (DESIGN.md, Pricing). */
-export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Collective): number {
-  const n = c.kind === 'send' ? 2 : maskSize(mesh, c.mask);
-  if (n <= 1) return 0;
-  const link = maskLink(profile, mesh, c.mask);
-  return c.sent / link.bandwidth + latencySteps(c.kind, n) * link.latency;
+const KIND_INDEX: Record<CollectiveKind, number> = { allreduce: 0, allgather: 1, 'reduce-scatter': 2, 'all-to-all': 3, send: 4 };
+const linkCache = new WeakMap<HardwareProfile, WeakMap<Mesh, Map<number, { inv: number; fixed: number }>>>();
+
+/** Which network level an axis runs on: its axisLinks override (a level of its own) or the first level that holds its span. */
+function axisLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
+  if (profile.axisLinks?.[mesh.axes[axis].name]) return profile.levels.length + axis;
+  const span = innerSize(mesh, axis) * mesh.axes[axis].size;
+  const i = profile.levels.findIndex((l) => span <= l.devices);
+  return i < 0 ? profile.levels.length - 1 : i;
 }
 
 /**
- * Compute time of one execution of an op: matmuls by FLOPs, the rest by bytes moved; an op with
- * no work launches no kernel. `efficiencyHalfWork` (calibration fits it) adds a per-kernel cost.
+ * Per (axes, kind): the seconds per byte sent and the fixed seconds of one call. Axes on one level
+ * run one ring at that level's achieved bandwidth. A collective over axes on several levels runs
+ * hierarchically, as NCCL and XLA's multi-slice collectives do: level by level from the innermost,
+ * each outer level moving only the inner group's share (an allreduce: reduce-scatter inside,
+ * allreduce across, allgather inside). All-to-alls and sends run one ring at the slowest level.
  */
-export function opTime(profile: HardwareProfile, op: LoweredOp, peak: number): number {
-  const matmul = op.klass === 'matmul';
-  const work = matmul ? op.flops : op.bytes;
-  if (work <= 0) return 0;
-  const half = profile.efficiencyHalfWork?.[op.klass] ?? 0;
-  return (work + half) / ((matmul ? peak : profile.memoryBandwidth) * profile.efficiency[op.klass]);
+function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind): { inv: number; fixed: number } {
+  let byMesh = linkCache.get(profile);
+  if (!byMesh) linkCache.set(profile, (byMesh = new WeakMap()));
+  let m = byMesh.get(mesh);
+  if (!m) byMesh.set(mesh, (m = new Map()));
+  const key = mask * 8 + KIND_INDEX[kind];
+  let r = m.get(key);
+  if (!r) {
+    const n = kind === 'send' ? 2 : maskSize(mesh, mask);
+    const call = profile.collectiveLatency ?? 0;
+    const groups = new Map<number, number>(); // level -> mask of its axes
+    for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
+    if (n <= 1) r = { inv: 0, fixed: 0 };
+    else if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
+      const link = maskLink(profile, mesh, mask, kind);
+      r = { inv: 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
+    } else {
+      // Innermost level first: the level's axes are the mesh's later (inner) ones.
+      const levels = [...groups.values()].sort((a, b) => b - a);
+      const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
+      let perByte = 0, fixed = call, inner = 1;
+      for (const lm of levels) {
+        const k = maskSize(mesh, lm);
+        const link = maskLink(profile, mesh, lm, kind);
+        perByte += share(k) / inner / link.bandwidth;
+        fixed += latencySteps(kind, k) * link.latency;
+        inner *= k;
+      }
+      // collectiveTime multiplies by the bytes a flat ring would send: share(n) · buffer.
+      r = { inv: perByte / share(n), fixed };
+    }
+    m.set(key, r);
+  }
+  return r;
+}
+
+/** Alpha-beta time of one collective on a ring: bytes over achieved bandwidth, latency per ring step, a fixed cost per call. */
+export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Pick<Collective, 'kind' | 'mask' | 'sent'>): number {
+  const r = ringCost(profile, mesh, c.mask, c.kind);
+  return c.sent * r.inv + r.fixed;
+}
+
+/** The GEMM shape factor Π x/(x + h) over m, n, k at microbatch mb (profile.gemmHalfSize). */
+export function gemmFactor(profile: HardwareProfile, g: GemmShape | null, mb = 1): number {
+  const h = profile.gemmHalfSize ?? 0;
+  if (!g || h <= 0) return 1;
+  const m = g.scales === 'm' ? g.m * mb : g.m, n = g.scales === 'n' ? g.n * mb : g.n, k = g.scales === 'k' ? g.k * mb : g.k;
+  return (m / (m + h)) * (n / (n + h)) * (k / (k + h));
+}
+
+/** What an op's compute time depends on. */
+export interface OpWork {
+  readonly klass: LoweredOp['klass'];
+  readonly flops: number;
+  readonly bytes: number;
+  readonly gemm: GemmShape | null;
+  readonly kernel: boolean;
+}
+
+/**
+ * Compute time of one execution of an op, a roofline (DESIGN.md, Pricing): matmuls
+ * max(FLOPs / (peak × η(GEMM shape)), bytes / (HBM × η_mem)), other ops max(bytes / (HBM × η_class),
+ * FLOPs / vector peak), plus a launch overhead per kernel; an op with no work launches none.
+ * `efficiencyHalfWork` (calibration fits it) adds a per-kernel cost in units of work.
+ */
+export function opTime(profile: HardwareProfile, op: OpWork, peak: number, mb = 1): number {
+  return opSeconds(profile, op.klass, op.flops, op.bytes, op.gemm, op.kernel, peak, mb);
+}
+
+function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: number, bytes: number, gemm: GemmShape | null, kernel: boolean, peak: number, mb: number): number {
+  if (flops <= 0 && bytes <= 0) return 0;
+  const launch = kernel ? (profile.launchOverhead ?? 0) : 0;
+  const bw = profile.memoryBandwidth;
+  if (klass === 'matmul') {
+    const half = profile.efficiencyHalfWork?.matmul ?? 0;
+    const t = (flops + half) / (peak * profile.efficiency.matmul * gemmFactor(profile, gemm, mb));
+    return Math.max(t, bytes / (bw * profile.efficiency.elementwise)) + launch;
+  }
+  const half = profile.efficiencyHalfWork?.[klass] ?? 0;
+  const t = bytes > 0 ? (bytes + half) / (bw * profile.efficiency[klass]) : 0;
+  const v = profile.vectorFlops ? flops / profile.vectorFlops : 0;
+  return Math.max(t, v) + launch;
+}
+
+/** Sums of one (layout, recompute, microbatches): what the strategy does not change. */
+export interface Walk {
+  readonly M: number;
+  /** Per microbatch on one device, by pipeline-stage part: compute of the forward and of the backward (with recompute), blocking communication. */
+  readonly fwd: StageSums;
+  readonly bwd: StageSums;
+  readonly blocking: StageSums;
+  /** Σ of all collective times (what `communication` reports), per step. */
+  readonly communication: number;
+  readonly bytesPerDevice: number;
+  /** Model (no recompute) matmul FLOPs of a step over all devices. */
+  readonly modelFlops: number;
+}
+
+export interface StageSums { all: number; first: number; last: number }
+
+/** Per collective, for the estimate's table: kind, axes, buffer bytes and executions per step. */
+export interface Detail {
+  byAxis: Record<string, number>;
+  collectives: Map<string, { kind: string; axes: string[]; bytes: number; count: number }>;
+}
+
+function note(detail: Detail | undefined, c: { kind: string; axes: readonly string[]; bytes: number; sent: number }, count: number): void {
+  if (!detail) return;
+  const key = c.axes.join('+');
+  detail.byAxis[key] = (detail.byAxis[key] ?? 0) + c.sent * count;
+  const ck = `${c.kind}|${key}|${c.bytes}`;
+  const agg = detail.collectives.get(ck);
+  if (agg) agg.count += count;
+  else detail.collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count });
+}
+
+/** Walk a layout's records at one recompute mode and microbatch count (the one loop every estimate runs). */
+export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number, mb: number, profile: HardwareProfile, detail?: Detail): Walk {
+  const { mesh, graph } = l;
+  const peak = profile.peakFlops[graph.spec.dtype];
+  const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+  const fwd: StageSums = { all: 0, first: 0, last: 0 };
+  const bwd: StageSums = { all: 0, first: 0, last: 0 };
+  const blocking: StageSums = { all: 0, first: 0, last: 0 };
+  let communication = 0, bytesPerDevice = 0, modelFlops = 0;
+  const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
+  const add = (r: OpRecord, into: StageSums, model: boolean) => {
+    // Per microbatch: the stage sums are what one microbatch costs the device; counts are per step.
+    const perMb = r.perStage;
+    const flops = r.flops.perSeq * mb + r.flops.fixed;
+    const stage = r.stage;
+    into[stage] += opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
+    if (model && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
+    for (const c of r.collectives) {
+      const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
+      const sent = sentBytes(c.kind, bytes, c.groupSize);
+      const rc = ringCost(profile, mesh, c.mask, c.kind);
+      const t = (sent * rc.inv + rc.fixed) * perMb;
+      blocking[stage] += t * tpExposed;
+      communication += t * M;
+      bytesPerDevice += sent * perMb * M;
+      if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
+    }
+  };
+  for (const r of l.forward) add(r, fwd, r.model);
+  for (const r of l.recompute) if (recomputes(r, recompute)) add(r, bwd, false);
+  for (const r of l.backward) add(r, bwd, r.model);
+  return { M, fwd, bwd, blocking, communication, bytesPerDevice, modelFlops };
+}
+
+/**
+ * The strategy's terms of one plan (gradient sync, Adam, ZeRO's gathers), priced. Per step or per
+ * microbatch, none depends on the microbatch count, which the pricer relies on to price them once
+ * per ZeRO stage (a test holds it to that).
+ */
+export interface StrategyCost {
+  /** Optimizer compute per step. */
+  readonly optimizer: number;
+  /** Gradient sync: once per step (ZeRO 0-1) or after every microbatch (ZeRO 2-3, per microbatch). */
+  readonly gradientPerStep: number;
+  readonly gradientPerMicrobatch: number;
+  /** ZeRO parameter gathers: after the optimizer (stages 1-2, per step) or per microbatch (stage 3). */
+  readonly gatherPerStep: number;
+  readonly gatherPerMicrobatch: number;
+  /** Σ collective time and bytes sent: the part once per step and the part per microbatch. */
+  readonly communicationPerStep: number;
+  readonly communicationPerMicrobatch: number;
+  readonly bytesPerStep: number;
+  readonly bytesPerMicrobatch: number;
+}
+
+export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwareProfile, detail?: Detail): StrategyCost {
+  const { mesh } = l;
+  const peak = profile.peakFlops[l.graph.spec.dtype];
+  const M = plan.microbatches;
+  let optimizer = 0, gradientPerStep = 0, gradientPerMicrobatch = 0, gatherPerStep = 0, gatherPerMicrobatch = 0;
+  let communicationPerStep = 0, communicationPerMicrobatch = 0, bytesPerStep = 0, bytesPerMicrobatch = 0;
+  for (const op of strategyOps(l, plan)) {
+    if (op.kind === 'send') continue; // sendTime prices them
+    optimizer += opTime(profile, op, peak) * op.count;
+    // ZeRO-2 and -3 reduce-scatter the gradient after every microbatch (instantiate.ts strategyOps).
+    const perMicrobatch = op.phase === 'sync' && plan.zero >= 2 && op.collectives[0]?.kind === 'reduce-scatter';
+    const everyMicrobatch = perMicrobatch || op.phase === 'forward';
+    for (const c of op.collectives) {
+      const t = collectiveTime(profile, mesh, c) * op.count;
+      if (everyMicrobatch) {
+        communicationPerMicrobatch += t / M;
+        bytesPerMicrobatch += (c.sent * op.count) / M;
+      } else {
+        communicationPerStep += t;
+        bytesPerStep += c.sent * op.count;
+      }
+      note(detail, c, op.count);
+      if (c.role === 'gather') {
+        if (op.phase === 'forward') gatherPerMicrobatch += t / M;
+        else gatherPerStep += t;
+      } else if (perMicrobatch) gradientPerMicrobatch += t / M;
+      else gradientPerStep += t;
+    }
+  }
+  return { optimizer, gradientPerStep, gradientPerMicrobatch, gatherPerStep, gatherPerMicrobatch, communicationPerStep, communicationPerMicrobatch, bytesPerStep, bytesPerMicrobatch };
+}
+
+/** Sends between pipeline stages, per microbatch: the activation forward and its gradient back, V times each. */
+export function sendTime(l: LayoutLowering, plan: Plan, profile: HardwareProfile, detail?: Detail): { perMicrobatch: number; bytes: number } {
+  if (!l.stageMessage) return { perMicrobatch: 0, bytes: 0 };
+  const msg = linAt(l.stageMessage.bytes, microBatchOf(l, plan));
+  const mask = l.layout.mask.layers;
+  const t = collectiveTime(profile, l.mesh, { kind: 'send', mask, sent: msg });
+  const count = plan.microbatches * plan.virtualStages;
+  if (detail) for (let i = 0; i < 2; i++) note(detail, { kind: 'send', axes: maskAxes(l.mesh, mask), bytes: msg, sent: msg }, count);
+  return { perMicrobatch: 2 * plan.virtualStages * t, bytes: 2 * msg * count };
+}
+
+/** Step-time parts of one plan (DESIGN.md, Pricing): what the estimate and the search both report. */
+export interface StepParts {
+  readonly compute: number;
+  readonly communication: number;
+  readonly exposed: number;
+  readonly bubble: number;
+  readonly step: number;
+  readonly bytesPerDevice: number;
+  readonly memory: MemoryBreakdown;
+  readonly mfu: number;
+}
+
+/**
+ * Put a walk and a strategy together into a step. Per microbatch, a stage runs its forward, its
+ * backward and its blocking collectives; the pipeline runs M + (p−1)/V of the slowest stage's
+ * microbatches (1F1B, interleaved: Narayanan et al. 2021, Sec. 2.2), sends between stages exposed.
+ * Gradient reduction hides behind the backward of the microbatch it follows, always less its last
+ * bucket (one layer's share); ZeRO-3's gathers hide behind the forward and backward compute of the
+ * layer before, less the first layer's.
+ */
+export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfile, w: Walk, s: StrategyCost, memory: MemoryBreakdown): StepParts {
+  const p = l.layout.split.layers;
+  const V = plan.virtualStages;
+  const M = plan.microbatches;
+  const stageTime = (k: 'first' | 'last') => ({
+    fwd: w.fwd.all + w.fwd[k] + (p === 1 ? w.fwd[k === 'first' ? 'last' : 'first'] : 0),
+    bwd: w.bwd.all + w.bwd[k] + (p === 1 ? w.bwd[k === 'first' ? 'last' : 'first'] : 0),
+    blocking: w.blocking.all + w.blocking[k] + (p === 1 ? w.blocking[k === 'first' ? 'last' : 'first'] : 0),
+  });
+  const a = stageTime('first'), b = stageTime('last');
+  const slow = a.fwd + a.bwd + a.blocking >= b.fwd + b.bwd + b.blocking ? a : b;
+  const layersPerStage = Math.max(1, l.graph.dimSizes.layers / p);
+  const o = profile.overlap;
+  const hide = (t: number, behind: number) => (t <= 0 ? 0 : Math.max(t / (layersPerStage + 1), t - o * behind));
+  const send = sendTime(l, plan, profile);
+  const computeMb = slow.fwd + slow.bwd;
+  const mbTime = computeMb + slow.blocking + (p > 1 ? send.perMicrobatch : 0);
+  const bubble = p > 1 ? ((p - 1) / V) * mbTime : 0;
+  const gatherMb = hide(s.gatherPerMicrobatch / 2, slow.fwd) + hide(s.gatherPerMicrobatch / 2, slow.bwd);
+  const exposedMb = slow.blocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slow.bwd) + gatherMb;
+  const exposed = M * exposedMb + hide(s.gradientPerStep, slow.bwd) + hide(s.gatherPerStep, slow.fwd);
+  const compute = M * computeMb + s.optimizer;
+  const step = compute + exposed + bubble;
+  const peak = profile.peakFlops[l.graph.spec.dtype];
+  return {
+    compute, communication: w.communication + s.communicationPerStep + M * (s.communicationPerMicrobatch + send.perMicrobatch), exposed, bubble, step,
+    bytesPerDevice: w.bytesPerDevice + s.bytesPerStep + M * s.bytesPerMicrobatch + send.bytes, memory, mfu: w.modelFlops / (step * l.mesh.size * peak),
+  };
 }
 
 /** Price a lowered program on a hardware profile. */
 export function price(program: Program, profile: HardwareProfile): Estimate {
-  const { graph, mesh, plan } = program;
-  const peak = profile.peakFlops[graph.spec.dtype];
-  let compute = 0;
-  let backwardCompute = 0;
-  let blocking = 0;
-  let overlappable = 0;
-  let bytesPerDevice = 0;
-  const byAxis: Record<string, number> = {};
-  const collectives = new Map<string, { kind: string; axes: string[]; bytes: number; count: number }>();
-  for (const op of program.ops) {
-    const t = opTime(profile, op, peak) * op.count;
-    compute += t;
-    if (op.phase === 'backward' || op.phase === 'recompute') backwardCompute += t;
-    for (const c of op.collectives) {
-      const ct = collectiveTime(profile, mesh, c) * op.count;
-      if (c.overlappable) overlappable += ct;
-      else blocking += ct;
-      const sent = c.sent * op.count;
-      bytesPerDevice += sent;
-      const key = c.axes.join('+');
-      byAxis[key] = (byAxis[key] ?? 0) + sent;
-      const ck = `${c.kind}|${key}|${c.bytes}`;
-      const agg = collectives.get(ck);
-      if (agg) agg.count += op.count;
-      else collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count: op.count });
-    }
-  }
-  const communication = blocking + overlappable;
-  const exposed = blocking + Math.max(0, overlappable - profile.overlap * backwardCompute);
-  const M = plan.microbatches;
-  const bubble = program.stages > 1 ? ((program.stages - 1) / M) * (compute + exposed) : 0;
-  const step = compute + exposed + bubble;
+  const { graph, mesh, plan, lowering } = program;
+  const detail: Detail = { byAxis: {}, collectives: new Map() };
+  const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
+  const s = strategyCost(lowering, plan, profile, detail);
+  sendTime(lowering, plan, profile, detail);
+  const parts = stepParts(lowering, plan, profile, w, s, program.memory);
   const capacity = profile.memoryBytes;
   const feasible = program.memory.total <= capacity;
   const reasons: string[] = [];
@@ -101,10 +340,10 @@ export function price(program: Program, profile: HardwareProfile): Estimate {
     reasons,
     flops: { ...program.flops },
     memory: { ...program.memory, capacity },
-    communication: { bytesPerDevice, byAxis, collectives: [...collectives.values()] },
-    time: { compute, communication, exposedCommunication: exposed, bubble, step },
-    mfu: program.flops.modelPerStep / (step * mesh.size * peak),
-    tokensPerSecond: (graph.spec.batch * graph.spec.seqLen) / step,
+    communication: { bytesPerDevice: parts.bytesPerDevice, byAxis: detail.byAxis, collectives: [...detail.collectives.values()] },
+    time: { compute: parts.compute, communication: parts.communication, exposedCommunication: parts.exposed, bubble: parts.bubble, step: parts.step },
+    mfu: program.flops.modelPerStep / (parts.step * mesh.size * profile.peakFlops[graph.spec.dtype]),
+    tokensPerSecond: (graph.spec.batch * graph.spec.seqLen) / parts.step,
   };
 }
 

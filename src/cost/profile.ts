@@ -1,10 +1,17 @@
 import { InputError, check } from '../errors.js';
+import type { CollectiveKind } from '../lower/collectives.js';
+import { COLLECTIVE_KINDS } from '../lower/collectives.js';
 import type { Dtype } from '../model/spec.js';
 
 /** One direction of a link, per device: bandwidth in bytes/s and latency per ring step in s. */
 export interface Link {
   readonly bandwidth: number;
   readonly latency: number;
+  /**
+   * Optional: the fraction of `bandwidth` a collective of each kind achieves on this link (NCCL's
+   * bus bandwidth over the datasheet figure); absent kinds achieve all of it.
+   */
+  readonly efficiency?: Readonly<Partial<Record<CollectiveKind, number>>>;
 }
 
 /** A level of the network: up to `devices` consecutive devices share this link. */
@@ -37,8 +44,27 @@ export interface HardwareProfile {
    * a fixed cost per kernel, so small matmuls run further below peak. Absent or 0: no size effect.
    */
   readonly efficiencyHalfWork?: Readonly<Partial<Record<OpClassName, number>>>;
-  /** Fraction of the backward compute that overlappable communication can hide behind (0..1). */
+  /**
+   * Optional GEMM shape curve: a matmul of local sizes m, n, k reaches efficiency.matmul ·
+   * Π x/(x + gemmHalfSize) over x in m, n, k (small or skinny GEMMs run below peak). Absent: 1.
+   */
+  readonly gemmHalfSize?: number;
+  /** Optional: seconds each kernel launch costs beyond its roofline time. */
+  readonly launchOverhead?: number;
+  /** Optional: peak FLOP/s of the vector units, which bound non-matmul ops with many FLOPs per byte. */
+  readonly vectorFlops?: number;
+  /** Optional: fixed seconds per collective call, beyond its ring steps (NCCL's launch and sync). */
+  readonly collectiveLatency?: number;
+  /**
+   * Fraction of the compute that overlappable communication (data-parallel gradient reduction,
+   * ZeRO parameter gathers) can hide behind (0..1): 1 is bucketed overlap as PyTorch DDP and
+   * Megatron's --overlap-grad-reduce do it, always less the last bucket.
+   */
   readonly overlap: number;
+  /** Optional: fraction of tensor-parallel collectives hidden behind compute (0 unless the engine overlaps them). */
+  readonly tensorParallelOverlap?: number;
+  /** Optional: how many devices of the mesh compute at once (a host's cores); beyond it they share. */
+  readonly concurrentDevices?: number;
   /** Where each number came from. */
   readonly sources: Readonly<Record<string, string>>;
   /** Set by calibration: what the profile was fitted from. */
@@ -87,6 +113,27 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     }
   }
   check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1]`);
+  const optional = (key: string, ok: (v: number) => boolean, what: string) => {
+    const v = o[key];
+    if (v === undefined) return;
+    check(typeof v === 'number' && Number.isFinite(v) && ok(v), `${where}: "${key}" must be ${what}, got ${JSON.stringify(v)}`);
+  };
+  optional('gemmHalfSize', (v) => v >= 0 && v <= 1e9, 'a number of elements >= 0');
+  optional('launchOverhead', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
+  optional('vectorFlops', (v) => v >= 1e6, 'a FLOP/s figure >= 1e6');
+  optional('collectiveLatency', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
+  optional('tensorParallelOverlap', (v) => v >= 0 && v <= 1, 'in [0, 1]');
+  optional('concurrentDevices', (v) => Number.isInteger(v) && v >= 1, 'a whole number >= 1');
+  const linkEff = (l: Record<string, unknown>, at: string) => {
+    if (l.efficiency === undefined) return;
+    check(typeof l.efficiency === 'object' && l.efficiency !== null && !Array.isArray(l.efficiency), `${where}: ${at}.efficiency must be an object by collective kind`);
+    for (const [k, v] of Object.entries(l.efficiency as Record<string, unknown>)) {
+      check((COLLECTIVE_KINDS as readonly string[]).includes(k), `${where}: ${at}.efficiency.${k} is not a collective kind (${COLLECTIVE_KINDS.join(', ')})`);
+      check(typeof v === 'number' && v > 0 && v <= 1, `${where}: ${at}.efficiency.${k} must be in (0, 1], got ${JSON.stringify(v)}`);
+    }
+  };
+  (o.levels as Record<string, unknown>[]).forEach((l, i) => linkEff(l.link as Record<string, unknown>, `levels[${i}].link`));
+  for (const [a, l] of Object.entries((o.axisLinks ?? {}) as Record<string, Record<string, unknown>>)) linkEff(l, `axisLinks.${a}`);
   return { description: '', sources: {}, ...(o as object) } as HardwareProfile;
 }
 

@@ -83,7 +83,7 @@ export function header(shape: PlanShape, engine: string): string[] {
   const layers = spec.kind === 'decoder' ? `${spec.decoderLayers} layers` : `${spec.encoderLayers}+${spec.decoderLayers} layers`;
   return [
     `${engine} configuration written by mesh-search export`,
-    `model ${spec.name}: ${spec.kind}, ${layers}, d_model ${spec.dModel}, ${spec.heads} heads of d_kv ${spec.dKv}, d_ff ${spec.dFf}, vocab ${spec.vocab}, ${spec.activation}, ${spec.positions} positions, ${spec.dtype}`,
+    `model ${spec.name}: ${spec.kind}, ${layers}, d_model ${spec.dModel}, ${spec.heads} heads${spec.kvHeads < spec.heads ? ` (${spec.kvHeads} K/V heads)` : ''} of d_kv ${spec.dKv}, d_ff ${spec.dFf}, vocab ${spec.vocab}, ${spec.activation}, ${spec.positions} positions, ${spec.dtype}`,
     `mesh ${shape.mesh} (${shape.input.mesh.size} devices)${shape.input.profile ? `, device ${shape.input.profile.name}` : ''}`,
     `plan ${shape.layout || '(replicated)'}, zero ${plan.zero}, recompute ${plan.recompute}, ${plan.microbatches} microbatch${plan.microbatches === 1 ? '' : 'es'}`,
     `global batch ${spec.batch} sequences of ${spec.seqLen} tokens; ${shape.perReplica} per data-parallel replica, ${shape.microBatch} per microbatch`,

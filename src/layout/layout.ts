@@ -109,15 +109,32 @@ export function tensorDimSets(graph: Graph): { id: string; dims: readonly DimNam
   return sets;
 }
 
+/** The dimensions some tensor of the graph carries (`layers` always): a layout may split only these. */
+const presentCache = new WeakMap<Graph, ReadonlySet<DimName>>();
+
+export function graphDims(graph: Graph): ReadonlySet<DimName> {
+  let hit = presentCache.get(graph);
+  if (!hit) {
+    hit = new Set(tensorDimSets(graph).flatMap((s) => s.dims));
+    presentCache.set(graph, hit);
+  }
+  return hit;
+}
+
 /** Why a compiled layout is invalid for this graph and mesh, or null when it is valid. */
 export function layoutProblem(graph: Graph, mesh: Mesh, c: CompiledLayout): string | null {
   return divisibilityProblem(graph, c) ?? axisConflict(graph, mesh, c);
 }
 
-/** A split dimension whose size its axes do not divide. */
+/** A split dimension the model lacks, or whose size its axes do not divide. */
 export function divisibilityProblem(graph: Graph, c: CompiledLayout): string | null {
+  const present = graphDims(graph);
   for (const d of DIM_NAMES) {
     const f = c.split[d];
+    if (f > 1 && !present.has(d)) {
+      const why = d === 'q_group' ? ' (q_group exists only with grouped-query attention, kvHeads < heads)' : '';
+      return `model ${graph.spec.name} has no dimension ${d}${why}, but the layout splits it over ${axesOf(c.layout, d).join('+')}`;
+    }
     const size = graph.dimSizes[d];
     if (size % f !== 0) {
       const what = d === 'layers' && graph.spec.kind === 'encoder-decoder'

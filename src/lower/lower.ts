@@ -1,13 +1,18 @@
 import { InputError } from '../errors.js';
-import { maskAxes, maskSize, validateLayout, type CompiledLayout } from '../layout/layout.js';
+import { formatLayout, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
-import { sentBytes, type CollectiveKind } from './collectives.js';
+import type { CollectiveKind } from './collectives.js';
+import { instantiate } from './instantiate.js';
 import type { Plan } from './plan.js';
-import type { Collective, LocalTensor, LoweredOp, MemoryBreakdown, Phase, Program } from './program.js';
+import type { Program } from './program.js';
+import {
+  ZERO, lin, linAdd, type BlockRecord, type CollectiveRecord, type CollectiveRole, type GemmShape, type Lin,
+  type OpRecord, type SavedByMode, type WeightRecord,
+} from './records.js';
 
-/** Non-matmul FLOPs per output element: informational (these ops are priced by bytes moved). */
+/** Non-matmul FLOPs per output element: what the vector units do (memory-bound ops are priced by bytes). */
 const ELEMENT_FLOPS: Record<string, number> = {
   gather: 0, add: 1, layernorm: 8, softmax: 5, causal: 1, dropout: 2, act: 8, swiglu: 6, rotary: 6, rename: 0, xent: 5,
 };
@@ -19,38 +24,151 @@ export function stateBytes(dtype: keyof typeof DTYPE_BYTES): { param: number; gr
   return DTYPE_BYTES[dtype] === 2 ? { param: 2, grad: 2, optimizer: 12 } : { param: 4, grad: 4, optimizer: 8 };
 }
 
+/** The lowering of one layout (and sequence-parallel choice): every plan on it is priced from these records. */
+export interface LayoutLowering {
+  readonly graph: Graph;
+  readonly mesh: Mesh;
+  readonly layout: CompiledLayout;
+  readonly sequenceParallel: boolean;
+  /** Axes that split heads/d_ff: what sequence parallelism splits `length` over (0 without it). */
+  readonly seqMask: number;
+  readonly blocks: readonly BlockRecord[];
+  /** Forward records, blocks in order. */
+  readonly forward: readonly OpRecord[];
+  /** Recompute records, in the order the backward runs them (each tagged with its modes). */
+  readonly recompute: readonly OpRecord[];
+  /** Backward records, blocks in reverse. */
+  readonly backward: readonly OpRecord[];
+  readonly weights: readonly WeightRecord[];
+  /** Saved tensors a block reads but another made (the encoder output), counted once per microbatch. */
+  readonly sharedSaved: SavedByMode;
+  /** The largest op output: max(perSeq·mb, fixed). */
+  readonly largestOutput: Lin;
+  /** Full recompute rebuilds one layer's saved tensors at a time: the largest such set. */
+  readonly recomputeBuffer: Lin;
+  /** The activation that crosses pipeline stages (the layer input), and its bytes. */
+  readonly stageMessage: { readonly tensor: string; readonly bytes: Lin } | null;
+  /** Tensors sequence parallelism splits over T (their local length is 1/t of the layout's). */
+  readonly seqSplit: ReadonlySet<string>;
+}
+
+/** What the lowering needs of a graph that no layout changes: computed once per graph. */
+interface GraphInfo {
+  readonly opDims: Map<OpSpec, DimName[]>;
+  readonly outDims: Map<string, Set<DimName>>;
+  /** Per einsum (forward) and per (einsum, wrt) (backward): which GEMM part each dimension is. */
+  readonly gemmParts: Map<string, [DimName, 'batch' | 'm' | 'n' | 'k'][]>;
+  readonly weightBlock: Map<string, Block>;
+  readonly coreMade: Map<Block, Set<string>>;
+  readonly readOutsideCore: Map<Block, Set<string>>;
+  /**
+   * Intermediates of elementwise chains that never reach HBM: made by a non-matmul op, read by
+   * exactly one other non-matmul op, saved by none. Every engine fuses such chains (XLA's loop
+   * fusion; Megatron's fused masked softmax and bias-dropout-add kernels).
+   */
+  readonly fusedAway: Set<string>;
+}
+
+const graphInfos = new WeakMap<Graph, GraphInfo>();
+
+function gemmPartsOf(graph: Graph, a: string, b: string, out: string): [DimName, 'batch' | 'm' | 'n' | 'k'][] {
+  const dims = (id: string) => new Set(graph.tensors.get(id)!.dims);
+  const A = dims(a), Bd = dims(b), C = dims(out);
+  return [...new Set([...A, ...Bd, ...C])].map((d) =>
+    [d, A.has(d) && Bd.has(d) && C.has(d) ? 'batch' : A.has(d) && C.has(d) ? 'm' : Bd.has(d) && C.has(d) ? 'n' : 'k']);
+}
+
+function graphInfo(graph: Graph): GraphInfo {
+  const hit = graphInfos.get(graph);
+  if (hit) return hit;
+  const opDims = new Map<OpSpec, DimName[]>();
+  const outDims = new Map<string, Set<DimName>>();
+  const gemmParts = new Map<string, [DimName, 'batch' | 'm' | 'n' | 'k'][]>();
+  const weightBlock = new Map<string, Block>();
+  const coreMade = new Map<Block, Set<string>>();
+  const readOutsideCore = new Map<Block, Set<string>>();
+  for (const id of graph.tensors.keys()) outDims.set(id, new Set(graph.tensors.get(id)!.dims));
+  for (const b of graph.blocks) {
+    coreMade.set(b, new Set(b.ops.filter((o) => o.attentionCore).map((o) => o.output)));
+    readOutsideCore.set(b, new Set(b.ops.filter((o) => !o.attentionCore).flatMap((o) => o.inputs)));
+    for (const op of b.ops) {
+      const s = new Set<DimName>();
+      for (const id of [...op.inputs, op.output]) for (const d of graph.tensors.get(id)!.dims) s.add(d);
+      opDims.set(op, [...s]);
+      for (const id of op.inputs) if (graph.tensors.get(id)!.role === 'weight' && !weightBlock.has(id)) weightBlock.set(id, b);
+      if (op.kind !== 'einsum') continue;
+      gemmParts.set(op.name, gemmPartsOf(graph, op.inputs[0], op.inputs[1], op.output));
+      for (const wrt of op.inputs) gemmParts.set(`${op.name}/d${wrt}`, gemmPartsOf(graph, op.output, op.inputs.find((i) => i !== wrt) ?? wrt, wrt));
+    }
+  }
+  const fusedAway = new Set<string>();
+  const fusible = (o: OpSpec) => o.kind !== 'einsum' && o.kind !== 'rename' && o.kind !== 'gather';
+  const readers = new Map<string, OpSpec[]>();
+  const saved = new Set<string>();
+  for (const b of graph.blocks) for (const op of b.ops) {
+    for (const id of op.inputs) readers.set(id, [...(readers.get(id) ?? []), op]);
+    for (const id of op.saves) saved.add(id);
+    if (b.input) saved.add(b.input);
+  }
+  for (const b of graph.blocks) for (const op of b.ops) {
+    const r = readers.get(op.output) ?? [];
+    if (fusible(op) && r.length === 1 && fusible(r[0]) && !saved.has(op.output) && graph.tensors.get(op.output)!.role === 'activation') fusedAway.add(op.output);
+  }
+  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway };
+  graphInfos.set(graph, info);
+  return info;
+}
+
 interface Ctx {
   graph: Graph;
+  info: GraphInfo;
   mesh: Mesh;
-  plan: Plan;
   c: CompiledLayout;
-  mb: number;
-  stages: number;
-  ops: LoweredOp[];
-  /** Free renames: output id → input id (same buffer). */
+  /** Sequence parallelism's axes (0 without it). */
+  T: number;
+  tSize: number;
+  flash: boolean;
   alias: Map<string, string>;
-  /** Partial-sum masks of weight gradients, per weight. */
   weightPartial: Map<string, number>;
+  /** Tensors already gathered over T in the current block pass (sequence parallelism). */
+  gathered: Set<string>;
 }
 
-function local(ctx: Ctx, d: DimName): number {
-  return d === 'batch' ? ctx.mb : ctx.graph.dimSizes[d] / ctx.c.split[d];
+const B_DIMS = 'batch,length,d_model';
+
+/** Sequence parallelism splits the residual stream (tensors [batch, length, d_model]) over T. */
+function seqSplit(ctx: Ctx, id: string): boolean {
+  return ctx.T !== 0 && ctx.graph.tensors.get(id)!.dims.join() === B_DIMS;
 }
 
-function localTensor(ctx: Ctx, id: string): LocalTensor {
+function localSize(ctx: Ctx, d: DimName): number {
+  return d === 'batch' ? 1 : ctx.graph.dimSizes[d] / ctx.c.split[d];
+}
+
+
+/** Local bytes of a tensor (as a function of the microbatch), scattered under sequence parallelism. */
+function tbytes(ctx: Ctx, id: string): Lin {
   const t = ctx.graph.tensors.get(id)!;
-  return { id, dims: t.dims, shape: t.dims.map((d) => local(ctx, d)) };
+  let n = t.bytes;
+  for (const d of t.dims) n *= localSize(ctx, d);
+  if (seqSplit(ctx, id)) n /= ctx.tSize;
+  return t.dims.includes('batch') ? lin(n, 0) : lin(0, n);
 }
 
-function elems(ctx: Ctx, id: string): number {
-  const t = ctx.graph.tensors.get(id)!;
-  let n = 1;
-  for (const d of t.dims) n *= local(ctx, d);
-  return n;
+/** Bytes of the tensor as an einsum reads it: gathered over T under sequence parallelism. */
+function fullBytes(ctx: Ctx, id: string): Lin {
+  const b = tbytes(ctx, id);
+  return seqSplit(ctx, id) ? lin(b.perSeq * ctx.tSize, b.fixed * ctx.tSize) : b;
 }
 
-function tbytes(ctx: Ctx, id: string): number {
-  return elems(ctx, id) * ctx.graph.tensors.get(id)!.bytes;
+function elemsLin(ctx: Ctx, id: string): Lin {
+  const b = tbytes(ctx, id);
+  const w = ctx.graph.tensors.get(id)!.bytes;
+  return lin(b.perSeq / w, b.fixed / w);
+}
+
+function scaleLin(l: Lin, k: number): Lin {
+  return lin(l.perSeq * k, l.fixed * k);
 }
 
 function dimsMask(ctx: Ctx, dims: Iterable<DimName>): number {
@@ -59,14 +177,30 @@ function dimsMask(ctx: Ctx, dims: Iterable<DimName>): number {
   return m;
 }
 
-function collective(ctx: Ctx, kind: CollectiveKind, mask: number, tensor: string, bytes: number, overlappable = false): Collective {
-  const n = maskSize(ctx.mesh, mask);
-  return { kind, axes: maskAxes(ctx.mesh, mask), mask, groupSize: n, tensor, bytes, sent: sentBytes(kind, bytes, n), overlappable };
+function coll(ctx: Ctx, kind: CollectiveKind, mask: number, tensor: string, bytes: Lin, role: CollectiveRole = 'tensor'): CollectiveRecord {
+  return { kind, axes: maskAxes(ctx.mesh, mask), mask, groupSize: maskSize(ctx.mesh, mask), tensor, bytes, role };
+}
+
+/** Reduce a partial sum over `mask`: an allreduce, or under sequence parallelism a reduce-scatter over T first. */
+function reduce(ctx: Ctx, id: string, mask: number, bytes: Lin): CollectiveRecord[] {
+  if (seqSplit(ctx, id) && mask & ctx.T) {
+    const out = [coll(ctx, 'reduce-scatter', ctx.T, id, fullBytes(ctx, id))];
+    if (mask & ~ctx.T) out.push(coll(ctx, 'allreduce', mask & ~ctx.T, id, tbytes(ctx, id)));
+    return out;
+  }
+  return [coll(ctx, 'allreduce', mask, id, bytes)];
+}
+
+/** An allgather over T of a sequence-split tensor, once per block pass. */
+function gatherOnce(ctx: Ctx, id: string, out: CollectiveRecord[]): void {
+  if (!seqSplit(ctx, id) || ctx.gathered.has(id)) return;
+  ctx.gathered.add(id);
+  out.push(coll(ctx, 'allgather', ctx.T, id, fullBytes(ctx, id)));
 }
 
 /** How a rename changes a tensor's layout: nothing, a local slice, an allgather or an all-to-all. */
 function renameChange(ctx: Ctx, op: OpSpec): { kind: 'none' | 'slice' | CollectiveKind; mask: number } {
-  const from = ctx.c.mask[op.dim!];
+  const from = ctx.c.mask[op.dim!] | (seqSplit(ctx, op.inputs[0]) ? ctx.T : 0);
   const to = ctx.c.mask[op.to!];
   if (from === to) return { kind: 'none', mask: 0 };
   if ((to & from) === from) return { kind: 'slice', mask: 0 };
@@ -74,103 +208,166 @@ function renameChange(ctx: Ctx, op: OpSpec): { kind: 'none' | 'slice' | Collecti
   return { kind: 'all-to-all', mask: from | to };
 }
 
-function opDims(ctx: Ctx, op: OpSpec): Set<DimName> {
-  const s = new Set<DimName>();
-  for (const id of [...op.inputs, op.output]) for (const d of ctx.graph.tensors.get(id)!.dims) s.add(d);
-  return s;
+function opDims(ctx: Ctx, op: OpSpec): readonly DimName[] {
+  return ctx.info.opDims.get(op)!;
 }
 
-function duplication(ctx: Ctx, block: Block, dims: Set<DimName>): number {
+function duplication(ctx: Ctx, block: Block, dims: readonly DimName[]): number {
   let m = dimsMask(ctx, dims);
   if (block.layered) m |= ctx.c.mask.layers;
   return ctx.mesh.size / maskSize(ctx.mesh, m);
 }
 
+/** The local GEMM of an einsum (forward: its name; backward: name/dwrt), see GemmShape. */
+function gemmShape(ctx: Ctx, key: string): GemmShape {
+  let batch = 1, m = 1, n = 1, k = 1;
+  let scales: GemmShape['scales'] = null;
+  for (const [d, part] of ctx.info.gemmParts.get(key)!) {
+    const x = localSize(ctx, d);
+    if (part === 'batch') batch *= x;
+    else if (part === 'm') m *= x;
+    else if (part === 'n') n *= x;
+    else k *= x;
+    if (d === 'batch') scales = part;
+  }
+  return { batch, m, n, k, scales };
+}
+
+/** Ops of the fused attention kernel keep only their boundary tensors in HBM (Dao et al. 2022). */
+function fusedBytes(ctx: Ctx, block: Block, ids: readonly string[]): Lin {
+  const made = ctx.info.coreMade.get(block)!;
+  const readOutside = ctx.info.readOutsideCore.get(block)!;
+  let sum = ZERO;
+  for (const id of ids) {
+    const t = ctx.graph.tensors.get(id)!;
+    if (t.role === 'mask') continue; // regenerated from the seed
+    if (!made.has(id) || readOutside.has(id)) sum = linAdd(sum, tbytes(ctx, id));
+  }
+  return sum;
+}
+
+const fused = (ctx: Ctx, op: OpSpec) => ctx.flash && !!op.attentionCore;
+
 /** The forward of one op on one device: local compute and the collectives the layout forces. */
-function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: Phase, count: number): LoweredOp {
+function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn']): OpRecord {
   const dims = opDims(ctx, op);
   const out = op.output;
-  const colls: Collective[] = [];
-  let flops: number;
-  const ioBytes = op.inputs.reduce((s, id) => s + tbytes(ctx, id), 0) + tbytes(ctx, out);
-  const rowsOf = (id: string, d: DimName) => elems(ctx, id) / local(ctx, d);
+  const colls: CollectiveRecord[] = [];
+  let flops: Lin;
+  let bytes = ZERO;
+  let gemm: GemmShape | null = null;
+  const rows = (id: string, d: DimName) => scaleLin(elemsLin(ctx, id), 1 / (localSize(ctx, d) / (seqSplit(ctx, id) && d === 'length' ? ctx.tSize : 1)));
   if (op.kind === 'einsum') {
-    flops = 2;
-    for (const d of dims) flops *= local(ctx, d);
-    const outDims = new Set(ctx.graph.tensors.get(out)!.dims);
-    const contracted = [...dims].filter((d) => !outDims.has(d));
-    const partial = dimsMask(ctx, contracted);
-    if (partial) colls.push(collective(ctx, 'allreduce', partial, out, tbytes(ctx, out)));
+    let f = 2;
+    for (const d of dims) f *= localSize(ctx, d);
+    flops = dims.includes('batch') ? lin(f, 0) : lin(0, f);
+    for (const id of op.inputs) {
+      gatherOnce(ctx, id, colls);
+      bytes = linAdd(bytes, fullBytes(ctx, id));
+    }
+    bytes = linAdd(bytes, fullBytes(ctx, out));
+    const outDims = ctx.info.outDims.get(out)!;
+    let partial = 0;
+    for (const d of dims) if (!outDims.has(d)) partial |= ctx.c.mask[d];
+    if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
+    gemm = gemmShape(ctx, op.name);
   } else {
-    flops = ELEMENT_FLOPS[op.kind] * elems(ctx, out);
+    flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
+    for (const id of [...op.inputs, out]) if (!ctx.info.fusedAway.has(id)) bytes = linAdd(bytes, tbytes(ctx, id));
     if (op.kind === 'gather') {
       const m = ctx.c.mask.vocab; // each device looks up its own rows: the sum over devices is the lookup
-      if (m) colls.push(collective(ctx, 'allreduce', m, out, tbytes(ctx, out)));
+      if (m) colls.push(...reduce(ctx, out, m, tbytes(ctx, out)));
     } else if (op.kind === 'layernorm' || op.kind === 'softmax') {
       const m = ctx.c.mask[op.dim!]; // mean and variance (max and sum) over a split dimension
-      if (m) colls.push(collective(ctx, 'allreduce', m, `${out}.stats`, 2 * 4 * rowsOf(op.inputs[0], op.dim!)));
+      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(op.inputs[0], op.dim!), 8)));
     } else if (op.kind === 'xent') {
       const logits = op.inputs[0];
       const m = ctx.c.mask.vocab; // max, sum of exponentials and the target's logit
-      if (m) colls.push(collective(ctx, 'allreduce', m, `${out}.stats`, 3 * 4 * rowsOf(logits, 'vocab')));
+      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(logits, 'vocab'), 12)));
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
-      if (lm) colls.push(collective(ctx, 'allreduce', lm, out, 4));
+      if (lm) colls.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
     } else if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
-      if (ch.kind === 'allgather' || ch.kind === 'all-to-all') colls.push(collective(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
+      if (ch.kind === 'none') bytes = ZERO;
+      if (ch.kind === 'allgather' && ctx.T && ch.mask === ctx.T && seqSplit(ctx, op.inputs[0])) {
+        gatherOnce(ctx, op.inputs[0], colls); // sequence parallelism's gather of the norm's output
+        bytes = ZERO;
+      } else if (ch.kind === 'allgather' || ch.kind === 'all-to-all') {
+        colls.push(coll(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
+      }
     }
   }
-  const free = op.kind === 'rename' && renameChange(ctx, op).kind === 'none';
+  const isFused = fused(ctx, op);
+  if (isFused) bytes = fusedBytes(ctx, block, [...op.inputs, out]);
   return {
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
-    inputs: op.inputs.map((id) => localTensor(ctx, id)), output: localTensor(ctx, out),
-    flops, bytes: free ? 0 : ioBytes, duplication: duplication(ctx, block, dims), count, collectives: colls,
-    model: phase === 'forward',
+    inputs: op.inputs, output: out,
+    flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
+    duplication: duplication(ctx, block, dims), collectives: colls, model: phase === 'forward', layered: block.layered,
+    perStage: placement(ctx, block).perStage, stage: placement(ctx, block).stage, recomputeIn,
   };
 }
 
 const NO_GRAD = new Set(['ids', 'mask', 'stat']);
 
+function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord['stage'] } {
+  return { perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: block.layered ? 'all' : block.name === 'embed' ? 'first' : 'last' };
+}
+
 /**
  * Backward records of one op, one per differentiable input. Weight gradients' partial-sum axes
  * go to ctx.weightPartial (synced once per step), activation gradients' to `pending` (gradsum).
  */
-function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: Map<string, Set<number>>): void {
+function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set<number>>, out: OpRecord[]): void {
   const dims = opDims(ctx, op);
-  const fwd = forwardOp(ctx, block, op, 'backward', count);
+  const saved = new Set(ctx.gathered);
+  const fwd = forwardOp(ctx, block, op, 'backward');
+  ctx.gathered = saved;
+  const isFused = fused(ctx, op);
+  let first = true;
   for (const wrt of op.inputs) {
     const ts = ctx.graph.tensors.get(wrt)!;
     if (NO_GRAD.has(ts.role)) continue;
-    const wrtDims = new Set(ts.dims);
-    const colls: Collective[] = [];
+    const wrtDims = ctx.info.outDims.get(wrt)!;
+    const colls: CollectiveRecord[] = [];
     let partial = 0;
     // Einsums cost their forward's FLOPs again; other ops an estimate per element of the gradient.
-    let flops = op.kind === 'einsum' ? fwd.flops : ELEMENT_FLOPS[op.kind] * elems(ctx, wrt);
-    let bytes = fwd.bytes + tbytes(ctx, op.output);
+    let flops = op.kind === 'einsum' ? fwd.flops : scaleLin(elemsLin(ctx, wrt), ELEMENT_FLOPS[op.kind]);
+    let bytes = linAdd(fwd.bytes, tbytes(ctx, op.output));
+    let gemm: GemmShape | null = null;
+    if (op.kind === 'einsum') {
+      const other = op.inputs.find((i) => i !== wrt) ?? wrt;
+      gemm = gemmShape(ctx, `${op.name}/d${wrt}`);
+      // Sequence parallelism: the backward gathers the output's gradient (the reverse of its
+      // reduce-scatter) and, for the weight's gradient, the scattered input again.
+      if (first && seqSplit(ctx, op.output)) colls.push(coll(ctx, 'allgather', ctx.T, `${op.output}.grad`, fullBytes(ctx, op.output)));
+      if (ts.role === 'weight' && seqSplit(ctx, other)) gatherOnce(ctx, other, colls);
+    }
     if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
       // The reverse layout change: an allgather's gradient is a local slice, a slice's an allgather.
       if (ch.kind === 'slice') {
         const m = ctx.c.mask[op.to!] & ~ctx.c.mask[op.dim!];
-        colls.push(collective(ctx, 'allgather', m, wrt, tbytes(ctx, wrt)));
+        colls.push(coll(ctx, 'allgather', m, wrt, tbytes(ctx, wrt)));
       } else if (ch.kind === 'all-to-all') {
-        colls.push(collective(ctx, 'all-to-all', ch.mask, wrt, tbytes(ctx, wrt)));
-      } else if (ch.kind === 'none') {
-        bytes = 0;
+        colls.push(coll(ctx, 'all-to-all', ch.mask, wrt, tbytes(ctx, wrt)));
+      } else if (ch.kind === 'none' || ctx.alias.has(op.output)) {
+        bytes = ZERO;
       }
     } else if (op.kind === 'add' && ts.dims.length === ctx.graph.tensors.get(op.output)!.dims.length) {
-      bytes = 0; // the gradient passes through unchanged
-      flops = 0;
+      bytes = ZERO; // the gradient passes through unchanged
+      flops = ZERO;
     } else {
       // The dimensions the gradient lacks were summed over: split ones leave a partial sum.
       for (const d of dims) if (!wrtDims.has(d)) partial |= ctx.c.mask[d];
       if (op.kind === 'layernorm' && ts.role === 'activation' && ctx.c.mask.d_model) {
-        colls.push(collective(ctx, 'allreduce', ctx.c.mask.d_model, `${wrt}.grad_stats`, 2 * 4 * (elems(ctx, wrt) / local(ctx, 'd_model'))));
+        colls.push(coll(ctx, 'allreduce', ctx.c.mask.d_model, `${wrt}.grad_stats`, scaleLin(elemsLin(ctx, wrt), 8 / localSize(ctx, 'd_model'))));
       }
       if (op.kind === 'softmax' && ctx.c.mask[op.dim!]) {
-        colls.push(collective(ctx, 'allreduce', ctx.c.mask[op.dim!], `${wrt}.grad_stats`, 4 * (elems(ctx, wrt) / local(ctx, op.dim!))));
+        colls.push(coll(ctx, 'allreduce', ctx.c.mask[op.dim!], `${wrt}.grad_stats`, scaleLin(elemsLin(ctx, wrt), 4 / localSize(ctx, op.dim!))));
       }
     }
+    if (isFused) bytes = fusedBytes(ctx, block, [...op.inputs, op.output, wrt]);
     if (ts.role === 'weight') {
       ctx.weightPartial.set(wrt, (ctx.weightPartial.get(wrt) ?? 0) | partial);
     } else {
@@ -178,11 +375,13 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, count: number, pending: 
       if (!pending.has(c)) pending.set(c, new Set());
       pending.get(c)!.add(partial);
     }
-    ctx.ops.push({
+    out.push({
       name: `${op.name}/d${wrt}`, block: block.name, phase: 'backward', kind: op.kind, klass: OP_CLASS[op.kind],
-      inputs: fwd.inputs, output: localTensor(ctx, wrt), wrt, partial: partial ? maskAxes(ctx.mesh, partial) : undefined,
-      flops, bytes, duplication: fwd.duplication, count, collectives: colls, model: true,
+      inputs: fwd.inputs, output: wrt, wrt, partial: partial ? maskAxes(ctx.mesh, partial) : undefined,
+      flops, bytes, gemm, kernel: !isFused || (first && op.name.endsWith('.av')), duplication: fwd.duplication,
+      collectives: colls, model: true, layered: block.layered, perStage: fwd.perStage, stage: fwd.stage,
     });
+    first = false;
   }
 }
 
@@ -193,17 +392,18 @@ function canonical(ctx: Ctx, id: string): string {
 }
 
 /** Sum a tensor's gradient contributions, reducing each group of partial sums over its axes once. */
-function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<number>>, count: number): void {
+function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<number>>, out: OpRecord[]): void {
   const masks = pending.get(id);
   pending.delete(id);
   if (!masks) return;
-  const reduce = [...masks].filter((m) => m !== 0);
-  if (reduce.length === 0 && masks.size <= 1) return;
-  ctx.ops.push({
+  const nonzero = [...masks].filter((m) => m !== 0);
+  if (nonzero.length === 0 && masks.size <= 1) return;
+  const b = tbytes(ctx, id);
+  out.push({
     name: `grad:${id}`, block: block.name, phase: 'backward', kind: 'gradsum', klass: 'elementwise',
-    inputs: [], output: localTensor(ctx, id), flops: 0, bytes: masks.size > 1 ? (masks.size + 1) * tbytes(ctx, id) : 0,
-    duplication: 1, count, model: true,
-    collectives: reduce.map((m) => collective(ctx, 'allreduce', m, id, tbytes(ctx, id))),
+    inputs: [], output: id, flops: ZERO, bytes: masks.size > 1 ? scaleLin(b, masks.size + 1) : ZERO,
+    gemm: null, kernel: true, duplication: 1, model: true, layered: block.layered, ...placement(ctx, block),
+    collectives: nonzero.flatMap((m) => reduce(ctx, id, m, b)),
   });
 }
 
@@ -214,9 +414,11 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
     saved.add(canonical(ctx, block.input!));
     return saved;
   }
+  // Selective recompute, and fused attention in any mode, keep the core's inputs, not its insides.
+  const coreOnly = block.layered && (mode === 'selective' || ctx.flash);
   const producedInCore = new Set(block.ops.filter((o) => o.attentionCore).map((o) => o.output));
   for (const op of block.ops) {
-    if (block.layered && mode === 'selective' && op.attentionCore) {
+    if (coreOnly && op.attentionCore) {
       for (const id of op.inputs) if (!producedInCore.has(id) && ctx.graph.tensors.get(id)!.role !== 'weight') saved.add(canonical(ctx, id));
       continue;
     }
@@ -226,159 +428,147 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
 }
 
 /**
- * Lower a graph onto a mesh under a plan: the per-device program of one training step, with
- * local shapes, local FLOPs, collectives and saved tensors (DESIGN.md, "Lowering rules").
+ * Sequence parallelism's axes for a layout: those that split heads and d_ff (Megatron's tensor
+ * parallel group). Null with the reason when the layout cannot take it.
  */
-export function lower(graph: Graph, mesh: Mesh, plan: Plan, opts: { relaxed?: boolean } = {}): Program {
-  const c = validateLayout(graph, mesh, plan.layout, opts.relaxed);
-  const stages = c.split.layers;
-  const dataParallel = c.split.batch;
-  const perReplica = graph.spec.batch / dataParallel;
-  const M = plan.microbatches;
-  if (perReplica % M !== 0 && !opts.relaxed) {
-    throw new InputError(`${M} microbatches do not divide the per-replica batch of ${perReplica} sequences (batch ${graph.spec.batch} over ${dataParallel} replicas)`);
+export function sequenceParallelAxes(graph: Graph, c: CompiledLayout): { mask: number } | { problem: string } {
+  const h = c.mask.heads, f = c.mask.d_ff;
+  const T = h | f;
+  if (!T) return { problem: 'sequence parallelism needs heads or d_ff split on a mesh axis (the tensor-parallel axes)' };
+  if (h && f && h !== f) return { problem: 'sequence parallelism needs heads and d_ff on the same axes' };
+  if (c.mask.length) return { problem: 'sequence parallelism splits length itself: length must not be in the layout' };
+  let t = 1;
+  for (const d of ['heads', 'd_ff'] as const) if (c.mask[d]) t = c.split[d];
+  if (graph.dimSizes.length % t !== 0) return { problem: `sequence parallelism splits length (${graph.dimSizes.length}) ${t} ways, which does not divide it` };
+  return { mask: T };
+}
+
+/**
+ * Lower a graph onto a mesh under a layout: the per-device records of one training step, with
+ * local shapes, local FLOPs and bytes, collectives and saved tensors, for any microbatch size
+ * and recompute mode (DESIGN.md, "Lowering rules").
+ */
+export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean } = {}): LayoutLowering {
+  const c = 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed);
+  let T = 0;
+  if (opts.sequenceParallel) {
+    const sp = sequenceParallelAxes(graph, c);
+    if ('problem' in sp) throw new InputError(`${formatLayout(c.layout) || '(replicated)'}: ${sp.problem}`);
+    T = sp.mask;
   }
-  const ctx: Ctx = { graph, mesh, plan, c, mb: perReplica / M, stages, ops: [], alias: new Map(), weightPartial: new Map() };
-  for (const b of graph.blocks) for (const op of b.ops) if (op.kind === 'rename' && renameChange(ctx, op).kind === 'none') ctx.alias.set(op.output, op.inputs[0]);
-
-  const savedBytes: Partial<Record<BlockName, number>> = {};
-  const sharedSaved = new Map<string, number>();
-  let temporary = 0;
-  let recomputeBuffer = 0;
-  const blockCount = (b: Block) => (b.layered ? b.repeat / stages : 1) * M;
-
-  // Forward, block by block (a layer block once, run blockCount times).
+  const ctx: Ctx = {
+    graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
+    alias: new Map(), weightPartial: new Map(), gathered: new Set(),
+  };
   for (const b of graph.blocks) {
     for (const op of b.ops) {
-      const rec = forwardOp(ctx, b, op, 'forward', blockCount(b));
-      ctx.ops.push(rec);
-      temporary = Math.max(temporary, tbytes(ctx, op.output));
+      if (op.kind !== 'rename') continue;
+      const ch = renameChange(ctx, op);
+      // A free rename, or sequence parallelism's gather: the gradient flows to the input as it is.
+      if (ch.kind === 'none' || (T && ch.kind === 'allgather' && ch.mask === T && seqSplit(ctx, op.inputs[0]))) ctx.alias.set(op.output, op.inputs[0]);
+    }
+  }
+
+  const forward: OpRecord[] = [];
+  const blocks: BlockRecord[] = [];
+  const shared: Record<'none' | 'selective' | 'full', Map<string, Lin>> = { none: new Map(), selective: new Map(), full: new Map() };
+  let maxPerSeq = 0, maxFixed = 0, bufferPerSeq = 0;
+  for (const b of graph.blocks) {
+    ctx.gathered = new Set();
+    for (const op of b.ops) {
+      forward.push(forwardOp(ctx, b, op, 'forward'));
+      const ob = tbytes(ctx, op.output);
+      maxPerSeq = Math.max(maxPerSeq, ob.perSeq);
+      maxFixed = Math.max(maxFixed, ob.fixed);
     }
     // What the block makes: outputs, dropout masks and its input; other saved tensors are shared.
     const produced = new Set(b.ops.map((o) => canonical(ctx, o.output)));
     for (const o of b.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask') produced.add(id);
     if (b.input) produced.add(canonical(ctx, b.input));
-    let own = 0;
-    for (const id of savedSet(ctx, b, b.layered ? plan.recompute : 'none')) {
-      if (produced.has(id)) own += tbytes(ctx, id);
-      else sharedSaved.set(id, tbytes(ctx, id));
+    const own = {} as Record<'none' | 'selective' | 'full', Lin>;
+    for (const mode of ['none', 'selective', 'full'] as const) {
+      let sum = ZERO;
+      for (const id of savedSet(ctx, b, b.layered ? mode : 'none')) {
+        if (produced.has(id)) sum = linAdd(sum, tbytes(ctx, id));
+        else shared[mode].set(id, tbytes(ctx, id));
+      }
+      own[mode] = sum;
     }
-    savedBytes[b.name] = own;
-    if (b.layered && plan.recompute === 'full') {
-      let all = 0;
-      for (const id of savedSet(ctx, b, 'none')) all += tbytes(ctx, id);
-      recomputeBuffer = Math.max(recomputeBuffer, all);
+    if (b.layered) {
+      let all = ZERO;
+      for (const id of savedSet(ctx, b, 'none')) all = linAdd(all, tbytes(ctx, id));
+      bufferPerSeq = Math.max(bufferPerSeq, all.perSeq);
     }
+    blocks.push({ name: b.name, layered: b.layered, repeat: b.repeat, stage: b.layered ? 'all' : b.name === 'embed' ? 'first' : 'last', saved: own });
   }
 
-  // Backward, blocks in reverse; a recompute of the forward (or of the attention core) first.
+  // Backward, blocks in reverse; the recompute of the forward (or of the attention core) first.
+  const recompute: OpRecord[] = [];
+  const backward: OpRecord[] = [];
   const pending = new Map<string, Set<number>>();
   for (let bi = graph.blocks.length - 1; bi >= 0; bi--) {
     const b = graph.blocks[bi];
-    const count = blockCount(b);
-    if (b.layered && plan.recompute !== 'none') {
-      for (const op of b.ops) {
-        if (plan.recompute === 'selective' && !op.attentionCore) continue;
-        ctx.ops.push(forwardOp(ctx, b, op, 'recompute', count));
+    if (b.layered) {
+      ctx.gathered = new Set();
+      for (const op of b.ops) recompute.push(forwardOp(ctx, b, op, 'recompute', op.attentionCore && !ctx.flash ? 'selective' : 'full'));
+      if (ctx.flash) {
+        // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
+        ctx.gathered = new Set();
+        for (const op of b.ops) if (op.attentionCore && !op.name.endsWith('.av')) recompute.push(forwardOp(ctx, b, op, 'recompute', 'always'));
       }
     }
+    ctx.gathered = new Set();
     for (let oi = b.ops.length - 1; oi >= 0; oi--) {
       const op = b.ops[oi];
-      gradSum(ctx, b, canonical(ctx, op.output), pending, count);
-      backwardOp(ctx, b, op, count, pending);
+      gradSum(ctx, b, canonical(ctx, op.output), pending, backward);
+      backwardOp(ctx, b, op, pending, backward);
     }
-    for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, count);
+    for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
   }
 
-  // Gradient sync and the optimizer, per weight (ZeRO over the axes that split batch).
-  const sb = stateBytes(graph.spec.dtype);
-  const Z = c.mask.batch;
-  const N = dataParallel;
-  let localParams = 0;
-  let layerParamBytes = 0;
-  const layerParams = new Map<BlockName, number>();
-  for (const w of graph.weights) {
-    const b = graph.blocks.find((bl) => bl.ops.some((o) => o.inputs.includes(w)))!;
-    const perStage = b.layered ? b.repeat / stages : 1;
-    const n = elems(ctx, w);
-    localParams += n * perStage;
-    if (b.layered) layerParams.set(b.name, (layerParams.get(b.name) ?? 0) + n);
-    const P = ctx.weightPartial.get(w) ?? 0;
-    const zeroMask = plan.zero > 0 ? Z & P : 0;
-    const rest = P & ~zeroMask;
-    const gradBytes = n * sb.grad;
-    const colls: Collective[] = [];
-    if (zeroMask) {
-      colls.push(collective(ctx, 'reduce-scatter', zeroMask, w, gradBytes, true));
-      if (rest) colls.push(collective(ctx, 'allreduce', rest, w, gradBytes / maskSize(mesh, zeroMask), true));
-    } else if (P) {
-      colls.push(collective(ctx, 'allreduce', P, w, gradBytes, true));
-    }
-    const wt = localTensor(ctx, w);
-    if (colls.length) {
-      // ZeRO-2 and -3 keep only a shard of the gradient: they reduce it after every microbatch.
-      const syncCount = perStage * (plan.zero >= 2 && zeroMask ? M : 1);
-      ctx.ops.push({ name: `sync:${w}`, block: b.name, phase: 'sync', kind: 'sync', klass: 'elementwise', inputs: [wt], output: wt, flops: 0, bytes: 0, duplication: 1, count: syncCount, collectives: colls, model: true });
-    }
-    const shard = plan.zero >= 1 && Z ? n / N : n;
-    ctx.ops.push({
-      name: `adam:${w}`, block: 'optimizer', phase: 'optimizer', kind: 'adam', klass: 'elementwise', inputs: [wt], output: wt,
-      flops: 12 * shard, bytes: 2 * shard * (sb.param + sb.grad + sb.optimizer), duplication: plan.zero >= 1 && Z ? 1 : N, count: perStage,
-      collectives: [], model: true,
-    });
-    if (plan.zero >= 1 && Z) {
-      const paramBytes = n * sb.param;
-      if (plan.zero <= 2) {
-        ctx.ops.push({ name: `gather:${w}`, block: 'optimizer', phase: 'optimizer', kind: 'sync', klass: 'elementwise', inputs: [wt], output: wt, flops: 0, bytes: 0, duplication: 1, count: perStage, collectives: [collective(ctx, 'allgather', Z, w, paramBytes, true)], model: true });
-      } else {
-        // ZeRO-3 gathers each weight before its forward and again before its backward.
-        ctx.ops.push({ name: `gather:${w}`, block: b.name, phase: 'forward', kind: 'sync', klass: 'elementwise', inputs: [wt], output: wt, flops: 0, bytes: 0, duplication: 1, count: 2 * perStage * M, collectives: [collective(ctx, 'allgather', Z, w, paramBytes, true)], model: true });
-      }
-    }
-  }
-  for (const v of layerParams.values()) layerParamBytes = Math.max(layerParamBytes, v * sb.param);
+  const stages = c.split.layers;
+  const weights: WeightRecord[] = graph.weights.map((w) => {
+    const b = ctx.info.weightBlock.get(w)!;
+    return {
+      id: w, block: b.name, layered: b.layered, elems: elemsLin(ctx, w).fixed, partial: ctx.weightPartial.get(w) ?? 0,
+      perStage: b.layered ? b.repeat / stages : 1, stage: b.layered ? 'all' : b.name === 'embed' ? 'first' : 'last',
+    };
+  });
 
-  // Pipeline: each stage sends its activations forward and their gradients back, per microbatch.
-  if (stages > 1) {
-    const x = graph.blocks.find((b) => b.layered)!.input!;
-    const msg = tbytes(ctx, x);
-    const lt = localTensor(ctx, x);
-    const send = (phase: Phase, name: string): LoweredOp => ({
-      name, block: 'decoder', phase, kind: 'send', klass: 'elementwise', inputs: [lt], output: lt, flops: 0, bytes: 0, duplication: 1, count: M,
-      collectives: [{ kind: 'send', axes: maskAxes(mesh, c.mask.layers), mask: c.mask.layers, groupSize: 2, tensor: x, bytes: msg, sent: msg, overlappable: false }],
-      model: true,
-    });
-    ctx.ops.push(send('forward', 'pipeline:send-activations'), send('backward', 'pipeline:send-gradients'));
-  }
-
-  // Memory per device (the busiest stage: 1F1B keeps `stages` microbatches in flight on the first).
-  const inflight = stages > 1 ? Math.min(stages, M) : 1;
-  let act = 0;
-  for (const b of graph.blocks) act += (savedBytes[b.name] ?? 0) * (b.layered ? b.repeat / stages : 1);
-  for (const v of sharedSaved.values()) act += v;
-  act *= inflight;
-  const zeroN = Z ? N : 1;
-  const params = plan.zero >= 3 ? (localParams * sb.param) / zeroN : localParams * sb.param;
-  const gradients = plan.zero >= 2 ? (localParams * sb.grad) / zeroN : localParams * sb.grad;
-  const optimizer = plan.zero >= 1 ? (localParams * sb.optimizer) / zeroN : localParams * sb.optimizer;
-  temporary += recomputeBuffer + (plan.zero >= 3 ? layerParamBytes : 0);
-  const memory: MemoryBreakdown = {
-    params, gradients, optimizer, activations: act, temporary,
-    total: params + gradients + optimizer + act + temporary,
-  };
-
-  let modelPerStep = 0, matmulPerStep = 0, perDevice = 0;
-  for (const op of ctx.ops) {
-    if (op.klass !== 'matmul') continue;
-    const dev = op.flops * op.count;
-    perDevice += dev;
-    const global = (dev * mesh.size) / op.duplication;
-    matmulPerStep += global;
-    if (op.model) modelPerStep += global;
-  }
-
+  const sum = (m: Map<string, Lin>) => [...m.values()].reduce(linAdd, ZERO);
+  const firstLayered = graph.blocks.find((b) => b.layered)!;
   return {
-    graph, mesh, plan, layout: c, ops: ctx.ops, microBatch: ctx.mb, stages, dataParallel,
-    localParams, savedBytes, memory, flops: { modelPerStep, matmulPerStep, perDevice },
+    graph, mesh, layout: c, sequenceParallel: T !== 0, seqMask: T, blocks, forward, recompute, backward, weights,
+    sharedSaved: { none: sum(shared.none), selective: sum(shared.selective), full: sum(shared.full) },
+    largestOutput: lin(maxPerSeq, maxFixed), recomputeBuffer: lin(bufferPerSeq, 0),
+    stageMessage: c.split.layers > 1 ? { tensor: firstLayered.input!, bytes: tbytes(ctx, firstLayered.input!) } : null,
+    seqSplit: new Set([...graph.tensors.keys()].filter((id) => seqSplit(ctx, id))),
   };
+}
+
+/** Why a plan's strategy does not fit its layout (microbatches, virtual stages), or null. */
+export function strategyProblem(graph: Graph, c: CompiledLayout, plan: Plan): string | null {
+  const perReplica = graph.spec.batch / c.split.batch;
+  if (perReplica % plan.microbatches !== 0) {
+    return `${plan.microbatches} microbatches do not divide the per-replica batch of ${perReplica} sequences (batch ${graph.spec.batch} over ${c.split.batch} replicas)`;
+  }
+  const V = plan.virtualStages;
+  if (V > 1) {
+    const p = c.split.layers;
+    if (p <= 1) return `--virtual-stages ${V} needs a pipeline (layers on a mesh axis)`;
+    if (graph.dimSizes.layers % (p * V) !== 0) return `${graph.dimSizes.layers} layers do not split into ${p} stages of ${V} virtual stages`;
+    if (plan.microbatches % p !== 0) return `the interleaved schedule needs microbatches (${plan.microbatches}) divisible by the ${p} pipeline stages`;
+  }
+  return null;
+}
+
+/**
+ * Lower a graph onto a mesh under a plan: the per-device program of one training step
+ * (DESIGN.md, "Lowering rules"), the records of its layout instantiated for the plan.
+ */
+export function lower(graph: Graph, mesh: Mesh, plan: Plan, opts: { relaxed?: boolean } = {}): Program {
+  const lowering = lowerLayout(graph, mesh, plan.layout, { relaxed: opts.relaxed, sequenceParallel: plan.sequenceParallel });
+  const problem = strategyProblem(graph, lowering.layout, plan);
+  if (problem && !opts.relaxed) throw new InputError(problem);
+  return instantiate(lowering, plan);
 }

@@ -13,22 +13,44 @@ export interface Plan {
   readonly recompute: Recompute;
   /** Microbatches per step (gradient accumulation; pipeline microbatches when `layers` is split). */
   readonly microbatches: number;
+  /**
+   * Megatron's sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2): norms, dropout and
+   * residuals split `length` on the axes that split heads/d_ff.
+   */
+  readonly sequenceParallel: boolean;
+  /** Interleaved 1F1B: model chunks per pipeline stage (Narayanan et al. 2021, Sec. 2.2.2); 1 without. */
+  readonly virtualStages: number;
 }
 
-export function makePlan(layout: Layout | string, opts: { zero?: unknown; recompute?: unknown; microbatches?: unknown } = {}): Plan {
+export interface PlanOptions {
+  zero?: unknown;
+  recompute?: unknown;
+  microbatches?: unknown;
+  sequenceParallel?: unknown;
+  virtualStages?: unknown;
+}
+
+export function makePlan(layout: Layout | string, opts: PlanOptions = {}): Plan {
   const zero = opts.zero ?? 0;
   const recompute = opts.recompute ?? 'none';
   const microbatches = opts.microbatches ?? 1;
+  const sequenceParallel = opts.sequenceParallel ?? false;
+  const virtualStages = opts.virtualStages ?? 1;
   check(zero === 0 || zero === 1 || zero === 2 || zero === 3, `--zero must be 0, 1, 2 or 3, got ${JSON.stringify(zero)}`);
   check(typeof recompute === 'string' && (RECOMPUTE as readonly string[]).includes(recompute),
     `--recompute must be none, selective or full, got ${JSON.stringify(recompute)}`);
-  check(typeof microbatches === 'number' && Number.isSafeInteger(microbatches) && microbatches >= 1,
+  check(typeof microbatches === 'number' && Number.isSafeInteger(microbatches) && microbatches >= 1 && microbatches <= 1 << 20,
     `--microbatches must be a positive integer, got ${JSON.stringify(microbatches)}`);
+  check(typeof sequenceParallel === 'boolean', `--sequence-parallel must be true or false, got ${JSON.stringify(sequenceParallel)}`);
+  check(typeof virtualStages === 'number' && Number.isSafeInteger(virtualStages) && virtualStages >= 1 && virtualStages <= 1024,
+    `--virtual-stages must be a positive integer, got ${JSON.stringify(virtualStages)}`);
   return {
     layout: typeof layout === 'string' ? parseLayout(layout) : layout,
     zero: zero as ZeroStage,
     recompute: recompute as Recompute,
     microbatches: microbatches as number,
+    sequenceParallel: sequenceParallel as boolean,
+    virtualStages: virtualStages as number,
   };
 }
 
@@ -38,19 +60,27 @@ export interface PlanJson {
   zero: ZeroStage;
   recompute: Recompute;
   microbatches: number;
+  sequenceParallel: boolean;
+  virtualStages: number;
 }
 
 export function planToJson(plan: Plan): PlanJson {
-  return { layout: formatLayout(plan.layout), zero: plan.zero, recompute: plan.recompute, microbatches: plan.microbatches };
+  return {
+    layout: formatLayout(plan.layout), zero: plan.zero, recompute: plan.recompute, microbatches: plan.microbatches,
+    sequenceParallel: plan.sequenceParallel, virtualStages: plan.virtualStages,
+  };
 }
 
 export function planFromJson(value: unknown, where = 'plan'): Plan {
   check(typeof value === 'object' && value !== null && !Array.isArray(value), `${where}: expected an object with layout, zero, recompute, microbatches`);
   const o = value as Record<string, unknown>;
   check(typeof o.layout === 'string', `${where}: "layout" must be a string like batch:rows;d_ff:cols`);
-  return makePlan(o.layout as string, { zero: o.zero, recompute: o.recompute, microbatches: o.microbatches });
+  return makePlan(o.layout as string, {
+    zero: o.zero, recompute: o.recompute, microbatches: o.microbatches, sequenceParallel: o.sequenceParallel, virtualStages: o.virtualStages,
+  });
 }
 
 export function describePlan(plan: Plan): string {
-  return `${formatLayout(plan.layout) || '(replicated)'} zero=${plan.zero} recompute=${plan.recompute} microbatches=${plan.microbatches}`;
+  const extra = `${plan.sequenceParallel ? ' sequence-parallel' : ''}${plan.virtualStages > 1 ? ` virtual-stages=${plan.virtualStages}` : ''}`;
+  return `${formatLayout(plan.layout) || '(replicated)'} zero=${plan.zero} recompute=${plan.recompute} microbatches=${plan.microbatches}${extra}`;
 }

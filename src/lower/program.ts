@@ -2,7 +2,9 @@ import type { CompiledLayout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { BlockName, DimName, Graph, OpClass, OpKind } from '../model/graph.js';
 import type { CollectiveKind } from './collectives.js';
+import type { LayoutLowering } from './lower.js';
 import type { Plan } from './plan.js';
+import type { CollectiveRole, GemmShape } from './records.js';
 
 export type Phase = 'forward' | 'backward' | 'recompute' | 'sync' | 'optimizer';
 
@@ -22,6 +24,8 @@ export interface Collective {
   readonly sent: number;
   /** May run behind compute (gradient sync, ZeRO-3 prefetch); otherwise it blocks. */
   readonly overlappable: boolean;
+  /** What it is for, which decides how engines overlap it. */
+  readonly role: CollectiveRole;
 }
 
 export interface LocalTensor {
@@ -49,6 +53,10 @@ export interface LoweredOp {
   readonly flops: number;
   /** Local memory traffic of one execution, bytes (what elementwise ops are priced by). */
   readonly bytes: number;
+  /** Einsums: the local GEMM at mb = 1 (see records.ts), which sets its efficiency. */
+  readonly gemm: GemmShape | null;
+  /** Whether it launches a kernel of its own (fused ops do not). */
+  readonly kernel: boolean;
   /** Devices that compute the same thing (axes that split none of the op's dimensions). */
   readonly duplication: number;
   /** Executions per step on one device (layers per stage × microbatches). */
@@ -74,6 +82,8 @@ export interface Program {
   readonly mesh: Mesh;
   readonly plan: Plan;
   readonly layout: CompiledLayout;
+  /** The layout's records this program was instantiated from (what the cost model prices). */
+  readonly lowering: LayoutLowering;
   readonly ops: readonly LoweredOp[];
   /** Sequences per microbatch on one device. */
   readonly microBatch: number;

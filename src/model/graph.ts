@@ -1,8 +1,12 @@
 import type { Activation, ModelSpec } from './spec.js';
 import { DTYPE_BYTES } from './spec.js';
 
-/** Tensor dimension names, as Mesh-TF's Transformer names them. */
-export const DIM_NAMES = ['batch', 'length', 'memory_length', 'd_model', 'heads', 'd_kv', 'd_ff', 'vocab', 'layers'] as const;
+/**
+ * Tensor dimension names, as Mesh-TF's Transformer names them. `q_group` (query heads per K/V
+ * head) exists only in grouped-query models; it is last so that every other dimension keeps its
+ * bit in the search's masks.
+ */
+export const DIM_NAMES = ['batch', 'length', 'memory_length', 'd_model', 'heads', 'd_kv', 'd_ff', 'vocab', 'layers', 'q_group'] as const;
 export type DimName = (typeof DIM_NAMES)[number];
 
 export type TensorRole = 'activation' | 'weight' | 'ids' | 'mask' | 'stat';
@@ -56,6 +60,11 @@ export interface OpSpec {
   readonly saves: readonly string[];
   /** Part of the attention core (QKᵀ → softmax → dropout → ×V): selective recompute redoes it. */
   readonly attentionCore?: boolean;
+  /**
+   * Set on the attention-core ops when the model runs them as one fused kernel (flash attention):
+   * the lowering prices the group as one kernel; the runtime executes the ops as they are.
+   */
+  readonly fused?: 'attention';
 }
 
 export type BlockName = 'embed' | 'encoder' | 'encoder_final' | 'decoder' | 'head';
@@ -73,6 +82,7 @@ export interface Block {
 
 export interface Graph {
   readonly spec: ModelSpec;
+  /** Every dimension's size; a dimension no tensor carries (q_group in a multi-head model) is 1. */
   readonly dimSizes: Readonly<Record<DimName, number>>;
   readonly tensors: ReadonlyMap<string, TensorSpec>;
   readonly blocks: readonly Block[];
@@ -112,42 +122,51 @@ export function buildGraph(spec: ModelSpec): Graph {
     return { ops: [{ name: prefix, kind: 'layernorm', inputs: [x, scale, bias], output: out, dim: 'd_model', saves: [x] }], out };
   };
 
-  /** Multi-head attention from x (queries) and mem (keys/values, before rename). */
+  // Grouped-query attention the Mesh-TF way: `heads` is the K/V head dimension and `q_group`
+  // (query heads per K/V head) appears only on the query side; multi-head models have no q_group.
+  const G: DimName[] = spec.kvHeads < spec.heads ? ['q_group'] : [];
+  const fusedCore = spec.flashAttention ? { fused: 'attention' as const } : {};
+
+  /** Multi-head (or grouped-query) attention from x (queries) and mem (keys/values, before rename). */
   const attention = (p: string, x: string, mem: string, causal: boolean): { ops: OpSpec[]; out: string } => {
     const ops: OpSpec[] = [];
     const HD: DimName[] = ['d_model', 'heads', 'd_kv'];
-    const wq = w(`${p}.wq`, HD), wk = w(`${p}.wk`, HD), wv = w(`${p}.wv`, HD), wo = w(`${p}.wo`, ['heads', 'd_kv', 'd_model']);
+    const QH: DimName[] = ['heads', ...G];
+    const wq = w(`${p}.wq`, ['d_model', ...QH, 'd_kv']), wk = w(`${p}.wk`, HD), wv = w(`${p}.wv`, HD);
+    const wo = w(`${p}.wo`, [...QH, 'd_kv', 'd_model']);
     const memM = t(`${p}.mem`, ['batch', 'memory_length', 'd_model']);
     ops.push({ name: `${p}.rename`, kind: 'rename', inputs: [mem], output: memM, dim: 'length', to: 'memory_length', saves: [] });
-    let q = t(`${p}.q`, ['batch', 'length', 'heads', 'd_kv']);
+    const Q: DimName[] = ['batch', 'length', ...QH, 'd_kv'];
+    let q = t(`${p}.q`, Q);
     let k = t(`${p}.k`, ['batch', 'memory_length', 'heads', 'd_kv']);
     const v = t(`${p}.v`, ['batch', 'memory_length', 'heads', 'd_kv']);
     ops.push({ name: `${p}.q`, kind: 'einsum', inputs: [x, wq], output: q, saves: [x] });
     ops.push({ name: `${p}.k`, kind: 'einsum', inputs: [memM, wk], output: k, saves: [memM] });
     ops.push({ name: `${p}.v`, kind: 'einsum', inputs: [memM, wv], output: v, saves: [memM] });
     if (spec.positions === 'rotary' && causal) {
-      const qr = t(`${p}.q_rot`, ['batch', 'length', 'heads', 'd_kv']);
+      const qr = t(`${p}.q_rot`, Q);
       const kr = t(`${p}.k_rot`, ['batch', 'memory_length', 'heads', 'd_kv']);
       ops.push({ name: `${p}.q_rot`, kind: 'rotary', inputs: [q], output: qr, saves: [] });
       ops.push({ name: `${p}.k_rot`, kind: 'rotary', inputs: [k], output: kr, saves: [] });
       q = qr;
       k = kr;
     }
-    const S: DimName[] = ['batch', 'heads', 'length', 'memory_length'];
+    const S: DimName[] = ['batch', ...QH, 'length', 'memory_length'];
+    const core = { attentionCore: true, ...fusedCore } as const;
     const logits = t(`${p}.logits`, S);
-    ops.push({ name: `${p}.qk`, kind: 'einsum', inputs: [q, k], output: logits, saves: [q, k], attentionCore: true });
+    ops.push({ name: `${p}.qk`, kind: 'einsum', inputs: [q, k], output: logits, saves: [q, k], ...core });
     let sm = logits;
     if (causal) {
       const masked = t(`${p}.masked`, S);
-      ops.push({ name: `${p}.causal`, kind: 'causal', inputs: [logits], output: masked, saves: [], attentionCore: true });
+      ops.push({ name: `${p}.causal`, kind: 'causal', inputs: [logits], output: masked, saves: [], ...core });
       sm = masked;
     }
     const probs = t(`${p}.probs`, S);
-    ops.push({ name: `${p}.softmax`, kind: 'softmax', inputs: [sm], output: probs, dim: 'memory_length', saves: [probs], attentionCore: true });
+    ops.push({ name: `${p}.softmax`, kind: 'softmax', inputs: [sm], output: probs, dim: 'memory_length', saves: [probs], ...core });
     const d = dropoutOps(`${p}.probs`, probs, S);
-    for (const op of d.ops) ops.push({ ...op, attentionCore: true });
-    const o = t(`${p}.o`, ['batch', 'length', 'heads', 'd_kv']);
-    ops.push({ name: `${p}.av`, kind: 'einsum', inputs: [d.out, v], output: o, saves: [d.out, v], attentionCore: true });
+    for (const op of d.ops) ops.push({ ...op, ...core });
+    const o = t(`${p}.o`, Q);
+    ops.push({ name: `${p}.av`, kind: 'einsum', inputs: [d.out, v], output: o, saves: [d.out, v], ...core });
     const y = t(`${p}.y`, B);
     ops.push({ name: `${p}.o`, kind: 'einsum', inputs: [o, wo], output: y, saves: [o] });
     const yd = dropoutOps(`${p}.y`, y, B);
@@ -257,7 +276,8 @@ export function buildGraph(spec: ModelSpec): Graph {
   const layersDim = spec.kind === 'decoder' ? spec.decoderLayers : gcd(spec.encoderLayers, spec.decoderLayers);
   const dimSizes: Record<DimName, number> = {
     batch: spec.batch, length: spec.seqLen, memory_length: spec.seqLen, d_model: spec.dModel,
-    heads: spec.heads, d_kv: spec.dKv, d_ff: spec.dFf, vocab: spec.vocab, layers: layersDim,
+    heads: spec.kvHeads, d_kv: spec.dKv, d_ff: spec.dFf, vocab: spec.vocab, layers: layersDim,
+    q_group: spec.heads / spec.kvHeads,
   };
   return { spec, dimSizes, tensors, blocks, weights };
 }

@@ -67,18 +67,38 @@ add('Raffel et al. 2020, Section 3.7 (T5 11B)', {
 });
 
 // Touvron et al. 2023 (Llama 2), Table 1 and params.json: SwiGLU, rotary positions, vocab
-// 32000, seq 4096, batch 4M tokens = 1024 sequences. 70B uses grouped-query attention
-// (8 KV heads), which this model does not express: it is priced with full multi-head K/V.
+// 32000, seq 4096, batch 4M tokens = 1024 sequences; 70B uses grouped-query attention with 8
+// KV heads (Table 1, "GQA"; params.json n_kv_heads 8). Flash attention: Llama 1 and 2 train with
+// xformers' memory-efficient causal attention (Touvron et al. 2023a, Sec. 2.4), a fused kernel.
 add('Touvron et al. 2023, Table 1 (Llama 2 7B)', {
   name: 'llama2-7b', kind: 'decoder', layers: 32, dModel: 4096, heads: 32, dKv: 128, dFf: 11008,
   vocab: 32000, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
-  activation: 'swiglu', positions: 'rotary',
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
 });
-add('Touvron et al. 2023, Table 1 (Llama 2 70B; GQA priced as full MHA)', {
-  name: 'llama2-70b', kind: 'decoder', layers: 80, dModel: 8192, heads: 64, dKv: 128, dFf: 28672,
+add('Touvron et al. 2023, Table 1 (Llama 2 70B, GQA with 8 KV heads): 68.98B parameters', {
+  name: 'llama2-70b', kind: 'decoder', layers: 80, dModel: 8192, heads: 64, kvHeads: 8, dKv: 128, dFf: 28672,
   vocab: 32000, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
-  activation: 'swiglu', positions: 'rotary',
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
 });
+
+// Dubey et al. 2024 (The Llama 3 Herd of Models), Table 3: layers, model dimension, FFN
+// dimension, attention heads, 8 key/value heads, vocabulary 128,000 (128256 in the released
+// params), SwiGLU, RoPE, untied output; pre-training sequences of 8192 tokens (Sec. 3.4.1).
+// Batch: 405B ends pre-training at 16M tokens = 2048 sequences (Sec. 3.4.1); the paper gives no
+// batch for 8B/70B, taken the same. Flash attention: fused attention kernels are the default of
+// the 2024 training stacks (Megatron-LM, torchtitan); assumed.
+const llama3: [string, number, number, number, number, string][] = [
+  ['llama3-8b', 32, 4096, 14336, 32, '8.03B'],
+  ['llama3-70b', 80, 8192, 28672, 64, '70.6B'],
+  ['llama3.1-405b', 126, 16384, 53248, 128, '405.8B'],
+];
+for (const [name, layers, dModel, dFf, heads, total] of llama3) {
+  add(`Dubey et al. 2024, Table 3 (${name}): ${total} parameters`, {
+    name, kind: 'decoder', layers, dModel, heads, kvHeads: 8, dKv: dModel / heads, dFf, vocab: 128256,
+    seqLen: 8192, batch: 2048, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+    activation: 'swiglu', positions: 'rotary', flashAttention: true,
+  });
+}
 
 // The runtime's test model (issue 4): small enough to execute on a simulated mesh in fp32.
 add('mesh-search runtime tests', {

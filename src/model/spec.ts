@@ -26,13 +26,40 @@ export interface ModelSpec {
   readonly activation: Activation;
   /** Learned position embeddings add a [length, d_model] weight; rotary adds none. */
   readonly positions: Positions;
+  /**
+   * Key/value heads (grouped-query attention, Ainslie et al. 2023): heads / kvHeads query heads
+   * share each K/V head. Equal to heads for multi-head attention (the default).
+   */
+  readonly kvHeads: number;
+  /** The attention core runs as one fused kernel (FlashAttention, Dao et al. 2022): same maths. */
+  readonly flashAttention: boolean;
 }
 
 export const DTYPE_BYTES: Record<Dtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
 
+export const DTYPES: readonly Dtype[] = ['bfloat16', 'float16', 'float32'];
+
+/** The short spellings users write (PyTorch, DeepSpeed, Megatron flags), read as the long names. */
+export const DTYPE_ALIASES: Readonly<Record<string, Dtype>> = { bf16: 'bfloat16', fp16: 'float16', fp32: 'float32' };
+
+/** A dtype as written by a user (`bf16` or `bfloat16`, ...), or null when it names none. */
+export function normalizeDtype(v: unknown): Dtype | null {
+  if (typeof v !== 'string') return null;
+  if ((DTYPES as readonly string[]).includes(v)) return v as Dtype;
+  return DTYPE_ALIASES[v] ?? null;
+}
+
+/** Read a dtype from a flag or a file; one line naming every accepted spelling when it is none. */
+export function parseDtype(v: unknown, where = 'dtype'): Dtype {
+  const d = normalizeDtype(v);
+  check(d !== null, `${where}: must be one of ${[...DTYPES, ...Object.keys(DTYPE_ALIASES)].join(', ')}, got ${JSON.stringify(v)}`);
+  return d as Dtype;
+}
+
 const KNOWN = new Set([
   'name', 'kind', 'layers', 'encoderLayers', 'decoderLayers', 'dModel', 'heads', 'dKv', 'dFf',
   'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions', 'source',
+  'kvHeads', 'flashAttention',
 ]);
 
 function int(o: Record<string, unknown>, key: string, where: string, min = 1): number {
@@ -79,23 +106,29 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
       decoderLayers = int(o, 'decoderLayers', where);
     }
   }
+  const dModel = int(o, 'dModel', where);
+  const heads = int(o, 'heads', where);
+  const kvHeads = o.kvHeads === undefined ? heads : int(o, 'kvHeads', where);
+  check(heads % kvHeads === 0, `${where}: "kvHeads" (${kvHeads}) must divide "heads" (${heads})`);
   const spec: ModelSpec = {
     name: name as string,
     kind,
     encoderLayers,
     decoderLayers,
-    dModel: int(o, 'dModel', where),
-    heads: int(o, 'heads', where),
+    dModel,
+    heads,
     dKv: int(o, 'dKv', where),
     dFf: int(o, 'dFf', where),
     vocab: int(o, 'vocab', where, 2),
     seqLen: int(o, 'seqLen', where),
     batch: int(o, 'batch', where),
-    dtype: oneOf(o, 'dtype', ['bfloat16', 'float16', 'float32'] as const, 'bfloat16', where),
+    dtype: parseDtype(o.dtype ?? 'bfloat16', `${where}: "dtype"`),
     dropout: bool(o, 'dropout', true, where),
     tiedEmbeddings: bool(o, 'tiedEmbeddings', false, where),
     activation: oneOf(o, 'activation', ['relu', 'gelu', 'swiglu'] as const, 'relu', where),
     positions: oneOf(o, 'positions', ['learned', 'rotary'] as const, 'learned', where),
+    kvHeads,
+    flashAttention: bool(o, 'flashAttention', false, where),
   };
   const big = [spec.dModel, spec.heads, spec.dKv, spec.dFf, spec.vocab, spec.seqLen, spec.batch];
   check(big.every((n) => n <= 1 << 30), `${where}: a size above 2^30 is not a model mesh-search can price`);

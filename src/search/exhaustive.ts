@@ -2,7 +2,7 @@ import type { Estimate } from '../cost/estimate.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { compileLayout, layoutProblem, type Layout } from '../layout/layout.js';
+import { compileLayout, graphDims, layoutProblem, type Layout } from '../layout/layout.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
@@ -68,7 +68,7 @@ export function exhaustive(opts: {
           valid++;
           const index = strategy++;
           if (opts.symmetry && !canonical) continue;
-          const plan: Plan = { layout, zero, recompute, microbatches };
+          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
           const cost = pricer(plan);
           priced++;
           const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
@@ -82,9 +82,11 @@ export function exhaustive(opts: {
     }
   };
   // Backtrack over dimensions, dropping a set of axes that collides with a dimension it shares a tensor with.
+  // A dimension the model lacks stays unsplit, as the search's space leaves it.
+  const present = graphDims(graph);
   const rec = (d: number) => {
     if (d === D) return visit();
-    for (let m = 0; m < 1 << A; m++) {
+    for (let m = 0; m < (present.has(DIM_NAMES[d]) ? 1 << A : 1); m++) {
       let ok = true;
       for (let e = 0; e < d && ok; e++) if (conf[d] & (1 << e) && masks[e] & m) ok = false;
       if (!ok) continue;
@@ -103,7 +105,7 @@ export function exhaustive(opts: {
       r = Math.floor(r / space.choices.length);
       for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
     }
-    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches }, opts.profile);
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: false, virtualStages: 1 }, opts.profile);
   };
   const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,

@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { tensorDimSets, type Layout } from '../layout/layout.js';
+import { graphDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLink } from '../cost/price.js';
@@ -36,7 +36,7 @@ export interface Strategy {
   readonly microbatches: number;
 }
 
-/** The most mesh axes searched; layout ranks stay exact integers (20 choices: 20^12 < 2^53). */
+/** The most mesh axes searched; layout ranks must stay exact integers (20 choices: 20^12 < 2^53; 24 with q_group: 11 axes). */
 export const MAX_AXES = 12;
 
 function popcount(x: number): number {
@@ -67,17 +67,22 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
 
 export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): PlanSpace {
   const conf = conflicts(graph);
+  // A dimension the model lacks (q_group without grouped-query attention) is never offered.
+  const present = graphDims(graph);
+  let absent = 0;
+  DIM_NAMES.forEach((d, k) => { if (!present.has(d)) absent |= 1 << k; });
   const choices: number[] = [];
   for (let s = 0; s < 1 << DIM_NAMES.length; s++) {
-    let ok = true;
+    let ok = (s & absent) === 0;
     for (let k = 0; k < DIM_NAMES.length && ok; k++) if (s & (1 << k) && s & conf[k]) ok = false;
     if (ok) choices.push(s);
   }
   choices.sort((a, b) => popcount(a) - popcount(b) || a - b);
   const A = mesh.axes.length;
   const ranks = choices.length ** A;
-  if (A > MAX_AXES || ranks > Number.MAX_SAFE_INTEGER) {
-    throw new InputError(`a mesh of ${A} axes is more than mesh-search searches (at most ${MAX_AXES}); merge axes that share a network level`);
+  if (A > MAX_AXES) throw new InputError(`a mesh of ${A} axes is more than mesh-search searches (at most ${MAX_AXES}); merge axes that share a network level`);
+  if (ranks > Number.MAX_SAFE_INTEGER) {
+    throw new InputError(`a mesh of ${A} axes gives ${graph.spec.name} ${choices.length}^${A} layouts, more than mesh-search numbers exactly (2^53); merge axes that share a network level`);
   }
   // Interchangeable axes form classes; within a class, choices must not decrease (one of each orbit).
   const twin = mesh.axes.map(() => -1);
@@ -169,7 +174,7 @@ export function strategyCount(space: PlanSpace, split: readonly number[], masks:
 }
 
 export function planOf(layout: Layout, s: Strategy): Plan {
-  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
 }
 
 /** The layout of a rank, or null when invalid (indivisible). */

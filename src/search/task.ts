@@ -61,7 +61,7 @@ export function runTask(task: Task): TaskResult {
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
   const ms = microbatchCounts(space, split);
-  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1 });
+  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
   return c.compute * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
 }
 
@@ -79,7 +79,7 @@ export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, ma
   const ms = microbatchCounts(space, split);
   let memory = Infinity;
   for (const zero of masks[BATCH] ? ([2, 3] as const) : ([0] as const)) {
-    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1] }).memory);
+    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).memory);
   }
   return memory * SLACK_ROUNDING;
 }
@@ -187,7 +187,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
     for (let i = 0; i < all.length; i++) {
       const s = all[i];
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
-      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches };
+      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
       const cost = pricer(plan);
       priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);

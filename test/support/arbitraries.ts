@@ -51,5 +51,8 @@ export function smallSpec(): fc.Arbitrary<ModelSpec> {
     tiedEmbeddings: fc.boolean(),
     kind: fc.constantFrom('decoder', 'encoder-decoder'),
     dtype: fc.constantFrom('bfloat16', 'float32'),
-  }).map((r) => parseModelSpec({ name: 'small', ...r }));
+    // Query heads per K/V head: 1 is multi-head attention, 2 grouped-query (adds q_group).
+    group: fc.constantFrom(1, 1, 2),
+    flashAttention: fc.boolean(),
+  }).map(({ group, ...r }) => parseModelSpec({ name: 'small', ...r, kvHeads: r.heads / group }));
 }

@@ -15,6 +15,7 @@ const COMMANDS: readonly (readonly [readonly string[], Loader])[] = [
   [['report'], async () => (await import('./report.js')).reportCommand as CommandModule<object, never>],
   [['calibrate'], async () => (await import('./calibrate.js')).calibrateCommand as CommandModule<object, never>],
   [['tune'], async () => (await import('./tune.js')).tuneCommand as CommandModule<object, never>],
+  [['validate'], async () => (await import('./validate.js')).validateCommand as CommandModule<object, never>],
   [['run'], async () => (await import('./run.js')).runCommand as CommandModule<object, never>],
   [['train'], async () => (await import('./train.js')).trainCommand as CommandModule<object, never>],
 ];

@@ -42,6 +42,10 @@ export function resolvePlanArgs(args: PlanArgs): { spec: ModelSpec; mesh: Mesh; 
       throw new InputError(`the plan in ${args.plan} was made for model ${planned.name}, not ${spec.name}`);
     }
   }
+  // The runtime's rotary kernel takes 4-D [batch, length, heads, d_kv] blocks; grouped-query queries are 5-D.
+  if (spec.positions === 'rotary' && spec.kvHeads < spec.heads) {
+    throw new InputError(`the runtime does not yet run rotary positions with grouped-query attention (model ${spec.name}: kvHeads ${spec.kvHeads} < heads ${spec.heads}); use learned positions`);
+  }
   const steps = args.steps;
   if (steps !== undefined && (!Number.isSafeInteger(steps) || steps < 1)) throw new InputError(`--steps must be a positive integer, got ${steps}`);
   const modelArg = args.model ?? file?.model;

@@ -23,6 +23,8 @@ const LOGICAL: Record<DimName, { params: string[]; activations: string[] }> = {
   d_ff: { params: ['mlp'], activations: ['activation_mlp'] },
   vocab: { params: ['vocab'], activations: ['activation_vocab'] },
   layers: { params: ['layers'], activations: [] },
+  // Grouped-query models: MaxText names query heads as one axis (q_heads), so q_group has no rule of its own.
+  q_group: { params: [], activations: [] },
 };
 
 /**
@@ -63,6 +65,8 @@ export function maxtext(input: ExportInput): ExportOutput {
   missing.need(spec.kind === 'decoder', 'MaxText trains decoder-only models; the plan is for an encoder-decoder');
   for (const p of fixedRoleProblems(shape, 'MaxText').filter((p) => p.includes('splits no dimension'))) missing.need(false, p);
   missing.need(plan.zero === 0 || plan.zero === 3, `MaxText shards optimizer state and gradients only with the parameters (fsdp, ZeRO-3): zero ${plan.zero} cannot be expressed`);
+  missing.need(axesOf(plan.layout, 'q_group').length === 0,
+    'MaxText shards query heads as one logical axis (q_heads): a split of q_group, the query heads within a K/V group, cannot be expressed');
   missing.need(plan.recompute !== 'selective', 'MaxText has no remat_policy that recomputes exactly the attention core: recompute selective cannot be expressed');
 
   // Axes with the same dimensions share a MaxText kind; different tensor-like splits take free axes in turn.

@@ -19,6 +19,8 @@ export function t5x(input: ExportInput): ExportOutput {
   for (const d of ['length', 'memory_length'] as const) {
     missing.need(axesOf(plan.layout, d).length === 0, `this export gives t5x no sequence split: ${d} must stay whole (t5x models name queries' and keys' positions both 'length')`);
   }
+  missing.need(axesOf(plan.layout, 'q_group').length === 0,
+    "t5x's logical axes name attention heads as one axis ('heads'): a split of q_group, the query heads within a K/V group, cannot be expressed");
   missing.need(plan.zero === 0 || plan.zero === 3, `t5x shards optimizer state and gradients only with the parameters (ZeRO-3 style): zero ${plan.zero} cannot be expressed`);
   missing.need(!(plan.zero === 3 && axesOf(plan.layout, 'd_model').length > 0),
     () => `t5x shards parameters ZeRO-3 style by a last ('embed', data) rule, but the plan already splits d_model (embed) over ${axesOf(plan.layout, 'd_model').join('+')}`);

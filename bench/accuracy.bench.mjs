@@ -1,0 +1,120 @@
+// bench/accuracy: every published step time in data/published/steps.csv against the cost model's
+// estimate, per device family: under the shipped preset, fitted on all the family's rows by the
+// project's own calibrate fit (in-sample), and leave-one-model-out (each model's rows predicted by a
+// profile fitted without them). Prints JSON lines; `--write-readme` also writes the table into
+// README.md between the accuracy markers. Goals (issue 10, leave-one-model-out): mean |error| ≤ 5%,
+// max ≤ 10%, signed mean within ±2%, per family. `--hold a,b` keeps those parameters at the preset's
+// values in every fit, as `calibrate --hold` does (the README table is written with calibrate's defaults).
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readBenchFile } from '../dist/calibrate/bench.js';
+import { fitProfile } from '../dist/calibrate/fit.js';
+import { compareRow, groupRowsByDevice, summarizeErrors } from '../dist/calibrate/validate.js';
+import { InputError } from '../dist/errors.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const file = join(root, 'data/published/steps.csv');
+const GOAL = { meanAbsError: 0.05, maxAbsError: 0.1, signedMeanError: 0.02 };
+const r4 = (x) => (Number.isFinite(x) ? +x.toFixed(4) : null);
+const short = (s) => ({ rows: s.rows, meanAbsError: r4(s.meanAbsError), maxAbsError: r4(s.maxAbsError), signedMeanError: r4(s.signedMeanError) });
+// calibrate's refusal names every parameter; the table needs only the count.
+const firstLine = (e) => {
+  const m = /give (\d+) observations.*?for (\d+) parameters/.exec(String(e.message));
+  return m ? `calibrate refuses, ${m[1]} observations for ${m[2]} free parameters` : String(e.message).split('. ')[0];
+};
+const holdArg = process.argv.indexOf('--hold');
+const hold = holdArg > 0 ? String(process.argv[holdArg + 1] ?? '').split(',').map((h) => h.trim()).filter(Boolean) : [];
+
+/** Fit on `train` from the family's preset; null with the reason when calibrate refuses. */
+function fit(train, base) {
+  if (train.length === 0) return { profile: null, reason: 'no rows left to fit on' };
+  try {
+    return { profile: fitProfile(train, base, { hold, method: 'physics' }).profile, reason: null };
+  } catch (e) {
+    if (e instanceof InputError) return { profile: null, reason: firstLine(e) };
+    throw e;
+  }
+}
+
+const t0 = performance.now();
+const raw = readBenchFile(file);
+const { groups, rejected } = groupRowsByDevice(raw);
+for (const r of rejected) process.stderr.write(`  rejected ${relative(root, r.source.file)}:${r.source.line}: ${r.reason}\n`);
+const families = [];
+for (const g of groups) {
+  const family = g.profile.name;
+  const models = [...new Set(g.rows.map((m) => m.modelName))];
+  const preset = g.rows.map((m) => compareRow(m, g.profile, family));
+  const all = fit(g.rows, g.profile);
+  const inSample = all.profile ? g.rows.map((m) => compareRow(m, all.profile, family)) : null;
+  const lomo = new Array(g.rows.length).fill(null);
+  const lomoReasons = [];
+  for (const model of models) {
+    const { profile, reason } = fit(g.rows.filter((m) => m.modelName !== model), g.profile);
+    if (!profile) lomoReasons.push(`${model}: ${reason}`);
+    g.rows.forEach((m, i) => {
+      if (m.modelName === model && profile) lomo[i] = compareRow(m, profile, family);
+    });
+  }
+  g.rows.forEach((m, i) => {
+    process.stdout.write(JSON.stringify({
+      bench: 'accuracy', row: `${relative(root, m.source.file)}:${m.source.line}`, device: family, model: m.modelName, mesh: preset[i].mesh,
+      measured: m.stepTime, preset: r4(preset[i].estimated), presetError: r4(preset[i].error),
+      inSample: inSample ? r4(inSample[i].estimated) : null, inSampleError: inSample ? r4(inSample[i].error) : null,
+      leaveOneModelOut: lomo[i] ? r4(lomo[i].estimated) : null, leaveOneModelOutError: lomo[i] ? r4(lomo[i].error) : null,
+    }) + '\n');
+  });
+  const lomoRows = lomo.filter(Boolean);
+  const summary = {
+    bench: 'accuracy', device: family, rows: g.rows.length, models: models.length,
+    preset: short(summarizeErrors(preset.map((x) => x.error))),
+    inSample: inSample ? short(summarizeErrors(inSample.map((x) => x.error))) : { reason: all.reason },
+    leaveOneModelOut: { ...short(summarizeErrors(lomoRows.map((x) => x.error))), ...(lomoReasons.length ? { notPredicted: lomoReasons } : {}) },
+  };
+  const s = summary.leaveOneModelOut;
+  summary.goalMet = lomoRows.length === g.rows.length && s.meanAbsError <= GOAL.meanAbsError && s.maxAbsError <= GOAL.maxAbsError && Math.abs(s.signedMeanError) <= GOAL.signedMeanError;
+  families.push(summary);
+  process.stdout.write(JSON.stringify(summary) + '\n');
+}
+process.stdout.write(JSON.stringify({ bench: 'accuracy', file: relative(root, file), rows: raw.length, rejected: rejected.length, hold, goal: GOAL, seconds: +((performance.now() - t0) / 1e3).toFixed(1) }) + '\n');
+
+const pct = (x, signed = false) => (x === null || x === undefined ? 'n/a' : `${signed && x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`);
+const cell = (s) => ('reason' in s ? 'n/a' : `${pct(s.meanAbsError)} / ${pct(s.maxAbsError)} / ${pct(s.signedMeanError, true)}`);
+const lomoCell = (s) => (s.rows === 0 ? 'n/a' : `${cell(s)}${s.notPredicted ? ` (${s.rows} rows)` : ''}`);
+
+/** The README table: mean |error| / max |error| / signed mean of step time, per device family. */
+function readmeTable() {
+  const lines = [
+    '| device | rows (models) | preset | in-sample fit | leave-one-model-out |',
+    '| --- | --- | --- | --- | --- |',
+    ...families.map((f) => `| ${f.device} | ${f.rows} (${f.models}) | ${cell(f.preset)} | ${cell(f.inSample)} | ${lomoCell(f.leaveOneModelOut)} |`),
+  ];
+  const notes = families.flatMap((f) => [
+    ...('reason' in f.inSample ? [`${f.device} in-sample: ${f.inSample.reason}.`] : []),
+    ...(f.leaveOneModelOut.notPredicted ?? []).map((r) => `${f.device} leave-one-model-out, ${r}.`),
+  ]);
+  if (rejected.length) notes.push(`${rejected.length} rows rejected: ${[...new Set(rejected.map((r) => r.reason))].join('; ')}.`);
+  return [...lines, ...(notes.length ? ['', ...notes.map((n) => `- ${n}`)] : [])].join('\n');
+}
+
+if (process.argv.includes('--write-readme')) {
+  if (hold.length) {
+    process.stderr.write('bench/accuracy: the README table is written with calibrate\'s default fit; drop --hold\n');
+    process.exit(2);
+  }
+  const readme = join(root, 'README.md');
+  const text = readFileSync(readme, 'utf8');
+  const begin = '<!-- accuracy:begin -->';
+  const end = '<!-- accuracy:end -->';
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) {
+    process.stderr.write(`bench/accuracy: README.md has no ${begin} ... ${end} block\n`);
+    process.exit(2);
+  }
+  const out = `${text.slice(0, a + begin.length)}\n${readmeTable()}\n${text.slice(b)}`;
+  writeFileSync(`${readme}.tmp`, out);
+  renameSync(`${readme}.tmp`, readme);
+  process.stderr.write('bench/accuracy: README.md table written\n');
+}

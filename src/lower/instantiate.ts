@@ -1,0 +1,190 @@
+import { maskAxes, maskSize } from '../layout/layout.js';
+import type { LayoutLowering } from './lower.js';
+import { stateBytes } from './lower.js';
+import type { Plan } from './plan.js';
+import type { Collective, LocalTensor, LoweredOp, MemoryBreakdown, Program } from './program.js';
+import { sentBytes as sentBytesOf } from './collectives.js';
+import { gemmAt, linAt, type CollectiveRecord, type OpRecord } from './records.js';
+
+/** Executions per step of a block's records on one device: layers per stage × microbatches. */
+export function blockCount(l: LayoutLowering, layered: boolean, repeat: number, M: number): number {
+  return (layered ? repeat / l.layout.split.layers : 1) * M;
+}
+
+export function microBatchOf(l: LayoutLowering, plan: Plan): number {
+  return l.graph.spec.batch / l.layout.split.batch / plan.microbatches;
+}
+
+/** Whether a recompute record runs under a recompute mode. */
+export function recomputes(rec: OpRecord, mode: Plan['recompute']): boolean {
+  if (rec.recomputeIn === 'always') return true;
+  if (mode === 'full') return rec.recomputeIn === 'full' || rec.recomputeIn === 'selective';
+  return mode === 'selective' && rec.recomputeIn === 'selective';
+}
+
+/** A tensor's local shape on one device at microbatch mb (sequence parallelism splits length over T too). */
+export function localTensor(l: LayoutLowering, id: string, mb: number): LocalTensor {
+  const t = l.graph.tensors.get(id)!;
+  const sp = l.seqSplit.has(id) ? maskSize(l.mesh, l.seqMask) : 1;
+  return { id, dims: t.dims, shape: t.dims.map((d) => (d === 'batch' ? mb : l.graph.dimSizes[d] / l.layout.split[d] / (d === 'length' ? sp : 1))) };
+}
+
+export function collectiveAt(c: CollectiveRecord, mb: number): Collective {
+  const bytes = linAt(c.bytes, mb);
+  return {
+    kind: c.kind, axes: c.axes, mask: c.mask, groupSize: c.groupSize, tensor: c.tensor, bytes,
+    sent: sentBytesOf(c.kind, bytes, c.groupSize), overlappable: c.role === 'gradient' || c.role === 'gather', role: c.role,
+  };
+}
+
+function opAt(l: LayoutLowering, r: OpRecord, mb: number, count: number): LoweredOp {
+  return {
+    name: r.name, block: r.block, phase: r.phase, kind: r.kind, klass: r.klass,
+    inputs: r.inputs.map((t) => localTensor(l, t, mb)), output: localTensor(l, r.output, mb), wrt: r.wrt, partial: r.partial,
+    flops: linAt(r.flops, mb), bytes: linAt(r.bytes, mb), gemm: r.gemm ? gemmAt(r.gemm, mb) : null, kernel: r.kernel, duplication: r.duplication, count,
+    collectives: r.collectives.map((c) => collectiveAt(c, mb)), model: r.model,
+  };
+}
+
+/**
+ * What the strategy adds to a layout's records (DESIGN.md, "optimizer" and "pipeline"): per
+ * weight the gradient sync (ZeRO over the axes that split batch), Adam, ZeRO's parameter gathers,
+ * and the point-to-point sends between pipeline stages.
+ */
+export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
+  const { mesh, layout: c, graph } = l;
+  const sb = stateBytes(graph.spec.dtype);
+  const stages = c.split.layers;
+  const M = plan.microbatches;
+  const Z = c.mask.batch;
+  const N = c.split.batch;
+  const ops: LoweredOp[] = [];
+  const mk = (kind: Collective['kind'], mask: number, tensor: string, bytes: number, role: Collective['role']): Collective =>
+    ({ kind, axes: maskAxes(mesh, mask), mask, groupSize: maskSize(mesh, mask), tensor, bytes, sent: sentBytesOf(kind, bytes, maskSize(mesh, mask)), overlappable: role !== 'pipeline', role });
+  for (const w of l.weights) {
+    const perStage = w.perStage;
+    const n = w.elems;
+    const wt = localTensor(l, w.id, 1);
+    const P = w.partial;
+    const zeroMask = plan.zero > 0 ? Z & P : 0;
+    const rest = P & ~zeroMask;
+    const gradBytes = n * sb.grad;
+    const colls: Collective[] = [];
+    if (zeroMask) {
+      colls.push(mk('reduce-scatter', zeroMask, w.id, gradBytes, 'gradient'));
+      if (rest) colls.push(mk('allreduce', rest, w.id, gradBytes / maskSize(mesh, zeroMask), 'gradient'));
+    } else if (P) {
+      colls.push(mk('allreduce', P, w.id, gradBytes, 'gradient'));
+    }
+    const op = (name: string, block: LoweredOp['block'], phase: LoweredOp['phase'], kind: LoweredOp['kind'], count: number, collectives: Collective[], flops = 0, bytes = 0, duplication = 1): LoweredOp =>
+      ({ name, block, phase, kind, klass: 'elementwise', inputs: [wt], output: wt, flops, bytes, gemm: null, kernel: kind === 'adam', duplication, count, collectives, model: true });
+    if (colls.length) {
+      // ZeRO-2 and -3 keep only a shard of the gradient: they reduce it after every microbatch.
+      ops.push(op(`sync:${w.id}`, w.block, 'sync', 'sync', perStage * (plan.zero >= 2 && zeroMask ? M : 1), colls));
+    }
+    const sharded = plan.zero >= 1 && Z !== 0;
+    const shard = sharded ? n / N : n;
+    ops.push(op(`adam:${w.id}`, 'optimizer', 'optimizer', 'adam', perStage, [], 12 * shard, 2 * shard * (sb.param + sb.grad + sb.optimizer), sharded ? 1 : N));
+    if (sharded) {
+      const gather = [mk('allgather', Z, w.id, n * sb.param, 'gather')];
+      // ZeRO-3 gathers each weight before its forward and again before its backward; 1 and 2 after the optimizer.
+      if (plan.zero <= 2) ops.push(op(`gather:${w.id}`, 'optimizer', 'optimizer', 'sync', perStage, gather));
+      else ops.push(op(`gather:${w.id}`, w.block, 'forward', 'sync', 2 * perStage * M, gather));
+    }
+  }
+  // Pipeline: each stage sends its activations forward and their gradients back, per microbatch
+  // and per model chunk (interleaving sends V times as often: Narayanan et al. 2021, Sec. 2.2.2).
+  if (l.stageMessage) {
+    const mb = microBatchOf(l, plan);
+    const msg = linAt(l.stageMessage.bytes, mb);
+    const lt = localTensor(l, l.stageMessage.tensor, mb);
+    const send = (phase: 'forward' | 'backward', name: string): LoweredOp => ({
+      name, block: 'decoder', phase, kind: 'send', klass: 'elementwise', inputs: [lt], output: lt, flops: 0, bytes: 0, gemm: null, kernel: false,
+      duplication: 1, count: M * plan.virtualStages, model: true,
+      collectives: [{ kind: 'send', axes: maskAxes(mesh, c.mask.layers), mask: c.mask.layers, groupSize: 2, tensor: lt.id, bytes: msg, sent: msg, overlappable: false, role: 'pipeline' }],
+    });
+    ops.push(send('forward', 'pipeline:send-activations'), send('backward', 'pipeline:send-gradients'));
+  }
+  return ops;
+}
+
+/**
+ * Memory per device of the busiest stage. 1F1B keeps min(stages, microbatches) microbatches in
+ * flight on the first stage (Narayanan et al. 2021, Sec. 2.2.1), times 1 + (p−1)/(p·V) when
+ * interleaved (Korthikanti et al. 2022, Sec. 4.2.3); the last stage keeps one. The embedding
+ * lives on the first stage, the head on the last.
+ */
+export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
+  const { graph, layout: c } = l;
+  const sb = stateBytes(graph.spec.dtype);
+  const stages = c.split.layers;
+  const mb = microBatchOf(l, plan);
+  const V = plan.virtualStages;
+  const mode = plan.recompute;
+  const Z = c.mask.batch;
+  const zeroN = Z ? c.split.batch : 1;
+  let layerParams = 0;
+  const stageParams = { first: 0, last: 0 };
+  const byBlock = new Map<string, number>();
+  for (const w of l.weights) {
+    if (w.stage !== 'last' || stages === 1) stageParams.first += w.elems * w.perStage;
+    if (w.stage !== 'first' || stages === 1) stageParams.last += w.elems * w.perStage;
+    if (w.layered) byBlock.set(w.block, (byBlock.get(w.block) ?? 0) + w.elems);
+  }
+  for (const v of byBlock.values()) layerParams = Math.max(layerParams, v * sb.param);
+  const acts = { first: 0, last: 0 };
+  for (const b of l.blocks) {
+    const v = linAt(b.saved[b.layered ? mode : 'none'], mb) * (b.layered ? b.repeat / stages : 1);
+    if (b.stage !== 'last' || stages === 1) acts.first += v;
+    if (b.stage !== 'first' || stages === 1) acts.last += v;
+  }
+  const sharedSaved = linAt(l.sharedSaved[mode], mb);
+  acts.first += sharedSaved;
+  acts.last += sharedSaved;
+  const inflight = stages > 1 ? Math.min(stages, plan.microbatches) * (V > 1 ? 1 + (stages - 1) / (stages * V) : 1) : 1;
+  acts.first *= inflight;
+  const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
+  const temporary = largest + (mode === 'full' ? linAt(l.recomputeBuffer, mb) : 0) + (plan.zero >= 3 ? layerParams : 0);
+  const at = (params: number, act: number) => {
+    const p = plan.zero >= 3 ? (params * sb.param) / zeroN : params * sb.param;
+    const g = plan.zero >= 2 ? (params * sb.grad) / zeroN : params * sb.grad;
+    const o = plan.zero >= 1 ? (params * sb.optimizer) / zeroN : params * sb.optimizer;
+    return { params: p, gradients: g, optimizer: o, activations: act, temporary, total: p + g + o + act + temporary };
+  };
+  const first = at(stageParams.first, acts.first);
+  const last = at(stageParams.last, acts.last);
+  return last.total > first.total ? last : first;
+}
+
+/** The per-device program of one plan: the layout's records at the plan's microbatch size, with its strategy. */
+export function instantiate(l: LayoutLowering, plan: Plan): Program {
+  const { graph, mesh, layout: c } = l;
+  const M = plan.microbatches;
+  const mb = microBatchOf(l, plan);
+  const ops: LoweredOp[] = [];
+  const count = (r: OpRecord) => blockCount(l, r.layered, l.blocks.find((b) => b.name === r.block)!.repeat, M);
+  for (const r of l.forward) ops.push(opAt(l, r, mb, count(r)));
+  // The backward runs block by block in reverse, each layer block's recompute first.
+  for (const b of [...l.blocks].reverse()) {
+    for (const r of l.recompute) if (r.block === b.name && recomputes(r, plan.recompute)) ops.push(opAt(l, r, mb, count(r)));
+    for (const r of l.backward) if (r.block === b.name) ops.push(opAt(l, r, mb, count(r)));
+  }
+  ops.push(...strategyOps(l, plan));
+  let localParams = 0;
+  for (const w of l.weights) localParams += w.elems * w.perStage;
+  let modelPerStep = 0, matmulPerStep = 0, perDevice = 0;
+  for (const op of ops) {
+    if (op.klass !== 'matmul') continue;
+    const dev = op.flops * op.count;
+    perDevice += dev;
+    const global = (dev * mesh.size) / op.duplication;
+    matmulPerStep += global;
+    if (op.model) modelPerStep += global;
+  }
+  const savedBytes: Program['savedBytes'] = {};
+  for (const b of l.blocks) (savedBytes as Record<string, number>)[b.name] = linAt(b.saved[b.layered ? plan.recompute : 'none'], mb);
+  return {
+    graph, mesh, plan, layout: c, lowering: l, ops, microBatch: mb, stages: c.split.layers, dataParallel: c.split.batch,
+    localParams, savedBytes, memory: planMemory(l, plan), flops: { modelPerStep, matmulPerStep, perDevice },
+  };
+}

@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { readBenchFile } from '../src/calibrate/bench.js';
+import { parseCsv } from '../src/calibrate/csv.js';
+import { groupRowsByDevice } from '../src/calibrate/validate.js';
+import type { Measurement } from '../src/calibrate/types.js';
+import { estimatePlan } from '../src/cost/estimatePlan.js';
+import { paramCount } from '../src/model/graph.js';
+import type { ModelSpec } from '../src/model/spec.js';
+
+// data/published/steps.csv: every row a published measurement (data/published/README.md).
+const file = fileURLToPath(new URL('../data/published/steps.csv', import.meta.url));
+const raw = readBenchFile(file);
+const { groups, rejected } = groupRowsByDevice(raw);
+// The reader keeps note and source out of its rows: read them from the same CSV records.
+const [head, ...records] = parseCsv(readFileSync(file, 'utf8'), file);
+const byLine = new Map(records.map((r) => [r.line, r.fields]));
+const field = (line: number, column: string) => byLine.get(line)![head.fields.indexOf(column)];
+const rows = groups.flatMap((g) => g.rows.map((m) => ({ m, device: g.profile.name, note: field(m.source.line, 'note'), source: field(m.source.line, 'source') })));
+const byModel = (name: string) => rows.filter((r) => r.m.modelName === name);
+const spec = (r: { m: Measurement }): ModelSpec => r.m.graph.spec;
+
+describe('data/published/steps.csv', () => {
+  it('every row is read, names its source and resolves on a preset device', () => {
+    expect(rejected.map((r) => `${r.source.line}: ${r.reason}`)).toEqual([]);
+    expect(rows.length).toBe(43);
+    for (const r of rows) expect(r.source.length, `line ${r.m.source.line}`).toBeGreaterThan(20);
+    expect(new Set(rows.map((r) => r.device))).toEqual(new Set(['a100-80g', 'tpu-v4', 'tpu-v5e', 'h100-sxm']));
+  });
+
+  it('every row is a valid plan on its mesh, and the mesh has as many devices as the source ran on', () => {
+    for (const r of rows) {
+      const where = `line ${r.m.source.line}`;
+      const e = estimatePlan(r.m.graph, r.m.mesh, r.m.plan, groups.find((g) => g.profile.name === r.device)!.profile);
+      expect(e.valid, `${where}: ${e.reasons.join('; ')}`).toBe(true);
+      const size = r.m.mesh.axes.reduce((p, a) => p * a.size, 1);
+      // Devices the source names: N slices of v4-M (M cores, M/2 chips), of v5e-256, N A3 VMs of 8 GPUs.
+      const v4 = / on (\d+)x v4-(\d+)/.exec(r.note);
+      const v5e = / on (\d+)x v5e-256/.exec(r.note);
+      const a3 = / on (\d+)x A3/.exec(r.note);
+      const expected = v4 ? (+v4[1] * +v4[2]) / 2 : v5e ? 256 * +v5e[1] : a3 ? 8 * +a3[1] : { 'korthikanti-22b': 8, 'korthikanti-175b': 64, 'korthikanti-530b': 280, 'korthikanti-1t': 512 }[r.m.modelName];
+      expect(size, where).toBe(expected);
+    }
+  });
+
+  it('batch arithmetic: Korthikanti Table 3 micro-batches, MaxText per-device batch sizes', () => {
+    // Table 3: global batch and micro-batch size; data-parallel degree 1, so microbatches = batch / micro-batch.
+    const table3: Record<string, [number, number, number, number]> = {
+      'korthikanti-22b': [4, 4, 1, 1], 'korthikanti-175b': [64, 1, 8, 3], 'korthikanti-530b': [280, 1, 35, 3], 'korthikanti-1t': [512, 1, 64, 1],
+    };
+    for (const [name, [batch, micro, stages, chunks]] of Object.entries(table3)) {
+      const rs = byModel(name);
+      expect(rs.length, name).toBe(2);
+      for (const r of rs) {
+        expect(spec(r).batch).toBe(batch);
+        expect(r.m.plan.microbatches * micro).toBe(batch);
+        expect(r.m.program.stages).toBe(stages);
+        expect(spec(r).decoderLayers % (stages * chunks)).toBe(0);
+        expect(Number(field(r.m.source.line, 'virtual_stages'))).toBe(chunks);
+      }
+      expect(rs.map((r) => r.m.plan.recompute).sort()).toEqual(['full', 'selective']);
+    }
+    // per_device_batch_size in each run script (data/published/README.md names the commits).
+    const perChip: Record<string, number> = {
+      'maxtext-22b-2023': 16, 'maxtext-52b-2023': 10, 'maxtext-16b-2023': 6, 'maxtext-32b-2023': 4, 'maxtext-64b-2023': 2, 'maxtext-128b-2023': 1, 'llama2-7b': 4,
+    };
+    for (const [name, b] of Object.entries(perChip)) {
+      const rs = byModel(name);
+      expect(rs.length, name).toBeGreaterThan(0);
+      for (const r of rs) expect(spec(r).batch / r.m.mesh.axes.reduce((p, a) => p * a.size, 1), `line ${r.m.source.line}`).toBe(b);
+    }
+  });
+
+  it('model sizes: the parameter counts the papers and tables name them by', () => {
+    // Narayanan et al. 2021 (Megatron-LM, SC21), Sec. 5.1: P = 12·l·h²·(1 + 13/(12h) + (V + s)/(12·l·h)).
+    const megatron = (l: number, h: number, V = 51200, s = 2048) => 12 * l * h * h * (1 + 13 / (12 * h) + (V + s) / (12 * l * h));
+    const sizes: [string, number, number][] = [
+      ['korthikanti-22b', 22e9, megatron(48, 6144)], ['korthikanti-175b', 175e9, megatron(96, 12288)],
+      ['korthikanti-530b', 530e9, megatron(105, 20480)], ['korthikanti-1t', 1e12, megatron(128, 25600)],
+    ];
+    for (const [name, nominal, formula] of sizes) {
+      const n = paramCount(byModel(name)[0].m.graph);
+      expect(Math.abs(n / formula - 1), name).toBeLessThan(1e-3);
+      expect(Math.abs(n / nominal - 1), name).toBeLessThan(0.01);
+    }
+    // MaxText tables name models by rounded size; Llama 2 7B has 6,738,415,616 parameters (Touvron et al. 2023).
+    const named: [string, number, number][] = [
+      ['maxtext-22b-2023', 22e9, 0.01], ['maxtext-52b-2023', 52e9, 0.01], ['maxtext-16b-2023', 16e9, 0.02], ['maxtext-32b-2023', 32e9, 0.02],
+      ['maxtext-64b-2023', 64e9, 0.02], ['maxtext-128b-2023', 128e9, 0.02], ['llama2-7b', 6_738_415_616, 1e-4],
+    ];
+    for (const [name, nominal, tol] of named) expect(Math.abs(paramCount(byModel(name)[0].m.graph) / nominal - 1), name).toBeLessThan(tol);
+  });
+
+  it('MaxText rows: step time × published TFLOP/s is MaxText\'s own FLOP count of the run, and TFLOP/s and MFU agree', () => {
+    const peak: Record<string, number> = { 'tpu-v4': 275e12, 'tpu-v5e': 197e12 };
+    for (const r of rows.filter((x) => x.device !== 'a100-80g')) {
+      const where = `line ${r.m.source.line}`;
+      const s = spec(r);
+      const chips = r.m.mesh.axes.reduce((p, a) => p * a.size, 1);
+      const b = s.batch / chips;
+      const tflops = Number(/published (\d+) TFLOP\/s\/chip/.exec(r.note)![1]) * 1e12;
+      const mfu = /MFU ([\d.]+)%/.exec(r.note);
+      // MaxText's count at each table's commit (README): parameters N from the spec's dimensions.
+      let flops: number;
+      if (r.device === 'h100-sxm') {
+        const n = 6_738_415_616;
+        flops = 6 * n * s.seqLen * b + 6 * s.heads * s.decoderLayers * s.dKv * s.seqLen ** 2 * b;
+      } else {
+        const { dModel: E, heads: H, dKv: hd, dFf: F, decoderLayers: L, vocab: V } = s;
+        const n = V * E + L * (4 * E * H * hd + 2 * E * F + E + 2 * hd + 32 * H) + E;
+        flops = 6 * n * s.seqLen * b + (r.device === 'tpu-v5e' ? 12 * H * L * hd * s.seqLen ** 2 * b : 0);
+      }
+      const rate = r.device === 'tpu-v5e' ? (Number(mfu![1]) / 100) * peak['tpu-v5e'] : tflops;
+      expect(Math.abs(flops / (r.m.stepTime * rate) - 1), where).toBeLessThan(1e-4);
+      if (mfu) expect(Math.abs(tflops / peak[r.device] - Number(mfu[1]) / 100), where).toBeLessThan(0.5e12 / peak[r.device] + 6e-4);
+    }
+  });
+
+  it('Korthikanti rows: the 530B times give the MFU the abstract states for 530B at 8x the data parallelism', () => {
+    // Abstract: 530B on 2240 A100s, MFU 54.2% with sequence parallelism + selective recompute, 42.1% with
+    // full recompute. Our rows run 280 GPUs (no data parallelism, so no gradient allreduce): MFU at least
+    // that, and not far above. Model FLOPs per iteration: Korthikanti et al. Sec. 6.3 (Narayanan et al. 2021).
+    const r = byModel('korthikanti-530b');
+    const [l, h, s, V, B] = [105, 20480, 2048, 51200, 280];
+    const modelFlops = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+    const mfu = (t: number) => modelFlops / (t * 280 * 312e12);
+    const sel = r.find((x) => x.m.plan.recompute === 'selective')!.m.stepTime;
+    const full = r.find((x) => x.m.plan.recompute === 'full')!.m.stepTime;
+    expect(mfu(sel)).toBeGreaterThanOrEqual(0.542);
+    expect(mfu(sel)).toBeLessThan(0.542 + 0.03);
+    expect(mfu(full)).toBeGreaterThanOrEqual(0.421);
+    expect(mfu(full)).toBeLessThan(0.421 + 0.03);
+  });
+});
