@@ -7,7 +7,7 @@ import { parseMesh } from '../src/mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { makeRemaining } from '../src/search/remaining.js';
-import { dimMasks, layoutOf, makeSpace, splits, strategies } from '../src/search/space.js';
+import { dimMasks, layoutOf, makeSpace, planOf, splits, strategies } from '../src/search/space.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 const BATCH = DIM_NAMES.indexOf('batch');
@@ -49,7 +49,7 @@ describe('what the remaining axes can add (the branch and bound table)', () => {
         for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) u *= mesh.axes[a].size;
         used = Math.max(used, u);
         for (const st of strategies(space, split, masks)) {
-          const cost = pricer({ layout, ...st });
+          const cost = pricer(planOf(layout, st));
           plans++; valid++;
           least = Math.min(least, cost.step);
           leastMem = Math.min(leastMem, cost.memory);
@@ -103,7 +103,7 @@ describe('what the remaining axes can add (the branch and bound table)', () => {
           if (!split) return;
           const layout = layoutOf(space, masks);
           for (const st of strategies(space, split, masks)) {
-            const cost = pricer({ layout, ...st });
+            const cost = pricer(planOf(layout, st));
             least = Math.min(least, cost.step);
             leastMem = Math.min(leastMem, cost.memory);
           }

@@ -52,7 +52,9 @@ function segments(devices: number, profile: HardwareProfile): { name: string; si
   const us = units(devices, profile);
   for (let i = 1; i < profile.levels.length; i++) {
     const a = profile.levels[i - 1].link, b = profile.levels[i].link;
-    if (b.bandwidth > a.bandwidth || b.latency < a.latency) {
+    const kinds = ['allreduce', 'allgather', 'reduce-scatter', 'all-to-all', 'send'] as const;
+    const achieved = (l: typeof a, k: (typeof kinds)[number]) => l.bandwidth * (l.efficiency?.[k] ?? 1);
+    if (kinds.some((k) => achieved(b, k) > achieved(a, k)) || b.latency < a.latency) {
       throw new InputError(`--devices needs network levels that get no faster outward; ${profile.name}'s ${profile.levels[i].name} is faster than its ${profile.levels[i - 1].name}`);
     }
   }

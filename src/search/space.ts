@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import { graphDims, tensorDimSets, type Layout } from '../layout/layout.js';
-import type { Mesh } from '../mesh/mesh.js';
+import { innerSize, type Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLink } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
@@ -57,12 +57,30 @@ export function conflicts(graph: Graph): number[] {
   return out;
 }
 
-/** Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same link. */
+/**
+ * The network level an axis runs on, as the pricer groups axes for hierarchical collectives: an
+ * axisLinks override is a level of its own, else the first level that holds the axis's span.
+ */
+function levelOf(mesh: Mesh, profile: HardwareProfile, i: number): number {
+  if (profile.axisLinks?.[mesh.axes[i].name]) return profile.levels.length + i;
+  const span = innerSize(mesh, i) * mesh.axes[i].size;
+  const l = profile.levels.findIndex((x) => span <= x.devices);
+  return l < 0 ? profile.levels.length - 1 : l;
+}
+
+/**
+ * Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same
+ * link, same level, and no axis of another level between them (a collective over several levels
+ * runs level by level in mesh order, so a swap across another level's axis would reorder it).
+ */
 export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number, j: number): boolean {
   if (mesh.axes[i].size !== mesh.axes[j].size) return false;
   const a = axisLink(profile, mesh, i);
   const b = axisLink(profile, mesh, j);
-  return a.bandwidth === b.bandwidth && a.latency === b.latency;
+  if (a.bandwidth !== b.bandwidth || a.latency !== b.latency) return false;
+  const level = levelOf(mesh, profile, i);
+  for (let k = Math.min(i, j); k <= Math.max(i, j); k++) if (levelOf(mesh, profile, k) !== level) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile): PlanSpace {

@@ -56,13 +56,20 @@ export function runTask(task: Task): TaskResult {
 /**
  * Lower bounds of a layout, sound by the lowering's structure (test/search.bounds.test.ts checks
  * them on random plans). Compute time is least at ZeRO ≥ 1 (Adam on a shard), no recompute and
- * one microbatch (more microbatches re-read the weights), and step ≥ compute × (1 + bubble share),
- * the bubble share least at the most microbatches.
+ * one microbatch (more microbatches re-read the weights and launch more kernels). The bubble,
+ * (stages − 1) microbatch times of the slowest stage, is least at the smallest microbatch (the
+ * most microbatches) and no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
-  const ms = microbatchCounts(space, split);
   const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
-  return c.compute * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
+  return (c.compute + bubbleBound(space, pricer, layout, masks, split)) * SLACK_ROUNDING;
+}
+
+/** The least pipeline bubble of any plan of the layout (see stepBound); 0 without stages. */
+export function bubbleBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
+  if (split[LAYERS] === 1) return 0;
+  const ms = microbatchCounts(space, split);
+  return pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).bubble;
 }
 
 /** The matmul-FLOPs bound of a layout, with the least bubble share (see stepBound). */
@@ -176,12 +183,10 @@ function explore(p: Prepared, task: Task): ExploreResult {
     const split = rem.splitOf(state);
     const layout = layoutOf(space, masks);
     const all = strategies(space, split, masks);
-    const ms = microbatchCounts(space, split);
     let memo = NaN;
     const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split)) : memo);
     if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split), lbMemory)) return;
-    const stages = split[LAYERS];
-    const mMax = ms[ms.length - 1];
+    const bubble = bubbleBound(space, pricer, layout, masks, split);
     let skipZero = -1;
     let skipZR = '';
     for (let i = 0; i < all.length; i++) {
@@ -207,7 +212,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       if (objective === 'time') {
         // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
         // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
-        const sb = cost.compute * (1 + (stages - 1) / mMax) * SLACK_ROUNDING;
+        const sb = (cost.compute + bubble) * SLACK_ROUNDING;
         if (prunable(objective, kth, cap, front, sb, lbMemory)) {
           if (s.microbatches === 1) skipZero = s.zero;
           else skipZR = `${s.zero}/${s.recompute}`;
