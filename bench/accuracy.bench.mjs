@@ -12,6 +12,7 @@ import { readBenchFile } from '../dist/calibrate/bench.js';
 import { fitProfile } from '../dist/calibrate/fit.js';
 import { compareRow, groupRowsByDevice, summarizeErrors } from '../dist/calibrate/validate.js';
 import { InputError } from '../dist/errors.js';
+import { datasheetDevice, findDevice } from '../dist/cost/presets.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const file = join(root, 'data/published/steps.csv');
@@ -46,12 +47,14 @@ for (const g of groups) {
   const family = g.profile.name;
   const models = [...new Set(g.rows.map((m) => m.modelName))];
   const preset = g.rows.map((m) => compareRow(m, g.profile, family));
-  const all = fit(g.rows, g.profile);
+  // Fits start from the datasheet profile, not the preset (which was fitted on these very rows).
+  const start = findDevice(family) ? datasheetDevice(family) : g.profile;
+  const all = fit(g.rows, start);
   const inSample = all.profile ? g.rows.map((m) => compareRow(m, all.profile, family)) : null;
   const lomo = new Array(g.rows.length).fill(null);
   const lomoReasons = [];
   for (const model of models) {
-    const { profile, reason } = fit(g.rows.filter((m) => m.modelName !== model), g.profile);
+    const { profile, reason } = fit(g.rows.filter((m) => m.modelName !== model), start);
     if (!profile) lomoReasons.push(`${model}: ${reason}`);
     g.rows.forEach((m, i) => {
       if (m.modelName === model && profile) lomo[i] = compareRow(m, profile, family);

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
 import { innerSize } from '../mesh/mesh.js';
-import { robustFit, type LsqProblem } from './solve.js';
+import { boundedLm, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 
 /**
@@ -81,6 +81,11 @@ function paramsFor(rows: readonly Measurement[], base: HardwareProfile): Param[]
       get: (p) => p.levels[i].link.efficiency?.allreduce ?? 1,
       set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, efficiency: { allreduce: v, allgather: v, 'reduce-scatter': v, 'all-to-all': v, send: v } } })),
     });
+    out.push({
+      name: `levels.${name}.latency`, lo: 1e-8, hi: 1e-2, base: Math.max(1e-8, base.levels[i].link.latency), log: true, scale: 1,
+      get: (p) => p.levels[i].link.latency,
+      set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, latency: v } })),
+    });
   }
   return out;
 }
@@ -123,7 +128,12 @@ export function fitPhysics(rows: readonly Measurement[], base: HardwareProfile, 
     },
   };
   const start = Float64Array.from(params, (q) => Math.min(q.hi, Math.max(q.lo, q.get(base))));
-  const res = robustFit(problem, start);
+  // Plain least squares: with a handful of rows per family a robust weighting would call any row
+  // a few percent off an outlier (the prior's residuals set its scale).
+  const w = new Float64Array(rows.length + params.length).fill(1);
+  const lm = boundedLm(problem, start, w);
+  const r = residuals(lm.theta);
+  const res = { theta: lm.theta, residuals: r, weights: w, iterations: lm.iterations };
   const profile = validateProfile(profileOf(res.theta), 'calibrated profile');
   let inSample = 0;
   for (let i = 0; i < rows.length; i++) inSample += Math.abs(res.residuals[i]);

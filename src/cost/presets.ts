@@ -116,12 +116,59 @@ const PRESETS: HardwareProfile[] = [
     'NVIDIA DGX B200 datasheet: 8 GPUs, 1440 GB HBM3e at 64 TB/s, NVLink 5 14.4 TB/s (1.8 TB/s per GPU, 900 each way), 8x ConnectX-7 400 Gb/s; HGX B200 2.25 PFLOPS bf16 dense per GPU (Blackwell brief)'),
 ];
 
+/**
+ * Constants fitted by `mesh-search calibrate --fit physics --bench data/published/steps.csv
+ * --device NAME` (src/calibrate/physics.ts) on the published rows of that device; what is not
+ * listed stays the datasheet's (or a stated assumption). bench/accuracy starts its fits from the
+ * datasheet profiles (datasheetDevice), so no row predicts itself through a preset.
+ */
+interface Fitted {
+  readonly matmul: number;
+  readonly gemmHalfSize: number;
+  readonly elementwise: number;
+  readonly links: Readonly<Record<string, number>>;
+  readonly rows: string;
+}
+const KORTHIKANTI = 'data/published/steps.csv rows 3-10 (Korthikanti et al. 2022 Table 5: 22B, 175B, 530B, 1T; 8 rows)';
+const FITTED: Readonly<Record<string, Fitted>> = {
+  'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
+  'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
+  'tpu-v4': { matmul: 0.854, gemmHalfSize: 64, elementwise: 0.765, links: { ici: 0.999 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
+  'tpu-v5e': { matmul: 0.872, gemmHalfSize: 65, elementwise: 1, links: { ici: 0.993, dcn: 0.997 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows)' },
+};
+
+function applyFitted(p: HardwareProfile): HardwareProfile {
+  const f = FITTED[p.name];
+  if (!f) return p;
+  const note = `fitted by mesh-search calibrate --fit physics on ${f.rows}`;
+  return {
+    ...p,
+    efficiency: {
+      matmul: f.matmul, elementwise: f.elementwise,
+      softmax: Math.min(1, (p.efficiency.softmax * f.elementwise) / p.efficiency.elementwise),
+      reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
+    },
+    gemmHalfSize: f.gemmHalfSize,
+    levels: p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })),
+    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
+  };
+}
+
+const FITTED_PRESETS: HardwareProfile[] = PRESETS.map(applyFitted);
+
 export function devicePresets(): readonly HardwareProfile[] {
-  return PRESETS;
+  return FITTED_PRESETS;
 }
 
 export function findDevice(name: string): HardwareProfile | undefined {
-  return PRESETS.find((p) => p.name === name);
+  return FITTED_PRESETS.find((p) => p.name === name);
+}
+
+/** A preset as its datasheet and stated assumptions give it, before any fit to published rows. */
+export function datasheetDevice(name: string): HardwareProfile {
+  const p = PRESETS.find((x) => x.name === name);
+  if (!p) throw profileError(name, PRESETS.map((x) => x.name));
+  return p;
 }
 
 export function getDevice(name: string): HardwareProfile {

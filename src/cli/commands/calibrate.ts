@@ -12,11 +12,13 @@ interface Args {
   device?: string;
   steps: string;
   hold?: string[];
+  fit: string;
   out?: string;
   json?: boolean;
 }
 
 const HOLD_GROUPS = ['efficiency', 'efficiencyHalfWork', 'bandwidth', 'latency', 'overlap'];
+const PHYSICS_GROUPS = ['efficiency', 'gemmHalfSize', 'launchOverhead', 'overlap', 'tensorParallelOverlap', 'levels'];
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const tau = (a: Accuracy) => (a.kendallTau === null ? 'n/a' : a.kendallTau.toFixed(3));
 const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-2) ? x.toExponential(3) : x.toFixed(4));
@@ -57,6 +59,7 @@ export const calibrateCommand: CommandModule<object, Args> = {
       .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
       .option('steps', { type: 'string', default: 'min', choices: ['min', 'median'], describe: 'a trace\'s step time: the least or the median over its steps after the first' })
       .option('hold', { type: 'string', array: true, describe: 'parameters to keep at the base value: efficiency, efficiencyHalfWork, bandwidth, latency, overlap, or one like latency.rows' })
+      .option('fit', { type: 'string', default: 'classes', choices: ['classes', 'physics'], describe: 'classes: efficiency per op class and a link per mesh axis (traces); physics: the profile\'s hardware constants through the cost model itself (benchmarks of real clusters)' })
       .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: the rows\' device, else tpu-v2)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' }),
@@ -66,10 +69,12 @@ export const calibrateCommand: CommandModule<object, Args> = {
     const base = baseDevice(raw, args.device);
     const loaded = resolveRows(raw, base, args.device);
     const hold = (args.hold ?? []).flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean);
+    const method = args.fit === 'physics' ? 'physics' : 'classes';
+    const groups = method === 'physics' ? PHYSICS_GROUPS : HOLD_GROUPS;
     for (const h of hold) {
-      if (!HOLD_GROUPS.includes(h.split('.')[0])) throw new InputError(`--hold ${h}: not a parameter; groups are ${HOLD_GROUPS.join(', ')} (or one like latency.rows)`);
+      if (!groups.includes(h.split('.')[0])) throw new InputError(`--hold ${h}: not a parameter of the ${method} fit; groups are ${groups.join(', ')} (or one like ${method === 'physics' ? 'efficiency.matmul' : 'latency.rows'})`);
     }
-    const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])], { hold });
+    const report = calibrate(loaded, base, [...(args.trace ?? []), ...(args.bench ?? [])], { hold, method });
     if (args.out) writeAtomic(args.out, JSON.stringify(report.profile, null, 2) + '\n');
     process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatReport(report, args.out));
   },
