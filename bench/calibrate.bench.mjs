@@ -8,7 +8,7 @@
 // load average is recorded with the figures.
 import { availableParallelism, loadavg } from 'node:os';
 import { calibrate, fitProfile, resolveRows } from '../dist/calibrate/index.js';
-import { findProfile } from '../dist/calibrate/host.js';
+import { findProfile } from '../dist/cost/host.js';
 import { measureCases, SIM_CASES } from '../dist/calibrate/simulate.js';
 import { getDevice } from '../dist/cost/presets.js';
 import { price } from '../dist/cost/price.js';

@@ -1,6 +1,6 @@
 // bench/host: measures the machine the simulated mesh runs on, through the runtime's own code
 // paths, and writes data/host-measured.json, which the `host` hardware profile is built from
-// (src/calibrate/host.ts; every number there cites this bench):
+// (src/cost/host.ts; every number there cites this bench):
 //  - cores: os.availableParallelism();
 //  - per-kernel overhead and memory throughput: an elementwise add through the runtime's kernel
 //    wrapper (tensor in, kernel, data back) at sizes from 1 to 2^20 floats: the one-float add is

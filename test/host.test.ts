@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/calibrate/host.js';
+import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/cost/host.js';
 import { opTime } from '../src/cost/price.js';
 import type { LoweredOp } from '../src/lower/program.js';
 import { cli } from './support/cli.js';

@@ -51,8 +51,10 @@ describe('mesh-search --mesh 16x32 --model transformer-5b', () => {
   it('gives the same answer inline, with `search` named, as on workers', () => {
     const inline = JSON.parse(runCli(['search', '--mesh', '16x32', '--model', 'transformer-5b', '--json', '--workers', '0']).stdout);
     expect(inline.searched.workers).toBe(0);
-    expect({ ...inline, searched: { ...inline.searched, seconds: 0, workers: 0 } })
-      .toEqual({ ...result, searched: { ...result.searched, seconds: 0, workers: 0 } });
+    // What was priced (and so pruned and found feasible) depends on which share found what first;
+    // the answer and the counts of the space do not.
+    const same = (r: typeof result) => ({ ...r, searched: { plans: r.searched.plans, valid: r.searched.valid } });
+    expect(same(inline)).toEqual(same(result));
   });
 });
 
@@ -62,7 +64,7 @@ describe('the text answer', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/#\s+layout\s+zero\s+recompute\s+microbatches\s+step\s+MFU\s+memory\/device\s+sent\/device/);
-    expect(r.stdout.split('\n').filter((l) => /^[123] {2}batch/.test(l))).toHaveLength(3 + 3);
+    expect(r.stdout.split('\n').filter((l) => /^ ?[123] {2}batch/.test(l))).toHaveLength(3 + 3);
     expect(r.stdout).toMatch(/the paper's layout batch:rows;d_ff:cols;heads:cols;vocab:cols .*: step [\d.]+ ms, MFU [\d.]+%, .* the best plan is [\d.]+x as fast/);
     expect(r.stdout).toMatch(/runner-up: batch/);
     expect(r.stdout).toMatch(/memory per device .* (best wins|runner-up wins|equal)/);

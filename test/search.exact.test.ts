@@ -30,7 +30,9 @@ interface Priced {
 function validLayouts(graph: Graph, mesh: Mesh): string[] {
   // `layers` is in every tensor: a pipeline axis splits nothing else (DESIGN.md, pipeline).
   const tensors = [...graph.tensors.values()].map((t) => new Set([...t.dims, 'layers']));
-  const dims = [...DIM_NAMES];
+  // Only the dimensions the model has: a layout naming one it lacks (q_group without grouped-query
+  // attention) splits nothing, and the search does not offer it.
+  const dims = DIM_NAMES.filter((d) => tensors.some((t) => t.has(d)));
   const out: string[] = [];
   const axesOf = new Map<string, string[]>(dims.map((d) => [d, []]));
   const rec = (a: number) => {

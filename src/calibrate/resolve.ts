@@ -1,6 +1,6 @@
 import { dirname, resolve as resolvePath } from 'node:path';
 import { InputError } from '../errors.js';
-import { findProfile } from './host.js';
+import { findProfile } from '../cost/host.js';
 import type { OpClassName } from '../cost/profile.js';
 import { decimal, readJsonFile } from '../inputs/index.js';
 import type { Program } from '../lower/program.js';

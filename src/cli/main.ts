@@ -34,8 +34,8 @@ export async function main(argv: string[]): Promise<number> {
       // Throwing stops yargs before it runs the command's handler.
       throw new InputError(usageError);
     });
-  parser = registerCommands(parser);
   try {
+    parser = await registerCommands(parser, argv);
     await parser.parseAsync();
   } catch (e) {
     if (usageError !== null) {

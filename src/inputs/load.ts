@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
-import { findProfile } from '../calibrate/host.js';
+import { findProfile } from '../cost/host.js';
 import { devicePresets } from '../cost/presets.js';
 import { profileError, validateProfile, type HardwareProfile } from '../cost/profile.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';

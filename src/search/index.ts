@@ -5,3 +5,4 @@ export { SearchFailed, MESSAGES } from './pool.js';
 export type { Objective, PlanFilter } from './protocol.js';
 export { planFilter, pricingProfile } from './filter.js';
 export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';
+export { searchDevices, finestMesh, coarsen, allowedMesh, type DeviceSearchOptions, type DeviceSearchResult } from './devices.js';

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { Task, TaskResult } from './protocol.js';
 import { runTask } from './task.js';
 
@@ -45,17 +45,18 @@ class InlineRunner implements Runner {
 }
 
 class PoolRunner implements Runner {
-  private readonly pool: Piscina;
+  // piscina is loaded with the first pool: a quick search runs inline and never needs it.
+  private readonly pool: Promise<Piscina>;
   constructor(readonly workers: number) {
     const filename = workerPath();
     if (!existsSync(filename)) throw new SearchFailed(MESSAGES.noWorkerFile(filename));
-    this.pool = new Piscina({ filename, minThreads: workers, maxThreads: workers, idleTimeout: 60_000 });
+    this.pool = import('piscina').then(({ Piscina }) => new Piscina({ filename, minThreads: workers, maxThreads: workers, idleTimeout: 60_000 }));
   }
-  run(task: Task): Promise<TaskResult> {
-    return this.pool.run(task) as Promise<TaskResult>;
+  async run(task: Task): Promise<TaskResult> {
+    return (await this.pool).run(task) as Promise<TaskResult>;
   }
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await (await this.pool).destroy();
   }
 }
 

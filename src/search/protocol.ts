@@ -1,6 +1,7 @@
 import type { HardwareProfile } from '../cost/profile.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { ZeroStage, Recompute } from '../lower/plan.js';
+import type { SharedTable } from './remaining.js';
 
 /**
  * The protocol between the search and its workers, typed before any logic. Every message is
@@ -17,6 +18,8 @@ export interface Context {
   readonly objective: Objective;
   /** Only plans this names are in the space (a structured-clonable spec; see PlanFilter). */
   readonly filter?: PlanFilter;
+  /** The bound table the main thread worked out (src/search/remaining.ts), so workers need not. */
+  readonly table?: SharedTable;
 }
 
 /**
@@ -53,46 +56,43 @@ export interface Bounds {
   readonly slack: number;
 }
 
-/** Fault injection for tests: `crash` kills the thread (true) or `throw`s inside the share (`throws`). */
-interface Faults {
+/**
+ * A share: the subtrees of the branch and bound under some prefixes (the choices of the first
+ * axes), searched depth first against the given bounds and the shared incumbent.
+ */
+export type Task = {
+  readonly kind: 'explore';
+  readonly ctx: Context;
+  /** Per prefix: the choice index of each of its axes (axis 0 first). */
+  readonly prefixes: readonly (readonly number[])[];
+  readonly bounds: Bounds;
+  readonly top: number;
+  /** Shared incumbent, stop flag and counters (src/search/shared.ts). */
+  readonly shared: SharedArrayBuffer;
+  /** Wall-clock deadline (Date.now() ms) after which the share stops and reports what it left open. */
+  readonly deadline?: number;
+  /** Fault injection for tests: `crash` kills the thread (true) or makes it throw inside the share. */
   readonly crash?: boolean | 'throw';
+  /** Fault injection for tests: the share throws (what a crash of kind 'throw' becomes in the worker). */
   readonly throws?: boolean;
-}
+};
 
-export type Task =
-  | { readonly kind: 'bound'; readonly ctx: Context; readonly lo: number; readonly hi: number } & Faults
-  | { readonly kind: 'price'; readonly ctx: Context; readonly ranks: readonly number[]; readonly bounds: Bounds; readonly top: number } & Faults;
-
-/** Phase 1: per valid canonical layout of the range, its bounds. */
-export interface BoundResult {
-  readonly kind: 'bound';
-  /** Every layout of the range × its strategies (indivisible layouts count once per zero and recompute). */
-  readonly plans: number;
-  readonly valid: number;
-  /** Valid plans of layouts that are mirror images of a canonical one. */
-  readonly symmetric: number;
-  readonly ranks: Float64Array;
-  /** Lower bound of any plan's step time in the layout, seconds. */
-  readonly lbStep: Float64Array;
-  /** Lower bound of any plan's memory per device in the layout, bytes. */
-  readonly lbMemory: Float64Array;
-  /** Strategies of the layout. */
-  readonly count: Float64Array;
-  /** Devices used (product of the axes that split something) by the valid layout using most. */
-  readonly maxUsed: number;
-}
-
-/** Phase 2: the candidates of a share that may reach the answer, and counts. */
-export interface PriceResult {
-  readonly kind: 'price';
+/** What a share found: the candidates that may reach the answer, and counts. */
+export interface ExploreResult {
+  readonly kind: 'explore';
+  /** Strategies priced. */
   readonly priced: number;
   readonly feasible: number;
+  /** Complete layouts examined (bounded or priced). */
+  readonly layouts: number;
   /** Best K feasible plans of the share, by the objective. */
   readonly top: Candidate[];
   /** The share's Pareto points in scope. */
   readonly front: Candidate[];
   /** The least-memory valid plan of the share (for "no feasible plan"). */
   readonly leastMemory: Candidate | null;
+  /** The least bound on the objective of what the share left unexplored when it stopped early (Infinity: none). */
+  readonly open: number;
 }
 
-export type TaskResult = (BoundResult | PriceResult) & { readonly error?: undefined } | { readonly kind: 'error'; readonly error: string };
+export type TaskResult = ExploreResult & { readonly error?: undefined } | { readonly kind: 'error'; readonly error: string };

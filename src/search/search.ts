@@ -9,9 +9,11 @@ import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
 import { planFilter, pricingProfile } from './filter.js';
-import type { BoundResult, Candidate, Context, Objective, PlanFilter, PriceResult, Task } from './protocol.js';
+import type { Candidate, Context, ExploreResult, Objective, PlanFilter, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
+import { Shared } from './shared.js';
 import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
+import { prepare } from './task.js';
 
 export interface SearchOptions {
   readonly spec: ModelSpec;
@@ -29,15 +31,23 @@ export interface SearchOptions {
   /** The Pareto front covers plans within (1 + slack) × the best on the objective (default 0.25). */
   readonly paretoSlack?: number;
   readonly onProgress?: (p: Progress) => void;
+  /** Stop after this many seconds and return the best plan found, with a proven gap (searched.lowerBound, searched.gap). */
+  readonly timeLimit?: number;
   /** Fault injection for tests: the n-th share submitted crashes (or throws) on its first `times` attempts. */
   readonly faults?: { readonly share: number; readonly times: number; readonly kind?: 'crash' | 'throw' };
 }
 
 export interface Progress {
   readonly phase: 'bound' | 'price';
-  /** Fraction of the valid plans decided (priced or pruned), 0..1. */
+  /** Fraction of the shares decided (searched or cut), weighted by their valid plans, 0..1. */
   readonly fraction: number;
   readonly plansPerSecond: number;
+  /** Complete layouts examined so far. */
+  readonly examined?: number;
+  /** The best objective value found so far (Infinity: no plan fits yet). */
+  readonly best?: number;
+  /** A proven lower bound on the objective of any plan not yet ruled out. */
+  readonly bound?: number;
 }
 
 /** DESIGN.md's search JSON; `closest` only when no plan fits in memory. */
@@ -45,14 +55,19 @@ export interface SearchResult {
   best: Estimate | null;
   top: Estimate[];
   pareto: Estimate[];
-  searched: { plans: number; valid: number; feasible: number; pruned: number; seconds: number; workers: number };
+  searched: {
+    plans: number; valid: number; feasible: number; pruned: number; seconds: number; workers: number;
+    /** Only when a time limit stopped the search: a proven lower bound on the objective and the best's gap to it. */
+    lowerBound?: number; gap?: number;
+  };
   closest?: Estimate;
 }
 
 let searches = 0;
-const BOUND_SHARES = 64;
-const SHARES_PER_WAVE = 16;
-const MAX_SHARE = 32;
+// The tree is cut into at least this many subtrees (prefixes of the first axes' choices), handed
+// out most promising first; several prefixes make one share when they are many.
+const MIN_SUBTREES = 256;
+const MAX_SHARES = 1024;
 
 /** Every dimension's largest split on this mesh: what the "mesh too large" message names. */
 function divisorReport(space: PlanSpace): string {
@@ -94,86 +109,105 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     const n = submitted++;
     return runShare(runner, task, what, (attempt) => faults !== undefined && faults.share === n && attempt < faults.times && (faults.kind === 'throw' ? 'throw' : true));
   };
-  const progress = (phase: Progress['phase'], fraction: number, priced: number) =>
-    opts.onProgress?.({ phase, fraction, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000) });
-
   const runner = makeRunner(workers, Math.max(1, availableParallelism()), opts.inlineSeconds);
   try {
-    // Phase 1: bounds of every canonical valid layout, in fixed shares of the rank range.
-    const step = Math.ceil(space.ranks / BOUND_SHARES);
-    const jobs: Promise<BoundResult>[] = [];
-    let boundsDone = 0;
-    for (let lo = 0; lo < space.ranks; lo += step) {
-      const hi = Math.min(space.ranks, lo + step);
-      jobs.push(share(runner, { kind: 'bound', ctx, lo, hi }, `layouts ${lo}..${hi - 1}`).then((r) => {
-        progress('bound', (++boundsDone / BOUND_SHARES) * 0.05, 0);
-        return r as BoundResult;
-      }));
-    }
-    const bounds = await Promise.all(jobs);
-    let plans = 0, valid = 0, maxUsed = 0, n = 0;
-    for (const b of bounds) {
-      plans += b.plans; valid += b.valid; maxUsed = Math.max(maxUsed, b.maxUsed); n += b.ranks.length;
-    }
+    const rem = prepare(ctx).remaining;
+    const shareCtx: Context = { ...ctx, table: rem.share() };
+    const plans = rem.plans(rem.root), valid = rem.valid(rem.root), maxUsed = rem.maxUsed(rem.root);
     if (maxUsed < mesh.size) {
       throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout puts more than ${maxUsed} of them to work; its dimensions ran out of divisors: ${divisorReport(space)}`);
     }
-    const rank = new Float64Array(n), lbStep = new Float64Array(n), lbMem = new Float64Array(n);
-    let i = 0;
-    for (const b of bounds) {
-      rank.set(b.ranks, i); lbStep.set(b.lbStep, i); lbMem.set(b.lbMemory, i);
-      i += b.ranks.length;
+    const prim = (state: number) => (objective === 'time' ? rem.lbStep(state) : rem.lbMemory(state));
+    // Subtrees: canonical prefixes, one axis deeper at a time, until there are enough.
+    let prefixes: { choice: number[]; state: number }[] = [{ choice: [], state: rem.root }];
+    const A = space.sizes.length, S = space.choices.length;
+    while (prefixes.length < MIN_SUBTREES && prefixes[0] && prefixes[0].choice.length < A) {
+      const deeper: typeof prefixes = [];
+      for (const q of prefixes) {
+        const j = q.choice.length;
+        const lo = space.twin[j] >= 0 ? q.choice[space.twin[j]] : 0;
+        for (let c = lo; c < S; c++) {
+          const t = rem.next(q.state, j, c);
+          if (t >= 0) deeper.push({ choice: [...q.choice, c], state: t });
+        }
+      }
+      prefixes = deeper;
     }
-    const lbPrim = objective === 'time' ? lbStep : lbMem;
-    const order = Uint32Array.from({ length: n }, (_, j) => j).sort((a, b) => lbPrim[a] - lbPrim[b] || rank[a] - rank[b]);
+    prefixes.sort((a, b) => prim(a.state) - prim(b.state) || compareChoices(a.choice, b.choice));
+    const weights = prefixes.map((q) => rem.valid(q.state));
+    const totalWeight = weights.reduce((x, y) => x + y, 0);
+    // Consecutive prefixes form a share, so that shares stay few enough to hand out cheaply.
+    const per = Math.max(1, Math.ceil(prefixes.length / MAX_SHARES));
 
-    // Phase 2: price layouts in bound order, in waves of fixed shares; each wave runs under the
-    // bounds the previous waves set, so the answer and the counts do not depend on the workers.
+    const shared = Shared.create(k);
+    const deadline = opts.timeLimit !== undefined ? Date.now() + opts.timeLimit * 1000 : undefined;
     let top: Candidate[] = [];
     let frontCandidates: Candidate[] = [];
     let leastMemory: Candidate | null = null;
-    let priced = 0, feasible = 0;
+    let priced = 0, feasible = 0, done = 0;
     let kth = Infinity, cap = Infinity;
     let front: [number, number][] = [];
-    let pos = 0, wave = 0;
-    const prunable = (j: number) => {
-      const prim = lbPrim[j];
-      if (prim <= kth) return false;
-      return prim > cap || (!Number.isNaN(lbMem[j]) && dominated(front, lbStep[j], lbMem[j]));
-    };
-    while (pos < n) {
-      // Waves grow: the first ones run with no bound yet, so they are small and few.
-      const size = Math.min(MAX_SHARE, 1 << wave);
-      const width = Math.min(SHARES_PER_WAVE, 1 << wave);
-      const shares: number[][] = [];
-      let cur: number[] = [];
-      while (pos < n && shares.length < width) {
-        const j = order[pos++];
-        if (prunable(j)) {
-          // Sorted by the bound on the objective: once past both thresholds, all the rest are too.
-          if (lbPrim[j] > kth && lbPrim[j] > cap) pos = n;
-          continue;
-        }
-        cur.push(rank[j]);
-        if (cur.length === size) { shares.push(cur); cur = []; }
-      }
-      if (cur.length) shares.push(cur);
-      const given = { kth, cap, front, slack };
-      const results = await Promise.all(shares.map((ranks) =>
-        share(runner, { kind: 'price', ctx, ranks, bounds: given, top: k }, `${ranks.length} layouts from rank ${ranks[0]}`) as Promise<PriceResult>));
-      for (const r of results) {
-        priced += r.priced;
-        feasible += r.feasible;
-        if (r.leastMemory && (!leastMemory || compare('memory', r.leastMemory, leastMemory) < 0)) leastMemory = r.leastMemory;
-      }
-      top = mergeTop(objective, [top, ...results.map((r) => r.top)], k);
+    let open = Infinity;
+    const take = (r: ExploreResult, weight: number) => {
+      priced += r.priced;
+      feasible += r.feasible;
+      open = Math.min(open, r.open);
+      if (r.leastMemory && (!leastMemory || compare('memory', r.leastMemory, leastMemory) < 0)) leastMemory = r.leastMemory;
+      top = mergeTop(objective, [top, r.top], k);
       if (top.length >= k) kth = primary(objective, top[k - 1]);
       if (top.length) cap = primary(objective, top[0]) * (1 + slack);
-      frontCandidates = paretoFront(objective, [...frontCandidates, ...results.flatMap((r) => r.front)], cap);
+      frontCandidates = paretoFront(objective, [...frontCandidates, ...r.front], cap);
       front = frontCandidates.map((c) => [c.step, c.memory]);
-      wave++;
-      progress('price', 0.05 + 0.95 * ((pos) / Math.max(1, n)), priced);
+      done += weight;
+      const best = top.length ? primary(objective, top[0]) : Infinity;
+      opts.onProgress?.({
+        phase: 'price', fraction: totalWeight > 0 ? Math.min(1, done / totalWeight) : 1,
+        plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000), examined: shared.examined(), best,
+        bound: Math.min(best, open, ...(next < prefixes.length ? [prim(prefixes[next].state)] : [])),
+      });
+    };
+    const hopeless = (state: number) => {
+      const lm = rem.lbMemory(state);
+      return lm > opts.profile.memoryBytes && (top.length > 0 || (leastMemory !== null && lm > leastMemory.memory));
+    };
+    const cut = (state: number) => {
+      const pv = prim(state);
+      if (hopeless(state)) return true;
+      if (pv <= kth) return false;
+      return pv > cap || dominated(front, rem.lbStep(state), rem.lbMemory(state));
+    };
+    // Hand out shares in bound order, a few more than there are workers at a time, so each share
+    // starts under the bounds the finished ones set; a share cut here is never sent.
+    let next = 0;
+    const inFlight = new Set<Promise<void>>();
+    const launch = () => {
+      const group: number[][] = [];
+      let weight = 0;
+      while (next < prefixes.length && group.length < per) {
+        const q = prefixes[next];
+        weight += weights[next];
+        next++;
+        if (shared.stopped() || (deadline !== undefined && Date.now() > deadline)) {
+          shared.stop();
+          open = Math.min(open, prim(q.state));
+          continue;
+        }
+        if (!cut(q.state)) group.push(q.choice);
+      }
+      if (!group.length) {
+        done += weight;
+        return;
+      }
+      const task: Task = { kind: 'explore', ctx: shareCtx, prefixes: group, bounds: { kth, cap, front, slack }, top: k, shared: shared.buffer, deadline };
+      const what = `layouts under ${group.length} prefix${group.length === 1 ? '' : 'es'} from ${describePrefix(space, group[0])}`;
+      const job: Promise<void> = share(runner, task, what).then((r) => { take(r as ExploreResult, weight); inFlight.delete(job); });
+      inFlight.add(job);
+    };
+    while (next < prefixes.length || inFlight.size) {
+      while (next < prefixes.length && inFlight.size < Math.max(1, runner.workers + 1)) launch();
+      if (inFlight.size) await Promise.race(inFlight);
     }
+    opts.onProgress?.({ phase: 'price', fraction: 1, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000), examined: shared.examined(), best: top.length ? primary(objective, top[0]) : Infinity, bound: top.length ? Math.min(primary(objective, top[0]), open) : open });
 
     const estimates = new Map<string, Estimate>();
     const estimateOf = (c: Candidate): Estimate => {
@@ -191,11 +225,31 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
         plans, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: runner.workers,
       },
     };
+    if (open < Infinity) {
+      const best = top.length ? primary(objective, top[0]) : Infinity;
+      const lowerBound = Math.min(best, open);
+      result.searched.lowerBound = lowerBound;
+      result.searched.gap = best === Infinity ? Infinity : best / lowerBound - 1;
+    }
     if (!top.length && leastMemory) result.closest = estimateOf(leastMemory);
     return result;
   } finally {
     await runner.close();
   }
+}
+
+function compareChoices(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/** `rows=batch+d_ff, cols=-`: a prefix of per-axis choices, for messages. */
+function describePrefix(space: PlanSpace, choice: readonly number[]): string {
+  if (!choice.length) return 'the root';
+  return choice.map((c, a) => {
+    const dims = space.dims.filter((_, d) => space.choices[c] & (1 << d));
+    return `${space.mesh.axes[a].name}=${dims.join('+') || '-'}`;
+  }).join(', ');
 }
 
 /** Rebuild the plan a candidate names. */

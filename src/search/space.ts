@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import { graphDims, tensorDimSets, type Layout } from '../layout/layout.js';
-import type { Mesh } from '../mesh/mesh.js';
+import { innerSize, type Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLink } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
@@ -36,8 +36,8 @@ export interface Strategy {
   readonly microbatches: number;
 }
 
-/** The mixed-radix rank limit above which a mesh has too many axes to search exhaustively. */
-export const MAX_RANKS = 2 ** 31;
+/** The most mesh axes searched; layout ranks must stay exact integers (20 choices: 20^12 < 2^53; 24 with q_group: 11 axes). */
+export const MAX_AXES = 12;
 
 function popcount(x: number): number {
   let n = 0;
@@ -57,12 +57,30 @@ export function conflicts(graph: Graph): number[] {
   return out;
 }
 
-/** Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same link. */
+/**
+ * The network level an axis runs on, as the pricer groups axes for hierarchical collectives: an
+ * axisLinks override is a level of its own, else the first level that holds the axis's span.
+ */
+function levelOf(mesh: Mesh, profile: HardwareProfile, i: number): number {
+  if (profile.axisLinks?.[mesh.axes[i].name]) return profile.levels.length + i;
+  const span = innerSize(mesh, i) * mesh.axes[i].size;
+  const l = profile.levels.findIndex((x) => span <= x.devices);
+  return l < 0 ? profile.levels.length - 1 : l;
+}
+
+/**
+ * Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same
+ * link, same level, and no axis of another level between them (a collective over several levels
+ * runs level by level in mesh order, so a swap across another level's axis would reorder it).
+ */
 export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number, j: number): boolean {
   if (mesh.axes[i].size !== mesh.axes[j].size) return false;
   const a = axisLink(profile, mesh, i);
   const b = axisLink(profile, mesh, j);
-  return a.bandwidth === b.bandwidth && a.latency === b.latency;
+  if (a.bandwidth !== b.bandwidth || a.latency !== b.latency) return false;
+  const level = levelOf(mesh, profile, i);
+  for (let k = Math.min(i, j); k <= Math.max(i, j); k++) if (levelOf(mesh, profile, k) !== level) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /**
@@ -84,8 +102,9 @@ export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile, op
   choices.sort((a, b) => popcount(a) - popcount(b) || a - b);
   const A = mesh.axes.length;
   const ranks = choices.length ** A;
-  if (ranks > MAX_RANKS) {
-    throw new InputError(`a mesh of ${A} axes has ${choices.length}^${A} layouts, more than mesh-search searches exhaustively (${MAX_RANKS}); merge axes`);
+  if (A > MAX_AXES) throw new InputError(`a mesh of ${A} axes is more than mesh-search searches (at most ${MAX_AXES}); merge axes that share a network level`);
+  if (ranks > Number.MAX_SAFE_INTEGER) {
+    throw new InputError(`a mesh of ${A} axes gives ${graph.spec.name} ${choices.length}^${A} layouts, more than mesh-search numbers exactly (2^53); merge axes that share a network level`);
   }
   // Interchangeable axes form classes; within a class, choices must not decrease (one of each orbit).
   const twin = mesh.axes.map(() => -1);

@@ -5,41 +5,51 @@ import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { matmulBound } from './bounds.js';
 import { planFilter, pricingProfile } from './filter.js';
-import type { BoundResult, Bounds, Candidate, Context, PriceResult, Task, TaskResult } from './protocol.js';
+import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
-import {
-  decode, dimMasks, encode, layoutOf, makeSpace, microbatchCounts, nextCanonical, orbitSize, splits, strategies, strategyCount,
-  toCanonical, type PlanSpace,
-} from './space.js';
+import { makeRemaining, SLACK_ROUNDING, type Remaining } from './remaining.js';
+import { Shared } from './shared.js';
+import { encode, layoutOf, makeSpace, microbatchCounts, strategies, type PlanSpace } from './space.js';
 
 /**
  * One share of the search, as a pure function of its message: the same code runs in a piscina
  * worker and inline (`--workers 0`), so a test can run it either way and get the same answer.
  */
-interface Prepared {
+export interface Prepared {
+  /** The plan filter's predicates (src/search/filter.ts), or null for the whole space. */
   readonly admit: ReturnType<typeof planFilter> | null;
   readonly space: PlanSpace;
   readonly pricer: Pricer;
   /** The pricer of the plans the filter's engine prices without overlap (pricingProfile), else null. */
   readonly exposedPricer: Pricer | null;
   readonly matmul: (split: readonly number[]) => number;
+  /** What the remaining axes can add, memoised (src/search/remaining.ts). */
+  readonly remaining: Remaining;
+  /** Per axis choice: the dimensions it splits. */
+  readonly choiceDims: readonly (readonly number[])[];
 }
 
 let cached: { key: string; prepared: Prepared } | null = null;
 
-function prepare(ctx: Context): Prepared {
+/** The graph, space, pricer and bound tables of a context: built once per search and thread. */
+export function prepare(ctx: Context): Prepared {
   if (cached?.key === ctx.key) return cached.prepared;
   const graph = buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
-  const admit = ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null;
-  const prepared = { admit, space: makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter }), pricer: makePricer(graph, mesh, ctx.profile),
-    exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null, matmul: matmulBound(graph, ctx.profile) };
+  // A filter may tell mirror images apart (an engine's device order): no symmetry reduction then.
+  const space = makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter });
+  const prepared: Prepared = {
+    admit: ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null,
+    space, pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile),
+    // Overlap 0 only slows plans down, so the bounds of the overlapping pricer stay admissible.
+    exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null,
+    remaining: makeRemaining(space, graph, ctx.profile, ctx.table),
+    choiceDims: space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d))),
+  };
   cached = { key: ctx.key, prepared };
   return prepared;
 }
 
-// Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
-const SLACK_ROUNDING = 1 - 1e-9;
 const BATCH = DIM_NAMES.indexOf('batch');
 const LAYERS = DIM_NAMES.indexOf('layers');
 
@@ -47,7 +57,7 @@ export function runTask(task: Task): TaskResult {
   try {
     if (task.throws) throw new Error('injected exception in the share');
     const p = prepare(task.ctx);
-    return task.kind === 'bound' ? bound(p, task.ctx.objective, task.lo, task.hi) : price(p, task.ctx, task.ranks, task.bounds, task.top);
+    return explore(p, task);
   } catch (e) {
     return { kind: 'error', error: (e as Error)?.stack ?? String(e) };
   }
@@ -56,13 +66,20 @@ export function runTask(task: Task): TaskResult {
 /**
  * Lower bounds of a layout, sound by the lowering's structure (test/search.bounds.test.ts checks
  * them on random plans). Compute time is least at ZeRO ≥ 1 (Adam on a shard), no recompute and
- * one microbatch (more microbatches re-read the weights), and step ≥ compute × (1 + bubble share),
- * the bubble share least at the most microbatches.
+ * one microbatch (more microbatches re-read the weights and launch more kernels). The bubble,
+ * (stages − 1) microbatch times of the slowest stage, is least at the smallest microbatch (the
+ * most microbatches) and no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
-  const ms = microbatchCounts(space, split);
   const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
-  return c.compute * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
+  return (c.compute + bubbleBound(space, pricer, layout, masks, split)) * SLACK_ROUNDING;
+}
+
+/** The least pipeline bubble of any plan of the layout (see stepBound); 0 without stages. */
+export function bubbleBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
+  if (split[LAYERS] === 1) return 0;
+  const ms = microbatchCounts(space, split);
+  return pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).bubble;
 }
 
 /** The matmul-FLOPs bound of a layout, with the least bubble share (see stepBound). */
@@ -84,58 +101,15 @@ export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, ma
   return memory * SLACK_ROUNDING;
 }
 
-function bound(p: Prepared, objective: Context['objective'], lo: number, hi: number): BoundResult {
-  const { space, pricer } = p;
-  const A = space.sizes.length;
-  const choice = new Array<number>(A);
-  const masks = new Array<number>(space.dims.length);
-  const ranks: number[] = [], lbStep: number[] = [], lbMemory: number[] = [], count: number[] = [];
-  let plans = 0, valid = 0, symmetric = 0, maxUsed = 0;
-  // Only canonical layouts are visited; each counts for its whole orbit (mirror images have the
-  // same splits, so the same validity and strategies).
-  decode(space, lo, choice);
-  toCanonical(space, choice);
-  for (let r = encode(space, choice); r < hi; r = nextCanonical(space, choice) ? encode(space, choice) : hi) {
-    dimMasks(space, choice, masks);
-    const split = splits(space, masks);
-    const orbit = orbitSize(space, choice);
-    if (!split) {
-      plans += (masks[BATCH] ? 4 : 1) * 3 * orbit;
-      continue;
-    }
-    const n = strategyCount(space, split, masks);
-    plans += n * orbit;
-    valid += n * orbit;
-    symmetric += n * (orbit - 1);
-    let used = 1;
-    for (let a = 0; a < A; a++) if (space.choices[choice[a]] !== 0) used *= space.sizes[a];
-    maxUsed = Math.max(maxUsed, used);
-    // A layout the filter refuses whatever its strategy is counted, never priced.
-    if (p.admit && !p.admit.layout({ layout: layoutOf(space, masks), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
-    ranks.push(r);
-    // The FLOPs bound orders the layouts; pricer-based bounds are worked out only where needed.
-    lbStep.push(flopsBound(space, p.matmul, split));
-    lbMemory.push(objective === 'memory' ? memoryBound(space, pricer, layoutOf(space, masks), masks, split) : NaN);
-    count.push(n);
-  }
-  return {
-    kind: 'bound', plans, valid, symmetric, maxUsed,
-    ranks: Float64Array.from(ranks), lbStep: Float64Array.from(lbStep), lbMemory: Float64Array.from(lbMemory), count: Float64Array.from(count),
-  };
-}
-
-/**
- * Whether every plan with step ≥ s and memory ≥ m() can be skipped: out of the top K and out of
- * the Pareto front. m is a thunk: the memory bound costs pricer calls and is rarely needed.
- */
-function prunable(ctx: Context, bounds: PriceBounds, s: number, m: () => number): boolean {
-  if (ctx.objective === 'time') {
-    if (s <= bounds.kth) return false;
-    return s > bounds.cap || dominated(bounds.front, s, m());
+/** Whether every plan with step ≥ s and memory ≥ m can be skipped: out of the top K and out of the Pareto front. */
+function prunable(objective: Context['objective'], kth: number, cap: number, front: readonly (readonly [number, number])[], s: number, m: () => number): boolean {
+  if (objective === 'time') {
+    if (s <= kth) return false;
+    return s > cap || dominated(front, s, m());
   }
   const mem = m();
-  if (mem <= bounds.kth) return false;
-  return mem > bounds.cap || dominated(bounds.front, s, mem);
+  if (mem <= kth) return false;
+  return mem > cap || dominated(front, s, mem);
 }
 
 /** Keep a list of mutually non-dominated points. */
@@ -145,49 +119,86 @@ function addPoint(front: (readonly [number, number])[], s: number, m: number): v
   front.push([s, m]);
 }
 
-interface PriceBounds {
-  kth: number;
-  cap: number;
-  front: (readonly [number, number])[];
-  slack: number;
-}
+// How often (in layouts) a share looks at the clock and the stop flag, and publishes its count.
+const CHECK_EVERY = 64;
 
-function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bounds, k: number): PriceResult {
-  const { space, pricer } = p;
+/**
+ * Branch and bound under each prefix: axes are given choices in order, children in order of
+ * their bound (the most promising first, so a good incumbent comes early); a child is cut when
+ * what its completions can reach (src/search/remaining.ts) cannot enter the top K or the Pareto
+ * scope, or cannot fit in memory. Choices of interchangeable axes never decrease (one layout per
+ * orbit). At a complete layout, the pricer-based bounds and the strategies, as before.
+ */
+function explore(p: Prepared, task: Task): ExploreResult {
+  const { space, pricer, remaining: rem, choiceDims } = p;
+  const ctx = task.ctx;
+  const objective = ctx.objective;
+  const shared = new Shared(task.shared);
+  const k = task.top;
   const A = space.sizes.length;
-  const choice = new Array<number>(A);
-  const masks = new Array<number>(space.dims.length);
-  // The share tightens its own bounds as it goes: deterministic, since the share is fixed.
-  const bounds: PriceBounds = { kth: given.kth, cap: given.cap, front: [...given.front], slack: given.slack };
+  const S = space.choices.length;
+  const capacity = ctx.profile.memoryBytes;
+  const slack = task.bounds.slack;
+  let kth = task.bounds.kth;
+  let cap = task.bounds.cap;
+  const front: (readonly [number, number])[] = [...task.bounds.front];
   const top: Candidate[] = [];
   const scope: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let priced = 0, feasible = 0;
+  let priced = 0, feasible = 0, layouts = 0, sinceCheck = 0;
+  let stopping = false;
+  let open = Infinity;
+  const choice = new Array<number>(A).fill(0);
+  const masks = new Array<number>(space.dims.length).fill(0);
+
+  // What other shares found (real plans, so pruning against them is sound whenever it is read).
+  const refresh = () => {
+    const best = shared.best();
+    if (best < Infinity) cap = Math.min(cap, best * (1 + slack));
+    kth = Math.min(kth, shared.kth());
+    for (const [ps, pm] of shared.points()) if ((objective === 'time' ? ps : pm) <= cap) addPoint(front, ps, pm);
+  };
   const tighten = (c: Candidate) => {
     if (!c.feasible) return;
-    pushTop(ctx.objective, top, c, k);
-    if (top.length >= k) bounds.kth = Math.min(bounds.kth, primary(ctx.objective, top[top.length - 1]));
-    bounds.cap = Math.min(bounds.cap, primary(ctx.objective, top[0]) * (1 + bounds.slack));
-    if (primary(ctx.objective, c) <= bounds.cap) {
+    const pv = primary(objective, c);
+    shared.offerValue(pv);
+    pushTop(objective, top, c, k);
+    if (top.length >= k) kth = Math.min(kth, primary(objective, top[top.length - 1]));
+    shared.offer(pv);
+    cap = Math.min(cap, Math.min(shared.best(), pv) * (1 + slack));
+    if (pv <= cap) {
       scope.push(c);
-      addPoint(bounds.front, c.step, c.memory);
+      addPoint(front, c.step, c.memory);
+      shared.offerPoint(c.step, c.memory);
     }
   };
-  for (const rank of ranks) {
-    decode(space, rank, choice);
-    dimMasks(space, choice, masks);
-    const split = splits(space, masks)!;
+  /** A subtree whose completions all need more memory than the device has: it only matters for "closest". */
+  const hopeless = (lbMem: number) =>
+    lbMem > capacity && (shared.best() < Infinity || top.length > 0 || (leastMemory !== null && lbMem > leastMemory.memory));
+  const cut = (lbS: number, lbM: number) => prunable(objective, kth, cap, front, lbS, () => lbM) || hopeless(lbM);
+  const prim = (lbS: number, lbM: number) => (objective === 'time' ? lbS : lbM);
+
+  const leaf = (state: number) => {
+    layouts++;
+    if (++sinceCheck >= CHECK_EVERY) {
+      sinceCheck = 0;
+      shared.addExamined(CHECK_EVERY);
+      refresh();
+      if (shared.stopped() || (task.deadline !== undefined && Date.now() > task.deadline)) {
+        shared.stop();
+        stopping = true;
+      }
+    }
+    const rank = encode(space, choice);
+    const split = rem.splitOf(state);
     const layout = layoutOf(space, masks);
-    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) continue;
+    // A layout the filter refuses whatever its strategy is examined, never priced.
+    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
-    const ms = microbatchCounts(space, split);
     let memo = NaN;
     const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split)) : memo);
-    // The cheap FLOPs bound first; if it is not enough, the tighter compute bound (one walk).
-    if (prunable(ctx, bounds, flopsBound(space, p.matmul, split), lbMemory)) continue;
-    if (prunable(ctx, bounds, stepBound(space, pricer, layout, masks, split), lbMemory)) continue;
-    const stages = split[LAYERS];
-    const mMax = ms[ms.length - 1];
+    if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split), lbMemory)) return;
+    const bubble = bubbleBound(space, pricer, layout, masks, split);
     let skipZero = -1;
     let skipZR = '';
     for (let i = 0; i < all.length; i++) {
@@ -201,8 +212,8 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
       if (cost.feasible) feasible++;
       // A record only for a plan that may reach an answer (most do not: less garbage to collect).
-      const prim = ctx.objective === 'time' ? cost.step : cost.memory;
-      const mayRank = cost.feasible && (top.length < k || prim <= primary(ctx.objective, top[top.length - 1]) || prim <= bounds.cap);
+      const pv = objective === 'time' ? cost.step : cost.memory;
+      const mayRank = cost.feasible && (top.length < k || pv <= primary(objective, top[top.length - 1]) || pv <= cap);
       const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
       if (mayRank || mayBeLeast) {
         const c: Candidate = {
@@ -212,16 +223,62 @@ function price(p: Prepared, ctx: Context, ranks: readonly number[], given: Bound
         if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
         if (mayRank) tighten(c);
       }
-      if (ctx.objective === 'time') {
+      if (objective === 'time') {
         // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
         // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
-        const sb = cost.compute * (1 + (stages - 1) / mMax) * SLACK_ROUNDING;
-        if (prunable(ctx, bounds, sb, lbMemory)) {
+        const sb = (cost.compute + bubble) * SLACK_ROUNDING;
+        if (prunable(objective, kth, cap, front, sb, lbMemory)) {
           if (s.microbatches === 1) skipZero = s.zero;
           else skipZR = `${s.zero}/${s.recompute}`;
         }
       }
     }
+  };
+
+  // Children of a node, scratch per depth: choice, state, bounds.
+  const kids = Array.from({ length: A }, () => ({ c: new Int32Array(S), t: new Float64Array(S), s: new Float64Array(S), m: new Float64Array(S), order: new Int32Array(S) }));
+  const dfs = (j: number, state: number) => {
+    if (j === A) return leaf(state);
+    const K = kids[j];
+    let n = 0;
+    const lo = space.twin[j] >= 0 ? choice[space.twin[j]] : 0;
+    for (let c = lo; c < S; c++) {
+      const t = rem.next(state, j, c);
+      if (t < 0) continue;
+      const ls = rem.lbStep(t), lm = rem.lbMemory(t);
+      if (cut(ls, lm)) continue;
+      K.c[n] = c; K.t[n] = t; K.s[n] = ls; K.m[n] = lm; K.order[n] = n;
+      n++;
+    }
+    // Most promising first; ties in choice order (deterministic).
+    const order = Array.from(K.order.subarray(0, n)).sort((a, b) => prim(K.s[a], K.m[a]) - prim(K.s[b], K.m[b]) || K.c[a] - K.c[b]);
+    const cs = order.map((i) => K.c[i]), ts = order.map((i) => K.t[i]), ss = order.map((i) => K.s[i]), mm = order.map((i) => K.m[i]);
+    for (let i = 0; i < cs.length; i++) {
+      if (stopping) { open = Math.min(open, prim(ss[i], mm[i])); continue; }
+      if (cut(ss[i], mm[i])) continue;
+      const c = cs[i];
+      choice[j] = c;
+      for (const d of choiceDims[c]) masks[d] |= 1 << j;
+      dfs(j + 1, ts[i]);
+      for (const d of choiceDims[c]) masks[d] &= ~(1 << j);
+      choice[j] = 0;
+    }
+  };
+
+  refresh();
+  for (const prefix of task.prefixes) {
+    let state = rem.root;
+    for (let j = 0; j < prefix.length; j++) {
+      state = rem.next(state, j, prefix[j]);
+      choice[j] = prefix[j];
+      for (const d of choiceDims[prefix[j]]) masks[d] |= 1 << j;
+    }
+    const ls = rem.lbStep(state), lm = rem.lbMemory(state);
+    if (stopping) open = Math.min(open, prim(ls, lm));
+    else if (!cut(ls, lm)) dfs(prefix.length, state);
+    choice.fill(0);
+    masks.fill(0);
   }
-  return { kind: 'price', priced, feasible, top, front: paretoFront(ctx.objective, scope, bounds.cap), leastMemory };
+  shared.addExamined(sinceCheck);
+  return { kind: 'explore', priced, feasible, layouts, top, front: paretoFront(objective, scope, cap), leastMemory, open };
 }

@@ -8,7 +8,7 @@ import { buildGraph } from '../../model/graph.js';
 import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { makePlan, planFromJson } from '../../lower/plan.js';
-import { search, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
+import { search, searchDevices, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
 import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../../engine/index.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import type { HardwareProfile } from '../../cost/profile.js';
@@ -18,6 +18,8 @@ import { checkWritable, enumFlag, writeAtomic, intFlag, loadDevice, loadMesh, lo
 
 interface Args {
   mesh?: string;
+  devices?: number;
+  timeLimit?: number;
   model?: string;
   device: string;
   top: string;
@@ -123,15 +125,32 @@ export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh
   return lines.join('\n') + '\n';
 }
 
-function progressBar(): (p: Progress) => void {
+/** Progress waits this long: a quick search prints nothing but its answer. */
+export const PROGRESS_AFTER_MS = 2000;
+
+/**
+ * Progress on stderr once a search has run PROGRESS_AFTER_MS: the fraction decided, layouts
+ * examined, the proven bound and the best so far. On a terminal one line redrawn ten times a
+ * second; otherwise a line every 5 s. Never on stdout.
+ */
+function progressReporter(objective: Objective, tty: boolean): { onProgress: (p: Progress) => void; shown: () => boolean } {
+  const start = Date.now();
   let last = 0;
-  return (p) => {
-    const now = Date.now();
-    if (now - last < 100 && p.fraction < 1) return;
-    last = now;
-    const width = 30;
-    const filled = Math.round(p.fraction * width);
-    process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${fmtCount(p.plansPerSecond)} plans/s `);
+  let shown = false;
+  const fmt = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '-' : objective === 'time' ? fmtSeconds(x) : fmtBytes(x));
+  return {
+    shown: () => shown,
+    onProgress: (p) => {
+      const now = Date.now();
+      if (now - start < PROGRESS_AFTER_MS || p.fraction >= 1) return;
+      if (now - last < (tty ? 100 : 5000)) return;
+      last = now;
+      shown = true;
+      const width = 20;
+      const filled = Math.round(p.fraction * width);
+      const line = `[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${fmtCount(p.examined ?? 0)} layouts examined, bound ${fmt(p.bound)}, best ${fmt(p.best)}`;
+      process.stderr.write(tty ? `\r${line}\x1b[K` : `mesh-search: ${line}\n`);
+    },
   };
 }
 
@@ -141,6 +160,8 @@ export const searchCommand: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .option('mesh', { type: 'string', describe: 'mesh shape: 16x32, 4x4x4x8 or rows:16;cols:32' })
+      .option('devices', { type: 'number', describe: 'instead of --mesh: the device count; every mesh shape that respects the network levels is searched too' })
+      .option('time-limit', { type: 'number', describe: 'stop after this many seconds with the best plan found and its proven gap' })
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
       .option('top', { type: 'string', default: '5', describe: 'how many plans to show' })
@@ -153,11 +174,14 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express (mesh-search README: what each engine can express)' })
       .option('export', { type: 'string', choices: ENGINES as unknown as string[], describe: "print the best plan as this engine's configuration (implies --engine of the same name unless given)" }),
   handler: async (args) => {
-    if (args.mesh === undefined) throw new InputError('--mesh is required (like --mesh 16x32)');
+    if (args.mesh !== undefined && args.devices !== undefined) throw new InputError('give --mesh or --devices, not both');
+    if (args.mesh === undefined && args.devices === undefined) throw new InputError('--mesh is required (like --mesh 16x32), or --devices N to search the mesh shape too');
     if (args.model === undefined) throw new InputError('--model is required (a preset from mesh-search models, or a JSON spec file)');
-    const mesh = loadMesh(args.mesh);
+    if (args.devices !== undefined && (!Number.isSafeInteger(args.devices) || args.devices < 1)) throw new InputError(`--devices must be a positive integer, got ${args.devices}`);
+    if (args.timeLimit !== undefined && !(Number.isFinite(args.timeLimit) && args.timeLimit > 0)) throw new InputError(`--time-limit must be a positive number of seconds, got ${args.timeLimit}`);
     const spec = loadModel(args.model);
     const profile = loadDevice(args.device);
+    let mesh: Mesh = args.mesh !== undefined ? loadMesh(args.mesh) : (null as unknown as Mesh);
     const objective: Objective = enumFlag('objective', args.objective, ['time', 'memory'] as const);
     const top = intFlag('top', args.top, 1, 10_000);
     const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
@@ -165,6 +189,9 @@ export const searchCommand: CommandModule<object, Args> = {
     if (args.out !== undefined) checkWritable(args.out, 'the plan');
     if (args.report !== undefined) checkWritable(args.report, 'the report');
     const engine = engineArg(args.engine ?? args.export);
+    if (engine && args.devices !== undefined) {
+      throw new InputError(`--${args.export !== undefined ? 'export' : 'engine'} goes with --mesh, not --devices: an engine's rules are checked on the mesh it runs; search --devices first, then --mesh with the mesh it reports`);
+    }
     if (args.export !== undefined && args.json) throw new InputError('--export prints a configuration on stdout; it does not go with --json');
     if (args.export !== undefined && args.engine !== undefined && args.engine !== args.export) {
       throw new InputError(`--export ${args.export} with --engine ${args.engine}: the best ${args.engine} plan may not be one ${args.export} can express; give one engine`);
@@ -172,22 +199,30 @@ export const searchCommand: CommandModule<object, Args> = {
     // What of the model the engine cannot build fails before any plan is searched.
     if (engine && modelProblems(engine, spec).length > 0) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const tty = process.stderr.isTTY === true;
+    const progress = progressReporter(objective, tty);
     let result: SearchResult;
     try {
-      result = await search({
-        spec, mesh, profile, top, workers, objective, onProgress: tty ? progressBar() : undefined,
-        ...(engine ? { filter: { engine } } : {}),
-      });
+      const common = { spec, profile, top, workers, objective, timeLimit: args.timeLimit, onProgress: progress.onProgress };
+      if (args.devices !== undefined) {
+        const r = await searchDevices({ ...common, devices: args.devices });
+        mesh = loadMesh(r.mesh);
+        result = r;
+      } else {
+        result = await search({ ...common, mesh, ...(engine ? { filter: { engine } } : {}) });
+      }
     } catch (e) {
       if (e instanceof SearchFailed) {
-        if (tty) process.stderr.write('\n');
+        if (tty && progress.shown()) process.stderr.write('\n');
         process.stderr.write(`mesh-search: ${e.message.replace(/\n/g, ' ')}\n`);
         process.exitCode = 1;
         return;
       }
       throw e;
     } finally {
-      if (tty) process.stderr.write('\r\x1b[K');
+      if (tty && progress.shown()) process.stderr.write('\r\x1b[K');
+    }
+    if (result.searched.gap !== undefined) {
+      process.stderr.write(`mesh-search: stopped at the time limit; the best plan is within ${(result.searched.gap * 100).toFixed(1)}% of the optimum (proven bound ${objective === 'time' ? fmtSeconds(result.searched.lowerBound!) : fmtBytes(result.searched.lowerBound!)})\n`);
     }
     if (engine && !result.best && !result.closest) throw new InputError(cannotRun(engine, spec, mesh, profile));
     const paper = paperLayout(spec, mesh);

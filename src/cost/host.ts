@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { findDevice } from '../cost/presets.js';
-import { validateProfile, type HardwareProfile } from '../cost/profile.js';
+import { findDevice } from './presets.js';
+import { validateProfile, type HardwareProfile } from './profile.js';
 import { InputError } from '../errors.js';
 
 /** What bench/host.bench.mjs measured (data/host-measured.json). */

@@ -1,0 +1,265 @@
+import { stateBytes } from '../lower/lower.js';
+import { RECOMPUTE } from '../lower/plan.js';
+import { DIM_NAMES, type Graph } from '../model/graph.js';
+import type { HardwareProfile } from '../cost/profile.js';
+import { matmulBound } from './bounds.js';
+import type { PlanSpace } from './space.js';
+
+/**
+ * What the remaining axes can add: for a partial layout (axes 0..j-1 chosen), figures over all
+ * its completions, memoised on what they depend on: the axis j, each dimension's split so far and
+ * whether `batch` has an axis (ZeRO stages). Two prefixes with equal splits share one entry, so
+ * the table grows with the splits a mesh can make, not with (dims+1)^axes.
+ *
+ * - lbStep: the least FLOPs bound of any valid completion (flopsBound: matmul FLOPs at the
+ *   profile's matmul rate, with the least pipeline bubble share); admissible for every plan below.
+ * - lbMemory: the least model-state law of any valid completion: each weight's parameter,
+ *   gradient and optimizer bytes, split by its dimensions' axes and at best by the batch axes
+ *   (ZeRO 3); activations and temporaries only add.
+ * - plans, valid: the counts the exhaustive scan reports, over every completion (mirror images
+ *   included), so pruning a subtree never loses its count.
+ * - maxUsed: the most devices a valid completion puts to work (the remaining axes' share).
+ */
+export interface Remaining {
+  /** The state of the empty prefix. */
+  readonly root: number;
+  /** The state after axis j takes choice c from state s; -1 when a split stops dividing its dimension. */
+  next(s: number, j: number, c: number): number;
+  lbStep(s: number): number;
+  lbMemory(s: number): number;
+  plans(s: number): number;
+  valid(s: number): number;
+  maxUsed(s: number): number;
+  /** Each dimension's split in state s (a fresh array). */
+  splitOf(s: number): number[];
+  /** How many states were worked out (for the bench). */
+  readonly size: number;
+  /** Work out every state and hand the table over (workers read it instead of working it out again). */
+  share(): SharedTable;
+}
+
+/** The table of a Remaining in shared memory: keys and their figures. */
+export interface SharedTable {
+  readonly keys: SharedArrayBuffer;
+  readonly vals: SharedArrayBuffer;
+  readonly count: number;
+}
+
+const FIELDS = 5;
+
+/** Open addressing over states (non-negative integers below 2^53); -1 marks a free slot. */
+class Table {
+  keys: Float64Array;
+  vals: Float64Array;
+  count = 0;
+  private mask: number;
+  constructor(capacity = 1 << 12, keys?: Float64Array, vals?: Float64Array, count = 0) {
+    this.keys = keys ?? new Float64Array(new SharedArrayBuffer(capacity * 8)).fill(-1);
+    this.vals = vals ?? new Float64Array(new SharedArrayBuffer(capacity * FIELDS * 8));
+    this.mask = this.keys.length - 1;
+    this.count = count;
+  }
+  /** Another thread's table: read as it is; the first insert (never expected) copies it first. */
+  private readOnly = false;
+  static from(t: SharedTable): Table {
+    const table = new Table(0, new Float64Array(t.keys), new Float64Array(t.vals), t.count);
+    table.readOnly = true;
+    return table;
+  }
+  share(): SharedTable {
+    return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count };
+  }
+  private home(s: number): number {
+    return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> 0;
+  }
+  /** The slot of a state's figures, or -1. Slots are stable until the table grows. */
+  find(s: number): number {
+    for (let i = this.home(s) & this.mask; ; i = (i + 1) & this.mask) {
+      const k = this.keys[i];
+      if (k === s) return i;
+      if (k === -1) return -1;
+    }
+  }
+  insert(s: number, figures: Float64Array): number {
+    if (this.readOnly || 2 * (this.count + 1) > this.keys.length) this.grow();
+    let i = this.home(s) & this.mask;
+    while (this.keys[i] !== -1) i = (i + 1) & this.mask;
+    this.keys[i] = s;
+    this.vals.set(figures, i * FIELDS);
+    this.count++;
+    return i;
+  }
+  private grow(): void {
+    const { keys, vals } = this;
+    this.readOnly = false;
+    this.keys = new Float64Array(new SharedArrayBuffer(keys.length * 2 * 8)).fill(-1);
+    this.vals = new Float64Array(new SharedArrayBuffer(keys.length * 2 * FIELDS * 8));
+    this.mask = this.keys.length - 1;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] === -1) continue;
+      let j = this.home(keys[i]) & this.mask;
+      while (this.keys[j] !== -1) j = (j + 1) & this.mask;
+      this.keys[j] = keys[i];
+      this.vals.set(vals.subarray(i * FIELDS, (i + 1) * FIELDS), j * FIELDS);
+    }
+  }
+}
+
+const BATCH = DIM_NAMES.indexOf('batch');
+const LAYERS = DIM_NAMES.indexOf('layers');
+const D = DIM_NAMES.length;
+
+// Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
+export const SLACK_ROUNDING = 1 - 1e-9;
+
+export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile, shared?: SharedTable): Remaining {
+  const A = space.sizes.length;
+  const S = space.choices.length;
+  const matmul = matmulBound(graph, profile);
+  // Per dimension: the splits reachable by products of axis sizes that divide it.
+  const values: number[][] = [];
+  for (let d = 0; d < D; d++) {
+    const seen = new Set<number>([1]);
+    let frontier = [1];
+    for (let a = 0; a < A; a++) {
+      const add: number[] = [];
+      for (const v of frontier) {
+        const w = v * space.sizes[a];
+        if (space.dimSizes[d] % w === 0 && !seen.has(w)) { seen.add(w); add.push(w); }
+      }
+      frontier = [...frontier, ...add];
+    }
+    values.push([...seen].sort((x, y) => x - y));
+  }
+  const index = values.map((vs) => new Map(vs.map((v, i) => [v, i])));
+  const choiceDims = space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d)));
+  // A state is a mixed-radix number: axis j, then bflag, then each dimension's split index.
+  const radix: number[] = [];
+  let r = 1;
+  for (let d = 0; d < D; d++) { radix.push(r); r *= values[d].length; }
+  const bRadix = r;
+  const jRadix = 2 * r;
+  if (jRadix * (A + 1) > Number.MAX_SAFE_INTEGER) throw new Error('too many splits to number the states of the search');
+
+  const decodeState = (s: number): { j: number; b: boolean; idx: number[] } => {
+    const j = Math.floor(s / jRadix);
+    let rest = s - j * jRadix;
+    const b = rest >= bRadix;
+    if (b) rest -= bRadix;
+    const idx: number[] = [];
+    for (let d = 0; d < D; d++) idx.push(Math.floor(rest / radix[d]) % values[d].length);
+    return { j, b, idx };
+  };
+  const splitOf = (s: number) => decodeState(s).idx.map((i, d) => values[d][i]);
+
+  // Transitions without lookups: per axis and dimension, the split index after that axis (-1: indivisible).
+  const step: Int32Array[][] = space.sizes.map((size) => values.map((vs, d) => Int32Array.from(vs, (v) => index[d].get(v * size) ?? -1)));
+  const choiceBatch = space.choices.map((c) => (c & (1 << BATCH)) !== 0);
+  const next = (s: number, j: number, c: number): number => {
+    const dims = choiceDims[c];
+    const tj = step[j];
+    let t = s + jRadix;
+    let rest = s % jRadix;
+    const b = rest >= bRadix;
+    if (b) rest -= bRadix;
+    for (let q = 0; q < dims.length; q++) {
+      const d = dims[q];
+      const i = Math.floor(rest / radix[d]) % values[d].length;
+      const k = tj[d][i];
+      if (k < 0) return -1;
+      t += (k - i) * radix[d];
+    }
+    if (!b && choiceBatch[c]) t += bRadix;
+    return t;
+  };
+
+  // Model-state law per split: Σ weights' local elements × (param + grad + optimizer bytes) / batch split.
+  const sb = stateBytes(graph.spec.dtype);
+  const perParam = sb.param + sb.grad + sb.optimizer;
+  const weights = graph.weights.map((id) => {
+    const block = graph.blocks.find((bl) => bl.ops.some((o) => o.inputs.includes(id)))!;
+    return { dims: graph.tensors.get(id)!.dims.map((d) => DIM_NAMES.indexOf(d)), layered: block.layered, repeat: block.repeat };
+  });
+  const memLaw = (split: readonly number[], b: boolean): number => {
+    let n = 0;
+    for (const w of weights) {
+      let e = 1;
+      for (const d of w.dims) e *= space.dimSizes[d] / split[d];
+      n += e * (w.layered ? w.repeat / split[LAYERS] : 1);
+    }
+    return (n * perParam) / (b ? split[BATCH] : 1);
+  };
+  const flops = (split: readonly number[]): number => {
+    const perReplica = space.dimSizes[BATCH] / split[BATCH];
+    let mMax = 1;
+    while (perReplica % (mMax * 2) === 0) mMax *= 2;
+    return matmul(split) * (1 + (split[LAYERS] - 1) / mMax) * SLACK_ROUNDING;
+  };
+  const microbatches = (split: readonly number[]): number => {
+    const perReplica = space.dimSizes[BATCH] / split[BATCH];
+    let n = 1;
+    for (let m = 2; perReplica % m === 0; m *= 2) n++;
+    return n;
+  };
+  // Completions of an invalid prefix: every later choice, counted as the scan counts an invalid layout.
+  let nb = 0;
+  for (const c of space.choices) if (c & (1 << BATCH)) nb++;
+  const invalidPlans = (left: number, b: boolean): number => {
+    const all = S ** left;
+    if (b) return 4 * RECOMPUTE.length * all;
+    const none = (S - nb) ** left;
+    return RECOMPUTE.length * none + 4 * RECOMPUTE.length * (all - none);
+  };
+
+  const table = shared ? Table.from(shared) : new Table();
+  const splitScratch = new Array<number>(D).fill(1);
+  const out = new Float64Array(FIELDS);
+  // Figures of a state, worked out from its children (depth first) once, then kept in the table.
+  const solve = (s: number): number => {
+    const hit = table.find(s);
+    if (hit >= 0) return hit;
+    const j = Math.floor(s / jRadix);
+    const b = s % jRadix >= bRadix;
+    let ls = Infinity, lm = Infinity, plans = 0, valid = 0, mu = -Infinity;
+    if (j === A) {
+      let rest = s % jRadix;
+      if (b) rest -= bRadix;
+      for (let d = 0; d < D; d++) splitScratch[d] = values[d][Math.floor(rest / radix[d]) % values[d].length];
+      const n = (b ? 4 : 1) * RECOMPUTE.length * microbatches(splitScratch);
+      ls = flops(splitScratch); lm = memLaw(splitScratch, b) * SLACK_ROUNDING; plans = n; valid = n; mu = 1;
+    } else {
+      for (let c = 0; c < S; c++) {
+        const t = next(s, j, c);
+        if (t < 0) {
+          plans += invalidPlans(A - j - 1, b || choiceBatch[c]);
+          continue;
+        }
+        const k = solve(t) * FIELDS;
+        const v = table.vals;
+        if (v[k] < ls) ls = v[k];
+        if (v[k + 1] < lm) lm = v[k + 1];
+        plans += v[k + 2]; valid += v[k + 3];
+        const u = (c === 0 ? 1 : space.sizes[j]) * v[k + 4];
+        if (u > mu) mu = u;
+      }
+    }
+    out[0] = ls; out[1] = lm; out[2] = plans; out[3] = valid; out[4] = mu;
+    return table.insert(s, out);
+  };
+  const field = (s: number, f: number) => {
+    const i = solve(s);
+    return table.vals[i * FIELDS + f];
+  };
+  return {
+    root: 0,
+    next,
+    lbStep: (s) => field(s, 0),
+    lbMemory: (s) => field(s, 1),
+    plans: (s) => field(s, 2),
+    valid: (s) => field(s, 3),
+    maxUsed: (s) => field(s, 4),
+    splitOf,
+    share: () => { solve(0); return table.share(); },
+    get size() { return table.count; },
+  };
+}
