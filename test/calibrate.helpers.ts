@@ -1,5 +1,5 @@
 import { getDevice } from '../src/cost/presets.js';
-import { price } from '../src/cost/price.js';
+import { price, priceParts } from '../src/cost/price.js';
 import type { HardwareProfile } from '../src/cost/profile.js';
 import { lower } from '../src/lower/lower.js';
 import { makePlan } from '../src/lower/plan.js';
@@ -52,23 +52,10 @@ export function synthRows(truth: HardwareProfile, model = 'mtf-lm-s0', opts: { c
     const compute: Record<string, number> = {};
     const comm: Record<string, number> = {};
     if (opts.components) {
-      const peak = truth.peakFlops[graph.spec.dtype];
-      for (const op of program.ops) {
-        const w = op.klass === 'matmul' ? op.flops : op.bytes;
-        if (w > 0) {
-          const rate = op.klass === 'matmul' ? peak : truth.memoryBandwidth;
-          compute[op.klass] = (compute[op.klass] ?? 0) + (op.count * (w + (truth.efficiencyHalfWork?.[op.klass] ?? 0))) / (rate * truth.efficiency[op.klass]);
-        }
-        for (const col of op.collectives) {
-          if (col.groupSize <= 1) continue;
-          const ax = col.axes.map((a) => truth.axisLinks![a]);
-          const bw = Math.min(...ax.map((l) => l.bandwidth));
-          const lat = Math.max(...ax.map((l) => l.latency));
-          const steps = col.kind === 'allreduce' ? 2 * (col.groupSize - 1) : col.kind === 'send' ? 1 : col.groupSize - 1;
-          const key = col.axes.join('+');
-          comm[key] = (comm[key] ?? 0) + op.count * (col.sent / bw + steps * lat);
-        }
-      }
+      // The cost model's own times per op class and per axis group (what a trace measures).
+      const parts = priceParts(program, truth);
+      Object.assign(compute, parts.classTime);
+      Object.assign(comm, parts.commTime);
     }
     return {
       source: { file: 'synthetic.csv', line: i + 2 }, model, mesh: formatMesh(mesh), layout: c.layout, zero: c.zero,

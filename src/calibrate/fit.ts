@@ -1,10 +1,10 @@
 import { InputError } from '../errors.js';
-import { axisLink } from '../cost/price.js';
+import { axisLink, priceParts } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Link } from '../cost/profile.js';
 import { axisIndex } from '../mesh/mesh.js';
-import { featuresOf, type Features } from './features.js';
+import type { Program } from '../lower/program.js';
 import { fitPhysics } from './physics.js';
-import { inProfileUnits, makeSpace, predict, toProfile, type ParamSpace } from './model.js';
+import { inProfileUnits, makeSpace, toProfile, type ParamSpace } from './model.js';
 import { groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 import { OP_CLASSES } from './types.js';
@@ -31,8 +31,9 @@ export interface FitOptions {
   /** Parameters to keep at the base value: names (`latency.rows`) or groups (`efficiencyHalfWork`, `overlap`). */
   readonly hold?: readonly string[];
   /**
-   * `classes` (the default): efficiency per op class and a link per mesh axis, fitted on a
-   * linearisation of the step time (fits traces with per-class times). `physics`: the profile's
+   * `classes` (the default): efficiency per op class and a link per mesh axis, fitted through
+   * the cost model (price.ts priceParts: step, per-class and per-axis times; fits traces with
+   * per-class times). `physics`: the profile's
    * hardware constants fitted through the cost model itself (physics.ts), which carry over to
    * other models and meshes (what the presets are fitted with).
    */
@@ -61,19 +62,28 @@ function observationsOf(rows: readonly Measurement[]): Observation[] {
 }
 
 /** Every axis the rows communicate over, with its link in the base profile (on the first mesh that uses it). */
-function axesOf(rows: readonly Measurement[], features: readonly Features[], base: HardwareProfile): Map<string, Link> {
+function axesOf(rows: readonly Measurement[], base: HardwareProfile): Map<string, Link> {
   const links = new Map<string, Link>();
-  rows.forEach((m, i) => {
-    for (const g of features[i].comm) for (const a of g.axes) if (!links.has(a)) links.set(a, axisLink(base, m.mesh, axisIndex(m.mesh, a)));
-    for (const key of Object.keys(m.components.comm)) for (const a of key.split('+')) if (!links.has(a)) links.set(a, axisLink(base, m.mesh, axisIndex(m.mesh, a)));
-  });
+  const add = (m: Measurement, a: string) => { if (!links.has(a)) links.set(a, axisLink(base, m.mesh, axisIndex(m.mesh, a))); };
+  // Every axis that has more than one device (one no collective uses has no effect on the rows,
+  // so the identifiability check holds its parameters at the base).
+  for (const m of rows) {
+    for (const a of m.mesh.axes) if (a.size > 1) add(m, a.name);
+    for (const key of Object.keys(m.components.comm)) for (const a of key.split('+')) add(m, a);
+  }
   return links;
+}
+
+/** Step of a finite difference for parameter j at value v (the variables span 1e-12 to 1e9). */
+function diffStep(space: ParamSpace, j: number, v: number): number {
+  const t = space.defs[j].kind.type;
+  const floor = t === 'kernel' ? 1 : t === 'latency' ? 1e-9 : t === 'invBandwidth' ? 1e-15 : 1e-6;
+  return Math.max(Math.abs(v) * 1e-5, floor);
 }
 
 /** The set-up of a fit: space, features, observations, and which parameters the rows cannot determine. */
 export interface FitSetup {
   readonly space: ParamSpace;
-  readonly features: Features[];
   readonly obs: Observation[];
   readonly problem: LsqProblem;
   readonly start: Float64Array;
@@ -83,19 +93,18 @@ export interface FitSetup {
 }
 
 export function setupFit(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): FitSetup {
-  // Rows of one plan share one program: its features and its prediction are worked out once.
-  const byProgram = new Map<Measurement['program'], number>();
-  const unique: Features[] = [];
+  // Rows of one plan share one program: its prediction is worked out once.
+  const byProgram = new Map<Program, number>();
+  const unique: Program[] = [];
   const slot = rows.map((m) => {
     let k = byProgram.get(m.program);
     if (k === undefined) {
       byProgram.set(m.program, (k = unique.length));
-      unique.push(featuresOf(m.program, base));
+      unique.push(m.program);
     }
     return k;
   });
-  const features = rows.map((_, i) => unique[slot[i]]);
-  const space = makeSpace(base, axesOf(rows, features, base));
+  const space = makeSpace(base, axesOf(rows, base));
   const obs = observationsOf(rows);
   const m = space.defs.length;
   const hold = opts.hold ?? [];
@@ -113,17 +122,39 @@ export function setupFit(rows: readonly Measurement[], base: HardwareProfile, op
     }
     return g;
   });
-  const none = { value: 0, grad: new Float64Array(m) };
-  const predictGroups = (theta: Float64Array) => {
-    const preds = unique.map((f) => predict(f, theta, space));
-    const value = new Float64Array(members.length);
-    const grad = members.map((g, k) => {
-      const p = preds[g.program];
-      const v = g.what.type === 'step' ? p.step : g.what.type === 'compute' ? p.compute[g.what.klass] : p.comm.get(g.what.key) ?? none;
-      value[k] = v.value;
-      return v.grad;
+  // Every group's time as price.ts prices it under the profile theta describes (one source of
+  // truth: the fit sees the cost model's own roofline, collectives, overlap and bubble).
+  const none = space.defs.map(() => false);
+  const valuesAt = (theta: Float64Array): Float64Array => {
+    const profile = toProfile(base, space, theta, none);
+    const parts = unique.map((program) => priceParts(program, profile));
+    return Float64Array.from(members, (g) => {
+      const p = parts[g.program];
+      return g.what.type === 'step' ? p.step : g.what.type === 'compute' ? p.classTime[g.what.klass] ?? 0 : p.commTime[g.what.key] ?? 0;
     });
-    return { value, grad };
+  };
+  const gradAt = (theta: Float64Array, value: Float64Array): Float64Array[] => {
+    const grad = members.map(() => new Float64Array(m));
+    // Forward differences (backward at the upper bound): the cost model is piecewise smooth
+    // (maxima of stages, of the roofline, of the exposure).
+    for (let j = 0; j < m; j++) {
+      if (fixed[j]) continue;
+      const h = diffStep(space, j, theta[j]);
+      const to = theta[j] + h <= problem.hi[j] ? theta[j] + h : Math.max(problem.lo[j], theta[j] - h);
+      if (to === theta[j]) continue;
+      const t = Float64Array.from(theta);
+      t[j] = to;
+      const v = valuesAt(t);
+      for (let k = 0; k < members.length; k++) grad[k][j] = (v[k] - value[k]) / (to - theta[j]);
+    }
+    return grad;
+  };
+  // The gradient costs 2 × parameters pricings: worked out only when the solver reads it (a
+  // rejected trial step never does).
+  const predictGroups = (theta: Float64Array) => {
+    const value = valuesAt(theta);
+    let grad: Float64Array[] | undefined;
+    return { value, get grad() { return (grad ??= gradAt(theta, value)); } };
   };
   const start = Float64Array.from(space.defs, (d) => d.base);
   // Identifiability is judged with nothing hidden (overlap 0), where every term shows in the step.
@@ -140,7 +171,7 @@ export function setupFit(rows: readonly Measurement[], base: HardwareProfile, op
   };
   const held = unidentifiable(groupJacobian(problem, probe), fixed, space.defs.map((d) => d.priority));
   for (const j of held) fixed[j] = true;
-  return { space, features, obs, problem, start, fixed, free: fixed.filter((f) => !f).length };
+  return { space, obs, problem, start, fixed, free: fixed.filter((f) => !f).length };
 }
 
 export function tooFewMessage(observations: number, least: number, rows: number, free: number, names: string[]): string {

@@ -1,6 +1,5 @@
 export { calibrate, crossValidate, accuracyOf, checkEnoughRows, readInputs, baseDevice, resolveRows, MIN_PLANS } from './calibrate.js';
 export { fitProfile, setupFit } from './fit.js';
-export { featuresOf } from './features.js';
 export { mape, kendallTau } from './metrics.js';
 export { benchRowsFromCsv, benchRowsFromJson, readBenchFile } from './bench.js';
 export { traceToRow, readTraceFile, type Trace, type TraceEvent } from './trace.js';

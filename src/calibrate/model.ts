@@ -1,9 +1,8 @@
 import type { HardwareProfile, Link, OpClassName } from '../cost/profile.js';
-import type { Features } from './features.js';
 import { OP_CLASSES } from './types.js';
 
 /**
- * The parameters calibration fits, in the variables that make price.ts linear (or nearly):
+ * The parameters the classes fit (fit.ts) varies, in variables in which price.ts is nearly linear:
  * `inv` = 1/efficiency of a class (≥ 1, since efficiency ≤ 1); `kernel` = halfWork/efficiency
  * (≥ 0: the per-kernel cost); `invBandwidth` = 1/bandwidth of an axis (> 0); `latency` (≥ 0);
  * `overlap` (0..1). Only the max over axes and the exposure max(0, ·) are not linear.
@@ -60,85 +59,6 @@ export function makeSpace(base: HardwareProfile, axisLinks: ReadonlyMap<string, 
   }
   const overlap = add({ name: 'overlap', kind: { type: 'overlap' }, lo: 0, hi: 1, base: base.overlap, priority: 3 });
   return { defs, inv, kernel, invBandwidth, latency, overlap };
-}
-
-/** A predicted time and its gradient with respect to the parameter vector. */
-export interface Valued {
-  value: number;
-  grad: Float64Array;
-}
-
-export interface Prediction {
-  readonly step: Valued;
-  readonly compute: Readonly<Record<OpClassName, Valued>>;
-  /** By axis group key (`rows+cols`), blocking and overlappable together. */
-  readonly comm: ReadonlyMap<string, Valued>;
-}
-
-const zero = (p: number): Valued => ({ value: 0, grad: new Float64Array(p) });
-
-function addInto(a: Valued, b: Valued, s = 1): void {
-  a.value += s * b.value;
-  for (let i = 0; i < a.grad.length; i++) a.grad[i] += s * b.grad[i];
-}
-
-/** price.ts's step time as a function of the parameters, with its gradient (the fit's Jacobian row). */
-export function predict(f: Features, theta: Float64Array, space: ParamSpace): Prediction {
-  const p = theta.length;
-  const compute = {} as Record<OpClassName, Valued>;
-  const total = zero(p);
-  const bwd = zero(p);
-  for (const k of OP_CLASSES) {
-    const c = f.classes[k];
-    const i = space.inv[k];
-    const j = space.kernel[k];
-    const v = zero(p);
-    v.value = theta[i] * c.work + theta[j] * c.calls;
-    v.grad[i] = c.work;
-    v.grad[j] = c.calls;
-    compute[k] = v;
-    addInto(total, v);
-    bwd.value += theta[i] * c.backwardWork + theta[j] * c.backwardCalls;
-    bwd.grad[i] += c.backwardWork;
-    bwd.grad[j] += c.backwardCalls;
-  }
-  const comm = new Map<string, Valued>();
-  const blocking = zero(p);
-  const overlappable = zero(p);
-  for (const g of f.comm) {
-    // Several axes at once use the slowest link: the largest 1/bandwidth and the largest latency.
-    let iu = -1;
-    let il = -1;
-    for (const a of g.axes) {
-      const u = space.invBandwidth.get(a)!;
-      const l = space.latency.get(a)!;
-      if (iu < 0 || theta[u] > theta[iu]) iu = u;
-      if (il < 0 || theta[l] > theta[il]) il = l;
-    }
-    const t = zero(p);
-    t.value = g.sent * theta[iu] + g.steps * theta[il];
-    t.grad[iu] += g.sent;
-    t.grad[il] += g.steps;
-    addInto(g.overlappable ? overlappable : blocking, t);
-    const key = g.axes.join('+');
-    const acc = comm.get(key) ?? zero(p);
-    addInto(acc, t);
-    comm.set(key, acc);
-  }
-  const o = space.overlap;
-  const step = zero(p);
-  addInto(step, total);
-  addInto(step, blocking);
-  const hidden = theta[o] * bwd.value;
-  if (overlappable.value - hidden > 0) {
-    addInto(step, overlappable);
-    addInto(step, bwd, -theta[o]);
-    step.grad[o] -= bwd.value;
-  }
-  const scale = 1 + f.bubble;
-  step.value *= scale;
-  for (let i = 0; i < p; i++) step.grad[i] *= scale;
-  return { step, compute, comm };
 }
 
 /** A profile from the base with the fitted parameters written in; `fixed` ones stay as the base has them. */

@@ -122,15 +122,20 @@ export function fitPhysics(rows: readonly Measurement[], base: HardwareProfile, 
     predict(theta) {
       const value = values(theta);
       // Forward differences: the cost model is piecewise smooth (maxima of stages, of the roofline).
-      const grad = Array.from(value, () => new Float64Array(theta.length));
-      for (let j = 0; j < theta.length; j++) {
-        const h = Math.max(1e-6, Math.abs(theta[j]) * 1e-4) * (theta[j] + 1e-6 > problem.hi[j] ? -1 : 1);
-        const t = Float64Array.from(theta);
-        t[j] += h;
-        const v2 = values(t);
-        for (let i = 0; i < n; i++) grad[i][j] = (v2[i] - value[i]) / h;
-      }
-      return { value, grad };
+      // Worked out only when the solver reads it (a rejected trial step never does).
+      const gradAt = () => {
+        const grad = Array.from(value, () => new Float64Array(theta.length));
+        for (let j = 0; j < theta.length; j++) {
+          const h = Math.max(1e-6, Math.abs(theta[j]) * 1e-4) * (theta[j] + 1e-6 > problem.hi[j] ? -1 : 1);
+          const t = Float64Array.from(theta);
+          t[j] += h;
+          const v2 = values(t);
+          for (let i = 0; i < n; i++) grad[i][j] = (v2[i] - value[i]) / h;
+        }
+        return grad;
+      };
+      let grad: Float64Array[] | undefined;
+      return { value, get grad() { return (grad ??= gradAt()); } };
     },
   };
   const start = Float64Array.from(params, (q) => Math.min(q.hi, Math.max(q.lo, q.get(base))));

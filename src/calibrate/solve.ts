@@ -15,17 +15,18 @@ export interface LsqProblem {
   readonly groupOf: Int32Array;
   readonly measured: Float64Array;
   readonly groups: number;
-  /** Each group's prediction and its gradient. */
-  predict(theta: Float64Array): { value: Float64Array; grad: Float64Array[] };
+  /** Each group's prediction and its gradient (read `grad` only when needed: it may be worked out on demand). */
+  predict(theta: Float64Array): { readonly value: Float64Array; readonly grad: Float64Array[] };
 }
 
-/** Relative residuals of every observation at θ, with the groups' gradients. */
-export function evaluate(p: LsqProblem, theta: Float64Array): { r: Float64Array; grad: Float64Array[] } {
-  const { value, grad } = p.predict(theta);
+/** Relative residuals of every observation at θ, with the groups' gradients (passed through lazily). */
+export function evaluate(p: LsqProblem, theta: Float64Array): { r: Float64Array; readonly grad: Float64Array[] } {
+  const pred = p.predict(theta);
+  const value = pred.value;
   const n = p.measured.length;
   const r = new Float64Array(n);
   for (let i = 0; i < n; i++) r[i] = (value[p.groupOf[i]] - p.measured[i]) / p.measured[i];
-  return { r, grad };
+  return { r, get grad() { return pred.grad; } };
 }
 
 /**
