@@ -138,7 +138,7 @@ describe('mesh-search run and train', () => {
   it.each([
     [['run', '--mesh', '8x16', '--model', 'tiny', '--layout', ''], /too large to simulate here/],
     [['run', '--mesh', '2x2', '--model', 'gpt3-175b', '--layout', ''], /GiB across 4 simulated devices/],
-    [['train', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--data', '/no/such.txt'], /cannot read the training text/],
+    [['train', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--data', '/no/such.txt'], /cannot read training text/],
   ])('refuses what it cannot run with one line and exit 2: %j', (args, why) => {
     const r = cli(args as string[]);
     expect(r.code).toBe(2);

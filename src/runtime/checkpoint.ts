@@ -55,13 +55,13 @@ function shard(s: unknown, n: number, where: string): Float32Array {
 }
 
 /** Every shard of one kind on one device: the same names as the executor's, each the right size. */
-function shards(value: unknown, like: Map<string, Float32Array>, where: string): Map<string, Float32Array> {
+function shards(value: unknown, sizes: Map<string, number>, where: string): Map<string, Float32Array> {
   if (!isObject(value)) throw new InputError(`${where} must be an object of base64 shards`);
-  for (const k of Object.keys(value)) if (!like.has(k)) throw new InputError(`${where} has a tensor "${k}" this plan does not have`);
+  for (const k of Object.keys(value)) if (!sizes.has(k)) throw new InputError(`${where} has a tensor "${k}" this plan does not have`);
   const out = new Map<string, Float32Array>();
-  for (const [k, cur] of like) {
+  for (const [k, n] of sizes) {
     if (!(k in value)) throw new InputError(`${where} lacks tensor "${k}"`);
-    out.set(k, shard(value[k], cur.length, `${where}.${k}`));
+    out.set(k, shard(value[k], n, `${where}.${k}`));
   }
   return out;
 }
@@ -101,10 +101,11 @@ export function loadCheckpoint(path: string, ex: Executor, maxSteps = Number.MAX
   const loaded = ex.devices.map((d, i) => {
     const s = devices[i];
     if (!isObject(s)) throw new InputError(`${where}: devices[${i}] must be an object with params, m and v`);
+    const sizes = ex.shardSizes(d);
     return {
-      params: shards(s.params, d.params, `${where}: devices[${i}].params`),
-      m: shards(s.m, d.adamM, `${where}: devices[${i}].m`),
-      v: shards(s.v, d.adamV, `${where}: devices[${i}].v`),
+      params: shards(s.params, sizes.params, `${where}: devices[${i}].params`),
+      m: shards(s.m, sizes.moments, `${where}: devices[${i}].m`),
+      v: shards(s.v, sizes.moments, `${where}: devices[${i}].v`),
     };
   });
   ex.devices.forEach((d, i) => {

@@ -209,6 +209,26 @@ export class Executor {
     return this.program.plan.zero >= 1 && this.zeroAxes.length > 0;
   }
 
+  /**
+   * The length of every shard a device holds (weights; Adam moments), from the plan alone: what a
+   * checkpoint is checked against, also by an executor that holds no device's state itself.
+   */
+  shardSizes(dev: Device): { params: Map<string, number>; moments: Map<string, number> } {
+    const params = new Map<string, number>(), moments = new Map<string, number>();
+    for (const { w, key } of this.weightKeys(dev)) {
+      const n = this.weightShape(w).shape.reduce((a, x) => a * x, 1);
+      if (this.sharded) {
+        const [s, e] = this.chunkOf(dev, n);
+        params.set(key, this.program.plan.zero >= 3 ? e - s : n);
+        moments.set(key, e - s);
+      } else {
+        params.set(key, n);
+        moments.set(key, n);
+      }
+    }
+    return { params, moments };
+  }
+
   private initDevice(dev: Device): void {
     for (const { w, layer, key } of this.weightKeys(dev)) {
       const { dims, shape } = this.weightShape(w);
