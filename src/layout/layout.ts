@@ -1,6 +1,6 @@
 import { InputError, LayoutError, check } from '../errors.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
+import { DIM_NAMES, NEVER_SPLIT, type DimName, type Graph } from '../model/graph.js';
 
 /**
  * Global layout rules: tensor dimension → ordered mesh axes. Dimensions not named are
@@ -23,6 +23,7 @@ export function parseLayout(text: string): Layout {
     const dim = bits[0].trim();
     check(DIM_SET.has(dim), `layout "${text}": unknown dimension "${dim}"; dimensions are ${DIM_NAMES.join(', ')}`);
     check(!rules.has(dim as DimName), `layout "${text}": dimension "${dim}" has two rules`);
+    check(!NEVER_SPLIT.has(dim as DimName), `layout "${text}": dimension "${dim}" is never split (split experts for expert parallelism)`);
     const axes = bits[1].split('+').map((a) => a.trim());
     check(axes.every((a) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(a)), `layout "${text}": "${bits[1].trim()}" is not an axis name or axes joined by +`);
     const seen = new Set<string>();
@@ -103,6 +104,14 @@ export function tensorDimSets(graph: Graph): { id: string; dims: readonly DimNam
     const dims = [...t.dims, 'layers' as DimName];
     const key = [...dims].sort().join(',');
     if (!seen.has(key)) seen.set(key, { id: t.id, dims, shown: t.dims });
+    // The expert side's `group` is split over the batch axes `experts` leaves (lower.ts withGroup):
+    // every other dimension of such a tensor must keep off the batch axes.
+    if (t.dims.includes('group')) {
+      const shown = t.dims.filter((d) => d !== 'experts').map((d) => (d === 'group' ? 'batch' : d));
+      const gdims = [...shown, 'layers' as DimName];
+      const gkey = [...gdims].sort().join(',');
+      if (!seen.has(gkey)) seen.set(gkey, { id: t.id, dims: gdims, shown });
+    }
   }
   const sets = [...seen.values()];
   dimSetCache.set(graph, sets);
@@ -121,6 +130,11 @@ export function graphDims(graph: Graph): ReadonlySet<DimName> {
   return hit;
 }
 
+/** The dimensions a layout may split: those the graph has, less the ones no layout names (NEVER_SPLIT). */
+export function splittableDims(graph: Graph): ReadonlySet<DimName> {
+  return new Set([...graphDims(graph)].filter((d) => !NEVER_SPLIT.has(d)));
+}
+
 /** Why a compiled layout is invalid for this graph and mesh, or null when it is valid. */
 export function layoutProblem(graph: Graph, mesh: Mesh, c: CompiledLayout): string | null {
   return divisibilityProblem(graph, c) ?? axisConflict(graph, mesh, c);
@@ -131,6 +145,9 @@ export function divisibilityProblem(graph: Graph, c: CompiledLayout): string | n
   const present = graphDims(graph);
   for (const d of DIM_NAMES) {
     const f = c.split[d];
+    if (f > 1 && NEVER_SPLIT.has(d)) {
+      return `dimension ${d} is never split (Mesh-TF moe.py keeps it whole; the lowering derives group from batch and experts), but the layout splits it over ${axesOf(c.layout, d).join('+')}`;
+    }
     if (f > 1 && !present.has(d)) {
       const why = d === 'q_group' ? ' (q_group exists only with grouped-query attention, kvHeads < heads)' : '';
       return `model ${graph.spec.name} has no dimension ${d}${why}, but the layout splits it over ${axesOf(c.layout, d).join('+')}`;

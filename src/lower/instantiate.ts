@@ -26,7 +26,9 @@ export function recomputes(rec: OpRecord, mode: Plan['recompute']): boolean {
 export function localTensor(l: LayoutLowering, id: string, mb: number): LocalTensor {
   const t = l.graph.tensors.get(id)!;
   const sp = l.seqSplit.has(id) ? maskSize(l.mesh, l.seqMask) : 1;
-  return { id, dims: t.dims, shape: t.dims.map((d) => (d === 'batch' ? mb : l.graph.dimSizes[d] / l.layout.split[d] / (d === 'length' ? sp : 1))) };
+  const size = (d: (typeof t.dims)[number]) =>
+    d === 'batch' ? mb : d === 'group' ? (mb * l.layout.split.batch) / l.layout.split.group : l.graph.dimSizes[d] / l.layout.split[d] / (d === 'length' ? sp : 1);
+  return { id, dims: t.dims, shape: t.dims.map(size) };
 }
 
 export function collectiveAt(c: CollectiveRecord, mb: number): Collective {
@@ -56,8 +58,6 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   const sb = stateBytes(graph.spec.dtype);
   const stages = c.split.layers;
   const M = plan.microbatches;
-  const Z = c.mask.batch;
-  const N = c.split.batch;
   const ops: LoweredOp[] = [];
   const mk = (kind: Collective['kind'], mask: number, tensor: string, bytes: number, role: Collective['role']): Collective =>
     ({ kind, axes: maskAxes(mesh, mask), mask, groupSize: maskSize(mesh, mask), tensor, bytes, sent: sentBytesOf(kind, bytes, maskSize(mesh, mask)), overlappable: role !== 'pipeline', role });
@@ -66,6 +66,8 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
     const n = w.elems;
     const wt = localTensor(l, w.id, 1);
     const P = w.partial;
+    const Z = w.zeroMask;
+    const N = maskSize(mesh, Z);
     const zeroMask = plan.zero > 0 ? Z & P : 0;
     const rest = P & ~zeroMask;
     const gradBytes = n * sb.grad;
@@ -121,14 +123,15 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   const mb = microBatchOf(l, plan);
   const V = plan.virtualStages;
   const mode = plan.recompute;
-  const Z = c.mask.batch;
-  const zeroN = Z ? c.split.batch : 1;
   let layerParams = 0;
+  // Per stage: local parameters, and the same each divided by its ZeRO group (WeightRecord.zeroMask).
   const stageParams = { first: 0, last: 0 };
+  const stageSharded = { first: 0, last: 0 };
   const byBlock = new Map<string, number>();
   for (const w of l.weights) {
-    if (w.stage !== 'last' || stages === 1) stageParams.first += w.elems * w.perStage;
-    if (w.stage !== 'first' || stages === 1) stageParams.last += w.elems * w.perStage;
+    const z = maskSize(l.mesh, w.zeroMask);
+    if (w.stage !== 'last' || stages === 1) { stageParams.first += w.elems * w.perStage; stageSharded.first += (w.elems * w.perStage) / z; }
+    if (w.stage !== 'first' || stages === 1) { stageParams.last += w.elems * w.perStage; stageSharded.last += (w.elems * w.perStage) / z; }
     if (w.layered) byBlock.set(w.block, (byBlock.get(w.block) ?? 0) + w.elems);
   }
   for (const v of byBlock.values()) layerParams = Math.max(layerParams, v * sb.param);
@@ -145,14 +148,14 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   acts.first *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
   const temporary = largest + (mode === 'full' ? linAt(l.recomputeBuffer, mb) : 0) + (plan.zero >= 3 ? layerParams : 0);
-  const at = (params: number, act: number) => {
-    const p = plan.zero >= 3 ? (params * sb.param) / zeroN : params * sb.param;
-    const g = plan.zero >= 2 ? (params * sb.grad) / zeroN : params * sb.grad;
-    const o = plan.zero >= 1 ? (params * sb.optimizer) / zeroN : params * sb.optimizer;
+  const at = (params: number, sharded: number, act: number) => {
+    const p = (plan.zero >= 3 ? sharded : params) * sb.param;
+    const g = (plan.zero >= 2 ? sharded : params) * sb.grad;
+    const o = (plan.zero >= 1 ? sharded : params) * sb.optimizer;
     return { params: p, gradients: g, optimizer: o, activations: act, temporary, total: p + g + o + act + temporary };
   };
-  const first = at(stageParams.first, acts.first);
-  const last = at(stageParams.last, acts.last);
+  const first = at(stageParams.first, stageSharded.first, acts.first);
+  const last = at(stageParams.last, stageSharded.last, acts.last);
   return last.total > first.total ? last : first;
 }
 

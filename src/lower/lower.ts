@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { formatLayout, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
+import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
@@ -15,6 +15,8 @@ import {
 /** Non-matmul FLOPs per output element: what the vector units do (memory-bound ops are priced by bytes). */
 const ELEMENT_FLOPS: Record<string, number> = {
   gather: 0, add: 1, layernorm: 8, softmax: 5, causal: 1, dropout: 2, act: 8, swiglu: 6, rotary: 6, rename: 0, xent: 5,
+  // route: top-k compares, the running count of each expert's slots, one write per slot (estimate).
+  route: 4, regroup: 0,
 };
 
 /** Bytes per parameter of model states under mixed precision (ZeRO, Rajbhandari et al. 2020, Sec. 3.1). */
@@ -102,7 +104,7 @@ function graphInfo(graph: Graph): GraphInfo {
     }
   }
   const fusedAway = new Set<string>();
-  const fusible = (o: OpSpec) => o.kind !== 'einsum' && o.kind !== 'rename' && o.kind !== 'gather';
+  const fusible = (o: OpSpec) => o.kind !== 'einsum' && o.kind !== 'rename' && o.kind !== 'gather' && o.kind !== 'regroup';
   const readers = new Map<string, OpSpec[]>();
   const saved = new Set<string>();
   for (const b of graph.blocks) for (const op of b.ops) {
@@ -141,8 +143,29 @@ function seqSplit(ctx: Ctx, id: string): boolean {
   return ctx.T !== 0 && ctx.graph.tensors.get(id)!.dims.join() === B_DIMS;
 }
 
+/** Local size of a dimension; `batch` per sequence of the local microbatch, `group` per such sequence too. */
 function localSize(ctx: Ctx, d: DimName): number {
-  return d === 'batch' ? 1 : ctx.graph.dimSizes[d] / ctx.c.split[d];
+  if (d === 'batch') return 1;
+  // The expert side holds the sequences of every device its experts' all-to-all reaches.
+  if (d === 'group') return ctx.c.split.batch / ctx.c.split.group;
+  return ctx.graph.dimSizes[d] / ctx.c.split[d];
+}
+
+/** Whether a tensor's size grows with the microbatch (it has `batch`, or the expert side's `group`). */
+function perSequence(dims: readonly DimName[]): boolean {
+  return dims.includes('batch') || dims.includes('group');
+}
+
+/**
+ * The layout with MoE's derived `group` dimension: the expert side's sequences stay split over
+ * the batch axes that `experts` does not take; the axes both take are where dispatch and combine
+ * run their all-to-alls (Mesh-TF moe.py: batch -> batch_unsplit while experts_unsplit -> experts).
+ */
+export function withGroup(graph: Graph, mesh: Mesh, c: CompiledLayout): CompiledLayout {
+  if (!graphDims(graph).has('group')) return c;
+  const mask = { ...c.mask, group: c.mask.batch & ~c.mask.experts };
+  const split = { ...c.split, group: maskSize(mesh, mask.group) };
+  return { layout: c.layout, mask, split };
 }
 
 
@@ -152,7 +175,7 @@ function tbytes(ctx: Ctx, id: string): Lin {
   let n = t.bytes;
   for (const d of t.dims) n *= localSize(ctx, d);
   if (seqSplit(ctx, id)) n /= ctx.tSize;
-  return t.dims.includes('batch') ? lin(n, 0) : lin(0, n);
+  return perSequence(t.dims) ? lin(n, 0) : lin(0, n);
 }
 
 /** Bytes of the tensor as an einsum reads it: gathered over T under sequence parallelism. */
@@ -228,7 +251,7 @@ function gemmShape(ctx: Ctx, key: string): GemmShape {
     else if (part === 'm') m *= x;
     else if (part === 'n') n *= x;
     else k *= x;
-    if (d === 'batch') scales = part;
+    if (d === 'batch' || d === 'group') scales = part;
   }
   return { batch, m, n, k, scales };
 }
@@ -260,7 +283,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   if (op.kind === 'einsum') {
     let f = 2;
     for (const d of dims) f *= localSize(ctx, d);
-    flops = dims.includes('batch') ? lin(f, 0) : lin(0, f);
+    flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
     for (const id of op.inputs) {
       gatherOnce(ctx, id, colls);
       bytes = linAdd(bytes, fullBytes(ctx, id));
@@ -286,6 +309,21 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
       if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(logits, 'vocab'), 12)));
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
       if (lm) colls.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
+    } else if (op.kind === 'route') {
+      // Each expert's slots are numbered along the sequence: with length split, each device needs
+      // the counts of the shards before its own (an allgather of [batch, experts] int32 counts).
+      const m = ctx.c.mask.length;
+      if (m && op.route === 'dispatch') colls.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
+    } else if (op.kind === 'regroup') {
+      const r = regroupAxes(ctx);
+      // Dispatch: the shared axes all-to-all the expert-side buffer; the other expert axes slice locally.
+      // Combine: the reverse all-to-all, then an allgather over the expert axes batch lacks.
+      if (op.to === 'experts') {
+        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, out)));
+      } else {
+        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, op.inputs[0])));
+        if (r.slice) colls.push(coll(ctx, 'allgather', r.slice, out, tbytes(ctx, out)));
+      }
     } else if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
       if (ch.kind === 'none') bytes = ZERO;
@@ -308,7 +346,13 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   };
 }
 
-const NO_GRAD = new Set(['ids', 'mask', 'stat']);
+const NO_GRAD = new Set(['ids', 'mask', 'stat', 'routing']);
+
+/** A regroup's axes: those `experts` shares with batch (all-to-all) and those it has alone (slice). */
+function regroupAxes(ctx: Ctx): { a2a: number; slice: number } {
+  const E = ctx.c.mask.experts, B = ctx.c.mask.batch;
+  return { a2a: E & B, slice: E & ~B };
+}
 
 function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord['stage'] } {
   return { perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: block.layered ? 'all' : block.name === 'embed' ? 'first' : 'last' };
@@ -319,6 +363,7 @@ function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord[
  * go to ctx.weightPartial (synced once per step), activation gradients' to `pending` (gradsum).
  */
 function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set<number>>, out: OpRecord[]): void {
+  if (ctx.graph.tensors.get(op.output)!.role === 'routing') return; // the dispatch tensor passes no gradient
   const dims = opDims(ctx, op);
   const saved = new Set(ctx.gathered);
   const fwd = forwardOp(ctx, block, op, 'backward');
@@ -343,7 +388,13 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set
       if (first && seqSplit(ctx, op.output)) colls.push(coll(ctx, 'allgather', ctx.T, `${op.output}.grad`, fullBytes(ctx, op.output)));
       if (ts.role === 'weight' && seqSplit(ctx, other)) gatherOnce(ctx, other, colls);
     }
-    if (op.kind === 'rename') {
+    if (op.kind === 'regroup') {
+      // The reverse data movement: an all-to-all over the shared axes; dispatch's slice becomes an allgather.
+      const r = regroupAxes(ctx);
+      const expertSide = op.to === 'experts' ? op.output : wrt;
+      if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, `${wrt}.grad`, tbytes(ctx, expertSide)));
+      if (r.slice && op.to === 'experts') colls.push(coll(ctx, 'allgather', r.slice, `${wrt}.grad`, tbytes(ctx, wrt)));
+    } else if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
       // The reverse layout change: an allgather's gradient is a local slice, a slice's an allgather.
       if (ch.kind === 'slice') {
@@ -449,7 +500,7 @@ export function sequenceParallelAxes(graph: Graph, c: CompiledLayout): { mask: n
  * and recompute mode (DESIGN.md, "Lowering rules").
  */
 export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean } = {}): LayoutLowering {
-  const c = 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed);
+  const c = withGroup(graph, mesh, 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed));
   let T = 0;
   if (opts.sequenceParallel) {
     const sp = sequenceParallelAxes(graph, c);
@@ -531,6 +582,8 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     const b = ctx.info.weightBlock.get(w)!;
     return {
       id: w, block: b.name, layered: b.layered, elems: elemsLin(ctx, w).fixed, partial: ctx.weightPartial.get(w) ?? 0,
+      // ZeRO shards a weight over the batch axes that do not split it already (experts' weights: those experts leaves).
+      zeroMask: c.mask.batch & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
       perStage: b.layered ? b.repeat / stages : 1, stage: b.layered ? 'all' : b.name === 'embed' ? 'first' : 'last',
     };
   });

@@ -104,6 +104,8 @@ export interface WeightRecord {
   readonly elems: number;
   /** Partial-sum mask of its gradient (bit i = mesh axis i). */
   readonly partial: number;
+  /** The batch axes ZeRO shards its states over: those of batch that split none of its dimensions. */
+  readonly zeroMask: number;
   /** Layers of its block on one pipeline stage (1 for the embedding and head). */
   readonly perStage: number;
   readonly stage: 'first' | 'last' | 'all';

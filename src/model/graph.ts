@@ -1,15 +1,28 @@
 import type { Activation, ModelSpec } from './spec.js';
-import { DTYPE_BYTES } from './spec.js';
+import { DTYPE_BYTES, expertCapacity, moeOf } from './spec.js';
 
 /**
  * Tensor dimension names, as Mesh-TF's Transformer names them. `q_group` (query heads per K/V
- * head) exists only in grouped-query models; it is last so that every other dimension keeps its
- * bit in the search's masks.
+ * head) exists only in grouped-query models; the mixture-of-experts dimensions (Mesh-TF moe.py:
+ * `experts`, `expert_hidden`, `expert_capacity`, `expert_unsplit`, and the expert side's `group`)
+ * only in MoE models. They come last so that every other dimension keeps its bit in the search's masks.
  */
-export const DIM_NAMES = ['batch', 'length', 'memory_length', 'd_model', 'heads', 'd_kv', 'd_ff', 'vocab', 'layers', 'q_group'] as const;
+export const DIM_NAMES = [
+  'batch', 'length', 'memory_length', 'd_model', 'heads', 'd_kv', 'd_ff', 'vocab', 'layers', 'q_group',
+  'experts', 'expert_hidden', 'expert_capacity', 'expert_unsplit', 'group',
+] as const;
 export type DimName = (typeof DIM_NAMES)[number];
 
-export type TensorRole = 'activation' | 'weight' | 'ids' | 'mask' | 'stat';
+/**
+ * Dimensions no layout names. `expert_unsplit` is the router's view of `experts` and
+ * `expert_capacity` a buffer's slots (both replicated, as in Mesh-TF moe.py); `group` is the
+ * expert side's sequences, split over the batch axes that `experts` does not take (the lowering
+ * derives it: see src/lower/lower.ts withGroup).
+ */
+export const NEVER_SPLIT: ReadonlySet<DimName> = new Set<DimName>(['expert_capacity', 'expert_unsplit', 'group']);
+
+/** `routing`: a 0/1 dispatch tensor, stored in the activation dtype, through which no gradient flows. */
+export type TensorRole = 'activation' | 'weight' | 'ids' | 'mask' | 'stat' | 'routing';
 
 export interface TensorSpec {
   readonly id: string;
@@ -35,6 +48,9 @@ export type OpKind =
   | 'swiglu'      // silu(gate) × up                               inputs: gate, up
   | 'rotary'      // rotary position embedding over d_kv pairs     inputs: x
   | 'rename'      // same data, `dim` renamed to `to`              inputs: x
+  | 'route'       // top-k over `dim` with a capacity per expert:  inputs: probs
+                  //   combine weights or the 0/1 dispatch tensor [batch, length, expert_unsplit, expert_capacity]
+  | 'regroup'     // token side [batch, expert_unsplit, ..] <-> expert side [experts, group, ..] (`dim` -> `to`)
   | 'xent';       // mean softmax cross-entropy over `dim`         inputs: logits, ids
 
 /** What an op costs on hardware: priced with one efficiency per class. */
@@ -43,7 +59,8 @@ export type OpClass = 'matmul' | 'elementwise' | 'softmax' | 'reduction';
 export const OP_CLASS: Record<OpKind, OpClass> = {
   einsum: 'matmul', gather: 'elementwise', add: 'elementwise', layernorm: 'reduction',
   softmax: 'softmax', causal: 'elementwise', dropout: 'elementwise', act: 'elementwise',
-  swiglu: 'elementwise', rotary: 'elementwise', rename: 'elementwise', xent: 'reduction',
+  swiglu: 'elementwise', rotary: 'elementwise', rename: 'elementwise', route: 'elementwise', regroup: 'elementwise',
+  xent: 'reduction',
 };
 
 export interface OpSpec {
@@ -65,6 +82,8 @@ export interface OpSpec {
    * the lowering prices the group as one kernel; the runtime executes the ops as they are.
    */
   readonly fused?: 'attention';
+  /** route: which of Mesh-TF's two routing tensors the op writes. */
+  readonly route?: 'combine' | 'dispatch';
 }
 
 export type BlockName = 'embed' | 'encoder' | 'encoder_final' | 'decoder' | 'head';
@@ -99,7 +118,7 @@ export function buildGraph(spec: ModelSpec): Graph {
   const act = DTYPE_BYTES[spec.dtype];
   const tensors = new Map<string, TensorSpec>();
   const t = (id: string, dims: DimName[], role: TensorRole = 'activation'): string => {
-    const bytes = role === 'mask' ? 1 : role === 'ids' ? 4 : role === 'stat' ? 4 : act;
+    const bytes = role === 'mask' ? 1 : role === 'ids' ? 4 : role === 'stat' ? 4 : act; // routing: the activation dtype
     const prev = tensors.get(id);
     if (prev && prev.dims.join() !== dims.join()) throw new Error(`tensor ${id} declared twice with other dims`);
     tensors.set(id, { id, dims, role, bytes });
@@ -174,15 +193,15 @@ export function buildGraph(spec: ModelSpec): Graph {
     return { ops, out: yd.out };
   };
 
-  const ffn = (p: string, x: string): { ops: OpSpec[]; out: string } => {
+  const ffn = (p: string, x: string, hidden: DimName = 'd_ff'): { ops: OpSpec[]; out: string } => {
     const ops: OpSpec[] = [];
-    const F: DimName[] = ['batch', 'length', 'd_ff'];
-    const w1 = w(`${p}.w1`, ['d_model', 'd_ff']), w2 = w(`${p}.w2`, ['d_ff', 'd_model']);
+    const F: DimName[] = ['batch', 'length', hidden];
+    const w1 = w(`${p}.w1`, ['d_model', hidden]), w2 = w(`${p}.w2`, [hidden, 'd_model']);
     const h = t(`${p}.h`, F);
     ops.push({ name: `${p}.w1`, kind: 'einsum', inputs: [x, w1], output: h, saves: [x] });
     const a = t(`${p}.a`, F);
     if (spec.activation === 'swiglu') {
-      const w3 = w(`${p}.w3`, ['d_model', 'd_ff']);
+      const w3 = w(`${p}.w3`, ['d_model', hidden]);
       const g = t(`${p}.g`, F);
       ops.push({ name: `${p}.w3`, kind: 'einsum', inputs: [x, w3], output: g, saves: [x] });
       ops.push({ name: `${p}.swiglu`, kind: 'swiglu', inputs: [g, h], output: a, saves: [g, h] });
@@ -196,28 +215,97 @@ export function buildGraph(spec: ModelSpec): Graph {
     return { ops, out: yd.out };
   };
 
+  const moe = moeOf(spec);
+
+  /**
+   * A mixture-of-experts FFN as Mesh-TF moe.py (transformer_moe_layer_v1) writes it: a router
+   * einsum over the experts, top-k routing with a capacity into combine and dispatch tensors, the
+   * dispatch einsum, a regroup from the token side to the expert side (the all-to-all when
+   * `experts` shares the batch axes), the experts' FFN, the regroup back and the combine einsum;
+   * shared experts run as dense FFNs beside it (Dai et al. 2024).
+   */
+  const moeFfn = (p: string, x: string): { ops: OpSpec[]; out: string } => {
+    const ops: OpSpec[] = [];
+    const R: DimName[] = ['batch', 'length', 'expert_unsplit'];
+    const C: DimName[] = ['batch', 'length', 'expert_unsplit', 'expert_capacity'];
+    const TOK: DimName[] = ['batch', 'expert_unsplit', 'expert_capacity', 'd_model'];
+    const EXP: DimName[] = ['experts', 'group', 'expert_capacity', 'd_model'];
+    const H: DimName[] = ['experts', 'group', 'expert_capacity', 'expert_hidden'];
+    const wg = w(`${p}.router`, ['d_model', 'expert_unsplit']);
+    const logits = t(`${p}.logits`, R);
+    ops.push({ name: `${p}.router`, kind: 'einsum', inputs: [x, wg], output: logits, saves: [x] });
+    const probs = t(`${p}.probs`, R);
+    ops.push({ name: `${p}.softmax`, kind: 'softmax', inputs: [logits], output: probs, dim: 'expert_unsplit', saves: [probs] });
+    const combine = t(`${p}.combine`, C);
+    ops.push({ name: `${p}.combine_weights`, kind: 'route', inputs: [probs], output: combine, dim: 'expert_unsplit', route: 'combine', saves: [probs] });
+    const dispatch = t(`${p}.dispatch`, C, 'routing');
+    ops.push({ name: `${p}.dispatch_mask`, kind: 'route', inputs: [probs], output: dispatch, dim: 'expert_unsplit', route: 'dispatch', saves: [] });
+    const inTok = t(`${p}.in_tokens`, TOK);
+    ops.push({ name: `${p}.dispatch`, kind: 'einsum', inputs: [x, dispatch], output: inTok, saves: [dispatch] });
+    const inExp = t(`${p}.in_experts`, EXP);
+    ops.push({ name: `${p}.to_experts`, kind: 'regroup', inputs: [inTok], output: inExp, dim: 'expert_unsplit', to: 'experts', saves: [] });
+    const w1 = w(`${p}.w1`, ['experts', 'd_model', 'expert_hidden']), w2 = w(`${p}.w2`, ['experts', 'expert_hidden', 'd_model']);
+    const h = t(`${p}.h`, H);
+    ops.push({ name: `${p}.w1`, kind: 'einsum', inputs: [inExp, w1], output: h, saves: [inExp] });
+    const a = t(`${p}.a`, H);
+    if (spec.activation === 'swiglu') {
+      const w3 = w(`${p}.w3`, ['experts', 'd_model', 'expert_hidden']);
+      const g = t(`${p}.g`, H);
+      ops.push({ name: `${p}.w3`, kind: 'einsum', inputs: [inExp, w3], output: g, saves: [inExp] });
+      ops.push({ name: `${p}.swiglu`, kind: 'swiglu', inputs: [g, h], output: a, saves: [g, h] });
+    } else {
+      ops.push({ name: `${p}.act`, kind: 'act', inputs: [h], output: a, activation: spec.activation, saves: [h] });
+    }
+    const outExp = t(`${p}.out_experts`, EXP);
+    ops.push({ name: `${p}.w2`, kind: 'einsum', inputs: [a, w2], output: outExp, saves: [a] });
+    const outTok = t(`${p}.out_tokens`, TOK);
+    ops.push({ name: `${p}.to_tokens`, kind: 'regroup', inputs: [outExp], output: outTok, dim: 'experts', to: 'expert_unsplit', saves: [] });
+    let y = t(`${p}.routed`, B);
+    ops.push({ name: `${p}.combine`, kind: 'einsum', inputs: [outTok, combine], output: y, saves: [outTok, combine] });
+    for (let i = 0; i < moe!.sharedExperts; i++) {
+      const f = ffn(`${p}.shared${i}`, x, 'expert_hidden');
+      const sum = t(`${p}.with_shared${i}`, B);
+      ops.push(...f.ops, { name: `${p}.add_shared${i}`, kind: 'add', inputs: [y, f.out], output: sum, saves: [] });
+      y = sum;
+    }
+    const yd = dropoutOps(`${p}.y`, y, B);
+    ops.push(...yd.ops);
+    return { ops, out: yd.out };
+  };
+
   const residual = (name: string, a: string, b: string, out: string): OpSpec =>
     ({ name, kind: 'add', inputs: [a, b], output: t(out, B), saves: [] });
 
-  /** A pre-norm layer: x + attn(ln(x)) [+ cross(ln(.), enc)] + ffn(ln(.)). */
+  /**
+   * A pre-norm layer: x + attn(ln(x)) [+ cross(ln(.), enc)] + ffn(ln(.)). With MoE every n-th
+   * layer, one block holds n layers (n − 1 dense, then the MoE one) and loops layers/n times.
+   */
   const layer = (p: 'encoder' | 'decoder', cross: boolean): Block => {
     const ops: OpSpec[] = [];
     const x = t(`${p}.x`, B);
-    const ln1 = layerNorm(`${p}.ln1`, x);
-    const att = attention(`${p}.self`, ln1.out, ln1.out, p === 'decoder');
-    ops.push(...ln1.ops, ...att.ops, residual(`${p}.res1`, x, att.out, `${p}.x1`));
-    let cur = `${p}.x1`;
-    if (cross) {
-      const lnc = layerNorm(`${p}.lnc`, cur);
-      const ca = attention(`${p}.cross`, lnc.out, 'encoder.out', false);
-      ops.push(...lnc.ops, ...ca.ops, residual(`${p}.resc`, cur, ca.out, `${p}.xc`));
-      cur = `${p}.xc`;
+    const n = moe ? moe.moeEvery : 1;
+    let input = x;
+    for (let i = 0; i < n; i++) {
+      // Sub-layers of a block of several are named p.0, p.1, ...; the last writes the loop's p.x.
+      const q = n === 1 ? p : `${p}.${i}`;
+      const ln1 = layerNorm(`${q}.ln1`, input);
+      const att = attention(`${q}.self`, ln1.out, ln1.out, p === 'decoder');
+      ops.push(...ln1.ops, ...att.ops, residual(`${q}.res1`, input, att.out, `${q}.x1`));
+      let cur = `${q}.x1`;
+      if (cross) {
+        const lnc = layerNorm(`${q}.lnc`, cur);
+        const ca = attention(`${q}.cross`, lnc.out, 'encoder.out', false);
+        ops.push(...lnc.ops, ...ca.ops, residual(`${q}.resc`, cur, ca.out, `${q}.xc`));
+        cur = `${q}.xc`;
+      }
+      const ln2 = layerNorm(`${q}.ln2`, cur);
+      const f = moe && i === n - 1 ? moeFfn(`${q}.moe`, ln2.out) : ffn(`${q}.ffn`, ln2.out);
+      const next = i === n - 1 ? `${p}.x` : `${q}.out`;
+      ops.push(...ln2.ops, ...f.ops, residual(`${q}.res2`, cur, f.out, next));
+      input = next;
     }
-    const ln2 = layerNorm(`${p}.ln2`, cur);
-    const f = ffn(`${p}.ffn`, ln2.out);
-    ops.push(...ln2.ops, ...f.ops, residual(`${p}.res2`, cur, f.out, `${p}.x`));
-    // The layer's output is the next layer's input `${p}.x`: the block is one step of a loop.
-    const repeat = p === 'encoder' ? spec.encoderLayers : spec.decoderLayers;
+    // The block's output is the next block's input `${p}.x`: the block is one step of a loop.
+    const repeat = (p === 'encoder' ? spec.encoderLayers : spec.decoderLayers) / n;
     return { name: p, repeat, layered: true, ops, input: x };
   };
 
@@ -273,11 +361,16 @@ export function buildGraph(spec: ModelSpec): Graph {
   blocks.push({ name: 'head', repeat: 1, layered: false, ops: headOps });
 
   const weights = [...tensors.values()].filter((x) => x.role === 'weight').map((x) => x.id);
-  const layersDim = spec.kind === 'decoder' ? spec.decoderLayers : gcd(spec.encoderLayers, spec.decoderLayers);
+  // A pipeline stage holds whole blocks: with MoE every n-th layer, n layers at a time.
+  const perBlock = moe ? moe.moeEvery : 1;
+  const layersDim = spec.kind === 'decoder' ? spec.decoderLayers / perBlock : gcd(spec.encoderLayers, spec.decoderLayers) / perBlock;
   const dimSizes: Record<DimName, number> = {
     batch: spec.batch, length: spec.seqLen, memory_length: spec.seqLen, d_model: spec.dModel,
     heads: spec.kvHeads, d_kv: spec.dKv, d_ff: spec.dFf, vocab: spec.vocab, layers: layersDim,
     q_group: spec.heads / spec.kvHeads,
+    experts: moe ? moe.experts : 1, expert_hidden: moe ? moe.dFfExpert : 1,
+    expert_capacity: moe ? expertCapacity(moe, spec.seqLen) : 1, expert_unsplit: moe ? moe.experts : 1,
+    group: moe ? spec.batch : 1,
   };
   return { spec, dimSizes, tensors, blocks, weights };
 }
@@ -290,12 +383,25 @@ export function weightBlock(graph: Graph, weight: string): Block {
 
 /** Exact parameter count: layer weights × their layer count, shared weights once. */
 export function paramCount(graph: Graph): number {
+  return countParams(graph, 1);
+}
+
+/**
+ * Parameters one token runs through: the routed experts' weights count topK/experts of their size
+ * (every other weight, shared experts included, in full). Equal to paramCount for a dense model.
+ */
+export function activeParamCount(graph: Graph): number {
+  const m = moeOf(graph.spec);
+  return countParams(graph, m ? m.topK / m.experts : 1);
+}
+
+function countParams(graph: Graph, expertShare: number): number {
   let n = 0;
   for (const id of graph.weights) {
     const spec = graph.tensors.get(id)!;
     let size = 1;
     for (const d of spec.dims) size *= graph.dimSizes[d];
-    n += size * weightBlock(graph, id).repeat;
+    n += size * weightBlock(graph, id).repeat * (spec.dims.includes('experts') ? expertShare : 1);
   }
   return n;
 }

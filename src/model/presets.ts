@@ -100,6 +100,55 @@ for (const [name, layers, dModel, dFf, heads, total] of llama3) {
   });
 }
 
+// Mixture of experts. Jiang et al. 2024 (Mixtral of Experts), Table 1, and the released
+// config.json: 32 layers, dim 4096, 32 heads of 128, 8 KV heads, hidden 14336, vocab 32000, 8
+// experts, top 2; "47B total, 13B active" (Sec. 2.1; 46.7B / 12.9B on the model card). The paper
+// gives no training batch or capacity factor: 4096-token sequences, 1024 of them (4M tokens) and
+// Mesh-TF's capacity factor 1.25 are assumed.
+add('Jiang et al. 2024, Table 1 (Mixtral 8x7B): 46.7B total, 12.9B active parameters', {
+  name: 'mixtral-8x7b', kind: 'decoder', layers: 32, dModel: 4096, heads: 32, kvHeads: 8, dKv: 128, dFf: 14336,
+  vocab: 32000, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
+  experts: 8, topK: 2, capacityFactor: 1.25, moeEvery: 1, dFfExpert: 14336,
+});
+// Mistral AI 2024, Mixtral 8x22B model card and config.json: 56 layers, hidden 6144, 48 heads of
+// 128, 8 KV heads, intermediate 16384, vocab 32768, 8 experts, top 2; "141B parameters, 39B
+// active". Sequence, batch and capacity factor assumed as for 8x7B.
+add('Mistral AI 2024, Mixtral 8x22B model card: 141B total, 39B active parameters', {
+  name: 'mixtral-8x22b', kind: 'decoder', layers: 56, dModel: 6144, heads: 48, kvHeads: 8, dKv: 128, dFf: 16384,
+  vocab: 32768, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
+  experts: 8, topK: 2, capacityFactor: 1.25, moeEvery: 1, dFfExpert: 16384,
+});
+// Fedus et al. 2022 (Switch Transformers), Table 9 and Sec. 2: Switch-Base is T5-Base (12+12
+// layers, d_model 768, 12 heads of 64, d_ff 3072, vocab 32128, relu) with 128 experts, top 1, an
+// expert layer every other FFN, capacity factor 1.25 (Sec. 2.2), 512-token inputs, batch 128
+// (Sec. 3); 7.4B parameters (Table 9).
+// T5's relative position bias is left out, as for t5-11b.
+add('Fedus et al. 2022, Table 9 (Switch-Base, 128 experts): 7.4B parameters', {
+  name: 'switch-base-128', kind: 'encoder-decoder', encoderLayers: 12, decoderLayers: 12, dModel: 768, heads: 12,
+  dKv: 64, dFf: 3072, vocab: 32128, seqLen: 512, batch: 128, dtype: 'bfloat16', dropout: true, tiedEmbeddings: true,
+  activation: 'relu', positions: 'rotary',
+  experts: 128, topK: 1, capacityFactor: 1.25, moeEvery: 2, dFfExpert: 3072,
+});
+// Dai et al. 2024 (DeepSeekMoE), Sec. 5.1 and Table 1 of the 16B model: 28 layers, hidden 2048, 16
+// heads of 128, 64 routed experts of hidden 1408, 2 shared, top 6,
+// vocab 102400, 4096-token sequences, batch 4.5M tokens ≈ 1152 sequences; 16.4B total, 2.8B active.
+// The paper's first layer is dense (FFN 10944): here every layer is MoE, which counts 16.9B total.
+add('Dai et al. 2024, Sec. 5.1 (DeepSeekMoE 16B): 16.4B total, 2.8B active parameters', {
+  name: 'deepseek-moe-16b', kind: 'decoder', layers: 28, dModel: 2048, heads: 16, dKv: 128, dFf: 10944,
+  vocab: 102400, seqLen: 4096, batch: 1152, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
+  experts: 64, topK: 6, capacityFactor: 1.25, moeEvery: 1, sharedExperts: 2, dFfExpert: 1408,
+});
+
+// The MoE test model: 4 experts (top 2, one shared) on every layer, small enough to run on a simulated mesh.
+add('mesh-search MoE tests', {
+  name: 'tiny-moe', kind: 'decoder', layers: 2, dModel: 64, heads: 4, dKv: 16, dFf: 256, vocab: 128,
+  seqLen: 32, batch: 8, dtype: 'float32', dropout: false, tiedEmbeddings: false, activation: 'gelu',
+  positions: 'learned', experts: 4, topK: 2, capacityFactor: 1.25, moeEvery: 1, sharedExperts: 1, dFfExpert: 128,
+});
+
 // The runtime's test model (issue 4): small enough to execute on a simulated mesh in fp32.
 add('mesh-search runtime tests', {
   name: 'tiny', kind: 'decoder', layers: 2, dModel: 64, heads: 4, dKv: 16, dFf: 256, vocab: 128,

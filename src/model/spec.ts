@@ -33,6 +33,45 @@ export interface ModelSpec {
   readonly kvHeads: number;
   /** The attention core runs as one fused kernel (FlashAttention, Dao et al. 2022): same maths. */
   readonly flashAttention: boolean;
+  /**
+   * Mixture of experts (Mesh-TF moe.py; Shazeer et al. 2017, Lepikhin et al. 2020): set only on
+   * MoE models, so that a dense spec reads and writes as before. `experts` routed experts of hidden
+   * size `dFfExpert` replace the FFN of every `moeEvery`-th layer; each token goes to `topK` of
+   * them, each expert takes at most expertCapacity() tokens of a sequence; `sharedExperts` FFNs of
+   * the same size run on every token (Dai et al. 2024, DeepSeekMoE).
+   */
+  readonly experts?: number;
+  readonly topK?: number;
+  readonly capacityFactor?: number;
+  readonly moeEvery?: number;
+  readonly sharedExperts?: number;
+  readonly dFfExpert?: number;
+}
+
+/** The MoE fields of a spec, all present, or null for a dense model. */
+export interface MoeFields {
+  readonly experts: number;
+  readonly topK: number;
+  readonly capacityFactor: number;
+  readonly moeEvery: number;
+  readonly sharedExperts: number;
+  readonly dFfExpert: number;
+}
+
+export function moeOf(spec: ModelSpec): MoeFields | null {
+  if (!spec.experts) return null;
+  return {
+    experts: spec.experts, topK: spec.topK!, capacityFactor: spec.capacityFactor!, moeEvery: spec.moeEvery!,
+    sharedExperts: spec.sharedExperts!, dFfExpert: spec.dFfExpert!,
+  };
+}
+
+/**
+ * Slots per expert per sequence: topK × capacityFactor × tokens / experts, rounded up, at most the
+ * sequence (Fedus et al. 2022, Switch, eq. 3 for top-1; GShard's 2N/E for top-2, Lepikhin et al. 2020).
+ */
+export function expertCapacity(m: MoeFields, seqLen: number): number {
+  return Math.min(seqLen, Math.ceil((m.topK * m.capacityFactor * seqLen) / m.experts - 1e-9));
 }
 
 export const DTYPE_BYTES: Record<Dtype, number> = { bfloat16: 2, float16: 2, float32: 4 };
@@ -59,8 +98,33 @@ export function parseDtype(v: unknown, where = 'dtype'): Dtype {
 const KNOWN = new Set([
   'name', 'kind', 'layers', 'encoderLayers', 'decoderLayers', 'dModel', 'heads', 'dKv', 'dFf',
   'vocab', 'seqLen', 'batch', 'dtype', 'dropout', 'tiedEmbeddings', 'activation', 'positions', 'source',
-  'kvHeads', 'flashAttention',
+  'kvHeads', 'flashAttention', 'experts', 'topK', 'capacityFactor', 'moeEvery', 'sharedExperts', 'dFfExpert',
 ]);
+
+const MOE_FIELDS = ['topK', 'capacityFactor', 'moeEvery', 'sharedExperts', 'dFfExpert'] as const;
+
+/** The MoE fields of a raw spec, validated; {} for a dense model (which must name none of them). */
+function parseMoe(o: Record<string, unknown>, where: string, layers: readonly number[], dFf: number): Partial<MoeFields> {
+  if (o.experts === undefined || o.experts === 0) {
+    for (const k of MOE_FIELDS) check(o[k] === undefined, `${where}: "${k}" is a mixture-of-experts field; set "experts" too`);
+    return {};
+  }
+  const experts = int(o, 'experts', where, 2);
+  const topK = o.topK === undefined ? 2 : int(o, 'topK', where);
+  check(topK <= experts, `${where}: "topK" (${topK}) must be at most "experts" (${experts})`);
+  const cf = o.capacityFactor ?? 1.25; // Mesh-TF's moe_capacity_factor_train default (moe.py)
+  check(typeof cf === 'number' && Number.isFinite(cf) && cf > 0 && cf <= 64,
+    `${where}: "capacityFactor" must be a number in (0, 64], got ${JSON.stringify(o.capacityFactor)}`);
+  const moeEvery = o.moeEvery === undefined ? 1 : int(o, 'moeEvery', where);
+  for (const n of layers) {
+    check(n % moeEvery === 0, `${where}: "moeEvery" (${moeEvery}) must divide the layer count (${n})`);
+  }
+  const sharedExperts = o.sharedExperts === undefined ? 0 : int(o, 'sharedExperts', where, 0);
+  check(sharedExperts <= 64, `${where}: "sharedExperts" must be at most 64, got ${sharedExperts}`);
+  const dFfExpert = o.dFfExpert === undefined ? dFf : int(o, 'dFfExpert', where);
+  check(experts <= 1 << 16 && dFfExpert <= 1 << 30, `${where}: "experts" or "dFfExpert" is too large for mesh-search to price`);
+  return { experts, topK, capacityFactor: cf as number, moeEvery, sharedExperts, dFfExpert };
+}
 
 function int(o: Record<string, unknown>, key: string, where: string, min = 1): number {
   const v = o[key];
@@ -129,6 +193,7 @@ export function parseModelSpec(value: unknown, where = 'model spec'): ModelSpec 
     positions: oneOf(o, 'positions', ['learned', 'rotary'] as const, 'learned', where),
     kvHeads,
     flashAttention: bool(o, 'flashAttention', false, where),
+    ...parseMoe(o, where, kind === 'decoder' ? [decoderLayers] : [encoderLayers, decoderLayers], o.dFf as number),
   };
   const big = [spec.dModel, spec.heads, spec.dKv, spec.dFf, spec.vocab, spec.seqLen, spec.batch];
   check(big.every((n) => n <= 1 << 30), `${where}: a size above 2^30 is not a model mesh-search can price`);

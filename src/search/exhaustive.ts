@@ -2,7 +2,7 @@ import type { Estimate } from '../cost/estimate.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { compileLayout, graphDims, layoutProblem, type Layout } from '../layout/layout.js';
+import { compileLayout, splittableDims, layoutProblem, type Layout } from '../layout/layout.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
@@ -83,7 +83,7 @@ export function exhaustive(opts: {
   };
   // Backtrack over dimensions, dropping a set of axes that collides with a dimension it shares a tensor with.
   // A dimension the model lacks stays unsplit, as the search's space leaves it.
-  const present = graphDims(graph);
+  const present = splittableDims(graph);
   const rec = (d: number) => {
     if (d === D) return visit();
     for (let m = 0; m < (present.has(DIM_NAMES[d]) ? 1 << A : 1); m++) {

@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { graphDims, tensorDimSets, type Layout } from '../layout/layout.js';
+import { splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import { innerSize, type Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLink } from '../cost/price.js';
@@ -90,7 +90,7 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
 export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile, opts: { symmetric?: boolean } = {}): PlanSpace {
   const conf = conflicts(graph);
   // A dimension the model lacks (q_group without grouped-query attention) is never offered.
-  const present = graphDims(graph);
+  const present = splittableDims(graph);
   let absent = 0;
   DIM_NAMES.forEach((d, k) => { if (!present.has(d)) absent |= 1 << k; });
   const choices: number[] = [];

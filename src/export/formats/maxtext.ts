@@ -21,6 +21,12 @@ const LOGICAL: Record<DimName, { params: string[]; activations: string[] }> = {
   layers: { params: ['layers'], activations: ['activation_stage'] },
   // Grouped-query models: MaxText names query heads as one axis (q_heads), so q_group has no rule of its own (refused in src/engine).
   q_group: { params: [], activations: [] },
+  // Mixture of experts: src/engine refuses MoE models for MaxText until this export writes its expert keys.
+  experts: { params: [], activations: [] },
+  expert_hidden: { params: [], activations: [] },
+  expert_capacity: { params: [], activations: [] },
+  expert_unsplit: { params: [], activations: [] },
+  group: { params: [], activations: [] },
 };
 
 const REMAT = { none: 'minimal_with_context', selective: 'minimal', full: 'full' } as const;
