@@ -55,8 +55,8 @@ describe('multi-head models are unchanged by the grouped-query code', () => {
     for (const [name, want] of Object.entries(golden)) {
       const g = buildGraph(getPreset(name));
       expect(summary(g)).toEqual({ weights: want.weights, tensors: want.tensors, blocks: want.blocks });
-      // The only new size is q_group = heads / kvHeads = 1, which no tensor carries.
-      expect(g.dimSizes).toEqual({ ...want.dimSizes, q_group: 1 });
+      // The only new sizes are q_group = heads / kvHeads = 1 and the MoE dimensions, 1, which no tensor carries.
+      expect(g.dimSizes).toEqual({ ...want.dimSizes, q_group: 1, experts: 1, expert_hidden: 1, expert_capacity: 1, expert_unsplit: 1, group: 1 });
       expect([...g.tensors.values()].some((t) => t.dims.includes('q_group'))).toBe(false);
     }
   });
@@ -196,8 +196,8 @@ describe('model spec: kvHeads, flashAttention, dtype spellings', () => {
     expect(summary(fused)).toEqual(summary(plain));
   });
 
-  it('defaults flash attention on for the llama presets and off for the Mesh-TF-era ones', () => {
-    for (const p of listPresets()) expect(p.spec.flashAttention).toBe(p.name.startsWith('llama'));
+  it('defaults flash attention on for the llama presets (and the 2024 MoE ones) and off for the Mesh-TF-era ones', () => {
+    for (const p of listPresets()) expect(p.spec.flashAttention).toBe(/^(llama|mixtral|deepseek)/.test(p.name));
   });
 });
 

@@ -1,11 +1,17 @@
 import fc from 'fast-check';
 import { compileLayout, layoutProblem, type Layout } from '../../src/layout/layout.js';
 import type { Mesh } from '../../src/mesh/mesh.js';
-import { DIM_NAMES, type DimName, type Graph } from '../../src/model/graph.js';
+import { DIM_NAMES, NEVER_SPLIT, type DimName, type Graph } from '../../src/model/graph.js';
 import { parseModelSpec, type ModelSpec } from '../../src/model/spec.js';
 
+/** The dimensions of a dense model (the MoE ones come after q_group): the arbitraries' default. */
+export const DENSE_DIMS: readonly DimName[] = DIM_NAMES.slice(0, DIM_NAMES.indexOf('q_group') + 1);
+
+/** What a layout of an MoE model may split: every dimension but those no layout names. */
+export const MOE_DIMS: readonly DimName[] = DIM_NAMES.filter((d) => !NEVER_SPLIT.has(d));
+
 /** A layout: each dimension on a subset of the mesh axes (mesh order), possibly invalid. */
-export function anyLayout(mesh: Mesh, dims: readonly DimName[] = DIM_NAMES): fc.Arbitrary<Layout> {
+export function anyLayout(mesh: Mesh, dims: readonly DimName[] = DENSE_DIMS): fc.Arbitrary<Layout> {
   const nAxes = mesh.axes.length;
   return fc.array(fc.integer({ min: 0, max: (1 << nAxes) - 1 }), { minLength: dims.length, maxLength: dims.length }).map((masks) => {
     const m = new Map<DimName, string[]>();
@@ -18,7 +24,7 @@ export function anyLayout(mesh: Mesh, dims: readonly DimName[] = DIM_NAMES): fc.
 }
 
 /** A layout that gives each mesh axis to at most one dimension: never two dimensions on one axis. */
-export function exclusiveLayout(mesh: Mesh, dims: readonly DimName[] = DIM_NAMES): fc.Arbitrary<Layout> {
+export function exclusiveLayout(mesh: Mesh, dims: readonly DimName[] = DENSE_DIMS): fc.Arbitrary<Layout> {
   return fc.array(fc.integer({ min: -1, max: dims.length - 1 }), { minLength: mesh.axes.length, maxLength: mesh.axes.length }).map((owner) => {
     const m = new Map<DimName, string[]>();
     owner.forEach((d, a) => {
@@ -30,7 +36,7 @@ export function exclusiveLayout(mesh: Mesh, dims: readonly DimName[] = DIM_NAMES
 }
 
 /** A valid layout for this graph and mesh: drawn both ways, then filtered for validity. */
-export function validLayout(graph: Graph, mesh: Mesh, dims: readonly DimName[] = DIM_NAMES): fc.Arbitrary<Layout> {
+export function validLayout(graph: Graph, mesh: Mesh, dims: readonly DimName[] = DENSE_DIMS): fc.Arbitrary<Layout> {
   return fc.oneof(exclusiveLayout(mesh, dims), exclusiveLayout(mesh, dims), anyLayout(mesh, dims))
     .filter((l) => layoutProblem(graph, mesh, compileLayout(l, mesh)) === null);
 }
