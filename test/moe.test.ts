@@ -8,6 +8,9 @@ import { parseMesh } from '../src/mesh/mesh.js';
 import { activeParamCount, buildGraph, paramCount } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { expertCapacity, moeOf, parseModelSpec } from '../src/model/spec.js';
+import { getDevice } from '../src/cost/presets.js';
+import { matmulBound } from '../src/search/bounds.js';
+import { decode, dimMasks, layoutOf, makeSpace, splits } from '../src/search/space.js';
 
 const counts = (name: string) => {
   const g = buildGraph(getPreset(name));
@@ -197,5 +200,29 @@ describe('expert parallelism: experts split over an axis', () => {
     expect(() => validateLayout(g, mesh, parseLayout('batch:rows;expert_hidden:rows'))).toThrow(/two dimensions, batch and expert_hidden, on mesh axis rows/);
     expect(() => validateLayout(g, mesh, parseLayout('batch:rows+cols;experts:cols;expert_hidden:rows'))).toThrow(/on mesh axis rows/);
     expect(() => validateLayout(g, mesh, parseLayout('experts:cols;expert_hidden:rows'))).not.toThrow();
+  });
+});
+
+describe('the search bounds on MoE models', () => {
+  it('the matmul bound of every layout is at most the matmul FLOPs its plans run, per device', () => {
+    const g = buildGraph(getPreset('tiny-moe'));
+    const mesh = parseMesh('rows:2;cols:4');
+    const profile = getDevice('a100-80g');
+    const space = makeSpace(g, mesh, profile, { symmetric: false });
+    const bound = matmulBound(g, profile);
+    const rate = profile.peakFlops[g.spec.dtype] * profile.efficiency.matmul;
+    let checked = 0, experts = 0;
+    for (let rank = 0; rank < space.ranks; rank++) {
+      const masks = dimMasks(space, decode(space, rank, []), new Array(space.dims.length));
+      const split = splits(space, masks);
+      if (!split) continue;
+      const layout = layoutOf(space, masks);
+      const p = lower(g, mesh, makePlan(layout));
+      expect(bound(split) * rate).toBeLessThanOrEqual(p.flops.perDevice * (1 + 1e-9));
+      checked++;
+      if (layout.has('experts')) experts++;
+    }
+    expect(experts).toBeGreaterThan(0);
+    expect(checked).toBeGreaterThan(experts);
   });
 });

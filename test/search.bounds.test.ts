@@ -6,11 +6,11 @@ import { buildGraph } from '../src/model/graph.js';
 import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, planOf, splits, strategies, toCanonical } from '../src/search/space.js';
 import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { matmulBound } from '../src/search/bounds.js';
-import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
+import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
 
 describe('the plan space and its bounds', () => {
-  it('a layout the space calls valid is exactly one the layout module accepts', () => {
-    fc.assert(fc.property(tinySpec(), tinyMesh(), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
+  for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 60, 11], [' (MoE models)', tinyMoeSpec(), 20, 31]] as const) it(`a layout the space calls valid is exactly one the layout module accepts${tag}`, () => {
+    fc.assert(fc.property(specs, tinyMesh(), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       // Every rank decodes to a conflict-free layout; divisibility is the only test left.
@@ -20,11 +20,11 @@ describe('the plan space and its bounds', () => {
         const layout = layoutOf(space, masks);
         expect(splits(space, masks) !== null).toBe(layoutProblem(graph, mesh, compileLayout(layout, mesh)) === null);
       }
-    }), { numRuns: 60, seed: 11 });
+    }), { numRuns, seed });
   });
 
-  it('no plan of a layout beats its FLOPs, compute or memory bound, and compute grows with microbatches', () => {
-    fc.assert(fc.property(tinySpec(), tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
+  for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 25, 5], [' (MoE models)', tinyMoeSpec(), 10, 6]] as const) it(`no plan of a layout beats its FLOPs, compute or memory bound, and compute grows with microbatches${tag}`, () => {
+    fc.assert(fc.property(specs, tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
@@ -56,7 +56,7 @@ describe('the plan space and its bounds', () => {
         }
       }
       expect(checked).toBeGreaterThan(0);
-    }), { numRuns: 25, seed: 5 });
+    }), { numRuns, seed });
   });
 
   it('stepping from canonical layout to canonical layout visits each orbit once, and the orbits cover every layout', () => {

@@ -28,6 +28,24 @@ export function tinySpec(): fc.Arbitrary<ModelSpec> {
   }).map(({ group, ...r }) => parseModelSpec({ name: 'random', ...r, kvHeads: r.heads % group === 0 ? r.heads / group : r.heads }));
 }
 
+/** A small mixture-of-experts model: 2 to 4 experts on every layer or every other one, some with a shared expert. */
+export function tinyMoeSpec(): fc.Arbitrary<ModelSpec> {
+  return fc.record({
+    layers: fc.constantFrom(2, 4),
+    dModel: fc.constantFrom(4, 8),
+    heads: fc.constantFrom(1, 2),
+    dFfExpert: fc.constantFrom(4, 6),
+    seqLen: fc.constantFrom(2, 4),
+    batch: fc.constantFrom(2, 4, 8),
+    experts: fc.constantFrom(2, 3, 4),
+    topK: fc.constantFrom(1, 2),
+    moeEvery: fc.constantFrom(1, 2),
+    sharedExperts: fc.constantFrom(0, 1),
+    activation: fc.constantFrom('relu', 'swiglu'),
+    dtype: fc.constantFrom('bfloat16', 'float32'),
+  }).map((r) => parseModelSpec({ name: 'random-moe', kind: 'decoder', dKv: 2, dFf: 8, vocab: 8, dropout: false, ...r }));
+}
+
 /** A mesh of 1 to 3 small axes. */
 export function tinyMesh(maxAxes = 3): fc.Arbitrary<Mesh> {
   return fc.array(fc.constantFrom(1, 2, 2, 3, 4), { minLength: 1, maxLength: maxAxes })

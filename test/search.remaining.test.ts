@@ -8,7 +8,7 @@ import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { makeRemaining } from '../src/search/remaining.js';
 import { dimMasks, layoutOf, makeSpace, planOf, splits, strategies } from '../src/search/space.js';
-import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
+import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
 
 const BATCH = DIM_NAMES.indexOf('batch');
 
@@ -20,8 +20,8 @@ const BATCH = DIM_NAMES.indexOf('batch');
  * plans and valid plans the scan counts, and know the most devices a valid completion uses.
  */
 describe('what the remaining axes can add (the branch and bound table)', () => {
-  it('bounds every completion of a prefix from below and counts them exactly', () => {
-    fc.assert(fc.property(tinySpec(), tinyMesh(3), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
+  for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 40, 21], [' (MoE models)', tinyMoeSpec(), 12, 23]] as const) it(`bounds every completion of a prefix from below and counts them exactly${tag}`, () => {
+    fc.assert(fc.property(specs, tinyMesh(3), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
@@ -69,7 +69,7 @@ describe('what the remaining axes can add (the branch and bound table)', () => {
       expect(rem.lbStep(state)).toBeLessThanOrEqual(least);
       expect(rem.lbMemory(state)).toBeLessThanOrEqual(leastMem);
       expect(rem.lbStep(state)).toBeGreaterThan(0);
-    }), { numRuns: 40, seed: 21 });
+    }), { numRuns, seed });
   });
 
   it('holds on preset models, where matmuls dominate and the FLOPs bound is tight', () => {
