@@ -70,6 +70,9 @@ export interface RunResult {
 /** Refuse what this machine cannot simulate, in one line. */
 export function checkSimulable(program: Program): void {
   const { mesh } = program;
+  if (program.graph.spec.experts) {
+    throw new InputError(`the runtime does not run mixture-of-experts models yet (${program.graph.spec.name}: no kernels for routing and the expert all-to-all); estimate and search price them`);
+  }
   if (mesh.size > MAX_DEVICES) {
     throw new InputError(`a mesh of ${mesh.size} devices is too large to simulate here (at most ${MAX_DEVICES})`);
   }

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { runCli } from './search.helpers.js';
+
+describe('mesh-search on MoE models', () => {
+  it('--mesh 8x8 --model mixtral-8x7b --device h100-sxm returns a feasible plan that splits experts', () => {
+    const r = runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--json', '--workers', '0']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.best.feasible).toBe(true);
+    expect(j.best.plan.layout).toMatch(/(^|;)experts:/);
+    expect(j.best.memory.total).toBeLessThanOrEqual(j.best.memory.capacity);
+    // The dispatch and combine all-to-alls are in its communication.
+    expect(j.best.communication.collectives.some((c: { kind: string }) => c.kind === 'all-to-all')).toBe(true);
+  });
+
+  it('estimate reports the all-to-alls of experts on the batch axis', () => {
+    const r = runCli(['estimate', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const a2a = j.communication.collectives.filter((c: { kind: string }) => c.kind === 'all-to-all');
+    // 2 sequences × 80 slots (2 × 1.25 × 32) × d_model 64 × 4 bytes, 4 per layer (dispatch, combine, both backward), 2 layers.
+    expect(a2a).toEqual([{ kind: 'all-to-all', axes: ['cols'], bytes: 2 * 80 * 64 * 4, count: 8 }]);
+  });
+
+  it('run and train refuse an MoE model in one line, exit 2', () => {
+    for (const cmd of ['run', 'train']) {
+      const r = runCli([cmd, '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--steps', '1']);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain('does not run mixture-of-experts models yet');
+    }
+  });
+
+  it('refuses a layout naming a dimension no layout splits, in one line, exit 2', () => {
+    const r = runCli(['estimate', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'expert_capacity:cols']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('is never split');
+  });
+});
