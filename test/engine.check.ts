@@ -69,6 +69,16 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     if (n('--num-layers') % (pp * vp) !== 0) out.push('layers do not split into pp x virtual stages');
     if (a.has('--sequence-parallel') && tp === 1) out.push('--sequence-parallel without tensor parallelism');
     for (const f of ['--num-layers', '--hidden-size', '--num-attention-heads', '--ffn-hidden-size', '--seq-length', '--vocab-size']) if (!a.has(f)) out.push(`no ${f}: the model is not complete`);
+    // validate_args: expert parallelism needs num_experts, a multiple of it; parallel_state: the
+    // expert groups (etp = tp by default) tile the tp x cp x dp ranks; TransformerConfig: padding
+    // to capacity needs a capacity factor.
+    const ep = n('--expert-model-parallel-size');
+    if (ep > 1 && !a.has('--num-experts')) out.push('--expert-model-parallel-size without --num-experts');
+    if (a.has('--num-experts') && n('--num-experts') % ep !== 0) out.push('num_experts is not a multiple of expert_model_parallel_size');
+    if ((dp * cp) % ep !== 0) out.push(`expert_model_parallel_size ${ep} does not divide the data x context ranks ${dp * cp}`);
+    if (a.has('--moe-pad-expert-input-to-capacity') && !a.has('--moe-expert-capacity-factor')) out.push('--moe-pad-expert-input-to-capacity without --moe-expert-capacity-factor');
+    if (spec.experts && (n('--num-experts') !== spec.experts || n('--moe-router-topk') !== spec.topK)) out.push('the experts or top-k are not the model\'s');
+    if (!spec.experts && a.has('--num-experts')) out.push('--num-experts on a dense model');
     return out;
   },
   torchtitan: (text, { mesh, spec }, fx) => {

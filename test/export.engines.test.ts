@@ -26,6 +26,8 @@ export const CASES: Record<string, ExportInput> = {
   'GQA, tensor parallel': at('16x8', llama3, 'h100-sxm', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'),
   'GQA, Mesh-TF style': at('8x8', parseModelSpec({ ...getPreset('mtf-lm-s2'), kvHeads: 8 }), 'tpu-v2', 'batch:rows;heads:cols;d_ff:cols;vocab:cols'),
   'GQA, q_group split': at('16x4', parseModelSpec({ ...getPreset('mtf-lm-s2'), kvHeads: 8 }), 'tpu-v2', 'batch:rows;q_group:cols;d_ff:cols;vocab:cols'),
+  'MoE, experts over the inner data axis': at('8x8', getPreset('mixtral-8x7b'), 'h100-sxm', 'batch:rows+cols;experts:cols', { zero: 1, recompute: 'full', microbatches: 16 }),
+  'MoE, expert and tensor parallel': at('2x2x4', getPreset('tiny-moe'), 'h100-sxm', 'batch:x+y;experts:y;heads:z;expert_hidden:z;vocab:z'),
   'llama2-70b (GQA), 3-D': at('4x4x4', getPreset('llama2-70b'), 'h100-sxm', 'layers:x;batch:y;heads:z;d_ff:z;vocab:z', { zero: 1, recompute: 'selective', microbatches: 16, sequenceParallel: true }),
 };
 

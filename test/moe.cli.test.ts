@@ -1,4 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { getDevice } from '../src/cost/presets.js';
+import { exportPlan } from '../src/export/index.js';
+import { planFromJson } from '../src/lower/plan.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { getPreset } from '../src/model/presets.js';
+import { checkExport } from './engine.check.js';
 import { runCli } from './search.helpers.js';
 
 describe('mesh-search on MoE models', () => {
@@ -11,6 +17,13 @@ describe('mesh-search on MoE models', () => {
     expect(j.best.memory.total).toBeLessThanOrEqual(j.best.memory.capacity);
     // The dispatch and combine all-to-alls are in its communication.
     expect(j.best.communication.collectives.some((c: { kind: string }) => c.kind === 'all-to-all')).toBe(true);
+    // Its Megatron-LM export passes the engine fixture check, with the experts over the experts' axes.
+    const input = { plan: planFromJson(j.best.plan), mesh: parseMesh('8x8'), spec: getPreset('mixtral-8x7b'), profile: getDevice('h100-sxm') };
+    const text = exportPlan(input, 'megatron').text;
+    expect(checkExport('megatron', text, input)).toEqual([]);
+    expect(text).toContain('--num-experts 8');
+    expect(text).toContain('--moe-router-topk 2');
+    expect(text).toContain('--expert-model-parallel-size 8');
   });
 
   it('estimate reports the all-to-alls of experts on the batch axis', () => {

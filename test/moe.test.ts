@@ -9,6 +9,7 @@ import { activeParamCount, buildGraph, paramCount } from '../src/model/graph.js'
 import { getPreset } from '../src/model/presets.js';
 import { expertCapacity, moeOf, parseModelSpec } from '../src/model/spec.js';
 import { getDevice } from '../src/cost/presets.js';
+import { modelProblems, whyNot } from '../src/engine/rules.js';
 import { matmulBound } from '../src/search/bounds.js';
 import { decode, dimMasks, layoutOf, makeSpace, splits } from '../src/search/space.js';
 
@@ -224,5 +225,34 @@ describe('the search bounds on MoE models', () => {
     }
     expect(experts).toBeGreaterThan(0);
     expect(checked).toBeGreaterThan(experts);
+  });
+});
+
+describe('engines and MoE plans', () => {
+  const mixtral = getPreset('mixtral-8x7b');
+  const mesh = parseMesh('8x8');
+  it('Megatron-LM takes experts over the inner data axis and refuses them elsewhere, in one line each', () => {
+    expect(whyNot('megatron', makePlan('batch:rows+cols;experts:cols'), mesh, mixtral)).toEqual([]);
+    const outer = whyNot('megatron', makePlan('batch:rows+cols;experts:rows'), mesh, mixtral);
+    expect(outer.some((r) => r.includes('not the innermost data axes (rows+cols)'))).toBe(true);
+    const alone = whyNot('megatron', makePlan('batch:rows;experts:cols'), mesh, mixtral);
+    expect(alone.some((r) => r.includes('splits experts over cols, which does not split batch alone'))).toBe(true);
+    for (const r of [...outer, ...alone]) expect(r.includes('\n')).toBe(false);
+  });
+
+  it('Megatron-LM splits the experts\' hidden dimension on the tensor axes, as its expert tensor parallelism does', () => {
+    const g = getPreset('tiny-moe');
+    const m = parseMesh('2x2x4');
+    expect(whyNot('megatron', makePlan('batch:x+y;experts:y;heads:z;expert_hidden:z;vocab:z'), m, g)).toEqual([]);
+    const partial = whyNot('megatron', makePlan('batch:x+y;experts:y;heads:z;vocab:z'), m, g);
+    expect(partial.some((r) => r.includes('expert_hidden stays whole'))).toBe(true);
+  });
+
+  it('every other engine refuses an MoE model in one line, naming megatron', () => {
+    for (const e of ['mesh-tf', 't5x', 'maxtext', 'deepspeed', 'torchtitan'] as const) {
+      const r = modelProblems(e, mixtral);
+      expect(r.filter((x) => x.includes('cannot express mixture-of-experts models yet') && x.includes('export to megatron'))).toHaveLength(1);
+      expect(modelProblems(e, getPreset('llama2-7b')).some((x) => x.includes('mixture-of-experts'))).toBe(false);
+    }
   });
 });

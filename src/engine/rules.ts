@@ -5,7 +5,7 @@ import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { CAPABILITIES, LLAMA3_FLAVORS, type Engine, type Llama3Flavor } from './capabilities.js';
 import { maxtextKinds } from './maxtext.js';
-import { axesWith, shapeOf, TENSOR_DIMS, type AxisUse, type PlanShape } from './shape.js';
+import { axesWith, modelTensorDims, shapeOf, TENSOR_DIMS, type AxisUse, type PlanShape } from './shape.js';
 
 /** What the rules read of a hardware profile: the devices of each network level, innermost first. */
 export interface SliceInfo {
@@ -82,6 +82,7 @@ export function modelProblems(engine: Engine, spec: ModelSpec): string[] {
   if (!cap.positions.includes(spec.positions)) out.push(`${t} has no ${spec.positions} position embedding (it has ${list(cap.positions)})`);
   if (!cap.dtypes.includes(spec.dtype)) out.push(`${t} does not train in ${spec.dtype} (it takes ${list(cap.dtypes)})`);
   if (!cap.gqa && kv !== spec.heads) out.push(`${t} has no grouped-query attention: ${kv} KV heads for ${spec.heads} query heads cannot be expressed`);
+  if (spec.experts && engine !== 'megatron') out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron`);
   if (engine === 'torchtitan' && spec.kind === 'decoder' && !llama3Flavor(spec)) {
     out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${spec.name}'s dimensions`);
   }
@@ -118,7 +119,7 @@ function fixedRoleProblems(s: PlanShape, t: string): string[] {
  */
 function tensorProblems(s: PlanShape, t: string, vocabSplit: boolean): string[] {
   const out: string[] = [];
-  const want = vocabSplit ? TENSOR_DIMS : TENSOR_DIMS.filter((d) => d !== 'vocab');
+  const want = modelTensorDims(s.spec).filter((d) => vocabSplit || d !== 'vocab');
   const tensor = axesWith(s, 'tensor');
   if (!vocabSplit && axesOf(s.plan.layout, 'vocab').length > 0) {
     out.push(`${t} has no vocabulary-parallel embedding or output layer: vocab:${axesOf(s.plan.layout, 'vocab').join('+')} cannot be expressed`);
@@ -223,6 +224,14 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
   },
   megatron: (s) => {
     const out: string[] = [];
+    // Expert parallelism (parallel_state order tp-cp-ep-dp-pp): experts over the inner data-parallel ranks.
+    const expertAxes = axesOf(s.plan.layout, 'experts');
+    const data = axesWith(s, 'data').filter((a) => a.size > 1).map((a) => a.name);
+    for (const a of expertAxes) if (!data.includes(a)) out.push(`Megatron-LM splits experts over data-parallel ranks (expert_model_parallel_size), but the plan splits experts over ${a}, which does not split batch alone`);
+    if (expertAxes.length > 0 && expertAxes.every((a) => data.includes(a)) && expertAxes.join('+') !== data.slice(data.length - expertAxes.length).join('+')) {
+      out.push(`Megatron-LM puts expert-parallel ranks inside the data-parallel ones (order tp-cp-ep-dp-pp), but the plan splits experts over ${expertAxes.join('+')}, not the innermost data axes (${data.join('+')})`);
+    }
+    if (s.ep > 1 && s.cp > 1) out.push('expert parallelism with context parallelism folds experts over context ranks in Megatron-LM, which mesh-search does not price; keep length whole');
     if (s.cp > 1 && s.spec.seqLen % (2 * s.cp) !== 0) out.push(`Megatron-LM needs seq_length % (2 x context-parallel size) == 0, but ${s.spec.seqLen} % ${2 * s.cp} != 0`);
     if (s.spec.heads % s.tp !== 0 || s.kvHeads % s.tp !== 0) out.push(`Megatron-LM splits query and KV heads over the ${s.tp} tensor ranks, but ${s.kvHeads} KV heads do not divide`);
     return out;

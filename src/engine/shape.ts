@@ -40,14 +40,24 @@ export interface PlanShape {
   readonly kvHeads: number;
   readonly sequenceParallel: boolean;
   readonly virtualStages: number;
+  /** Product of the sizes of the axes that split experts (1 for a dense model). */
+  readonly ep: number;
 }
 
-export const TENSOR_DIMS: readonly DimName[] = ['heads', 'd_ff', 'vocab'];
+/** What tensor parallelism splits: heads, the FFN's hidden dimension and the experts' (MoE), vocab. */
+export const TENSOR_DIMS: readonly DimName[] = ['heads', 'd_ff', 'expert_hidden', 'vocab'];
+
+/** The tensor-parallel dimensions this model has: d_ff where some layer is dense, expert_hidden where it has experts. */
+export function modelTensorDims(spec: ModelSpec): DimName[] {
+  const dense = !spec.experts || (spec.moeEvery ?? 1) > 1;
+  return TENSOR_DIMS.filter((d) => (d === 'd_ff' ? dense : d === 'expert_hidden' ? !!spec.experts : true));
+}
 
 function roleOf(dims: readonly DimName[]): AxisRole {
   if (dims.length === 0) return 'unused';
   const only = (d: DimName) => dims.length === 1 && dims[0] === d;
-  if (only('batch')) return 'data';
+  // Expert parallelism runs over data-parallel ranks (Megatron-LM's expert_model_parallel_size).
+  if (only('batch') || (dims.length === 2 && dims[0] === 'batch' && dims[1] === 'experts')) return 'data';
   if (only('layers')) return 'pipeline';
   if (only('length')) return 'context';
   if (dims.every((d) => TENSOR_DIMS.includes(d))) return 'tensor';
@@ -68,6 +78,7 @@ export function shapeOf(plan: Plan, mesh: Mesh, spec: ModelSpec): PlanShape {
     plan, mesh, spec, axes, dp: degree('data'), tp: degree('tensor'), pp: degree('pipeline'), cp: degree('context'),
     batchSplit, perReplica, microBatch: perReplica / plan.microbatches, layers: spec.encoderLayers + spec.decoderLayers,
     kvHeads: spec.kvHeads, sequenceParallel: plan.sequenceParallel, virtualStages: plan.virtualStages,
+    ep: axesOf(layout, 'experts').reduce((p, a) => p * sizeOf(a), 1),
   };
 }
 
