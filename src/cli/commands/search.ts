@@ -10,7 +10,6 @@ import type { ModelSpec } from '../../model/spec.js';
 import { makePlan, planFromJson } from '../../lower/plan.js';
 import { search, searchDevices, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
 import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../../engine/index.js';
-import { exportPlan } from '../../export/exportPlan.js';
 import type { HardwareProfile } from '../../cost/profile.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { availableParallelism } from 'node:os';
@@ -255,6 +254,8 @@ export const searchCommand: CommandModule<object, Args> = {
       }
       const b = result.best;
       process.stderr.write(`mesh-search: best ${args.export} plan ${b.plan.layout || '(replicated)'} zero ${b.plan.zero} recompute ${b.plan.recompute} microbatches ${b.plan.microbatches}: step ${fmtSeconds(b.time.step)}, MFU ${pct(b.mfu)}\n`);
+      // Loaded only when asked for: the exporters and their YAML writer add ~50 ms to every start.
+      const { exportPlan } = await import('../../export/exportPlan.js');
       process.stdout.write(exportPlan({ plan: planFromJson(b.plan), mesh, spec, profile }, args.export).text);
       return;
     }
