@@ -32,6 +32,8 @@ describe('the command line loads only what a command needs', () => {
       // The run itself went through the command's module: the list is the real one.
       expect(r.urls.some((u) => /dist[\\/]cli[\\/]commands[\\/](search|estimate|export)\.js$/.test(u))).toBe(true);
       expect(heavy(r.urls)).toEqual([]);
+      // A plain search or estimate writes no engine configuration: no exporter, no YAML writer.
+      if (args[0] !== 'export') expect(r.urls.filter((u) => /[\\/]dist[\\/]export[\\/]|[\\/]node_modules[\\/]yaml[\\/]/.test(u))).toEqual([]);
     }
   });
 

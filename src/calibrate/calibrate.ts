@@ -96,12 +96,15 @@ export function checkEnoughRows(rows: readonly Measurement[], base: HardwareProf
 }
 
 /** Leave-one-plan-out (or a fold of plans, past MAX_FOLDS): each plan's step time as predicted by a profile fitted without it. */
-export function crossValidate(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): number[] {
+export function crossValidate(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, fitToAll?: HardwareProfile): number[] {
   const predicted = new Array<number>(rows.length);
   const folds = foldsOf(rows);
+  // Each fold starts where the fit to every row ended (fit.ts startFrom): a held-out plan only
+  // moves the optimum a little, so a fold converges in a few steps, not from the base again.
+  const all = opts.method === 'physics' ? undefined : fitToAll ?? fitProfile(rows, base, opts).profile;
   for (const fold of new Set(folds)) {
     const train = rows.filter((_, i) => folds[i] !== fold);
-    const { profile } = fitProfile(train, base, opts);
+    const { profile } = fitProfile(train, base, all ? { ...opts, startFrom: all } : opts);
     const priced = new Map<Measurement['program'], number>();
     rows.forEach((m, i) => {
       if (folds[i] !== fold) return;
@@ -144,9 +147,9 @@ export function calibrate(loaded: LoadedRows, base: HardwareProfile, files: read
     throw e;
   }
   const before = accuracyOf(rows, base);
-  const cv = crossValidate(rows, base, opts);
-  const after = accuracy(cv, rows.map((m) => m.stepTime), tauGroups(rows));
   const { profile: fitted, summary } = fitProfile(rows, base, opts);
+  const cv = crossValidate(rows, base, opts, fitted);
+  const after = accuracy(cv, rows.map((m) => m.stepTime), tauGroups(rows));
   const note = `fitted by mesh-search calibrate (robust bounded least squares) from ${rows.length} measured rows` +
     `${files.length ? ` of ${files.join(', ')}` : ''}; leave-one-plan-out step-time MAPE ${pct(after.mape)} (base ${base.name}: ${pct(before.mape)})`;
   const profile = validateProfile({

@@ -38,6 +38,12 @@ export interface FitOptions {
    * other models and meshes (what the presets are fitted with).
    */
   readonly method?: 'classes' | 'physics';
+  /**
+   * Classes fit: start the free parameters from this profile (a fit of more rows) instead of the
+   * base, from that one start only; held parameters stay at the base. Cross-validation's folds
+   * start from the fit to all rows: they converge in a few steps to their own optimum.
+   */
+  readonly startFrom?: HardwareProfile;
 }
 
 export interface FitResult {
@@ -151,10 +157,20 @@ export function setupFit(rows: readonly Measurement[], base: HardwareProfile, op
   };
   // The gradient costs 2 × parameters pricings: worked out only when the solver reads it (a
   // rejected trial step never does).
+  // The solver asks again at points it has seen (each robust round starts where the last ended):
+  // the last few predictions are kept, by the exact parameter values.
+  const seen = new Map<string, { readonly value: Float64Array; readonly grad: Float64Array[] }>();
   const predictGroups = (theta: Float64Array) => {
-    const value = valuesAt(theta);
+    const key = Array.prototype.join.call(theta, ',');
+    const hit = seen.get(key);
+    if (hit) return hit;
+    const at = Float64Array.from(theta);
+    const value = valuesAt(at);
     let grad: Float64Array[] | undefined;
-    return { value, get grad() { return (grad ??= gradAt(theta, value)); } };
+    const pred = { value, get grad() { return (grad ??= gradAt(at, value)); } };
+    if (seen.size >= 8) seen.delete(seen.keys().next().value!);
+    seen.set(key, pred);
+    return pred;
   };
   const start = Float64Array.from(space.defs, (d) => d.base);
   // Identifiability is judged with nothing hidden (overlap 0), where every term shows in the step.
@@ -189,9 +205,14 @@ export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, 
   }
   // The exposure max(0, ·) is flat where communication hides entirely: start the overlap from the
   // base, from 0 (everything exposed) and half way, and keep the fit that explains the rows best.
-  let res = robustFit(problem, start);
+  let from = start;
+  if (opts.startFrom) {
+    const warm = makeSpace(opts.startFrom, axesOf(rows, opts.startFrom));
+    from = Float64Array.from(start, (v, j) => (fixed[j] || warm.defs[j]?.name !== space.defs[j].name ? v : warm.defs[j].base));
+  }
+  let res = robustFit(problem, from);
   for (const o of [0, 0.5]) {
-    if (fixed[space.overlap] || o === start[space.overlap]) continue;
+    if (opts.startFrom || fixed[space.overlap] || o === start[space.overlap]) continue;
     const s = Float64Array.from(start);
     s[space.overlap] = o;
     const alt = robustFit(problem, s);

@@ -47,6 +47,8 @@ export interface PlanFile {
   mesh?: string;
   model?: unknown;
   device?: string;
+  /** The --node-size the plan was searched with. */
+  nodeSize?: number;
 }
 
 export function loadPlanFile(path: string): PlanFile {
@@ -65,18 +67,30 @@ export function loadPlanFile(path: string): PlanFile {
     mesh: o.mesh as string | undefined,
     model: o.model,
     device: o.device as string | undefined,
+    nodeSize: o.nodeSize === undefined ? undefined : optionalIntFlag('node-size', o.nodeSize, 1, 1 << 30),
   };
 }
 
 /** The plan from `--layout` and friends. */
-export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute?: unknown; microbatches?: unknown }): Plan {
+export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute?: unknown; microbatches?: unknown; sequenceParallel?: unknown; virtualStages?: unknown }): Plan {
   if (Array.isArray(args.layout)) throw new InputError(`--layout is given ${args.layout.length} times; give it once`);
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');
   return makePlan(args.layout, {
     zero: optionalIntFlag('zero', args.zero, 0, 3),
     recompute: args.recompute === undefined ? undefined : enumFlag('recompute', args.recompute, RECOMPUTE),
     microbatches: optionalIntFlag('microbatches', args.microbatches, 1),
+    sequenceParallel: boolFlag('sequence-parallel', args.sequenceParallel),
+    virtualStages: optionalIntFlag('virtual-stages', args.virtualStages, 1, 1024),
   });
+}
+
+/** A boolean flag: yargs gives true/false; a plan file gives a JSON boolean; anything else is refused. */
+function boolFlag(name: string, v: unknown): boolean | undefined {
+  if (v === undefined || typeof v === 'boolean') return v;
+  if (Array.isArray(v)) throw new InputError(`--${name} is given ${v.length} times; give it once`);
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new InputError(`--${name} must be true or false, got ${JSON.stringify(v)}`);
 }
 
 /** Flags that name a plan: a plan file, the plan by flags, or both (flags override the file). */
@@ -88,6 +102,8 @@ export interface PlanFlags {
   zero?: unknown;
   recompute?: unknown;
   microbatches?: unknown;
+  sequenceParallel?: unknown;
+  virtualStages?: unknown;
 }
 
 /** The mesh, model and plan that `--plan` and the flags name together. */
@@ -102,8 +118,29 @@ export function resolvePlan(args: PlanFlags): { spec: ModelSpec; mesh: Mesh; pla
     zero: args.zero ?? file?.plan.zero,
     recompute: args.recompute ?? file?.plan.recompute,
     microbatches: args.microbatches ?? file?.plan.microbatches,
+    // A plan file's sequence parallelism and interleaving are part of its plan, like its ZeRO stage.
+    sequenceParallel: args.sequenceParallel ?? file?.plan.sequenceParallel,
+    virtualStages: args.virtualStages ?? file?.plan.virtualStages,
   });
   return { spec: loadModel(modelArg), mesh: loadMesh(meshArg), plan, file };
+}
+
+/**
+ * `--node-size N`: the profile's innermost network level holds N devices (an NVL72 rack is 72
+ * GPUs on NVLink, a TPU slice its chip count); the outer levels are as the profile has them.
+ */
+export function withNodeSize(profile: HardwareProfile, v: unknown): HardwareProfile {
+  const n = optionalIntFlag('node-size', v, 1, 1 << 30);
+  if (n === undefined) return profile;
+  const [inner, ...outer] = profile.levels;
+  if (outer.length > 0 && n >= outer[0].devices) {
+    throw new InputError(`--node-size ${n} is not smaller than ${profile.name}'s next level (${outer[0].name}, ${outer[0].devices} devices)`);
+  }
+  return validateProfile({
+    ...profile,
+    levels: [{ ...inner, devices: n }, ...outer],
+    sources: { ...profile.sources, [inner.name]: `${profile.sources?.[inner.name] ?? inner.name}; ${n} devices per ${inner.name} domain from --node-size` },
+  }, `device profile ${profile.name} with --node-size ${n}`);
 }
 
 /**

@@ -7,7 +7,7 @@ import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
 import { pricingProfile } from '../../search/index.js';
 import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { resolveDevice, resolvePlan } from '../../inputs/index.js';
+import { resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
 
 interface Args {
   mesh?: string;
@@ -17,7 +17,10 @@ interface Args {
   zero?: string;
   recompute?: string;
   microbatches?: string;
+  sequenceParallel?: boolean;
+  virtualStages?: string;
   device?: string;
+  nodeSize?: string;
   json?: boolean;
   engine?: string;
 }
@@ -54,12 +57,15 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
+      .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
+      .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device (bubble (p-1)/(V·m); needs layers split)' })
       .option('device', { type: 'string', describe: `hardware preset (mesh-search devices) or profile JSON (default: the plan file's, else ${DEFAULT_DEVICE})` })
+      .option('node-size', { type: 'string', describe: "devices in the profile's innermost network level (72 for an NVL72 rack, a TPU slice's chips)" })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' })
       .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'also say whether this training engine can express the plan, and why not' }),
   handler: (args) => {
     const { spec, mesh, plan, file } = resolvePlan(args);
-    const profile = resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE);
+    const profile = withNodeSize(resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE), args.nodeSize ?? file?.nodeSize);
     const engine = engineArg(args.engine);
     // With --engine, priced as that engine runs it (pricingProfile: gradient sync it does not hide).
     const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, profile) : profile);

@@ -14,6 +14,8 @@ interface Args {
   zero?: string;
   recompute?: string;
   microbatches?: string;
+  sequenceParallel?: boolean;
+  virtualStages?: string;
   device?: string;
   out?: string;
 }
@@ -31,6 +33,8 @@ export const exportCommand: CommandModule<object, Args> = {
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
+      .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism on the tensor-parallel axes" })
+      .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device' })
       .option('device', { type: 'string', describe: `hardware preset or profile JSON: which axes cross slices (default: the plan file's, else ${DEFAULT_DEVICE})` })
       .option('out', { type: 'string', describe: 'write the configuration to this file instead of stdout' }),
   handler: (args) => {

@@ -21,6 +21,8 @@ export interface PlanArgs {
   zero?: string;
   recompute?: string;
   microbatches?: string;
+  sequenceParallel?: boolean;
+  virtualStages?: string;
   device?: string;
   backend: string;
   steps?: string;
@@ -35,6 +37,8 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
     .option('recompute', { type: 'string', describe: 'none | selective | full' })
     .option('microbatches', { type: 'string', describe: 'microbatches per step' })
+    .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
+    .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device (bubble (p-1)/(V·m); needs layers split)' })
     .option('device', { type: 'string', describe: `hardware profile that prices the estimates (default: the plan file's, else ${DEFAULT_DEVICE})` })
     .option('backend', { type: 'string', default: 'auto', choices: [...BACKENDS], describe: 'tfjs kernels: tensorflow (tfjs-node[-gpu], when installed), wasm, cpu' }) as Argv<T>;
 }

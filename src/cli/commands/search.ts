@@ -10,11 +10,10 @@ import type { ModelSpec } from '../../model/spec.js';
 import { makePlan, planFromJson } from '../../lower/plan.js';
 import { search, searchDevices, SearchFailed, type Objective, type Progress, type SearchResult } from '../../search/index.js';
 import { CAPABILITIES, ENGINES, isEngine, modelProblems, type Engine } from '../../engine/index.js';
-import { exportPlan } from '../../export/exportPlan.js';
 import type { HardwareProfile } from '../../cost/profile.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { availableParallelism } from 'node:os';
-import { checkWritable, enumFlag, writeAtomic, intFlag, loadDevice, loadMesh, loadModel, workersFlag } from '../../inputs/index.js';
+import { checkWritable, enumFlag, writeAtomic, intFlag, loadDevice, loadMesh, loadModel, workersFlag, withNodeSize } from '../../inputs/index.js';
 
 interface Args {
   mesh?: string;
@@ -22,6 +21,7 @@ interface Args {
   timeLimit?: number;
   model?: string;
   device: string;
+  nodeSize?: string;
   top: string;
   workers?: string;
   objective: string;
@@ -164,6 +164,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('time-limit', { type: 'number', describe: 'stop after this many seconds with the best plan found and its proven gap' })
       .option('model', { type: 'string', describe: 'model preset (mesh-search models) or JSON spec file' })
       .option('device', { type: 'string', default: DEFAULT_DEVICE, describe: 'hardware preset (mesh-search devices) or profile JSON' })
+      .option('node-size', { type: 'string', describe: "devices in the profile's innermost network level (72 for an NVL72 rack, a TPU slice's chips)" })
       .option('top', { type: 'string', default: '5', describe: 'how many plans to show' })
       .option('workers', { type: 'string', describe: 'worker threads (0: run inline); default: inline, then one per core if the search runs past 1 s' })
       .option('objective', { type: 'string', default: 'time', choices: ['time', 'memory'], describe: 'least step time (among plans that fit) or least memory' })
@@ -180,7 +181,7 @@ export const searchCommand: CommandModule<object, Args> = {
     if (args.devices !== undefined && (!Number.isSafeInteger(args.devices) || args.devices < 1)) throw new InputError(`--devices must be a positive integer, got ${args.devices}`);
     if (args.timeLimit !== undefined && !(Number.isFinite(args.timeLimit) && args.timeLimit > 0)) throw new InputError(`--time-limit must be a positive number of seconds, got ${args.timeLimit}`);
     const spec = loadModel(args.model);
-    const profile = loadDevice(args.device);
+    const profile = withNodeSize(loadDevice(args.device), args.nodeSize);
     let mesh: Mesh = args.mesh !== undefined ? loadMesh(args.mesh) : (null as unknown as Mesh);
     const objective: Objective = enumFlag('objective', args.objective, ['time', 'memory'] as const);
     const top = intFlag('top', args.top, 1, 10_000);
@@ -233,6 +234,7 @@ export const searchCommand: CommandModule<object, Args> = {
         mesh: formatMesh(mesh),
         model: findPreset(args.model) ? args.model : spec,
         device: args.device,
+        ...(args.nodeSize !== undefined ? { nodeSize: Number(args.nodeSize) } : {}),
         estimate: result.best,
       };
       writeAtomic(args.out, JSON.stringify(file, null, 2) + '\n', 'the plan');
@@ -252,6 +254,8 @@ export const searchCommand: CommandModule<object, Args> = {
       }
       const b = result.best;
       process.stderr.write(`mesh-search: best ${args.export} plan ${b.plan.layout || '(replicated)'} zero ${b.plan.zero} recompute ${b.plan.recompute} microbatches ${b.plan.microbatches}: step ${fmtSeconds(b.time.step)}, MFU ${pct(b.mfu)}\n`);
+      // Loaded only when asked for: the exporters and their YAML writer add ~50 ms to every start.
+      const { exportPlan } = await import('../../export/exportPlan.js');
       process.stdout.write(exportPlan({ plan: planFromJson(b.plan), mesh, spec, profile }, args.export).text);
       return;
     }
