@@ -26,6 +26,14 @@ describe('mesh-search on MoE models', () => {
     expect(text).toContain('--expert-model-parallel-size 8');
   });
 
+  it('models lists the MoE presets with their total and active parameters', () => {
+    const rows = JSON.parse(runCli(['models', '--json']).stdout) as { name: string; params: number; activeParams?: number }[];
+    const m = rows.find((r) => r.name === 'mixtral-8x7b')!;
+    expect(m.activeParams! / m.params).toBeCloseTo(12.9 / 46.7, 2);
+    expect(rows.find((r) => r.name === 'llama2-7b')!.activeParams).toBeUndefined();
+    expect(runCli(['models']).stdout).toMatch(/mixtral-8x7b\s+46\.70B \(12\.88B active\)/);
+  });
+
   it('estimate reports the all-to-alls of experts on the batch axis', () => {
     const r = runCli(['estimate', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--json']);
     expect(r.code).toBe(0);

@@ -4,7 +4,7 @@ import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
 import type { HardwareProfile } from '../src/cost/profile.js';
 import { ENGINES, whyNot, type Engine } from '../src/engine/index.js';
-import { compileLayout, layoutProblem, tensorDimSets, type Layout } from '../src/layout/layout.js';
+import { compileLayout, layoutProblem, splittableDims, tensorDimSets, type Layout } from '../src/layout/layout.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../src/lower/plan.js';
 import { parseMesh, type Mesh } from '../src/mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../src/model/graph.js';
@@ -42,9 +42,11 @@ function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: Hardwa
       }
     }
   };
+  // Only the dimensions the model has and a layout may name: the others split nothing.
+  const present = splittableDims(graph);
   const rec = (k: number) => {
     if (k === DIM_NAMES.length) return visit();
-    for (let m = 0; m < 1 << A; m++) {
+    for (let m = 0; m < (present.has(DIM_NAMES[k]) ? 1 << A : 1); m++) {
       if (masks.some((o, j) => j < k && shares[k][j] && (o & m))) continue;
       masks[k] = m;
       rec(k + 1);
