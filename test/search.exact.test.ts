@@ -21,6 +21,7 @@ import { tinyProfile, tinySpec } from './search.helpers.js';
  */
 interface Priced {
   readonly layout: string;
+  readonly sequenceParallel: boolean;
   readonly step: number;
   readonly memory: number;
   readonly feasible: boolean;
@@ -65,8 +66,18 @@ function bruteForce(spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): Pric
     for (const zero of batchSplit ? [0, 1, 2, 3] : [0]) {
       for (const recompute of ['none', 'selective', 'full'] as Recompute[]) {
         for (let microbatches = 1; microbatches <= spec.batch; microbatches *= 2) {
-          const e = estimatePlan(graph, mesh, makePlan(layout, { zero, recompute, microbatches }), profile);
-          if (e.valid) all.push({ layout, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
+          // Each plan with and without sequence parallelism; estimatePlan says which are valid.
+          for (const sequenceParallel of [false, true]) {
+            let e;
+            try {
+              e = estimatePlan(graph, mesh, makePlan(layout, { zero, recompute, microbatches, sequenceParallel }), profile);
+            } catch (err) {
+              // A layout that cannot take sequence parallelism is refused by name.
+              if (sequenceParallel && /sequence parallelism/.test((err as Error).message)) continue;
+              throw err;
+            }
+            if (e.valid) all.push({ layout, sequenceParallel, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
+          }
         }
       }
     }
@@ -101,7 +112,7 @@ const meshes = ['a0:2;a1:4', 'a0:4;a1:2', 'a0:2;a1:3', 'a0:3;a1:2', 'a0:4', 'a0:
 
 describe('the search against an independent brute force', () => {
   it('finds the same top plans, the same Pareto front and the same closest plan, on cases where the bounds prune', async () => {
-    let cases = 0;
+    let cases = 0, spCases = 0;
     await fc.assert(fc.asyncProperty(
       fc.record({
         spec: tinySpec(), mesh: fc.constantFrom(...meshes), profile: tinyProfile(),
@@ -122,7 +133,9 @@ describe('the search against an independent brute force', () => {
         fc.pre(r.searched.pruned > 0);
         cases++;
         const all = bruteForce(s.spec, s.mesh, s.profile);
-        expect(r.searched.valid).toBe(all.length);
+        // The space's count is of plans without sequence parallelism (their SP variants are priced beside them).
+        expect(r.searched.valid).toBe(all.filter((p) => !p.sequenceParallel).length);
+        if (all.some((p) => p.sequenceParallel)) spCases++;
         expect(r.top.map((e) => [e.time.step, e.memory.total])).toEqual(bestK(all, s.objective, s.top));
         expect(points(r.pareto)).toEqual(paretoPoints(all, s.objective, s.paretoSlack));
         if (all.some((p) => p.feasible)) {
@@ -134,5 +147,7 @@ describe('the search against an independent brute force', () => {
       },
     ), { numRuns: 30, seed: 12 });
     expect(cases).toBe(30);
+    // Cases where sequence parallelism is in the space, so its variants are checked too.
+    expect(spCases).toBeGreaterThan(5);
   }, 600_000);
 });
