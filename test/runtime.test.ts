@@ -139,6 +139,8 @@ describe('mesh-search run and train', () => {
     [['run', '--mesh', '8x16', '--model', 'tiny', '--layout', ''], /too large to simulate here/],
     [['run', '--mesh', '2x2', '--model', 'gpt3-175b', '--layout', ''], /GiB across 4 simulated devices/],
     [['train', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--data', '/no/such.txt'], /cannot read training text/],
+    [['run', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows;heads:cols;d_ff:cols', '--sequence-parallel', '--check'], /does not run sequence parallelism yet/],
+    [['run', '--mesh', '2', '--model', 'small', '--layout', 'layers:x', '--microbatches', '2', '--virtual-stages', '2'], /does not run interleaved pipelines yet/],
   ])('refuses what it cannot run with one line and exit 2: %j', (args, why) => {
     const r = cli(args as string[]);
     expect(r.code).toBe(2);

@@ -63,7 +63,7 @@ describe('the text answer', () => {
     const r = runCli(['--mesh', '16x32', '--model', 'transformer-5b', '--top', '3', '--explain', '--workers', '0']);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/#\s+layout\s+zero\s+recompute\s+microbatches\s+step\s+MFU\s+memory\/device\s+sent\/device/);
+    expect(r.stdout).toMatch(/#\s+layout\s+zero\s+recompute\s+microbatches\s+seq-par\s+step\s+MFU\s+memory\/device\s+sent\/device/);
     expect(r.stdout.split('\n').filter((l) => /^ ?[123] {2}batch/.test(l))).toHaveLength(3 + 3);
     expect(r.stdout).toMatch(/the paper's layout batch:rows;d_ff:cols;heads:cols;vocab:cols .*: step [\d.]+ ms, MFU [\d.]+%, .* the best plan is [\d.]+x as fast/);
     expect(r.stdout).toMatch(/runner-up: batch/);

@@ -21,6 +21,7 @@ import { tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
  */
 interface Priced {
   readonly layout: string;
+  readonly sequenceParallel: boolean;
   readonly step: number;
   readonly memory: number;
   readonly feasible: boolean;
@@ -71,8 +72,18 @@ function bruteForce(spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): Pric
     for (const zero of batchSplit ? [0, 1, 2, 3] : [0]) {
       for (const recompute of ['none', 'selective', 'full'] as Recompute[]) {
         for (let microbatches = 1; microbatches <= spec.batch; microbatches *= 2) {
-          const e = estimatePlan(graph, mesh, makePlan(layout, { zero, recompute, microbatches }), profile);
-          if (e.valid) all.push({ layout, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
+          // Each plan with and without sequence parallelism; estimatePlan says which are valid.
+          for (const sequenceParallel of [false, true]) {
+            let e;
+            try {
+              e = estimatePlan(graph, mesh, makePlan(layout, { zero, recompute, microbatches, sequenceParallel }), profile);
+            } catch (err) {
+              // A layout that cannot take sequence parallelism is refused by name.
+              if (sequenceParallel && /sequence parallelism/.test((err as Error).message)) continue;
+              throw err;
+            }
+            if (e.valid) all.push({ layout, sequenceParallel, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
+          }
         }
       }
     }
@@ -106,8 +117,8 @@ const points = (es: readonly Estimate[]) => [...new Set(es.map((e) => `${e.time.
 const meshes = ['a0:2;a1:4', 'a0:4;a1:2', 'a0:2;a1:3', 'a0:3;a1:2', 'a0:4', 'a0:1;a1:2'].map(parseMesh);
 
 describe('the search against an independent brute force', () => {
-  const exact = (specs: fc.Arbitrary<ModelSpec>, numRuns: number, seed: number) => async () => {
-    let cases = 0;
+  const exact = (specs: fc.Arbitrary<ModelSpec>, numRuns: number, seed: number, minSpCases: number | null) => async () => {
+    let cases = 0, spCases = 0;
     await fc.assert(fc.asyncProperty(
       fc.record({
         spec: specs, mesh: fc.constantFrom(...meshes), profile: tinyProfile(),
@@ -128,7 +139,9 @@ describe('the search against an independent brute force', () => {
         fc.pre(r.searched.pruned > 0);
         cases++;
         const all = bruteForce(s.spec, s.mesh, s.profile);
-        expect(r.searched.valid).toBe(all.length);
+        // The space's count is of plans without sequence parallelism (their SP variants are priced beside them).
+        expect(r.searched.valid).toBe(all.filter((p) => !p.sequenceParallel).length);
+        if (all.some((p) => p.sequenceParallel)) spCases++;
         expect(r.top.map((e) => [e.time.step, e.memory.total])).toEqual(bestK(all, s.objective, s.top));
         expect(points(r.pareto)).toEqual(paretoPoints(all, s.objective, s.paretoSlack));
         if (all.some((p) => p.feasible)) {
@@ -140,9 +153,11 @@ describe('the search against an independent brute force', () => {
       },
     ), { numRuns, seed });
     expect(cases).toBe(numRuns);
+    // Cases where sequence parallelism is in the space, so its variants are checked too.
+    if (minSpCases !== null) expect(spCases).toBeGreaterThan(minSpCases);
   };
 
-  it('finds the same top plans, the same Pareto front and the same closest plan, on cases where the bounds prune', exact(tinySpec(), 30, 12), 600_000);
+  it('finds the same top plans, the same Pareto front and the same closest plan, on cases where the bounds prune', exact(tinySpec(), 30, 12, 5), 600_000);
 
-  it('does so on mixture-of-experts models, where experts and expert_hidden are placed with the rest', exact(tinyMoeSpec(), 8, 15), 600_000);
+  it('does so on mixture-of-experts models, where experts and expert_hidden are placed with the rest', exact(tinyMoeSpec(), 8, 15, null), 600_000);
 });

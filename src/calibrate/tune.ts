@@ -53,11 +53,15 @@ const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.micro
  * The closed loop: search with the base profile, run its best plans on the simulated mesh,
  * calibrate on their traces, search again with the calibrated profile, and run its choice.
  */
+/** What the simulated mesh runs (src/runtime checkSimulable): no sequence parallelism or interleaving yet. */
+const runnable = (e: Estimate) => !e.plan.sequenceParallel && e.plan.virtualStages === 1;
+
 export async function tune(opts: TuneOptions): Promise<TuneReport> {
   const say = opts.onProgress ?? (() => {});
   // The best plans, one per layout first: the same layout under other strategies teaches the fit
   // little about the links; then the next best plans fill the runs.
-  const first = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 4 * opts.runs, workers: opts.workers });
+  const searched = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 8 * opts.runs, workers: opts.workers });
+  const first = { best: searched.top.find(runnable) ?? null, top: searched.top.filter(runnable) };
   if (!first.best) throw new InputError(`no plan of ${opts.spec.name} fits on this mesh with ${opts.base.name}: nothing to tune`);
   const ctx = newContext(opts.base.name);
   const rows: Measurement[] = [];
@@ -86,8 +90,9 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
   for (const [i, e] of chosen.entries()) await run(e, i);
   say(`calibrating on ${rows.length} measured plans`);
   const report = calibrate({ rows, rejected, devices: [] }, opts.base, [`tune: ${rows.length} runs of ${opts.spec.name}`], { method: opts.fit ?? 'physics' });
-  const second = await search({ spec: opts.spec, mesh: opts.mesh, profile: report.profile, top: 1, workers: opts.workers });
-  if (!second.best) throw new InputError('the calibrated profile leaves no feasible plan');
+  const again = await search({ spec: opts.spec, mesh: opts.mesh, profile: report.profile, top: 8 * opts.runs, workers: opts.workers });
+  const second = { best: again.top.find(runnable) ?? null };
+  if (!second.best) throw new InputError('the calibrated profile leaves no feasible plan the simulated mesh runs');
   const oldMeasured = await run(first.best, 0);
   const newMeasured = await run(second.best, rows.length);
   const changed = planKey(first.best.plan) !== planKey(second.best.plan);

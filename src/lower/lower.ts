@@ -478,6 +478,12 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
   return saved;
 }
 
+/** Whether a layout can take sequence parallelism on this mesh: null, or why not. */
+export function sequenceParallelProblem(graph: Graph, mesh: Mesh, layout: Layout): string | null {
+  const sp = sequenceParallelAxes(graph, validateLayout(graph, mesh, layout));
+  return 'problem' in sp ? sp.problem : null;
+}
+
 /**
  * Sequence parallelism's axes for a layout: those that split heads and d_ff (Megatron's tensor
  * parallel group). Null with the reason when the layout cannot take it.

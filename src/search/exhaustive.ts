@@ -6,6 +6,7 @@ import { compileLayout, splittableDims, layoutProblem, type Layout } from '../la
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
+import { sequenceParallelProblem } from '../lower/lower.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../lower/plan.js';
 import type { Candidate, Objective } from './protocol.js';
 import { compare, mergeTop, paretoFront, primary } from './rank.js';
@@ -15,7 +16,8 @@ import type { SearchResult } from './search.js';
 /**
  * The plain exhaustive scan the search is checked and measured against: every dimension on
  * every set of axes (mesh order), validity by the layout module's own check, every strategy
- * priced, no bounds. With `symmetry` it keeps one layout per orbit of interchangeable axes, as
+ * priced (and, where the layout takes it, each with sequence parallelism too: strategy index
+ * n + i of n, not counted in `valid`, as the search counts them), no bounds. With `symmetry` it keeps one layout per orbit of interchangeable axes, as
  * the search reports them; without, it prices the mirror images too (the bench's baseline).
  */
 export function exhaustive(opts: {
@@ -36,7 +38,8 @@ export function exhaustive(opts: {
   let top: Candidate[] = [];
   const all: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let plans = 0, valid = 0, feasible = 0, priced = 0, maxUsed = 0;
+  let plans = 0, valid = 0, feasible = 0, priced = 0, pricedPlain = 0, maxUsed = 0;
+  const withSp = new WeakSet<Candidate>();
   const choiceIndex = new Map(space.choices.map((c, i) => [c, i]));
 
   const visit = () => {
@@ -61,17 +64,23 @@ export function exhaustive(opts: {
     for (let a = 0; a < A; a++) if (masks[0] & (1 << a)) split *= mesh.axes[a].size;
     const perReplica = graph.spec.batch / split;
     const zeros: ZeroStage[] = masks[0] ? [0, 1, 2, 3] : [0];
+    let n = 0;
+    for (const _ of zeros) for (const __ of RECOMPUTE) for (let m = 1; perReplica % m === 0; m *= 2) n++;
+    const sps = sequenceParallelProblem(graph, mesh, layout as Layout) === null ? [false, true] : [false];
+    for (const sequenceParallel of sps) {
     let strategy = 0;
     for (const zero of zeros) {
       for (const recompute of RECOMPUTE) {
         for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
-          valid++;
-          const index = strategy++;
+          if (!sequenceParallel) valid++;
+          const index = strategy++ + (sequenceParallel ? n : 0);
           if (opts.symmetry && !canonical) continue;
-          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
+          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
           const cost = pricer(plan);
           priced++;
+          if (!sequenceParallel) pricedPlain++;
           const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
+          if (sequenceParallel) withSp.add(c);
           if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
           if (!cost.feasible) continue;
           feasible++;
@@ -79,6 +88,7 @@ export function exhaustive(opts: {
           top = mergeTop(objective, [top, [c]], k);
         }
       }
+    }
     }
   };
   // Backtrack over dimensions, dropping a set of axes that collides with a dimension it shares a tensor with.
@@ -105,13 +115,13 @@ export function exhaustive(opts: {
       r = Math.floor(r / space.choices.length);
       for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
     }
-    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: false, virtualStages: 1 }, opts.profile);
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: withSp.has(c), virtualStages: 1 }, opts.profile);
   };
   const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,
     top: top.map(estimateOf),
     pareto: paretoFront(objective, all, cap).map(estimateOf),
-    searched: { plans: plans + valid, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: 0 },
+    searched: { plans: plans + valid, valid, feasible, pruned: valid - pricedPlain, seconds: (performance.now() - t0) / 1000, workers: 0 },
     candidates: priced,
     maxUsed,
   };

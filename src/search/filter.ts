@@ -15,6 +15,11 @@ export function planFilter(f: PlanFilter, mesh: Mesh, spec: ModelSpec, profile: 
   return { plan: engineFilter(f.engine, mesh, spec, profile), layout: engineLayoutFilter(f.engine, mesh, spec, profile) };
 }
 
+/** Whether any plan with sequence parallelism can pass the filter (the engine has it). */
+export function allowsSequenceParallel(f: PlanFilter | undefined): boolean {
+  return !f || !isEngine(f.engine) || CAPABILITIES[f.engine].sequenceParallel;
+}
+
 /**
  * The profile a plan is priced with under the filter: an engine that reduces gradients only after
  * the backward at this ZeRO stage hides nothing behind it (overlap 0); otherwise the profile's own.

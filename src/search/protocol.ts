@@ -80,8 +80,10 @@ export type Task = {
 /** What a share found: the candidates that may reach the answer, and counts. */
 export interface ExploreResult {
   readonly kind: 'explore';
-  /** Strategies priced. */
+  /** Strategies priced (without sequence parallelism: the plans `valid` counts). */
   readonly priced: number;
+  /** Sequence-parallel variants priced (not counted in the space's plans). */
+  readonly pricedSequenceParallel: number;
   readonly feasible: number;
   /** Complete layouts examined (bounded or priced). */
   readonly layouts: number;

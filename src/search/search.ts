@@ -256,8 +256,9 @@ function describePrefix(space: PlanSpace, choice: readonly number[]): string {
 export function planFromCandidate(space: PlanSpace, c: Candidate): Plan {
   const at = layoutAt(space, c.rank);
   if (!at) throw new Error(`rank ${c.rank} is not a valid layout`);
-  const s = strategies(space, at.split, at.masks)[c.strategy];
-  return planOf(at.layout, s);
+  const all = strategies(space, at.split, at.masks);
+  const sp = c.strategy >= all.length;
+  return planOf(at.layout, all[sp ? c.strategy - all.length : c.strategy], sp);
 }
 
 

@@ -195,8 +195,16 @@ export function strategyCount(space: PlanSpace, split: readonly number[], masks:
   return (masks[BATCH] ? 4 : 1) * RECOMPUTE.length * microbatchCounts(space, split).length;
 }
 
-export function planOf(layout: Layout, s: Strategy): Plan {
-  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
+export function planOf(layout: Layout, s: Strategy, sequenceParallel = false): Plan {
+  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 };
+}
+
+/**
+ * A candidate's strategy index: i < n is strategy i without sequence parallelism, n + i the same
+ * strategy with it (n strategies in the layout), so ranking stays total and plans rebuild exactly.
+ */
+export function strategyIndex(i: number, n: number, sequenceParallel: boolean): number {
+  return sequenceParallel ? n + i : i;
 }
 
 /** The layout of a rank, or null when invalid (indivisible). */

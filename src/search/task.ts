@@ -3,13 +3,14 @@ import type { Layout } from '../layout/layout.js';
 import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
+import { sequenceParallelProblem } from '../lower/lower.js';
 import { matmulBound } from './bounds.js';
-import { planFilter, pricingProfile } from './filter.js';
+import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
 import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import { makeRemaining, SLACK_ROUNDING, type Remaining } from './remaining.js';
 import { Shared } from './shared.js';
-import { encode, layoutOf, makeSpace, microbatchCounts, strategies, type PlanSpace } from './space.js';
+import { encode, layoutOf, makeSpace, microbatchCounts, strategies, strategyIndex, type PlanSpace } from './space.js';
 
 /**
  * One share of the search, as a pure function of its message: the same code runs in a piscina
@@ -27,6 +28,8 @@ export interface Prepared {
   readonly remaining: Remaining;
   /** Per axis choice: the dimensions it splits. */
   readonly choiceDims: readonly (readonly number[])[];
+  /** Whether a layout can take sequence parallelism (the lowering's own rule). */
+  readonly spLegal: (layout: Layout) => boolean;
 }
 
 let cached: { key: string; prepared: Prepared } | null = null;
@@ -45,6 +48,8 @@ export function prepare(ctx: Context): Prepared {
     exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null,
     remaining: makeRemaining(space, graph, ctx.profile, ctx.table),
     choiceDims: space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d))),
+    // An engine without sequence parallelism never sees those variants (not even their bounds).
+    spLegal: allowsSequenceParallel(ctx.filter) ? (layout) => sequenceParallelProblem(graph, mesh, layout) === null : () => false,
   };
   cached = { key: ctx.key, prepared };
   return prepared;
@@ -70,16 +75,16 @@ export function runTask(task: Task): TaskResult {
  * (stages − 1) microbatch times of the slowest stage, is least at the smallest microbatch (the
  * most microbatches) and no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
  */
-export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
-  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 });
-  return (c.compute + bubbleBound(space, pricer, layout, masks, split)) * SLACK_ROUNDING;
+export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
+  const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel, virtualStages: 1 });
+  return (c.compute + bubbleBound(space, pricer, layout, masks, split, sequenceParallel)) * SLACK_ROUNDING;
 }
 
 /** The least pipeline bubble of any plan of the layout (see stepBound); 0 without stages. */
-export function bubbleBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
+export function bubbleBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
   if (split[LAYERS] === 1) return 0;
   const ms = microbatchCounts(space, split);
-  return pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).bubble;
+  return pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: ms[ms.length - 1], sequenceParallel, virtualStages: 1 }).bubble;
 }
 
 /** The matmul-FLOPs bound of a layout, with the least bubble share (see stepBound). */
@@ -92,11 +97,11 @@ export function flopsBound(space: PlanSpace, matmul: Prepared['matmul'], split: 
  * Memory is least at the most microbatches, for some ZeRO stage ≥ 2 (stage 3 adds a gathered
  * layer, so either may be least) and some recompute (full recompute adds a layer's buffer).
  */
-export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[]): number {
+export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
   const ms = microbatchCounts(space, split);
   let memory = Infinity;
   for (const zero of masks[BATCH] ? ([2, 3] as const) : ([0] as const)) {
-    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel: false, virtualStages: 1 }).memory);
+    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel, virtualStages: 1 }).memory);
   }
   return memory * SLACK_ROUNDING;
 }
@@ -145,7 +150,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
   const top: Candidate[] = [];
   const scope: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let priced = 0, feasible = 0, layouts = 0, sinceCheck = 0;
+  let priced = 0, pricedSp = 0, feasible = 0, layouts = 0, sinceCheck = 0;
   let stopping = false;
   let open = Infinity;
   const choice = new Array<number>(A).fill(0);
@@ -195,20 +200,23 @@ function explore(p: Prepared, task: Task): ExploreResult {
     // A layout the filter refuses whatever its strategy is examined, never priced.
     if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
+    // Each strategy without sequence parallelism, then (where the layout takes it) with it.
+    for (const sp of p.spLegal(layout) ? [false, true] : [false]) {
     let memo = NaN;
-    const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split)) : memo);
-    if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split), lbMemory)) return;
-    const bubble = bubbleBound(space, pricer, layout, masks, split);
+    const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
+    if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) continue;
+    const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
     let skipZero = -1;
     let skipZR = '';
     for (let i = 0; i < all.length; i++) {
       const s = all[i];
       if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
-      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: false, virtualStages: 1 };
+      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: sp, virtualStages: 1 };
       // Outside the filter: never priced, so never an incumbent and never a bound.
       if (p.admit && !p.admit.plan(plan)) continue;
       const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
-      priced++;
+      if (sp) pricedSp++;
+      else priced++;
       if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
       if (cost.feasible) feasible++;
       // A record only for a plan that may reach an answer (most do not: less garbage to collect).
@@ -217,7 +225,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
       if (mayRank || mayBeLeast) {
         const c: Candidate = {
-          rank, strategy: i, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
+          rank, strategy: strategyIndex(i, all.length, sp), zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
           step: cost.step, memory: cost.memory, feasible: cost.feasible,
         };
         if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
@@ -232,6 +240,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
           else skipZR = `${s.zero}/${s.recompute}`;
         }
       }
+    }
     }
   };
 
@@ -280,5 +289,5 @@ function explore(p: Prepared, task: Task): ExploreResult {
     masks.fill(0);
   }
   shared.addExamined(sinceCheck);
-  return { kind: 'explore', priced, feasible, layouts, top, front: paretoFront(objective, scope, cap), leastMemory, open };
+  return { kind: 'explore', priced, pricedSequenceParallel: pricedSp, feasible, layouts, top, front: paretoFront(objective, scope, cap), leastMemory, open };
 }

@@ -45,11 +45,11 @@ const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 function planRow(i: number, e: Estimate): string[] {
   return [
     String(i + 1), e.plan.layout || '(replicated)', String(e.plan.zero), e.plan.recompute, String(e.plan.microbatches),
-    fmtSeconds(e.time.step), pct(e.mfu), fmtBytes(e.memory.total), fmtBytes(e.communication.bytesPerDevice),
+    e.plan.sequenceParallel ? 'yes' : '-', fmtSeconds(e.time.step), pct(e.mfu), fmtBytes(e.memory.total), fmtBytes(e.communication.bytesPerDevice),
   ];
 }
 
-const HEADER = ['#', 'layout', 'zero', 'recompute', 'microbatches', 'step', 'MFU', 'memory/device', 'sent/device'];
+const HEADER = ['#', 'layout', 'zero', 'recompute', 'microbatches', 'seq-par', 'step', 'MFU', 'memory/device', 'sent/device'];
 
 /** Where the best beats the runner-up, term by term (positive: the best is lower). */
 export function explain(best: Estimate, next: Estimate): string {
