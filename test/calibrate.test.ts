@@ -57,6 +57,15 @@ describe('calibration fit', () => {
     expectRecovered(truth, summary.parameters);
   });
 
+  it('recovers them within 5% from step times alone with a gross outlier row, which it reports', () => {
+    const truth = truthProfile();
+    const raw = synthRows(truth);
+    raw[4] = { ...raw[4], stepTime: (raw[4].stepTime as number) * 3 };
+    const { summary } = fitProfile(resolveRows(raw, base).rows, base);
+    expectRecovered(truth, summary.parameters);
+    expect(summary.outliers.map((o) => o.line)).toEqual([raw[4].source.line]);
+  });
+
   it('recovers them within 5% with per-class and per-axis times and a gross outlier row, which it reports', () => {
     const truth = truthProfile();
     const raw = synthRows(truth, 'mtf-lm-s0', { components: true });

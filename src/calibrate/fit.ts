@@ -5,7 +5,7 @@ import { axisIndex } from '../mesh/mesh.js';
 import type { Program } from '../lower/program.js';
 import { fitPhysics } from './physics.js';
 import { inProfileUnits, makeSpace, toProfile, type ParamSpace } from './model.js';
-import { groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
+import { boundedLm, evaluate, groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 import { OP_CLASSES } from './types.js';
 
@@ -217,6 +217,18 @@ export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, 
     s[space.overlap] = o;
     const alt = robustFit(problem, s);
     if (trimmedCost(alt.residuals) < trimmedCost(res.residuals) * (1 - 1e-9)) res = alt;
+  }
+  // The rows the robust fit rejected are dropped and the rest fitted again from the starts: the
+  // reweighting began at a fit the outliers pulled, and may end short of the fit without them.
+  if (res.weights.some((w) => w < OUTLIER_WEIGHT)) {
+    const keep = Float64Array.from(res.weights, (w) => (w < OUTLIER_WEIGHT ? 0 : 1));
+    const starts = [from, ...(opts.startFrom || fixed[space.overlap] ? [] : [0, 0.5].map((o) => Float64Array.from(start, (v, j) => (j === space.overlap ? o : v))))];
+    const kept = (r: Float64Array) => r.reduce((a, x, i) => a + keep[i] * x * x, 0);
+    for (const s0 of starts) {
+      const lm = boundedLm(problem, s0, keep);
+      const r = evaluate(problem, lm.theta).r;
+      if (kept(r) < kept(res.residuals) * (1 - 1e-9)) res = { theta: lm.theta, weights: keep, residuals: r, iterations: res.iterations + lm.iterations };
+    }
   }
   const profile = validateProfile(toProfile(base, space, res.theta, fixed), 'calibrated profile');
   const outliers = new Map<number, number>();
