@@ -210,11 +210,15 @@ export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, 
     const warm = makeSpace(opts.startFrom, axesOf(rows, opts.startFrom));
     from = Float64Array.from(start, (v, j) => (fixed[j] || warm.defs[j]?.name !== space.defs[j].name ? v : warm.defs[j].base));
   }
-  let res = robustFit(problem, from);
+  const starts = [from];
   for (const o of [0, 0.5]) {
     if (opts.startFrom || fixed[space.overlap] || o === start[space.overlap]) continue;
     const s = Float64Array.from(start);
     s[space.overlap] = o;
+    starts.push(s);
+  }
+  let res = robustFit(problem, from);
+  for (const s of starts.slice(1)) {
     const alt = robustFit(problem, s);
     if (trimmedCost(alt.residuals) < trimmedCost(res.residuals) * (1 - 1e-9)) res = alt;
   }
@@ -222,7 +226,6 @@ export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, 
   // reweighting began at a fit the outliers pulled, and may end short of the fit without them.
   if (res.weights.some((w) => w < OUTLIER_WEIGHT)) {
     const keep = Float64Array.from(res.weights, (w) => (w < OUTLIER_WEIGHT ? 0 : 1));
-    const starts = [from, ...(opts.startFrom || fixed[space.overlap] ? [] : [0, 0.5].map((o) => Float64Array.from(start, (v, j) => (j === space.overlap ? o : v))))];
     const kept = (r: Float64Array) => r.reduce((a, x, i) => a + keep[i] * x * x, 0);
     for (const s0 of starts) {
       const lm = boundedLm(problem, s0, keep);

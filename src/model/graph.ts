@@ -193,21 +193,30 @@ export function buildGraph(spec: ModelSpec): Graph {
     return { ops, out: yd.out };
   };
 
-  const ffn = (p: string, x: string, hidden: DimName = 'd_ff'): { ops: OpSpec[]; out: string } => {
-    const ops: OpSpec[] = [];
-    const F: DimName[] = ['batch', 'length', hidden];
-    const w1 = w(`${p}.w1`, ['d_model', hidden]), w2 = w(`${p}.w2`, [hidden, 'd_model']);
-    const h = t(`${p}.h`, F);
+  /**
+   * An FFN's first half, shared by the dense and the expert FFN: x·w1, and for SwiGLU x·w3 gating
+   * it, else the activation of x·w1; `shape` is the hidden tensors' dims. Returns the activated tensor.
+   */
+  const activated = (ops: OpSpec[], p: string, x: string, w1: string, w3Dims: DimName[], shape: DimName[]): string => {
+    const h = t(`${p}.h`, shape);
     ops.push({ name: `${p}.w1`, kind: 'einsum', inputs: [x, w1], output: h, saves: [x] });
-    const a = t(`${p}.a`, F);
+    const a = t(`${p}.a`, shape);
     if (spec.activation === 'swiglu') {
-      const w3 = w(`${p}.w3`, ['d_model', hidden]);
-      const g = t(`${p}.g`, F);
+      const w3 = w(`${p}.w3`, w3Dims);
+      const g = t(`${p}.g`, shape);
       ops.push({ name: `${p}.w3`, kind: 'einsum', inputs: [x, w3], output: g, saves: [x] });
       ops.push({ name: `${p}.swiglu`, kind: 'swiglu', inputs: [g, h], output: a, saves: [g, h] });
     } else {
       ops.push({ name: `${p}.act`, kind: 'act', inputs: [h], output: a, activation: spec.activation, saves: [h] });
     }
+    return a;
+  };
+
+  const ffn = (p: string, x: string, hidden: DimName = 'd_ff'): { ops: OpSpec[]; out: string } => {
+    const ops: OpSpec[] = [];
+    const F: DimName[] = ['batch', 'length', hidden];
+    const w1 = w(`${p}.w1`, ['d_model', hidden]), w2 = w(`${p}.w2`, [hidden, 'd_model']);
+    const a = activated(ops, p, x, w1, ['d_model', hidden], F);
     const y = t(`${p}.y`, B);
     ops.push({ name: `${p}.w2`, kind: 'einsum', inputs: [a, w2], output: y, saves: [a] });
     const yd = dropoutOps(`${p}.y`, y, B);
@@ -245,17 +254,7 @@ export function buildGraph(spec: ModelSpec): Graph {
     const inExp = t(`${p}.in_experts`, EXP);
     ops.push({ name: `${p}.to_experts`, kind: 'regroup', inputs: [inTok], output: inExp, dim: 'expert_unsplit', to: 'experts', saves: [] });
     const w1 = w(`${p}.w1`, ['experts', 'd_model', 'expert_hidden']), w2 = w(`${p}.w2`, ['experts', 'expert_hidden', 'd_model']);
-    const h = t(`${p}.h`, H);
-    ops.push({ name: `${p}.w1`, kind: 'einsum', inputs: [inExp, w1], output: h, saves: [inExp] });
-    const a = t(`${p}.a`, H);
-    if (spec.activation === 'swiglu') {
-      const w3 = w(`${p}.w3`, ['experts', 'd_model', 'expert_hidden']);
-      const g = t(`${p}.g`, H);
-      ops.push({ name: `${p}.w3`, kind: 'einsum', inputs: [inExp, w3], output: g, saves: [inExp] });
-      ops.push({ name: `${p}.swiglu`, kind: 'swiglu', inputs: [g, h], output: a, saves: [g, h] });
-    } else {
-      ops.push({ name: `${p}.act`, kind: 'act', inputs: [h], output: a, activation: spec.activation, saves: [h] });
-    }
+    const a = activated(ops, p, inExp, w1, ['experts', 'd_model', 'expert_hidden'], H);
     const outExp = t(`${p}.out_experts`, EXP);
     ops.push({ name: `${p}.w2`, kind: 'einsum', inputs: [a, w2], output: outExp, saves: [a] });
     const outTok = t(`${p}.out_tokens`, TOK);

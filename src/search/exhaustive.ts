@@ -10,7 +10,7 @@ import { sequenceParallelProblem } from '../lower/lower.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../lower/plan.js';
 import type { Candidate, Objective } from './protocol.js';
 import { compare, mergeTop, paretoFront, primary } from './rank.js';
-import { conflicts, isCanonical, makeSpace } from './space.js';
+import { conflicts, isCanonical, makeSpace, strategyIndex } from './space.js';
 import type { SearchResult } from './search.js';
 
 /**
@@ -64,31 +64,32 @@ export function exhaustive(opts: {
     for (let a = 0; a < A; a++) if (masks[0] & (1 << a)) split *= mesh.axes[a].size;
     const perReplica = graph.spec.batch / split;
     const zeros: ZeroStage[] = masks[0] ? [0, 1, 2, 3] : [0];
-    let n = 0;
-    for (const _ of zeros) for (const __ of RECOMPUTE) for (let m = 1; perReplica % m === 0; m *= 2) n++;
+    // The strategies without sequence parallelism first: their count n numbers the SP variants (space.ts strategyIndex).
     const sps = sequenceParallelProblem(graph, mesh, layout as Layout) === null ? [false, true] : [false];
+    let n = 0;
     for (const sequenceParallel of sps) {
-    let strategy = 0;
-    for (const zero of zeros) {
-      for (const recompute of RECOMPUTE) {
-        for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
-          if (!sequenceParallel) valid++;
-          const index = strategy++ + (sequenceParallel ? n : 0);
-          if (opts.symmetry && !canonical) continue;
-          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
-          const cost = pricer(plan);
-          priced++;
-          if (!sequenceParallel) pricedPlain++;
-          const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
-          if (sequenceParallel) withSp.add(c);
-          if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
-          if (!cost.feasible) continue;
-          feasible++;
-          all.push(c);
-          top = mergeTop(objective, [top, [c]], k);
+      let strategy = 0;
+      for (const zero of zeros) {
+        for (const recompute of RECOMPUTE) {
+          for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
+            if (!sequenceParallel) valid++;
+            const index = strategyIndex(strategy++, n, sequenceParallel);
+            if (opts.symmetry && !canonical) continue;
+            const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
+            const cost = pricer(plan);
+            priced++;
+            if (!sequenceParallel) pricedPlain++;
+            const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
+            if (sequenceParallel) withSp.add(c);
+            if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
+            if (!cost.feasible) continue;
+            feasible++;
+            all.push(c);
+            top = mergeTop(objective, [top, [c]], k);
+          }
         }
       }
-    }
+      if (!sequenceParallel) n = strategy;
     }
   };
   // Backtrack over dimensions, dropping a set of axes that collides with a dimension it shares a tensor with.

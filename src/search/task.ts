@@ -201,47 +201,49 @@ function explore(p: Prepared, task: Task): ExploreResult {
     if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
     // Each strategy without sequence parallelism, then (where the layout takes it) with it.
-    for (const sp of p.spLegal(layout) ? [false, true] : [false]) {
-    let memo = NaN;
-    const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
-    if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) continue;
-    const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
-    let skipZero = -1;
-    let skipZR = '';
-    for (let i = 0; i < all.length; i++) {
-      const s = all[i];
-      if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
-      const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: sp, virtualStages: 1 };
-      // Outside the filter: never priced, so never an incumbent and never a bound.
-      if (p.admit && !p.admit.plan(plan)) continue;
-      const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
-      if (sp) pricedSp++;
-      else priced++;
-      if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
-      if (cost.feasible) feasible++;
-      // A record only for a plan that may reach an answer (most do not: less garbage to collect).
-      const pv = objective === 'time' ? cost.step : cost.memory;
-      const mayRank = cost.feasible && (top.length < k || pv <= primary(objective, top[top.length - 1]) || pv <= cap);
-      const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
-      if (mayRank || mayBeLeast) {
-        const c: Candidate = {
-          rank, strategy: strategyIndex(i, all.length, sp), zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
-          step: cost.step, memory: cost.memory, feasible: cost.feasible,
-        };
-        if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
-        if (mayRank) tighten(c);
-      }
-      if (objective === 'time') {
-        // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
-        // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
-        const sb = (cost.compute + bubble) * SLACK_ROUNDING;
-        if (prunable(objective, kth, cap, front, sb, lbMemory)) {
-          if (s.microbatches === 1) skipZero = s.zero;
-          else skipZR = `${s.zero}/${s.recompute}`;
+    const variant = (sp: boolean) => {
+      let memo = NaN;
+      const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
+      if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
+      const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
+      let skipZero = -1;
+      let skipZR = '';
+      for (let i = 0; i < all.length; i++) {
+        const s = all[i];
+        if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
+        const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: sp, virtualStages: 1 };
+        // Outside the filter: never priced, so never an incumbent and never a bound.
+        if (p.admit && !p.admit.plan(plan)) continue;
+        const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
+        if (sp) pricedSp++;
+        else priced++;
+        if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
+        if (cost.feasible) feasible++;
+        // A record only for a plan that may reach an answer (most do not: less garbage to collect).
+        const pv = objective === 'time' ? cost.step : cost.memory;
+        const mayRank = cost.feasible && (top.length < k || pv <= primary(objective, top[top.length - 1]) || pv <= cap);
+        const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
+        if (mayRank || mayBeLeast) {
+          const c: Candidate = {
+            rank, strategy: strategyIndex(i, all.length, sp), zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
+            step: cost.step, memory: cost.memory, feasible: cost.feasible,
+          };
+          if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
+          if (mayRank) tighten(c);
+        }
+        if (objective === 'time') {
+          // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
+          // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
+          const sb = (cost.compute + bubble) * SLACK_ROUNDING;
+          if (prunable(objective, kth, cap, front, sb, lbMemory)) {
+            if (s.microbatches === 1) skipZero = s.zero;
+            else skipZR = `${s.zero}/${s.recompute}`;
+          }
         }
       }
-    }
-    }
+    };
+    variant(false);
+    if (p.spLegal(layout)) variant(true);
   };
 
   // Children of a node, scratch per depth: choice, state, bounds.
