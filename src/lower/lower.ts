@@ -59,7 +59,7 @@ interface GraphInfo {
   readonly opDims: Map<OpSpec, DimName[]>;
   readonly outDims: Map<string, Set<DimName>>;
   /** Per einsum (forward) and per (einsum, wrt) (backward): which GEMM part each dimension is. */
-  readonly gemmParts: Map<string, [DimName, 'batch' | 'm' | 'n' | 'k'][]>;
+  readonly gemmParts: Map<string, [DimName, GemmPart][]>;
   readonly weightBlock: Map<string, Block>;
   readonly coreMade: Map<Block, Set<string>>;
   readonly readOutsideCore: Map<Block, Set<string>>;
@@ -73,7 +73,9 @@ interface GraphInfo {
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
 
-function gemmPartsOf(graph: Graph, a: string, b: string, out: string): [DimName, 'batch' | 'm' | 'n' | 'k'][] {
+type GemmPart = 'batch' | 'm' | 'n' | 'k';
+
+function gemmPartsOf(graph: Graph, a: string, b: string, out: string): [DimName, GemmPart][] {
   const dims = (id: string) => new Set(graph.tensors.get(id)!.dims);
   const A = dims(a), Bd = dims(b), C = dims(out);
   return [...new Set([...A, ...Bd, ...C])].map((d) =>
@@ -85,7 +87,7 @@ function graphInfo(graph: Graph): GraphInfo {
   if (hit) return hit;
   const opDims = new Map<OpSpec, DimName[]>();
   const outDims = new Map<string, Set<DimName>>();
-  const gemmParts = new Map<string, [DimName, 'batch' | 'm' | 'n' | 'k'][]>();
+  const gemmParts = new Map<string, [DimName, GemmPart][]>();
   const weightBlock = new Map<string, Block>();
   const coreMade = new Map<Block, Set<string>>();
   const readOutsideCore = new Map<Block, Set<string>>();
@@ -243,10 +245,15 @@ function duplication(ctx: Ctx, block: Block, dims: readonly DimName[]): number {
 
 /** The local GEMM of an einsum (forward: its name; backward: name/dwrt), see GemmShape. */
 function gemmShape(ctx: Ctx, key: string): GemmShape {
+  return gemmShapeOf(ctx.info.gemmParts.get(key)!, (d) => localSize(ctx, d));
+}
+
+/** A GEMM from its dimensions' parts and their local sizes; the part holding batch (or group) scales with the microbatch. */
+export function gemmShapeOf(parts: readonly (readonly [DimName, GemmPart])[], size: (d: DimName) => number): GemmShape {
   let batch = 1, m = 1, n = 1, k = 1;
   let scales: GemmShape['scales'] = null;
-  for (const [d, part] of ctx.info.gemmParts.get(key)!) {
-    const x = localSize(ctx, d);
+  for (const [d, part] of parts) {
+    const x = size(d);
     if (part === 'batch') batch *= x;
     else if (part === 'm') m *= x;
     else if (part === 'n') n *= x;
@@ -254,6 +261,30 @@ function gemmShape(ctx: Ctx, key: string): GemmShape {
     if (d === 'batch' || d === 'group') scales = part;
   }
   return { batch, m, n, k, scales };
+}
+
+/** One GEMM the lowering runs for an einsum: its forward, or its backward for one input. */
+export interface EinsumPass {
+  readonly block: Block;
+  readonly op: OpSpec;
+  /** Every dimension of the einsum (its FLOPs are 2 × their local sizes). */
+  readonly dims: readonly DimName[];
+  readonly parts: readonly (readonly [DimName, GemmPart])[];
+}
+
+/** Every einsum pass of a step, as lowerLayout emits them (forwardOp, and backwardOp per input a gradient flows to). */
+export function einsumPasses(graph: Graph): EinsumPass[] {
+  const info = graphInfo(graph);
+  const out: EinsumPass[] = [];
+  for (const block of graph.blocks) {
+    for (const op of block.ops) {
+      if (op.kind !== 'einsum') continue;
+      const dims = info.opDims.get(op)!;
+      out.push({ block, op, dims, parts: info.gemmParts.get(op.name)! });
+      for (const wrt of op.inputs) if (gradientFlows(graph, op, wrt)) out.push({ block, op, dims, parts: info.gemmParts.get(`${op.name}/d${wrt}`)! });
+    }
+  }
+  return out;
 }
 
 /** Ops of the fused attention kernel keep only their boundary tensors in HBM (Dao et al. 2022). */
@@ -348,6 +379,11 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
 
 const NO_GRAD = new Set(['ids', 'mask', 'stat', 'routing']);
 
+/** Whether the backward of an op computes a gradient for input `wrt` (the dispatch tensor passes none). */
+function gradientFlows(graph: Graph, op: OpSpec, wrt: string): boolean {
+  return graph.tensors.get(op.output)!.role !== 'routing' && !NO_GRAD.has(graph.tensors.get(wrt)!.role);
+}
+
 /** A regroup's axes: those `experts` shares with batch (all-to-all) and those it has alone (slice). */
 function regroupAxes(ctx: Ctx): { a2a: number; slice: number } {
   const E = ctx.c.mask.experts, B = ctx.c.mask.batch;
@@ -372,7 +408,7 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set
   let first = true;
   for (const wrt of op.inputs) {
     const ts = ctx.graph.tensors.get(wrt)!;
-    if (NO_GRAD.has(ts.role)) continue;
+    if (!gradientFlows(ctx.graph, op, wrt)) continue;
     const wrtDims = ctx.info.outDims.get(wrt)!;
     const colls: CollectiveRecord[] = [];
     let partial = 0;
