@@ -9,6 +9,7 @@ import { activeParamCount, buildGraph, paramCount } from '../src/model/graph.js'
 import { getPreset } from '../src/model/presets.js';
 import { expertCapacity, moeOf, parseModelSpec } from '../src/model/spec.js';
 import { getDevice } from '../src/cost/presets.js';
+import { priceParts } from '../src/cost/price.js';
 import { modelProblems, whyNot } from '../src/engine/rules.js';
 import { matmulBound } from '../src/search/bounds.js';
 import { decode, dimMasks, layoutOf, makeSpace, splits } from '../src/search/space.js';
@@ -205,12 +206,14 @@ describe('expert parallelism: experts split over an axis', () => {
 });
 
 describe('the search bounds on MoE models', () => {
-  it('the matmul bound of every layout is at most the matmul FLOPs its plans run, per device', () => {
+  it('the matmul bound of every layout is at most the matmul FLOPs its plans run, per device, and at most their priced matmul time', () => {
     const g = buildGraph(getPreset('tiny-moe'));
     const mesh = parseMesh('rows:2;cols:4');
     const profile = getDevice('a100-80g');
     const space = makeSpace(g, mesh, profile, { symmetric: false });
-    const bound = matmulBound(g, profile);
+    // Without the GEMM shape factor the bound is FLOPs at one rate; with it, a time the pricer must not beat.
+    const bound = matmulBound(g, { ...profile, gemmHalfSize: 0 });
+    const shaped = matmulBound(g, profile);
     const rate = profile.peakFlops[g.spec.dtype] * profile.efficiency.matmul;
     let checked = 0, experts = 0;
     for (let rank = 0; rank < space.ranks; rank++) {
@@ -220,6 +223,8 @@ describe('the search bounds on MoE models', () => {
       const layout = layoutOf(space, masks);
       const p = lower(g, mesh, makePlan(layout));
       expect(bound(split) * rate).toBeLessThanOrEqual(p.flops.perDevice * (1 + 1e-9));
+      expect(shaped(split)).toBeGreaterThan(bound(split));
+      expect(shaped(split)).toBeLessThanOrEqual(priceParts(p, profile).classTime.matmul * (1 + 1e-9));
       checked++;
       if (layout.has('experts')) experts++;
     }

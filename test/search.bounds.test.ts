@@ -2,12 +2,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { makePricer } from '../src/cost/pricer.js';
 import { compileLayout, layoutProblem } from '../src/layout/layout.js';
-import { buildGraph } from '../src/model/graph.js';
+import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, planOf, splits, strategies, toCanonical } from '../src/search/space.js';
 import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { sequenceParallelProblem } from '../src/lower/lower.js';
-import { matmulBound } from '../src/search/bounds.js';
+import { layoutFloor, matmulBound } from '../src/search/bounds.js';
+import { makeRemaining } from '../src/search/remaining.js';
 import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
+
+const LAYERS = DIM_NAMES.indexOf('layers');
 
 describe('the plan space and its bounds', () => {
   for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 60, 11], [' (MoE models)', tinyMoeSpec(), 20, 31]] as const) it(`a layout the space calls valid is exactly one the layout module accepts${tag}`, () => {
@@ -25,12 +28,13 @@ describe('the plan space and its bounds', () => {
   });
 
   for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 25, 5], [' (MoE models)', tinyMoeSpec(), 10, 6]] as const) it(`no plan of a layout beats its FLOPs, compute or memory bound, and compute grows with microbatches${tag}`, () => {
-    let spChecked = 0;
+    let spChecked = 0, tighter = 0, layoutTighter = 0;
     fc.assert(fc.property(specs, tinyMesh(2), tinyProfile(), (spec, mesh, profile) => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
       const matmul = matmulBound(graph, profile);
+      const rem = makeRemaining(space, graph, profile);
       let checked = 0;
       for (let rank = 0; rank < space.ranks; rank++) {
         const choice = decode(space, rank, []);
@@ -39,11 +43,19 @@ describe('the plan space and its bounds', () => {
         const split = splits(space, masks);
         if (!split) continue;
         const layout = layoutOf(space, masks);
+        // The compute floor of the layout's splits (one stand-in lowering per state) bounds every plan of it.
+        const state = choice.reduce((st, c, j) => rem.next(st, j, c), rem.root);
+        const floor = rem.floorStep(state);
+        expect(floor).toBeGreaterThanOrEqual(rem.lbStep(state));
+        if (floor > rem.lbStep(state) * 1.01) tighter++;
         // Without sequence parallelism, and with it where the layout takes it: each its own bounds.
         for (const sp of sequenceParallelProblem(graph, mesh, layout) === null ? [false, true] : [false]) {
         const s = stepBound(space, pricer, layout, masks, split, sp);
         const m = memoryBound(space, pricer, layout, masks, split, sp);
         const f = flopsBound(space, matmul, split);
+        // The floor of this variant priced on the layout's own axes, with the least bubble share.
+        const vf = rem.floor(state).variants[sp ? 1 : 0];
+        const lf = vf ? layoutFloor(profile, mesh, vf, split[LAYERS], masks) : 0;
         // The FLOPs bound is the weaker of the two step bounds, and never zero.
         expect(f).toBeLessThanOrEqual(s);
         expect(f).toBeGreaterThan(0);
@@ -56,6 +68,9 @@ describe('the plan space and its bounds', () => {
           if (st.zero === prev.zero && st.recompute === prev.recompute) expect(c.compute).toBeGreaterThanOrEqual(prev.compute * (1 - 1e-9));
           prev = { zero: st.zero, recompute: st.recompute, compute: c.compute };
           expect(c.step).toBeGreaterThanOrEqual(s);
+          expect(c.step).toBeGreaterThanOrEqual(floor);
+          expect(c.step).toBeGreaterThanOrEqual(lf * (1 + (split[LAYERS] - 1) / st.microbatches) * (1 - 1e-9));
+          if (lf > floor * 1.01) layoutTighter++;
           expect(c.memory).toBeGreaterThanOrEqual(m);
           checked++;
         }
@@ -65,6 +80,10 @@ describe('the plan space and its bounds', () => {
     }), { numRuns, seed });
     // The dense cases reach sequence parallelism; the few MoE ones need not.
     if (tag === '') expect(spChecked).toBeGreaterThan(0);
+    // The floor is more than the matmul bound on some layouts (elementwise work, the slower stage).
+    expect(tighter).toBeGreaterThan(0);
+    // Pricing the layout's own collectives raises it further on some dense layouts (MoE floors carry none).
+    if (tag === '') expect(layoutTighter).toBeGreaterThan(0);
   });
 
   it('stepping from canonical layout to canonical layout visits each orbit once, and the orbits cover every layout', () => {

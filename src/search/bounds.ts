@@ -1,45 +1,162 @@
+import { collectiveTime, gemmFactor, walk, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { DIM_NAMES, type Graph } from '../model/graph.js';
+import type { Layout } from '../layout/layout.js';
+import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
+import { recomputes } from '../lower/instantiate.js';
+import { einsumPasses, gemmShapeOf, lowerLayout, type LayoutLowering } from '../lower/lower.js';
+import { linAt, type OpRecord } from '../lower/records.js';
+import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
+import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
+
+const BATCH = DIM_NAMES.indexOf('batch');
+const LAYERS = DIM_NAMES.indexOf('layers');
+const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
 
 /**
- * "A step can't take less than its FLOPs at peak": the matmul time of a layout, from its splits
- * alone, with no lowering. Each einsum runs once forward and once backward per input a gradient
- * flows to (the same FLOPs: src/lower/lower.ts backwardOp), and its local FLOPs are its global FLOPs over the
- * product of the splits of its dimensions; microbatches cancel (count × local batch), pipeline
- * stages divide the layer blocks. Elementwise ops, recompute and communication only add to it.
- * Cheap enough to sort every layout of a large mesh before pricing any.
+ * "A step can't take less than its matmuls at their best rate": the matmul time of a layout, from
+ * its splits alone, with no lowering. Each einsum pass the lowering emits (src/lower/lower.ts
+ * einsumPasses: the forward and one backward per input a gradient flows to) runs its local FLOPs
+ * at peak × the profile's matmul efficiency × the GEMM shape factor of its local GEMM, taken at
+ * one microbatch (every sequence of the replica at once: the largest GEMM, so the fastest per
+ * FLOP, and splitting a dimension never makes a pass slower: x / (x / (x + h)) = x + h grows with x).
+ * Microbatches only shrink the GEMMs, pipeline stages divide the layer blocks; elementwise ops,
+ * recompute and communication only add. Cheap enough to bound every state of the search.
+ *
+ * MoE's expert side: its `group` is the batch axes `experts` leaves (lower.ts withGroup), at least
+ * one sequence per device; taking the fewest (`group` split as much as `batch`) stays below.
  */
-const GROUP = DIM_NAMES.indexOf('group');
-const NO_GRAD_ROLES = new Set(['ids', 'mask', 'stat', 'routing']);
-const BATCH = DIM_NAMES.indexOf('batch');
-
 export function matmulBound(graph: Graph, profile: HardwareProfile): (split: readonly number[]) => number {
   const rate = profile.peakFlops[graph.spec.dtype] * profile.efficiency.matmul;
-  const ops: { dims: number[]; flops: number; layered: boolean }[] = [];
-  for (const b of graph.blocks) {
-    for (const op of b.ops) {
-      if (op.kind !== 'einsum') continue;
-      const dims = new Set<number>();
-      for (const id of [...op.inputs, op.output]) for (const d of graph.tensors.get(id)!.dims) dims.add(DIM_NAMES.indexOf(d));
-      let flops = 2;
-      for (const d of dims) flops *= graph.dimSizes[DIM_NAMES[d]];
-      // The expert side's `group` is split over the batch axes experts leaves (lower.ts withGroup):
-      // dividing by batch's whole split is never more than that, so the bound stays below.
-      if (dims.delete(GROUP)) dims.add(BATCH);
-      // Forward, and one backward einsum per input a gradient flows to (none to MoE's dispatch tensor).
-      const passes = 1 + op.inputs.filter((id) => !NO_GRAD_ROLES.has(graph.tensors.get(id)!.role)).length;
-      ops.push({ dims: [...dims], flops: passes * flops * b.repeat, layered: b.layered });
-    }
-  }
-  const LAYERS = DIM_NAMES.indexOf('layers');
+  const sizes = DIM_NAMES.map((d) => graph.dimSizes[d]);
+  const passes = einsumPasses(graph).map((p) => ({
+    dims: p.dims.map((d) => DIM_INDEX.get(d)!),
+    parts: p.parts,
+    repeat: p.block.repeat,
+    layered: p.block.layered,
+  }));
+  const local = new Array<number>(DIM_NAMES.length).fill(1);
+  const sizeOf = (d: DimName) => local[DIM_INDEX.get(d)!];
+  const GROUP = DIM_INDEX.get('group')!;
   return (split) => {
+    for (let d = 0; d < local.length; d++) local[d] = sizes[d] / split[d];
+    // Whole replica batch at one microbatch; the expert side's group at its fewest sequences.
+    local[GROUP] = local[BATCH];
     let t = 0;
-    for (const op of ops) {
-      let f = op.flops;
-      for (const d of op.dims) f /= split[d];
-      if (op.layered) f /= split[LAYERS];
-      t += f;
+    for (const p of passes) {
+      let f = 2 * p.repeat;
+      for (const d of p.dims) f *= local[d];
+      if (p.layered) f /= split[LAYERS];
+      t += f / gemmFactor(profile, gemmShapeOf(p.parts, sizeOf), 1);
     }
     return t / rate;
   };
+}
+
+/** What any layout with given splits must spend in one variant (with or without sequence parallelism). */
+export interface VariantFloor {
+  /** Compute of one step at one microbatch, no recompute, per stage part (price.ts walk's sums, forward and backward). */
+  readonly compute: StageSums;
+  /** The records' collectives (all blocking, as walk prices them), merged by kind, dimensions and stage part: bytes sent per step at one microbatch and calls. */
+  readonly collectives: readonly { kind: CollectiveKind; dims: readonly number[]; stage: keyof StageSums; sent: number; calls: number }[];
+}
+
+export interface StateFloor {
+  /** Without sequence parallelism, and with it (null where no layout with these splits takes it; both null: no bound). */
+  readonly variants: readonly [VariantFloor | null, VariantFloor | null];
+  /** The least compute of the slower pipeline stage over both variants (0: no bound). */
+  readonly compute: number;
+}
+
+/**
+ * The least work of one step of any layout with these splits, from the lowering itself: the
+ * records of a stand-in layout that gives every split dimension a mesh axis of its own (under
+ * sequence parallelism heads and d_ff share one, as the real layouts that take it must), walked
+ * at one microbatch of the whole replica batch and no recompute (the least compute: more
+ * microbatches shrink the GEMMs and launch more kernels, src/search/task.ts stepBound).
+ *
+ * What a record computes depends only on the local sizes, that is on the splits; its collectives
+ * depend on the splits (bytes, group sizes) and on which mesh axes the dimensions have, which
+ * layoutFloor fills in. Two exceptions depend on which dimensions share axes and are left out
+ * (they only add): renames and gradient sums (free or not, by the axes), and MoE's regroups
+ * (their all-to-all is over the axes experts and batch share). In an MoE model the expert side's
+ * `group` takes batch's stand-in axis, the most it can have (its share least), and the
+ * collectives are left out. The stand-in mesh may have more devices than the real one (dimensions
+ * that share an axis get one each): only the concurrency share reads its size, and that is the real mesh's.
+ */
+export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): (split: readonly number[]) => StateFloor {
+  const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+  const alone: HardwareProfile = { ...profile, concurrentDevices: undefined };
+  const moe = [...graph.tensors.values()].some((t) => t.dims.includes('group'));
+  const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!, LENGTH = DIM_INDEX.get('length')!;
+  const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'gradsum' && r.kind !== 'regroup';
+
+  const variant = (split: readonly number[], sequenceParallel: boolean): VariantFloor | null => {
+    if (sequenceParallel && (split[LENGTH] > 1 || (split[HEADS] > 1 && split[D_FF] > 1 && split[HEADS] !== split[D_FF]))) return null;
+    const axes: MeshAxis[] = [];
+    const layout = new Map<DimName, string[]>();
+    DIM_NAMES.forEach((d, i) => {
+      if (split[i] <= 1) return;
+      if (sequenceParallel && i === D_FF && layout.has('heads')) { layout.set(d, layout.get('heads')!); return; }
+      axes.push({ name: `s${i}`, size: split[i] });
+      layout.set(d, [`s${i}`]);
+    });
+    if (axes.length === 0) axes.push({ name: 'one', size: 1 });
+    const stand = makeMesh(axes);
+    let l: LayoutLowering;
+    try {
+      l = lowerLayout(graph, stand, layout as Layout, { sequenceParallel });
+    } catch {
+      return null;
+    }
+    const perReplica = graph.spec.batch / split[BATCH];
+    const forward = l.forward.filter(keep), backward = l.backward.filter(keep);
+    const w = walk({ ...l, forward, backward }, 'none', 1, perReplica, alone);
+    const compute = { all: (w.fwd.all + w.bwd.all) * share, first: (w.fwd.first + w.bwd.first) * share, last: (w.fwd.last + w.bwd.last) * share };
+    const merged = new Map<string, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; sent: number; calls: number }>();
+    if (!moe) {
+      for (const r of [...forward, ...l.recompute.filter((x) => recomputes(x, 'none')), ...backward]) {
+        for (const c of r.collectives) {
+          const dims: number[] = [];
+          for (let a = 0; a < stand.axes.length; a++) if (c.mask & (1 << a)) dims.push(Number(stand.axes[a].name.slice(1)));
+          const key = `${c.kind}|${dims.join(',')}|${r.stage}`;
+          let e = merged.get(key);
+          if (!e) merged.set(key, (e = { kind: c.kind, dims, stage: r.stage, sent: 0, calls: 0 }));
+          e.sent += sentBytes(c.kind, linAt(c.bytes, perReplica), c.groupSize) * r.perStage;
+          e.calls += r.perStage;
+        }
+      }
+    }
+    return { compute, collectives: [...merged.values()] };
+  };
+
+  return (split) => {
+    const variants = [variant(split, false), variant(split, true)] as const;
+    const p = split[LAYERS];
+    let compute = Infinity;
+    for (const v of variants) if (v) compute = Math.min(compute, slowerStage(v.compute, p));
+    return { variants, compute: variants[0] ? compute : 0 };
+  };
+}
+
+/** The slower of the first and last stage, as stepParts composes them: with one stage, both parts run on it. */
+function slowerStage(s: StageSums, p: number): number {
+  return Math.max(s.all + s.first + (p === 1 ? s.last : 0), s.all + s.last + (p === 1 ? s.first : 0));
+}
+
+/**
+ * The least compute plus blocking communication of the slower stage of any plan of one layout at
+ * one microbatch: the state's floor with each collective priced on the mesh axes the layout gives
+ * its dimensions (collectiveTime, as walk prices it; a collective's dimensions never share an
+ * axis: they meet in one tensor). Calls per microbatch only multiply with more microbatches.
+ */
+export function layoutFloor(profile: HardwareProfile, mesh: Mesh, f: VariantFloor, p: number, masks: readonly number[]): number {
+  const exposed = 1 - (profile.tensorParallelOverlap ?? 0);
+  const blocking: StageSums = { all: 0, first: 0, last: 0 };
+  for (const c of f.collectives) {
+    let mask = 0;
+    for (const d of c.dims) mask |= masks[d];
+    const call = collectiveTime(profile, mesh, { kind: c.kind, mask, sent: 0 });
+    blocking[c.stage] += (collectiveTime(profile, mesh, { kind: c.kind, mask, sent: c.sent }) + (c.calls - 1) * call) * exposed;
+  }
+  return slowerStage({ all: f.compute.all + blocking.all, first: f.compute.first + blocking.first, last: f.compute.last + blocking.last }, p);
 }

@@ -2,7 +2,7 @@ import { stateBytes } from '../lower/lower.js';
 import { RECOMPUTE } from '../lower/plan.js';
 import { DIM_NAMES, type Graph } from '../model/graph.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { matmulBound } from './bounds.js';
+import { matmulBound, stateFloor, type StateFloor } from './bounds.js';
 import type { PlanSpace } from './space.js';
 
 /**
@@ -26,6 +26,14 @@ export interface Remaining {
   /** The state after axis j takes choice c from state s; -1 when a split stops dividing its dimension. */
   next(s: number, j: number, c: number): number;
   lbStep(s: number): number;
+  /**
+   * A complete layout's state (every axis chosen): lbStep raised to the compute floor of its
+   * splits (bounds.ts stateFloor, with the least bubble share). A lowering per state, so worked
+   * out only for the states the search reaches, and kept per thread.
+   */
+  floorStep(s: number): number;
+  /** A complete layout's state: what every layout with its splits must spend (bounds.ts stateFloor), kept per thread. */
+  floor(s: number): StateFloor;
   lbMemory(s: number): number;
   plans(s: number): number;
   valid(s: number): number;
@@ -189,11 +197,27 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     }
     return (n * perParam) / (b ? split[BATCH] : 1);
   };
-  const flops = (split: readonly number[]): number => {
+  // Compute C at one microbatch bounds a step with its bubble: (M + p − 1) stage times of a
+  // microbatch each at least C / M (src/search/task.ts stepBound), least at the most microbatches.
+  const withBubble = (split: readonly number[], compute: number): number => {
     const perReplica = space.dimSizes[BATCH] / split[BATCH];
     let mMax = 1;
     while (perReplica % (mMax * 2) === 0) mMax *= 2;
-    return matmul(split) * (1 + (split[LAYERS] - 1) / mMax) * SLACK_ROUNDING;
+    return compute * (1 + (split[LAYERS] - 1) / mMax) * SLACK_ROUNDING;
+  };
+  const flops = (split: readonly number[]): number => withBubble(split, matmul(split));
+  const floorOf = stateFloor(graph, space.mesh, profile);
+  const floors = new Map<number, { floor: StateFloor; step: number }>();
+  const floorEntry = (s: number) => {
+    let v = floors.get(s);
+    if (v === undefined) {
+      if (Math.floor(s / jRadix) !== A) throw new Error('the floor is of the state of a complete layout');
+      const split = splitOf(s);
+      const floor = floorOf(split);
+      v = { floor, step: Math.max(field(s, 0), withBubble(split, floor.compute)) };
+      floors.set(s, v);
+    }
+    return v;
   };
   const microbatches = (split: readonly number[]): number => {
     const perReplica = space.dimSizes[BATCH] / split[BATCH];
@@ -254,6 +278,8 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     root: 0,
     next,
     lbStep: (s) => field(s, 0),
+    floorStep: (s) => floorEntry(s).step,
+    floor: (s) => floorEntry(s).floor,
     lbMemory: (s) => field(s, 1),
     plans: (s) => field(s, 2),
     valid: (s) => field(s, 3),

@@ -4,7 +4,7 @@ import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { sequenceParallelProblem } from '../lower/lower.js';
-import { matmulBound } from './bounds.js';
+import { layoutFloor, matmulBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
 import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
@@ -200,8 +200,14 @@ function explore(p: Prepared, task: Task): ExploreResult {
     // A layout the filter refuses whatever its strategy is examined, never priced.
     if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
+    const floor = rem.floor(state);
+    const ms = microbatchCounts(space, split);
+    const share = 1 + (split[LAYERS] - 1) / ms[ms.length - 1];
     // Each strategy without sequence parallelism, then (where the layout takes it) with it.
     const variant = (sp: boolean) => {
+      // Its splits' floor with its own axes' collectives, before any lowering of the layout (memory: the state's law).
+      const vf = floor.variants[sp ? 1 : 0];
+      if (vf && prunable(objective, kth, cap, front, layoutFloor(ctx.profile, space.mesh, vf, split[LAYERS], masks) * share * SLACK_ROUNDING, () => rem.lbMemory(state))) return;
       let memo = NaN;
       const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
       if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
@@ -256,8 +262,11 @@ function explore(p: Prepared, task: Task): ExploreResult {
     for (let c = lo; c < S; c++) {
       const t = rem.next(state, j, c);
       if (t < 0) continue;
-      const ls = rem.lbStep(t), lm = rem.lbMemory(t);
+      let ls = rem.lbStep(t);
+      const lm = rem.lbMemory(t);
       if (cut(ls, lm)) continue;
+      // A complete layout: its splits' compute floor before any lowering of its own.
+      if (j === A - 1 && cut((ls = rem.floorStep(t)), lm)) continue;
       K.c[n] = c; K.t[n] = t; K.s[n] = ls; K.m[n] = lm; K.order[n] = n;
       n++;
     }
