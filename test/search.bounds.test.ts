@@ -6,7 +6,10 @@ import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, planOf, splits, strategies, toCanonical } from '../src/search/space.js';
 import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { sequenceParallelProblem } from '../src/lower/lower.js';
-import { layoutFloor, matmulBound } from '../src/search/bounds.js';
+import { layoutFloor, matmulBound, stateFloor } from '../src/search/bounds.js';
+import { getDevice } from '../src/cost/presets.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { getPreset } from '../src/model/presets.js';
 import { makeRemaining } from '../src/search/remaining.js';
 import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
 
@@ -84,6 +87,20 @@ describe('the plan space and its bounds', () => {
     expect(tighter).toBeGreaterThan(0);
     // Pricing the layout's own collectives raises it further on some dense layouts (MoE floors carry none).
     if (tag === '') expect(layoutTighter).toBeGreaterThan(0);
+  });
+
+  it('gives no floor, and throws nothing, where the stand-in mesh (an axis per split dimension) would pass the mesh size limit', () => {
+    // d_kv, d_ff, vocab on rows (16) and heads, d_ff, vocab on cols (32), as --engine t5x reaches: 16^3 x 32^3 stand-in devices.
+    const graph = buildGraph(getPreset('transformer-5b'));
+    const split = DIM_NAMES.map(() => 1);
+    for (const [d, n] of [['d_kv', 16], ['heads', 32], ['d_ff', 512], ['vocab', 512]] as const) split[DIM_NAMES.indexOf(d)] = n;
+    const f = stateFloor(graph, parseMesh('16x32'), getDevice('tpu-v2'))(split);
+    expect(f.variants).toEqual([null, null]);
+    expect(f.compute).toBe(0);
+    // A modest split of the same model does get one.
+    const small = DIM_NAMES.map(() => 1);
+    small[DIM_NAMES.indexOf('batch')] = 16; small[DIM_NAMES.indexOf('heads')] = 32;
+    expect(stateFloor(graph, parseMesh('16x32'), getDevice('tpu-v2'))(small).compute).toBeGreaterThan(0);
   });
 
   it('stepping from canonical layout to canonical layout visits each orbit once, and the orbits cover every layout', () => {

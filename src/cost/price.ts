@@ -98,7 +98,11 @@ export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Pick<Col
 export function gemmFactor(profile: HardwareProfile, g: GemmShape | null, mb = 1): number {
   const h = profile.gemmHalfSize ?? 0;
   if (!g || h <= 0) return 1;
-  const m = g.scales === 'm' ? g.m * mb : g.m, n = g.scales === 'n' ? g.n * mb : g.n, k = g.scales === 'k' ? g.k * mb : g.k;
+  return shapeFactor(h, g.scales === 'm' ? g.m * mb : g.m, g.scales === 'n' ? g.n * mb : g.n, g.scales === 'k' ? g.k * mb : g.k);
+}
+
+/** The saturating curve of gemmFactor: each GEMM side x runs at x / (x + h) of the large-GEMM rate. */
+export function shapeFactor(h: number, m: number, n: number, k: number): number {
   return (m / (m + h)) * (n / (n + h)) * (k / (k + h));
 }
 

@@ -73,7 +73,7 @@ interface GraphInfo {
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
 
-type GemmPart = 'batch' | 'm' | 'n' | 'k';
+export type GemmPart = 'batch' | 'm' | 'n' | 'k';
 
 function gemmPartsOf(graph: Graph, a: string, b: string, out: string): [DimName, GemmPart][] {
   const dims = (id: string) => new Set(graph.tensors.get(id)!.dims);

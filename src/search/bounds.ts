@@ -1,9 +1,9 @@
-import { collectiveTime, gemmFactor, walk, type StageSums } from '../cost/price.js';
+import { collectiveTime, shapeFactor, walk, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { recomputes } from '../lower/instantiate.js';
-import { einsumPasses, gemmShapeOf, lowerLayout, type LayoutLowering } from '../lower/lower.js';
+import { einsumPasses, lowerLayout, type EinsumPass, type GemmPart, type LayoutLowering } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
@@ -27,26 +27,33 @@ const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
  */
 export function matmulBound(graph: Graph, profile: HardwareProfile): (split: readonly number[]) => number {
   const rate = profile.peakFlops[graph.spec.dtype] * profile.efficiency.matmul;
+  const h = profile.gemmHalfSize ?? 0;
   const sizes = DIM_NAMES.map((d) => graph.dimSizes[d]);
+  const GROUP = DIM_INDEX.get('group')!;
+  // Each pass's dimensions by GEMM part (price.ts gemmFactor at one microbatch: the batch part is free).
+  const partDims = (p: EinsumPass, part: GemmPart) => Int32Array.from(p.parts.filter(([, q]) => q === part).map(([d]) => DIM_INDEX.get(d)!));
   const passes = einsumPasses(graph).map((p) => ({
-    dims: p.dims.map((d) => DIM_INDEX.get(d)!),
-    parts: p.parts,
+    dims: Int32Array.from(p.dims.map((d) => DIM_INDEX.get(d)!)),
+    m: partDims(p, 'm'), n: partDims(p, 'n'), k: partDims(p, 'k'),
     repeat: p.block.repeat,
     layered: p.block.layered,
   }));
-  const local = new Array<number>(DIM_NAMES.length).fill(1);
-  const sizeOf = (d: DimName) => local[DIM_INDEX.get(d)!];
-  const GROUP = DIM_INDEX.get('group')!;
+  const local = new Float64Array(DIM_NAMES.length);
+  const product = (ds: Int32Array) => {
+    let x = 1;
+    for (let i = 0; i < ds.length; i++) x *= local[ds[i]];
+    return x;
+  };
   return (split) => {
     for (let d = 0; d < local.length; d++) local[d] = sizes[d] / split[d];
     // Whole replica batch at one microbatch; the expert side's group at its fewest sequences.
     local[GROUP] = local[BATCH];
     let t = 0;
     for (const p of passes) {
-      let f = 2 * p.repeat;
-      for (const d of p.dims) f *= local[d];
+      let f = 2 * p.repeat * product(p.dims);
       if (p.layered) f /= split[LAYERS];
-      t += f / gemmFactor(profile, gemmShapeOf(p.parts, sizeOf), 1);
+      if (h > 0) f /= shapeFactor(h, product(p.m), product(p.n), product(p.k));
+      t += f;
     }
     return t / rate;
   };
@@ -101,9 +108,10 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       layout.set(d, [`s${i}`]);
     });
     if (axes.length === 0) axes.push({ name: 'one', size: 1 });
-    const stand = makeMesh(axes);
-    let l: LayoutLowering;
+    let stand: Mesh, l: LayoutLowering;
     try {
+      // Dimensions that share an axis get one each here: a stand-in past the mesh size limit has no floor.
+      stand = makeMesh(axes);
       l = lowerLayout(graph, stand, layout as Layout, { sequenceParallel });
     } catch {
       return null;
