@@ -175,8 +175,21 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
   else detail.collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count });
 }
 
-/** Walk a layout's records at one recompute mode and microbatch count (the one loop every estimate runs). */
-export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number, mb: number, profile: HardwareProfile, detail?: Detail): Walk {
+/** Sums of some of a layout's records at one microbatch count: a part of a Walk. */
+export interface WalkPart {
+  readonly fwd: StageSums;
+  readonly bwd: StageSums;
+  readonly blocking: StageSums;
+  readonly communication: number;
+  readonly bytesPerDevice: number;
+  readonly modelFlops: number;
+}
+
+/**
+ * Price records at M microbatches of mb sequences (the one loop every estimate runs): forward
+ * records into `fwd`, the rest into `bwd`; model FLOPs from the records that count as model work.
+ */
+function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
   const { mesh, graph } = l;
   const peak = profile.peakFlops[graph.spec.dtype];
   const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
@@ -185,31 +198,58 @@ export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number,
   const blocking: StageSums = { all: 0, first: 0, last: 0 };
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
   const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
-  const add = (r: OpRecord, into: StageSums, model: boolean) => {
-    // Per microbatch: the stage sums are what one microbatch costs the device; counts are per step.
-    const perMb = r.perStage;
-    const flops = r.flops.perSeq * mb + r.flops.fixed;
-    const stage = r.stage;
-    const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
-    into[stage] += ot;
-    if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + ot * M;
-    if (model && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
-    for (const c of r.collectives) {
-      const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
-      const sent = sentBytes(c.kind, bytes, c.groupSize);
-      const rc = ringCost(profile, mesh, c.mask, c.kind);
-      const t = (sent * rc.inv + rc.fixed) * perMb;
-      blocking[stage] += t * tpExposed;
-      communication += t * M;
-      bytesPerDevice += sent * perMb * M;
-      if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
-      if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t * M;
+  for (const records of groups) {
+    for (const r of records) {
+      if (filter && !filter(r)) continue;
+      // Per microbatch: the stage sums are what one microbatch costs the device; counts are per step.
+      const into = r.phase === 'forward' ? fwd : bwd;
+      const perMb = r.perStage;
+      const flops = r.flops.perSeq * mb + r.flops.fixed;
+      const stage = r.stage;
+      const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
+      into[stage] += ot;
+      if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + ot * M;
+      if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
+      for (const c of r.collectives) {
+        const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
+        const sent = sentBytes(c.kind, bytes, c.groupSize);
+        const rc = ringCost(profile, mesh, c.mask, c.kind);
+        const t = (sent * rc.inv + rc.fixed) * perMb;
+        blocking[stage] += t * tpExposed;
+        communication += t * M;
+        bytesPerDevice += sent * perMb * M;
+        if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
+        if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t * M;
+      }
     }
+  }
+  return { fwd, bwd, blocking, communication, bytesPerDevice, modelFlops };
+}
+
+/** The part of a walk every recompute mode shares: the forward and backward records. */
+export function walkBase(l: LayoutLowering, M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
+  return walkRecords(l, [l.forward, l.backward], null, M, mb, profile, detail);
+}
+
+/** The part a recompute mode adds: the forward records the backward runs again. */
+export function walkRecompute(l: LayoutLowering, recompute: Plan['recompute'], M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
+  return walkRecords(l, [l.recompute], (r) => recomputes(r, recompute), M, mb, profile, detail);
+}
+
+const addSums = (a: StageSums, b: StageSums): StageSums => ({ all: a.all + b.all, first: a.first + b.first, last: a.last + b.last });
+
+/** A walk from its shared part and its recompute part (the pricer caches the two separately). */
+export function combineWalk(M: number, base: WalkPart, rec: WalkPart): Walk {
+  return {
+    M, fwd: addSums(base.fwd, rec.fwd), bwd: addSums(base.bwd, rec.bwd), blocking: addSums(base.blocking, rec.blocking),
+    communication: base.communication + rec.communication, bytesPerDevice: base.bytesPerDevice + rec.bytesPerDevice,
+    modelFlops: base.modelFlops + rec.modelFlops,
   };
-  for (const r of l.forward) add(r, fwd, r.model);
-  for (const r of l.recompute) if (recomputes(r, recompute)) add(r, bwd, false);
-  for (const r of l.backward) add(r, bwd, r.model);
-  return { M, fwd, bwd, blocking, communication, bytesPerDevice, modelFlops };
+}
+
+/** Walk a layout's records at one recompute mode and microbatch count. */
+export function walk(l: LayoutLowering, recompute: Plan['recompute'], M: number, mb: number, profile: HardwareProfile, detail?: Detail): Walk {
+  return combineWalk(M, walkBase(l, M, mb, profile, detail), walkRecompute(l, recompute, M, mb, profile, detail));
 }
 
 /**
@@ -268,9 +308,21 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
   return { optimizer, gradientPerStep, gradientPerMicrobatch, gatherPerStep, gatherPerMicrobatch, communicationPerStep, communicationPerMicrobatch, bytesPerStep, bytesPerMicrobatch };
 }
 
+const NO_SEND = Object.freeze({ perMicrobatch: 0, bytes: 0 });
+
+/** A stage's sums: the layers' and its own part (one stage holds both the first's and the last's). */
+function stageSum(x: StageSums, k: 'first' | 'last', p: number): number {
+  return x.all + x[k] + (p === 1 ? x[k === 'first' ? 'last' : 'first'] : 0);
+}
+
+/** What of a communication time t stays exposed behind `behind` seconds of compute: always its last bucket, one layer's share. */
+function hidden(t: number, behind: number, layersPerStage: number, overlap: number): number {
+  return t <= 0 ? 0 : Math.max(t / (layersPerStage + 1), t - overlap * behind);
+}
+
 /** Sends between pipeline stages, per microbatch: the activation forward and its gradient back, V times each. */
 export function sendTime(l: LayoutLowering, plan: Plan, profile: HardwareProfile, detail?: Detail): { perMicrobatch: number; bytes: number } {
-  if (!l.stageMessage) return { perMicrobatch: 0, bytes: 0 };
+  if (!l.stageMessage) return NO_SEND;
   const msg = linAt(l.stageMessage.bytes, microBatchOf(l, plan));
   const mask = l.layout.mask.layers;
   const t = collectiveTime(profile, l.mesh, { kind: 'send', mask, sent: msg });
@@ -304,23 +356,18 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
   const p = l.layout.split.layers;
   const V = plan.virtualStages;
   const M = plan.microbatches;
-  const stageTime = (k: 'first' | 'last') => ({
-    fwd: w.fwd.all + w.fwd[k] + (p === 1 ? w.fwd[k === 'first' ? 'last' : 'first'] : 0),
-    bwd: w.bwd.all + w.bwd[k] + (p === 1 ? w.bwd[k === 'first' ? 'last' : 'first'] : 0),
-    blocking: w.blocking.all + w.blocking[k] + (p === 1 ? w.blocking[k === 'first' ? 'last' : 'first'] : 0),
-  });
-  const a = stageTime('first'), b = stageTime('last');
-  const slow = a.fwd + a.bwd + a.blocking >= b.fwd + b.bwd + b.blocking ? a : b;
+  const k: 'first' | 'last' = stageSum(w.fwd, 'first', p) + stageSum(w.bwd, 'first', p) + stageSum(w.blocking, 'first', p) >= stageSum(w.fwd, 'last', p) + stageSum(w.bwd, 'last', p) + stageSum(w.blocking, 'last', p) ? 'first' : 'last';
+  const slowFwd = stageSum(w.fwd, k, p), slowBwd = stageSum(w.bwd, k, p), slowBlocking = stageSum(w.blocking, k, p);
   const layersPerStage = Math.max(1, l.graph.dimSizes.layers / p);
   const o = profile.overlap;
-  const hide = (t: number, behind: number) => (t <= 0 ? 0 : Math.max(t / (layersPerStage + 1), t - o * behind));
+  const hide = (t: number, behind: number) => hidden(t, behind, layersPerStage, o);
   const send = sendTime(l, plan, profile);
-  const computeMb = slow.fwd + slow.bwd;
-  const mbTime = computeMb + slow.blocking + (p > 1 ? send.perMicrobatch : 0);
+  const computeMb = slowFwd + slowBwd;
+  const mbTime = computeMb + slowBlocking + (p > 1 ? send.perMicrobatch : 0);
   const bubble = p > 1 ? ((p - 1) / V) * mbTime : 0;
-  const gatherMb = hide(s.gatherPerMicrobatch / 2, slow.fwd) + hide(s.gatherPerMicrobatch / 2, slow.bwd);
-  const exposedMb = slow.blocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slow.bwd) + gatherMb;
-  const exposed = M * exposedMb + hide(s.gradientPerStep, slow.bwd) + hide(s.gatherPerStep, slow.fwd);
+  const gatherMb = hide(s.gatherPerMicrobatch / 2, slowFwd) + hide(s.gatherPerMicrobatch / 2, slowBwd);
+  const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slowBwd) + gatherMb;
+  const exposed = M * exposedMb + hide(s.gradientPerStep, slowBwd) + hide(s.gatherPerStep, slowFwd);
   const compute = M * computeMb + s.optimizer;
   const step = compute + exposed + bubble;
   const peak = profile.peakFlops[l.graph.spec.dtype];

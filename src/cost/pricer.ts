@@ -5,13 +5,14 @@ import type { Graph } from '../model/graph.js';
 import { microBatchOf, planMemory } from '../lower/instantiate.js';
 import { lowerLayout, sequenceParallelAxes, strategyProblem, type LayoutLowering } from '../lower/lower.js';
 import type { Plan } from '../lower/plan.js';
-import { stepParts, strategyCost, walk, type StrategyCost, type Walk } from './price.js';
+import { combineWalk, stepParts, strategyCost, walkBase, walkRecompute, type StrategyCost, type Walk, type WalkPart } from './price.js';
 import type { HardwareProfile } from './profile.js';
 
 /**
  * The search's inner loop: the numbers price(lower(graph, mesh, plan), profile) gives, from the
  * very same records and pricing functions, with what a plan shares with its neighbours cached:
- * a layout is lowered once (lowerLayout), walked once per (recompute, microbatches), and each
+ * a layout is lowered once (lowerLayout), its forward and backward walked once per microbatch count
+ * and its recompute once per (recompute, microbatches), and each
  * ZeRO stage and interleaving only adds its strategy terms.
  */
 export interface PlanCost {
@@ -39,6 +40,8 @@ const INVALID = (problem: string): PlanCost => ({
 interface LayoutEntry {
   lowering: LayoutLowering | string;
   walks: Map<number, Walk>;
+  /** Per microbatch count, the part of its walks every recompute mode shares. */
+  bases: Map<number, WalkPart>;
   /** Strategy terms by ZeRO stage: they do not depend on microbatches or interleaving (price.ts). */
   strategies: (StrategyCost | undefined)[];
 }
@@ -66,7 +69,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         lowering = err.message;
       }
       if (cache.size > 4096) cache.clear();
-      entry = { lowering, walks: new Map(), strategies: [] };
+      entry = { lowering, walks: new Map(), bases: new Map(), strategies: [] };
       cache.set(key, entry);
     }
     byObject[sp].set(plan.layout, entry);
@@ -82,7 +85,10 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     const key = plan.microbatches * 3 + (plan.recompute === 'none' ? 0 : plan.recompute === 'selective' ? 1 : 2);
     let w = entry.walks.get(key);
     if (!w) {
-      w = walk(l, plan.recompute, plan.microbatches, microBatchOf(l, plan), profile);
+      const M = plan.microbatches, mb = microBatchOf(l, plan);
+      let base = entry.bases.get(M);
+      if (!base) entry.bases.set(M, (base = walkBase(l, M, mb, profile)));
+      w = combineWalk(M, base, walkRecompute(l, plan.recompute, M, mb, profile));
       entry.walks.set(key, w);
     }
     const s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, { ...plan, microbatches: 1, virtualStages: 1 }, profile));

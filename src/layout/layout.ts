@@ -79,9 +79,18 @@ export function compileLayout(layout: Layout, mesh: Mesh): CompiledLayout {
   return { layout, split, mask };
 }
 
-export function maskAxes(mesh: Mesh, mask: number): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) out.push(mesh.axes[i].name);
+const maskAxesCache = new WeakMap<Mesh, Map<number, readonly string[]>>();
+
+/** The names of a mask's axes, in mesh order: one frozen array per (mesh, mask), shared by every record. */
+export function maskAxes(mesh: Mesh, mask: number): readonly string[] {
+  let byMask = maskAxesCache.get(mesh);
+  if (!byMask) maskAxesCache.set(mesh, (byMask = new Map()));
+  let out = byMask.get(mask);
+  if (!out) {
+    const names: string[] = [];
+    for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) names.push(mesh.axes[i].name);
+    byMask.set(mask, (out = Object.freeze(names)));
+  }
   return out;
 }
 

@@ -48,6 +48,37 @@ function opAt(l: LayoutLowering, r: OpRecord, mb: number, count: number): Lowere
   };
 }
 
+/** A weight's local tensor and the names of its strategy ops. */
+interface WeightOps {
+  readonly tensor: LocalTensor;
+  readonly inputs: readonly LocalTensor[];
+  readonly sync: string;
+  readonly adam: string;
+  readonly gather: string;
+}
+
+const weightOpsCache = new WeakMap<LayoutLowering, readonly WeightOps[]>();
+
+/** Per weight, once per layout: its local tensor and its ops' names (the strategy's ops read and write them). */
+function weightOps(l: LayoutLowering): readonly WeightOps[] {
+  let t = weightOpsCache.get(l);
+  if (!t) {
+    t = l.weights.map((w) => {
+      const tensor = localTensor(l, w.id, 1);
+      return { tensor, inputs: [tensor], sync: `sync:${w.id}`, adam: `adam:${w.id}`, gather: `gather:${w.id}` };
+    });
+    weightOpsCache.set(l, t);
+  }
+  return t;
+}
+
+const NO_OP_COLLECTIVES: Collective[] = [];
+
+/** One strategy op on a weight (every one is elementwise work on the weight itself). */
+function weightOp(w: WeightOps, name: string, block: LoweredOp['block'], phase: LoweredOp['phase'], kind: LoweredOp['kind'], count: number, collectives: Collective[], flops = 0, bytes = 0, duplication = 1): LoweredOp {
+  return { name, block, phase, kind, klass: 'elementwise', inputs: w.inputs, output: w.tensor, flops, bytes, gemm: null, kernel: kind === 'adam', duplication, count, collectives, model: true };
+}
+
 /**
  * What the strategy adds to a layout's records (DESIGN.md, "optimizer" and "pipeline"): per
  * weight the gradient sync (ZeRO over the axes that split batch), Adam, ZeRO's parameter gathers,
@@ -59,12 +90,16 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   const stages = c.split.layers;
   const M = plan.microbatches;
   const ops: LoweredOp[] = [];
-  const mk = (kind: Collective['kind'], mask: number, tensor: string, bytes: number, role: Collective['role']): Collective =>
-    ({ kind, axes: maskAxes(mesh, mask), mask, groupSize: maskSize(mesh, mask), tensor, bytes, sent: sentBytesOf(kind, bytes, maskSize(mesh, mask)), overlappable: role !== 'pipeline', role });
-  for (const w of l.weights) {
+  const mk = (kind: Collective['kind'], mask: number, tensor: string, bytes: number, role: Collective['role']): Collective => {
+    const groupSize = maskSize(mesh, mask);
+    return { kind, axes: maskAxes(mesh, mask), mask, groupSize, tensor, bytes, sent: sentBytesOf(kind, bytes, groupSize), overlappable: role !== 'pipeline', role };
+  };
+  const named = weightOps(l);
+  for (let wi = 0; wi < l.weights.length; wi++) {
+    const w = l.weights[wi];
     const perStage = w.perStage;
     const n = w.elems;
-    const wt = localTensor(l, w.id, 1);
+    const wo = named[wi];
     const P = w.partial;
     const Z = w.zeroMask;
     const N = maskSize(mesh, Z);
@@ -78,20 +113,18 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
     } else if (P) {
       colls.push(mk('allreduce', P, w.id, gradBytes, 'gradient'));
     }
-    const op = (name: string, block: LoweredOp['block'], phase: LoweredOp['phase'], kind: LoweredOp['kind'], count: number, collectives: Collective[], flops = 0, bytes = 0, duplication = 1): LoweredOp =>
-      ({ name, block, phase, kind, klass: 'elementwise', inputs: [wt], output: wt, flops, bytes, gemm: null, kernel: kind === 'adam', duplication, count, collectives, model: true });
     if (colls.length) {
       // ZeRO-2 and -3 keep only a shard of the gradient: they reduce it after every microbatch.
-      ops.push(op(`sync:${w.id}`, w.block, 'sync', 'sync', perStage * (plan.zero >= 2 && zeroMask ? M : 1), colls));
+      ops.push(weightOp(wo, wo.sync, w.block, 'sync', 'sync', perStage * (plan.zero >= 2 && zeroMask ? M : 1), colls));
     }
     const sharded = plan.zero >= 1 && Z !== 0;
     const shard = sharded ? n / N : n;
-    ops.push(op(`adam:${w.id}`, 'optimizer', 'optimizer', 'adam', perStage, [], 12 * shard, 2 * shard * (sb.param + sb.grad + sb.optimizer), sharded ? 1 : N));
+    ops.push(weightOp(wo, wo.adam, 'optimizer', 'optimizer', 'adam', perStage, NO_OP_COLLECTIVES, 12 * shard, 2 * shard * (sb.param + sb.grad + sb.optimizer), sharded ? 1 : N));
     if (sharded) {
       const gather = [mk('allgather', Z, w.id, n * sb.param, 'gather')];
       // ZeRO-3 gathers each weight before its forward and again before its backward; 1 and 2 after the optimizer.
-      if (plan.zero <= 2) ops.push(op(`gather:${w.id}`, 'optimizer', 'optimizer', 'sync', perStage, gather));
-      else ops.push(op(`gather:${w.id}`, w.block, 'forward', 'sync', 2 * perStage * M, gather));
+      if (plan.zero <= 2) ops.push(weightOp(wo, wo.gather, 'optimizer', 'optimizer', 'sync', perStage, gather));
+      else ops.push(weightOp(wo, wo.gather, w.block, 'forward', 'sync', 2 * perStage * M, gather));
     }
   }
   // Pipeline: each stage sends its activations forward and their gradients back, per microbatch
@@ -110,6 +143,42 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   return ops;
 }
 
+/** Per stage, the local parameters and the same each divided by its ZeRO group; the largest layer block's parameter bytes. */
+interface WeightMemory {
+  readonly stageParams: { readonly first: number; readonly last: number };
+  readonly stageSharded: { readonly first: number; readonly last: number };
+  readonly layerParams: number;
+}
+
+const weightMemories = new WeakMap<LayoutLowering, WeightMemory>();
+
+/** What planMemory takes from a layout's weights alone, once per layout (WeightRecord.zeroMask). */
+function weightMemory(l: LayoutLowering): WeightMemory {
+  const hit = weightMemories.get(l);
+  if (hit) return hit;
+  const stages = l.layout.split.layers;
+  const sb = stateBytes(l.graph.spec.dtype);
+  const stageParams = { first: 0, last: 0 };
+  const stageSharded = { first: 0, last: 0 };
+  const byBlock = new Map<string, number>();
+  for (const w of l.weights) {
+    const z = maskSize(l.mesh, w.zeroMask);
+    if (w.stage !== 'last' || stages === 1) { stageParams.first += w.elems * w.perStage; stageSharded.first += (w.elems * w.perStage) / z; }
+    if (w.stage !== 'first' || stages === 1) { stageParams.last += w.elems * w.perStage; stageSharded.last += (w.elems * w.perStage) / z; }
+    if (w.layered) byBlock.set(w.block, (byBlock.get(w.block) ?? 0) + w.elems);
+  }
+  let layerParams = 0;
+  for (const v of byBlock.values()) layerParams = Math.max(layerParams, v * sb.param);
+  const m = { stageParams, stageSharded, layerParams };
+  weightMemories.set(l, m);
+  return m;
+}
+
+/** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on. */
+function states(zero: number, sb: ReturnType<typeof stateBytes>, params: number, sharded: number): number {
+  return (zero >= 3 ? sharded : params) * sb.param + (zero >= 2 ? sharded : params) * sb.grad + (zero >= 1 ? sharded : params) * sb.optimizer;
+}
+
 /**
  * Memory per device of the busiest stage. 1F1B keeps min(stages, microbatches) microbatches in
  * flight on the first stage (Narayanan et al. 2021, Sec. 2.2.1), times 1 + (p−1)/(p·V) when
@@ -123,40 +192,29 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   const mb = microBatchOf(l, plan);
   const V = plan.virtualStages;
   const mode = plan.recompute;
-  let layerParams = 0;
-  // Per stage: local parameters, and the same each divided by its ZeRO group (WeightRecord.zeroMask).
-  const stageParams = { first: 0, last: 0 };
-  const stageSharded = { first: 0, last: 0 };
-  const byBlock = new Map<string, number>();
-  for (const w of l.weights) {
-    const z = maskSize(l.mesh, w.zeroMask);
-    if (w.stage !== 'last' || stages === 1) { stageParams.first += w.elems * w.perStage; stageSharded.first += (w.elems * w.perStage) / z; }
-    if (w.stage !== 'first' || stages === 1) { stageParams.last += w.elems * w.perStage; stageSharded.last += (w.elems * w.perStage) / z; }
-    if (w.layered) byBlock.set(w.block, (byBlock.get(w.block) ?? 0) + w.elems);
-  }
-  for (const v of byBlock.values()) layerParams = Math.max(layerParams, v * sb.param);
-  const acts = { first: 0, last: 0 };
+  const { stageParams, stageSharded, layerParams } = weightMemory(l);
+  let actsFirst = 0, actsLast = 0;
   for (const b of l.blocks) {
     const v = linAt(b.saved[b.layered ? mode : 'none'], mb) * (b.layered ? b.repeat / stages : 1);
-    if (b.stage !== 'last' || stages === 1) acts.first += v;
-    if (b.stage !== 'first' || stages === 1) acts.last += v;
+    if (b.stage !== 'last' || stages === 1) actsFirst += v;
+    if (b.stage !== 'first' || stages === 1) actsLast += v;
   }
   const sharedSaved = linAt(l.sharedSaved[mode], mb);
-  acts.first += sharedSaved;
-  acts.last += sharedSaved;
+  actsFirst += sharedSaved;
+  actsLast += sharedSaved;
   const inflight = stages > 1 ? Math.min(stages, plan.microbatches) * (V > 1 ? 1 + (stages - 1) / (stages * V) : 1) : 1;
-  acts.first *= inflight;
+  actsFirst *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
   const temporary = largest + (mode === 'full' ? linAt(l.recomputeBuffer, mb) : 0) + (plan.zero >= 3 ? layerParams : 0);
-  const at = (params: number, sharded: number, act: number) => {
-    const p = (plan.zero >= 3 ? sharded : params) * sb.param;
-    const g = (plan.zero >= 2 ? sharded : params) * sb.grad;
-    const o = (plan.zero >= 1 ? sharded : params) * sb.optimizer;
-    return { params: p, gradients: g, optimizer: o, activations: act, temporary, total: p + g + o + act + temporary };
-  };
-  const first = at(stageParams.first, stageSharded.first, acts.first);
-  const last = at(stageParams.last, stageSharded.last, acts.last);
-  return last.total > first.total ? last : first;
+  const z = plan.zero;
+  const firstTotal = states(z, sb, stageParams.first, stageSharded.first) + actsFirst + temporary;
+  const lastTotal = states(z, sb, stageParams.last, stageSharded.last) + actsLast + temporary;
+  const k = lastTotal > firstTotal ? 'last' : 'first';
+  const params = stageParams[k], sharded = stageSharded[k], act = k === 'last' ? actsLast : actsFirst;
+  const p = (plan.zero >= 3 ? sharded : params) * sb.param;
+  const g = (plan.zero >= 2 ? sharded : params) * sb.grad;
+  const o = (plan.zero >= 1 ? sharded : params) * sb.optimizer;
+  return { params: p, gradients: g, optimizer: o, activations: act, temporary, total: p + g + o + act + temporary };
 }
 
 /** The per-device program of one plan: the layout's records at the plan's microbatch size, with its strategy. */

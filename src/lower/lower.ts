@@ -69,9 +69,12 @@ interface GraphInfo {
    * fusion; Megatron's fused masked softmax and bias-dropout-add kernels).
    */
   readonly fusedAway: Set<string>;
+  /** The residual stream: tensors [batch, length, d_model], what sequence parallelism splits over T. */
+  readonly residual: ReadonlySet<string>;
 }
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
+const B_DIMS = 'batch,length,d_model';
 
 export type GemmPart = 'batch' | 'm' | 'n' | 'k';
 
@@ -118,7 +121,8 @@ function graphInfo(graph: Graph): GraphInfo {
     const r = readers.get(op.output) ?? [];
     if (fusible(op) && r.length === 1 && fusible(r[0]) && !saved.has(op.output) && graph.tensors.get(op.output)!.role === 'activation') fusedAway.add(op.output);
   }
-  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway };
+  const residual = new Set([...graph.tensors].filter(([, t]) => t.dims.join() === B_DIMS).map(([id]) => id));
+  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual };
   graphInfos.set(graph, info);
   return info;
 }
@@ -136,13 +140,17 @@ interface Ctx {
   weightPartial: Map<string, number>;
   /** Tensors already gathered over T in the current block pass (sequence parallelism). */
   gathered: Set<string>;
+  /** tbytes of each tensor, computed once per lowering (its layout and T are fixed). */
+  bytesOf: Map<string, Lin>;
+  /** elemsLin of each tensor, likewise. */
+  elemsOf: Map<string, Lin>;
 }
 
-const B_DIMS = 'batch,length,d_model';
+const NONE_SPLIT: ReadonlySet<string> = new Set();
 
 /** Sequence parallelism splits the residual stream (tensors [batch, length, d_model]) over T. */
 function seqSplit(ctx: Ctx, id: string): boolean {
-  return ctx.T !== 0 && ctx.graph.tensors.get(id)!.dims.join() === B_DIMS;
+  return ctx.T !== 0 && ctx.info.residual.has(id);
 }
 
 /** Local size of a dimension; `batch` per sequence of the local microbatch, `group` per such sequence too. */
@@ -173,11 +181,15 @@ export function withGroup(graph: Graph, mesh: Mesh, c: CompiledLayout): Compiled
 
 /** Local bytes of a tensor (as a function of the microbatch), scattered under sequence parallelism. */
 function tbytes(ctx: Ctx, id: string): Lin {
+  const hit = ctx.bytesOf.get(id);
+  if (hit) return hit;
   const t = ctx.graph.tensors.get(id)!;
   let n = t.bytes;
   for (const d of t.dims) n *= localSize(ctx, d);
   if (seqSplit(ctx, id)) n /= ctx.tSize;
-  return perSequence(t.dims) ? lin(n, 0) : lin(0, n);
+  const b = perSequence(t.dims) ? lin(n, 0) : lin(0, n);
+  ctx.bytesOf.set(id, b);
+  return b;
 }
 
 /** Bytes of the tensor as an einsum reads it: gathered over T under sequence parallelism. */
@@ -187,9 +199,13 @@ function fullBytes(ctx: Ctx, id: string): Lin {
 }
 
 function elemsLin(ctx: Ctx, id: string): Lin {
+  const hit = ctx.elemsOf.get(id);
+  if (hit) return hit;
   const b = tbytes(ctx, id);
   const w = ctx.graph.tensors.get(id)!.bytes;
-  return lin(b.perSeq / w, b.fixed / w);
+  const e = lin(b.perSeq / w, b.fixed / w);
+  ctx.elemsOf.set(id, e);
+  return e;
 }
 
 function scaleLin(l: Lin, k: number): Lin {
@@ -300,13 +316,16 @@ function fusedBytes(ctx: Ctx, block: Block, ids: readonly string[]): Lin {
   return sum;
 }
 
+const NO_COLLECTIVES: readonly CollectiveRecord[] = [];
+
 const fused = (ctx: Ctx, op: OpSpec) => ctx.flash && !!op.attentionCore;
 
 /** The forward of one op on one device: local compute and the collectives the layout forces. */
-function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn']): OpRecord {
+function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn'], collect = true): OpRecord {
   const dims = opDims(ctx, op);
   const out = op.output;
-  const colls: CollectiveRecord[] = [];
+  // The backward reads only a forward's work: it asks for no collectives (and gathers nothing).
+  const colls: CollectiveRecord[] | null = collect ? [] : null;
   let flops: Lin;
   let bytes = ZERO;
   let gemm: GemmShape | null = null;
@@ -316,53 +335,53 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     for (const d of dims) f *= localSize(ctx, d);
     flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
     for (const id of op.inputs) {
-      gatherOnce(ctx, id, colls);
+      if (colls) gatherOnce(ctx, id, colls);
       bytes = linAdd(bytes, fullBytes(ctx, id));
     }
     bytes = linAdd(bytes, fullBytes(ctx, out));
     const outDims = ctx.info.outDims.get(out)!;
     let partial = 0;
     for (const d of dims) if (!outDims.has(d)) partial |= ctx.c.mask[d];
-    if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
+    if (partial) colls?.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
     gemm = gemmShape(ctx, op.name);
   } else {
     flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
     for (const id of [...op.inputs, out]) if (!ctx.info.fusedAway.has(id)) bytes = linAdd(bytes, tbytes(ctx, id));
     if (op.kind === 'gather') {
       const m = ctx.c.mask.vocab; // each device looks up its own rows: the sum over devices is the lookup
-      if (m) colls.push(...reduce(ctx, out, m, tbytes(ctx, out)));
+      if (m) colls?.push(...reduce(ctx, out, m, tbytes(ctx, out)));
     } else if (op.kind === 'layernorm' || op.kind === 'softmax') {
       const m = ctx.c.mask[op.dim!]; // mean and variance (max and sum) over a split dimension
-      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(op.inputs[0], op.dim!), 8)));
+      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(op.inputs[0], op.dim!), 8)));
     } else if (op.kind === 'xent') {
       const logits = op.inputs[0];
       const m = ctx.c.mask.vocab; // max, sum of exponentials and the target's logit
-      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(logits, 'vocab'), 12)));
+      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(logits, 'vocab'), 12)));
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
-      if (lm) colls.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
+      if (lm) colls?.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
     } else if (op.kind === 'route') {
       // Each expert's slots are numbered along the sequence: with length split, each device needs
       // the counts of the shards before its own (an allgather of [batch, experts] int32 counts).
       const m = ctx.c.mask.length;
-      if (m && op.route === 'dispatch') colls.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
+      if (m && op.route === 'dispatch') colls?.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
     } else if (op.kind === 'regroup') {
       const r = regroupAxes(ctx);
       // Dispatch: the shared axes all-to-all the expert-side buffer; the other expert axes slice locally.
       // Combine: the reverse all-to-all, then an allgather over the expert axes batch lacks.
       if (op.to === 'experts') {
-        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, out)));
+        if (r.a2a) colls?.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, out)));
       } else {
-        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, op.inputs[0])));
-        if (r.slice) colls.push(coll(ctx, 'allgather', r.slice, out, tbytes(ctx, out)));
+        if (r.a2a) colls?.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, op.inputs[0])));
+        if (r.slice) colls?.push(coll(ctx, 'allgather', r.slice, out, tbytes(ctx, out)));
       }
     } else if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
       if (ch.kind === 'none') bytes = ZERO;
       if (ch.kind === 'allgather' && ctx.T && ch.mask === ctx.T && seqSplit(ctx, op.inputs[0])) {
-        gatherOnce(ctx, op.inputs[0], colls); // sequence parallelism's gather of the norm's output
+        if (colls) gatherOnce(ctx, op.inputs[0], colls); // sequence parallelism's gather of the norm's output
         bytes = ZERO;
       } else if (ch.kind === 'allgather' || ch.kind === 'all-to-all') {
-        colls.push(coll(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
+        colls?.push(coll(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
       }
     }
   }
@@ -372,7 +391,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
-    duplication: duplication(ctx, block, dims), collectives: colls, model: phase === 'forward', layered: block.layered,
+    duplication: duplication(ctx, block, dims), collectives: colls ?? NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
     perStage: placement(ctx, block).perStage, stage: placement(ctx, block).stage, recomputeIn,
   };
 }
@@ -401,9 +420,7 @@ function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord[
 function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set<number>>, out: OpRecord[]): void {
   if (ctx.graph.tensors.get(op.output)!.role === 'routing') return; // the dispatch tensor passes no gradient
   const dims = opDims(ctx, op);
-  const saved = new Set(ctx.gathered);
-  const fwd = forwardOp(ctx, block, op, 'backward');
-  ctx.gathered = saved;
+  const fwd = forwardOp(ctx, block, op, 'backward', undefined, false);
   const isFused = fused(ctx, op);
   let first = true;
   for (const wrt of op.inputs) {
@@ -551,7 +568,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
   }
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
-    alias: new Map(), weightPartial: new Map(), gathered: new Set(),
+    alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(),
   };
   for (const b of graph.blocks) {
     for (const op of b.ops) {
@@ -637,7 +654,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     sharedSaved: { none: sum(shared.none), selective: sum(shared.selective), full: sum(shared.full) },
     largestOutput: lin(maxPerSeq, maxFixed), recomputeBuffer: lin(bufferPerSeq, 0),
     stageMessage: c.split.layers > 1 ? { tensor: firstLayered.input!, bytes: tbytes(ctx, firstLayered.input!) } : null,
-    seqSplit: new Set([...graph.tensors.keys()].filter((id) => seqSplit(ctx, id))),
+    seqSplit: T ? ctx.info.residual : NONE_SPLIT,
   };
 }
 
