@@ -141,6 +141,28 @@ describe('communication, by hand', () => {
   });
 });
 
+describe('recompute, by hand (Narayanan et al. 2021, Sec. 3.5: a layer\'s forward is 24bsh² + 4bs²h FLOPs)', () => {
+  const [L, h, s, b] = [6, 256, 128, 8];
+  const g = buildGraph(parseModelSpec({
+    name: 'rc', layers: L, dModel: h, heads: 4, dKv: h / 4, dFf: 4 * h, vocab: 512, seqLen: s, batch: b, dtype: 'bf16',
+    activation: 'gelu', dropout: false, flashAttention: false,
+  }));
+  // Matmuls at 0.9 of 100 TFLOP/s whatever their shape, everything else free: compute is matmul FLOPs.
+  const flops = handProfile({ gemmHalfSize: 0, launchOverhead: 0, memoryBandwidth: 1e24, vectorFlops: undefined });
+  const rate = 100e12 * 0.9;
+  const compute = (mesh: string, layout: string, recompute: 'none' | 'selective' | 'full', microbatches = 1) =>
+    estimatePlan(g, parseMesh(mesh), makePlan(layout, { recompute, microbatches }), flops).time.compute;
+  for (const [mesh, layout, t] of [['d:1', '', 1], ['t:4', 'heads:t;d_ff:t', 4]] as const) {
+    it(`full recompute adds one forward of every layer, selective only QKᵀ and AV (4bs²h), on ${mesh}`, () => {
+      for (const M of [1, 2]) {
+        const none = compute(mesh, layout, 'none', M);
+        expect(rel(compute(mesh, layout, 'full', M) - none, (L * (24 * b * s * h * h + 4 * b * s * s * h)) / t / rate)).toBeLessThan(1e-9);
+        expect(rel(compute(mesh, layout, 'selective', M) - none, (L * 4 * b * s * s * h) / t / rate)).toBeLessThan(1e-9);
+      }
+    });
+  }
+});
+
 describe('pipelines', () => {
   const g = buildGraph(parseModelSpec({ name: 'pp', layers: 8, dModel: 256, heads: 4, dKv: 64, dFf: 1024, vocab: 512, seqLen: 64, batch: 32, dtype: 'bf16', dropout: false }));
   const mesh = parseMesh('p:4');

@@ -193,21 +193,19 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
   const { mesh, graph } = l;
   const peak = profile.peakFlops[graph.spec.dtype];
   const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
-  const fwd: StageSums = { all: 0, first: 0, last: 0 };
-  const bwd: StageSums = { all: 0, first: 0, last: 0 };
-  const blocking: StageSums = { all: 0, first: 0, last: 0 };
+  // Forward, backward and blocking communication, each by stage part (all, first, last).
+  const sums = new Float64Array(9);
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
   const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
   for (const records of groups) {
     for (const r of records) {
       if (filter && !filter(r)) continue;
       // Per microbatch: the stage sums are what one microbatch costs the device; counts are per step.
-      const into = r.phase === 'forward' ? fwd : bwd;
       const perMb = r.perStage;
       const flops = r.flops.perSeq * mb + r.flops.fixed;
-      const stage = r.stage;
+      const stage = r.stage === 'all' ? 0 : r.stage === 'first' ? 1 : 2;
       const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
-      into[stage] += ot;
+      sums[(r.phase === 'forward' ? 0 : 3) + stage] += ot;
       if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + ot * M;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
       for (const c of r.collectives) {
@@ -215,7 +213,7 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
         const sent = sentBytes(c.kind, bytes, c.groupSize);
         const rc = ringCost(profile, mesh, c.mask, c.kind);
         const t = (sent * rc.inv + rc.fixed) * perMb;
-        blocking[stage] += t * tpExposed;
+        sums[6 + stage] += t * tpExposed;
         communication += t * M;
         bytesPerDevice += sent * perMb * M;
         if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
@@ -223,7 +221,8 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
       }
     }
   }
-  return { fwd, bwd, blocking, communication, bytesPerDevice, modelFlops };
+  const part = (i: number): StageSums => ({ all: sums[i], first: sums[i + 1], last: sums[i + 2] });
+  return { fwd: part(0), bwd: part(3), blocking: part(6), communication, bytesPerDevice, modelFlops };
 }
 
 /** The part of a walk every recompute mode shares: the forward and backward records. */

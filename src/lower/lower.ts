@@ -144,6 +144,8 @@ interface Ctx {
   bytesOf: Map<string, Lin>;
   /** elemsLin of each tensor, likewise. */
   elemsOf: Map<string, Lin>;
+  /** Each GEMM's local shape (forward, recompute and backward share them). */
+  gemms: Map<string, GemmShape>;
 }
 
 const NONE_SPLIT: ReadonlySet<string> = new Set();
@@ -261,7 +263,9 @@ function duplication(ctx: Ctx, block: Block, dims: readonly DimName[]): number {
 
 /** The local GEMM of an einsum (forward: its name; backward: name/dwrt), see GemmShape. */
 function gemmShape(ctx: Ctx, key: string): GemmShape {
-  return gemmShapeOf(ctx.info.gemmParts.get(key)!, (d) => localSize(ctx, d));
+  let g = ctx.gemms.get(key);
+  if (!g) ctx.gemms.set(key, (g = gemmShapeOf(ctx.info.gemmParts.get(key)!, (d) => localSize(ctx, d))));
+  return g;
 }
 
 /** A GEMM from its dimensions' parts and their local sizes; the part holding batch (or group) scales with the microbatch. */
@@ -320,6 +324,11 @@ const NO_COLLECTIVES: readonly CollectiveRecord[] = [];
 
 const fused = (ctx: Ctx, op: OpSpec) => ctx.flash && !!op.attentionCore;
 
+/** Local rows of a tensor along d: its elements over d's local size (a statistic per row). */
+function rows(ctx: Ctx, id: string, d: DimName): Lin {
+  return scaleLin(elemsLin(ctx, id), 1 / (localSize(ctx, d) / (seqSplit(ctx, id) && d === 'length' ? ctx.tSize : 1)));
+}
+
 /** The forward of one op on one device: local compute and the collectives the layout forces. */
 function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn'], collect = true): OpRecord {
   const dims = opDims(ctx, op);
@@ -329,16 +338,18 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   let flops: Lin;
   let bytes = ZERO;
   let gemm: GemmShape | null = null;
-  const rows = (id: string, d: DimName) => scaleLin(elemsLin(ctx, id), 1 / (localSize(ctx, d) / (seqSplit(ctx, id) && d === 'length' ? ctx.tSize : 1)));
   if (op.kind === 'einsum') {
     let f = 2;
     for (const d of dims) f *= localSize(ctx, d);
     flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
+    let bs = 0, bf = 0;
     for (const id of op.inputs) {
       if (colls) gatherOnce(ctx, id, colls);
-      bytes = linAdd(bytes, fullBytes(ctx, id));
+      const b = fullBytes(ctx, id);
+      bs += b.perSeq; bf += b.fixed;
     }
-    bytes = linAdd(bytes, fullBytes(ctx, out));
+    const ob = fullBytes(ctx, out);
+    bytes = lin(bs + ob.perSeq, bf + ob.fixed);
     const outDims = ctx.info.outDims.get(out)!;
     let partial = 0;
     for (const d of dims) if (!outDims.has(d)) partial |= ctx.c.mask[d];
@@ -346,17 +357,24 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     gemm = gemmShape(ctx, op.name);
   } else {
     flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
-    for (const id of [...op.inputs, out]) if (!ctx.info.fusedAway.has(id)) bytes = linAdd(bytes, tbytes(ctx, id));
+    let bs = 0, bf = 0;
+    for (let i = 0; i <= op.inputs.length; i++) {
+      const id = i < op.inputs.length ? op.inputs[i] : out;
+      if (ctx.info.fusedAway.has(id)) continue;
+      const b = tbytes(ctx, id);
+      bs += b.perSeq; bf += b.fixed;
+    }
+    bytes = lin(bs, bf);
     if (op.kind === 'gather') {
       const m = ctx.c.mask.vocab; // each device looks up its own rows: the sum over devices is the lookup
       if (m) colls?.push(...reduce(ctx, out, m, tbytes(ctx, out)));
     } else if (op.kind === 'layernorm' || op.kind === 'softmax') {
       const m = ctx.c.mask[op.dim!]; // mean and variance (max and sum) over a split dimension
-      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(op.inputs[0], op.dim!), 8)));
+      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, op.inputs[0], op.dim!), 8)));
     } else if (op.kind === 'xent') {
       const logits = op.inputs[0];
       const m = ctx.c.mask.vocab; // max, sum of exponentials and the target's logit
-      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(logits, 'vocab'), 12)));
+      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, logits, 'vocab'), 12)));
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
       if (lm) colls?.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
     } else if (op.kind === 'route') {
@@ -392,7 +410,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
     duplication: duplication(ctx, block, dims), collectives: colls ?? NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
-    perStage: placement(ctx, block).perStage, stage: placement(ctx, block).stage, recomputeIn,
+    perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: stageOf(block), recomputeIn,
   };
 }
 
@@ -409,8 +427,13 @@ function regroupAxes(ctx: Ctx): { a2a: number; slice: number } {
   return { a2a: E & B, slice: E & ~B };
 }
 
+/** Which pipeline stage runs a block: every stage its layers, the first the embedding, the last the head. */
+function stageOf(block: Block): OpRecord['stage'] {
+  return block.layered ? 'all' : block.name === 'embed' ? 'first' : 'last';
+}
+
 function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord['stage'] } {
-  return { perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: block.layered ? 'all' : block.name === 'embed' ? 'first' : 'last' };
+  return { perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: stageOf(block) };
 }
 
 /**
@@ -568,7 +591,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
   }
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
-    alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(),
+    alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(),
   };
   for (const b of graph.blocks) {
     for (const op of b.ops) {
