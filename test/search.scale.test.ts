@@ -34,6 +34,8 @@ describe('the mesh shape as part of the search', () => {
       { name: 'nvlink', devices: 2, link: { bandwidth: 300e9, latency: 3e-6 } },
       { name: 'rack', devices: 4, link: { bandwidth: 50e9, latency: 5e-6 } },
       { name: 'ib', devices: 1e9, link: { bandwidth: 25e9, latency: 1e-5 } }] }],
+    // HBM so slow that norms and residuals dominate: sequence parallelism, which splits them, wins.
+    ['slow HBM, nodes of 4 (a100-80g): sequence parallelism wins', { ...getDevice('a100-80g'), memoryBandwidth: 1e6, levels: [{ ...getDevice('a100-80g').levels[0], devices: 4 }, getDevice('a100-80g').levels[1]] }],
   ];
   for (const [name, profile] of profiles) {
     it(`finds the best of a brute force over every allowed mesh of 12 devices and every plan on it: ${name}`, async () => {
@@ -51,6 +53,7 @@ describe('the mesh shape as part of the search', () => {
       expect(best).not.toBeNull();
       expect(got.best!.time.step).toBe(best!.step);
       expect(got.best!.memory.total).toBe(best!.memory);
+      if (name.includes('sequence parallelism wins')) expect(got.best!.plan.sequenceParallel).toBe(true);
       // The reported mesh is in the space, and its plan estimated on it is what was reported.
       const mesh = parseMesh(got.mesh);
       expect(mesh.size).toBe(12);

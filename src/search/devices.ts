@@ -132,7 +132,7 @@ export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSe
   const graph = buildGraph(opts.spec);
   const onCoarse = (e: Estimate): Estimate => {
     const c = coarsen(fine, e.plan.layout);
-    return estimatePlan(graph, c.mesh, makePlan(c.layout, { zero: e.plan.zero, recompute: e.plan.recompute, microbatches: e.plan.microbatches }), profile);
+    return estimatePlan(graph, c.mesh, makePlan(c.layout, { zero: e.plan.zero, recompute: e.plan.recompute, microbatches: e.plan.microbatches, sequenceParallel: e.plan.sequenceParallel, virtualStages: e.plan.virtualStages }), profile);
   };
   const best = r.best ? onCoarse(r.best) : null;
   const result: DeviceSearchResult = {
