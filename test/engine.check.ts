@@ -175,6 +175,20 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     for (const [k, v] of [['base_emb_dim', spec.dModel], ['base_num_query_heads', spec.heads], ['base_mlp_dim', spec.dFf], ['base_num_decoder_layers', spec.decoderLayers], ['head_dim', spec.dKv], ['vocab_size', spec.vocab], ['max_target_length', spec.seqLen]] as const) {
       if (y[k] !== v) out.push(`${k} ${y[k]} != ${v}`);
     }
+    // Mixture of experts, as models/mixtral-8x7b.yml writes it (num_experts 1 is base.yml's dense default).
+    const ep = (y.ici_expert_parallelism ?? 1) * (y.dcn_expert_parallelism ?? 1);
+    if (spec.experts) {
+      for (const [k, v] of [['num_experts', spec.experts], ['num_experts_per_tok', spec.topK], ['base_moe_mlp_dim', spec.dFfExpert], ['decoder_block', 'mixtral']] as const) {
+        if (y[k] !== v) out.push(`${k} ${y[k]} != ${v}`);
+      }
+      if (spec.experts % ep !== 0) out.push(`${spec.experts} experts do not split over expert parallelism ${ep}`);
+      const planEp = axesOf(plan.layout, 'experts').reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
+      if (ep !== planEp) out.push(`expert parallelism ${ep} is not the plan's ${planEp}`);
+      const exp = (y.logical_axis_rules ?? []).find(([n]: [string]) => n === 'exp');
+      if (planEp > 1 && !(exp && [exp[1]].flat().includes('expert'))) out.push('the expert weights (exp) are not on the expert axis');
+    } else if ((y.num_experts ?? 1) !== 1 || ep !== 1) {
+      out.push('a dense model with experts');
+    }
     return out;
   },
   t5x: (text, { mesh, spec, plan }, fx) => {

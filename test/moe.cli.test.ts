@@ -26,6 +26,29 @@ describe('mesh-search on MoE models', () => {
     expect(text).toContain('--expert-model-parallel-size 8');
   });
 
+  it('--engine maxtext --export maxtext on mixtral-8x7b: a decoder_block mixtral config with experts on the expert axis, which passes the fixture check', () => {
+    const r = runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--engine', 'maxtext', '--export', 'maxtext', '--workers', '0']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--engine', 'maxtext', '--json', '--workers', '0']).stdout).best.plan;
+    expect(plan.layout).toMatch(/(^|;)experts:/);
+    const input = { plan: planFromJson(plan), mesh: parseMesh('8x8'), spec: getPreset('mixtral-8x7b'), profile: getDevice('h100-sxm') };
+    expect(r.stdout).toBe(exportPlan(input, 'maxtext').text);
+    expect(checkExport('maxtext', r.stdout, input)).toEqual([]);
+    expect(r.stdout).toMatch(/^num_experts: 8$/m);
+    expect(r.stdout).toMatch(/^num_experts_per_tok: 2$/m);
+    expect(r.stdout).toMatch(/^ici_expert_parallelism: [2-8]$/m);
+  });
+
+  it('--export maxtext refuses in one line what decoder_block mixtral cannot build, and experts off the batch axes', () => {
+    const shared = runCli(['export', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--format', 'maxtext']);
+    expect(shared.code).toBe(2);
+    expect(shared.stderr.trim().split('\n')).toHaveLength(1);
+    expect(shared.stderr).toMatch(/decoder_block mixtral/);
+    const off = runCli(['export', '--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--layout', 'batch:rows;experts:cols', '--zero', '3', '--format', 'maxtext']);
+    expect(off.code).toBe(2);
+    expect(off.stderr).toMatch(/expert axis shards batch/);
+  });
+
   it('models lists the MoE presets with their total and active parameters', () => {
     const rows = JSON.parse(runCli(['models', '--json']).stdout) as { name: string; params: number; activeParams?: number }[];
     const m = rows.find((r) => r.name === 'mixtral-8x7b')!;

@@ -8,7 +8,8 @@ export type MaxtextAxis = (typeof MAXTEXT_MESH_AXES)[number];
 export const MAXTEXT_FREE_AXES: readonly MaxtextAxis[] = ['tensor', 'tensor_sequence', 'autoregressive'];
 
 /**
- * Each mesh axis of the plan as one MaxText axis: batch on data (fsdp with ZeRO-3), layers on
+ * Each mesh axis of the plan as one MaxText axis: batch on data (fsdp with ZeRO-3), batch and
+ * experts on expert, layers on
  * stage, length on context; axes with the same other dimensions share a free axis. Null for an
  * axis of one device that splits nothing. `problems` says what MaxText cannot lay out so.
  */
@@ -17,6 +18,9 @@ export function maxtextKinds(s: PlanShape): { kinds: (MaxtextAxis | null)[]; pro
   const bySignature = new Map<string, MaxtextAxis>();
   let free = 0;
   const kinds = s.axes.map((a): MaxtextAxis | null => {
+    // An axis that splits experts and batch is MaxText's expert axis: it shards the batch of every
+    // layer's activations and the experts of the MoE weights (base.yml activation_batch, exp).
+    if (a.role === 'data' && a.dims.includes('experts')) return 'expert';
     if (a.role === 'data') return s.plan.zero === 3 ? 'fsdp' : 'data';
     if (a.role === 'pipeline') return 'stage';
     if (a.role === 'context') return 'context';

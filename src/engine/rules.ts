@@ -82,7 +82,14 @@ export function modelProblems(engine: Engine, spec: ModelSpec): string[] {
   if (!cap.positions.includes(spec.positions)) out.push(`${t} has no ${spec.positions} position embedding (it has ${list(cap.positions)})`);
   if (!cap.dtypes.includes(spec.dtype)) out.push(`${t} does not train in ${spec.dtype} (it takes ${list(cap.dtypes)})`);
   if (!cap.gqa && kv !== spec.heads) out.push(`${t} has no grouped-query attention: ${kv} KV heads for ${spec.heads} query heads cannot be expressed`);
-  if (spec.experts && engine !== 'megatron') out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron`);
+  if (spec.experts && engine === 'maxtext') {
+    // decoder_block mixtral (src/maxtext/models/mixtral.py): rotary, SwiGLU, every layer MoE, no shared expert.
+    if ((spec.moeEvery ?? 1) !== 1 || spec.sharedExperts || spec.positions !== 'rotary' || spec.activation !== 'swiglu') {
+      out.push(`mesh-search's MaxText export writes MoE models as decoder_block mixtral (rotary, SwiGLU, experts on every layer, no shared expert), which ${spec.name} is not; export to megatron`);
+    }
+  } else if (spec.experts && engine !== 'megatron') {
+    out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron or maxtext`);
+  }
   if (engine === 'torchtitan' && spec.kind === 'decoder' && !llama3Flavor(spec)) {
     out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${spec.name}'s dimensions`);
   }
@@ -214,6 +221,9 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
     if (!iciSizes(mesh, profile)) out.push(`MaxText splits each axis into a part within a slice and a part across slices, but this mesh does not split at the ${profile?.levels[0].devices}-device slices of ${profile?.name}`);
     for (const a of s.axes) if (a.role === 'unused' && a.size > 1) out.push(`mesh axis ${a.name} (${a.size}) splits no dimension; MaxText would take it for data parallelism`);
     out.push(...maxtextKinds(s).problems);
+    // MaxText's expert axis also shards the batch (activation_batch_moe): experts go only where batch is.
+    for (const a of s.axes) if (a.dims.includes('experts') && !(a.role === 'data')) out.push(`MaxText's expert axis shards batch with the experts, but ${a.name} splits ${a.dims.join(' and ')}; split experts over batch axes only`);
+    if (s.axes.filter((a) => a.dims.includes('experts')).length > 1) out.push('MaxText has one expert axis, but the plan splits experts over several mesh axes');
     if (!strategy) return out;
     if (s.pp > 1 && plan.microbatches % s.pp !== 0) out.push(`MaxText needs num_pipeline_microbatches to be a multiple of the ${s.pp} pipeline stages, but the plan has ${plan.microbatches}`);
     const perMicrobatch = s.pp > 1 ? spec.batch : spec.batch / plan.microbatches;

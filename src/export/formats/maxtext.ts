@@ -21,12 +21,19 @@ const LOGICAL: Record<DimName, { params: string[]; activations: string[] }> = {
   layers: { params: ['layers'], activations: ['activation_stage'] },
   // Grouped-query models: MaxText names query heads as one axis (q_heads), so q_group has no rule of its own (refused in src/engine).
   q_group: { params: [], activations: [] },
-  // Mixture of experts: src/engine refuses MoE models for MaxText until this export writes its expert keys.
-  experts: { params: [], activations: [] },
-  expert_hidden: { params: [], activations: [] },
+  // Mixture of experts (base.yml's MoE rules): the experts of the MoE weights, their hidden dimension.
+  experts: { params: ['exp'], activations: ['activation_exp'] },
+  expert_hidden: { params: ['mlp_moe'], activations: ['activation_mlp_moe'] },
   expert_capacity: { params: [], activations: [] },
   expert_unsplit: { params: [], activations: [] },
   group: { params: [], activations: [] },
+};
+
+/** The MoE block's own names for the dimensions it shares with the rest of the layer (base.yml). */
+const MOE_SIDE: Partial<Record<DimName, { params: string[]; activations: string[] }>> = {
+  batch: { params: [], activations: ['activation_batch_moe'] },
+  length: { params: [], activations: ['activation_length_moe', 'activation_norm_length_moe'] },
+  d_model: { params: ['embed_moe'], activations: ['activation_embed_moe'] },
 };
 
 const REMAT = { none: 'minimal_with_context', selective: 'minimal', full: 'full' } as const;
@@ -60,12 +67,18 @@ export function maxtext(input: ExportInput): ExportOutput {
   // Sequence parallelism: norms and residuals split length over the axes that split heads.
   const spKinds = shape.sequenceParallel ? kindsOf('heads') : [];
   const rules: [string, string[]][] = [];
-  for (const dim of Object.keys(LOGICAL) as DimName[]) {
+  const moe = !!spec.experts;
+  const dims = (Object.keys(LOGICAL) as DimName[]).filter((d) => moe || (d !== 'experts' && d !== 'expert_hidden'));
+  for (const dim of dims) {
     const base = kindsOf(dim);
-    for (const name of LOGICAL[dim].activations) rules.push([name, name === 'activation_norm_length' ? [...spKinds, ...base] : [...base]]);
-    for (const name of LOGICAL[dim].params) {
-      // ZeRO-3: parameters (and with them gradients and optimizer state) also split over fsdp.
-      const extra = plan.zero === 3 && dim === 'd_model' && !base.includes('fsdp') ? ['fsdp'] : [];
+    const activations = [...LOGICAL[dim].activations, ...(moe ? MOE_SIDE[dim]?.activations ?? [] : [])];
+    const params = [...LOGICAL[dim].params, ...(moe ? MOE_SIDE[dim]?.params ?? [] : [])];
+    for (const name of activations) rules.push([name, name === 'activation_norm_length' || name === 'activation_norm_length_moe' ? [...spKinds, ...base] : [...base]]);
+    for (const name of params) {
+      // ZeRO-3: parameters (and with them gradients and optimizer state) also split over the batch
+      // axes that do not split them already (the expert axis holds whole experts: not theirs).
+      const zeroKinds = name === 'embed_moe' ? ['fsdp'] : ['fsdp', 'expert'];
+      const extra = plan.zero === 3 && dim === 'd_model' ? zeroKinds.filter((k) => degrees.has(k as MaxtextAxis) || k === 'fsdp').filter((k) => !base.includes(k)) : [];
       rules.push([name, [...base, ...extra]]);
     }
   }
@@ -79,7 +92,7 @@ export function maxtext(input: ExportInput): ExportOutput {
   };
   for (const k of MAXTEXT_MESH_AXES) config[`dcn_${keyOf(k)}_parallelism`] = degrees.get(k)?.dcn ?? 1;
   for (const k of MAXTEXT_MESH_AXES) config[`ici_${keyOf(k)}_parallelism`] = degrees.get(k)?.ici ?? 1;
-  const dataKinds = (pipelined ? ['stage', 'data', 'fsdp'] : ['data', 'fsdp']).filter((k) => degrees.has(k as MaxtextAxis));
+  const dataKinds = (pipelined ? ['stage', 'data', 'fsdp', 'expert'] : ['data', 'fsdp', 'expert']).filter((k) => degrees.has(k as MaxtextAxis));
   config.data_sharding = [dataKinds.length > 0 ? dataKinds : ['data']];
   config.logical_axis_rules = rules.map(([n, k]) => [n, k]);
   config.shard_optimizer_over_data = plan.zero === 1;
@@ -109,6 +122,21 @@ export function maxtext(input: ExportInput): ExportOutput {
     remat_policy: REMAT[plan.recompute],
     dtype: spec.dtype,
   });
+  if (moe) {
+    // Keys as src/maxtext/configs/models/mixtral-8x7b.yml writes them; src/engine admits only what
+    // decoder_block mixtral builds. The dense path (sparse_matmul false)
+    // dispatches and combines with one-hot einsums padded to capacity, as Mesh-TF's moe.py and this
+    // cost model do; megablox is the sparse path's kernel.
+    Object.assign(config, {
+      decoder_block: 'mixtral',
+      num_experts: spec.experts,
+      num_experts_per_tok: spec.topK,
+      base_moe_mlp_dim: spec.dFfExpert,
+      capacity_factor: spec.capacityFactor,
+      sparse_matmul: false,
+      megablox: false,
+    });
+  }
   const comments = header(shape, 'MaxText');
   comments.push(`mesh axes: ${shape.axes.map((a) => `${a.name} -> ${kinds[a.index] ?? 'unused'} (ici ${ici[a.index]}, dcn ${a.size / ici[a.index]})`).join(', ')}`);
   if (plan.recompute === 'none') comments.push("recompute none: MaxText's lightest remat_policy, minimal_with_context, saves every matmul output and recomputes elementwise ops");
