@@ -254,10 +254,19 @@ describe('engines and MoE plans', () => {
   });
 
   it('every other engine refuses an MoE model in one line, naming megatron', () => {
-    for (const e of ['mesh-tf', 't5x', 'maxtext', 'deepspeed', 'torchtitan'] as const) {
+    for (const e of ['mesh-tf', 't5x', 'deepspeed', 'torchtitan'] as const) {
       const r = modelProblems(e, mixtral);
       expect(r.filter((x) => x.includes('cannot express mixture-of-experts models yet') && x.includes('export to megatron'))).toHaveLength(1);
       expect(modelProblems(e, getPreset('llama2-7b')).some((x) => x.includes('mixture-of-experts'))).toBe(false);
+    }
+  });
+
+  it('maxtext takes what decoder_block mixtral builds and refuses shared experts and MoE on every n-th layer in one line', () => {
+    expect(modelProblems('maxtext', mixtral)).toEqual([]);
+    for (const name of ['deepseek-moe-16b', 'switch-base-128', 'tiny-moe']) {
+      const r = modelProblems('maxtext', getPreset(name)).filter((x) => x.includes('decoder_block mixtral'));
+      expect(r, name).toHaveLength(1);
+      expect(r[0]).toContain('export to megatron');
     }
   });
 });
