@@ -71,6 +71,8 @@ interface GraphInfo {
   readonly fusedAway: Set<string>;
   /** The residual stream: tensors [batch, length, d_model], what sequence parallelism splits over T. */
   readonly residual: ReadonlySet<string>;
+  /** Each op's backward record names, `name/dwrt` per input (also its GEMM key). */
+  readonly gradNames: Map<OpSpec, readonly string[]>;
 }
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
@@ -122,7 +124,9 @@ function graphInfo(graph: Graph): GraphInfo {
     if (fusible(op) && r.length === 1 && fusible(r[0]) && !saved.has(op.output) && graph.tensors.get(op.output)!.role === 'activation') fusedAway.add(op.output);
   }
   const residual = new Set([...graph.tensors].filter(([, t]) => t.dims.join() === B_DIMS).map(([id]) => id));
-  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual };
+  const gradNames = new Map<OpSpec, readonly string[]>();
+  for (const b of graph.blocks) for (const op of b.ops) gradNames.set(op, op.inputs.map((wrt) => `${op.name}/d${wrt}`));
+  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames };
   graphInfos.set(graph, info);
   return info;
 }
@@ -320,7 +324,8 @@ function fusedBytes(ctx: Ctx, block: Block, ids: readonly string[]): Lin {
   return sum;
 }
 
-const NO_COLLECTIVES: readonly CollectiveRecord[] = [];
+/** The collectives of a record that has none: one shared empty list (records outlive the lowering). */
+const NO_COLLECTIVES: readonly CollectiveRecord[] = Object.freeze([]);
 
 const fused = (ctx: Ctx, op: OpSpec) => ctx.flash && !!op.attentionCore;
 
@@ -409,7 +414,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
-    duplication: duplication(ctx, block, dims), collectives: colls ?? NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
+    duplication: duplication(ctx, block, dims), collectives: colls?.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
     perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: stageOf(block), recomputeIn,
   };
 }
@@ -446,7 +451,10 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set
   const fwd = forwardOp(ctx, block, op, 'backward', undefined, false);
   const isFused = fused(ctx, op);
   let first = true;
-  for (const wrt of op.inputs) {
+  const names = ctx.info.gradNames.get(op)!;
+  for (let wi = 0; wi < op.inputs.length; wi++) {
+    const wrt = op.inputs[wi];
+    const name = names[wi];
     const ts = ctx.graph.tensors.get(wrt)!;
     if (!gradientFlows(ctx.graph, op, wrt)) continue;
     const wrtDims = ctx.info.outDims.get(wrt)!;
@@ -458,7 +466,7 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set
     let gemm: GemmShape | null = null;
     if (op.kind === 'einsum') {
       const other = op.inputs.find((i) => i !== wrt) ?? wrt;
-      gemm = gemmShape(ctx, `${op.name}/d${wrt}`);
+      gemm = gemmShape(ctx, name);
       // Sequence parallelism: the backward gathers the output's gradient (the reverse of its
       // reduce-scatter) and, for the weight's gradient, the scattered input again.
       if (first && seqSplit(ctx, op.output)) colls.push(coll(ctx, 'allgather', ctx.T, `${op.output}.grad`, fullBytes(ctx, op.output)));
@@ -503,10 +511,10 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set
       pending.get(c)!.add(partial);
     }
     out.push({
-      name: `${op.name}/d${wrt}`, block: block.name, phase: 'backward', kind: op.kind, klass: OP_CLASS[op.kind],
+      name, block: block.name, phase: 'backward', kind: op.kind, klass: OP_CLASS[op.kind],
       inputs: fwd.inputs, output: wrt, wrt, partial: partial ? maskAxes(ctx.mesh, partial) : undefined,
       flops, bytes, gemm, kernel: !isFused || (first && op.name.endsWith('.av')), duplication: fwd.duplication,
-      collectives: colls, model: true, layered: block.layered, perStage: fwd.perStage, stage: fwd.stage,
+      collectives: colls.length ? colls : NO_COLLECTIVES, model: true, layered: block.layered, perStage: fwd.perStage, stage: fwd.stage,
     });
     first = false;
   }
