@@ -158,16 +158,26 @@ export interface StageSums { all: number; first: number; last: number }
 
 /** Per collective, for the estimate's table: kind, axes, buffer bytes and executions per step. */
 export interface Detail {
-  byAxis: Record<string, number>;
+  /** Bytes sent per step by axes, and each collective (the estimate's table; priceParts needs neither). */
+  byAxis?: Record<string, number>;
   /** Seconds per step by op class, and in collectives by axes (what benchmark rows may measure). */
   classTime?: Record<string, number>;
   commTime?: Record<string, number>;
-  collectives: Map<string, { kind: string; axes: string[]; bytes: number; count: number }>;
+  collectives?: Map<string, { kind: string; axes: string[]; bytes: number; count: number }>;
+}
+
+const axesKeys = new WeakMap<readonly string[], string>();
+
+/** `x+y`: the key of an axes list (maskAxes hands out one array per mask, so each is joined once). */
+function axesKey(axes: readonly string[]): string {
+  let k = axesKeys.get(axes);
+  if (k === undefined) axesKeys.set(axes, (k = axes.join('+')));
+  return k;
 }
 
 function note(detail: Detail | undefined, c: { kind: string; axes: readonly string[]; bytes: number; sent: number }, count: number): void {
-  if (!detail) return;
-  const key = c.axes.join('+');
+  if (!detail?.collectives || !detail.byAxis) return;
+  const key = axesKey(c.axes);
   detail.byAxis[key] = (detail.byAxis[key] ?? 0) + c.sent * count;
   const ck = `${c.kind}|${key}|${c.bytes}`;
   const agg = detail.collectives.get(ck);
@@ -217,7 +227,7 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
         communication += t * M;
         bytesPerDevice += sent * perMb * M;
         if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
-        if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t * M;
+        if (detail?.commTime) detail.commTime[axesKey(c.axes)] = (detail.commTime[axesKey(c.axes)] ?? 0) + t * M;
       }
     }
   }
@@ -296,7 +306,7 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
         bytesPerStep += c.sent * op.count;
       }
       note(detail, c, op.count);
-      if (detail?.commTime) detail.commTime[c.axes.join('+')] = (detail.commTime[c.axes.join('+')] ?? 0) + t;
+      if (detail?.commTime) detail.commTime[axesKey(c.axes)] = (detail.commTime[axesKey(c.axes)] ?? 0) + t;
       if (c.role === 'gather') {
         if (op.phase === 'forward') gatherPerMicrobatch += t / M;
         else gatherPerStep += t;
@@ -379,7 +389,7 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
 /** A program's step time with its seconds per op class and per collective axes (what calibration fits to). */
 export function priceParts(program: Program, profile: HardwareProfile): { step: number; classTime: Record<string, number>; commTime: Record<string, number> } {
   const { plan, lowering } = program;
-  const detail: Detail = { byAxis: {}, collectives: new Map(), classTime: {}, commTime: {} };
+  const detail: Detail = { classTime: {}, commTime: {} };
   const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
   const s = strategyCost(lowering, plan, profile, detail);
   sendTime(lowering, plan, profile, detail);
@@ -389,7 +399,7 @@ export function priceParts(program: Program, profile: HardwareProfile): { step: 
 /** Price a lowered program on a hardware profile. */
 export function price(program: Program, profile: HardwareProfile): Estimate {
   const { graph, mesh, plan, lowering } = program;
-  const detail: Detail = { byAxis: {}, collectives: new Map() };
+  const detail = { byAxis: {} as Record<string, number>, collectives: new Map<string, { kind: string; axes: string[]; bytes: number; count: number }>() };
   const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
   const s = strategyCost(lowering, plan, profile, detail);
   sendTime(lowering, plan, profile, detail);
