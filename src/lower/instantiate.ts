@@ -84,20 +84,7 @@ function weightOp(w: WeightOps, name: string, block: LoweredOp['block'], phase: 
  * weight the gradient sync (ZeRO over the axes that split batch), Adam, ZeRO's parameter gathers,
  * and the point-to-point sends between pipeline stages.
  */
-export function strategyOps(l: LayoutLowering, plan: Plan): readonly LoweredOp[] {
-  // The ops depend on the plan only through ZeRO, microbatches and interleaving: kept per layout
-  // for the pricer's ZeRO stages and calibration's repeated pricing of one program.
-  let byPlan = strategyOpsCache.get(l);
-  if (!byPlan) strategyOpsCache.set(l, (byPlan = new Map()));
-  const key = `${plan.zero}|${plan.microbatches}|${plan.virtualStages}`;
-  let ops = byPlan.get(key);
-  if (!ops) byPlan.set(key, (ops = Object.freeze(buildStrategyOps(l, plan))));
-  return ops;
-}
-
-const strategyOpsCache = new WeakMap<LayoutLowering, Map<string, readonly LoweredOp[]>>();
-
-function buildStrategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
+export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   const { mesh, layout: c, graph } = l;
   const sb = stateBytes(graph.spec.dtype);
   const stages = c.split.layers;
