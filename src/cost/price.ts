@@ -140,9 +140,8 @@ function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: numb
   return Math.max(t, v) + launch;
 }
 
-/** Sums of one (layout, recompute, microbatches): what the strategy does not change. */
-export interface Walk {
-  readonly M: number;
+/** Sums of some of a layout's records at one microbatch count (a Walk is the sum of two). */
+export interface WalkPart {
   /** Per microbatch on one device, by pipeline-stage part: compute of the forward and of the backward (with recompute), blocking communication. */
   readonly fwd: StageSums;
   readonly bwd: StageSums;
@@ -152,6 +151,11 @@ export interface Walk {
   readonly bytesPerDevice: number;
   /** Model (no recompute) matmul FLOPs of a step over all devices. */
   readonly modelFlops: number;
+}
+
+/** Sums of one (layout, recompute, microbatches): what the strategy does not change. */
+export interface Walk extends WalkPart {
+  readonly M: number;
 }
 
 export interface StageSums { all: number; first: number; last: number }
@@ -183,16 +187,6 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
   const agg = detail.collectives.get(ck);
   if (agg) agg.count += count;
   else detail.collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count });
-}
-
-/** Sums of some of a layout's records at one microbatch count: a part of a Walk. */
-export interface WalkPart {
-  readonly fwd: StageSums;
-  readonly bwd: StageSums;
-  readonly blocking: StageSums;
-  readonly communication: number;
-  readonly bytesPerDevice: number;
-  readonly modelFlops: number;
 }
 
 /**

@@ -9,9 +9,9 @@ export const MAXTEXT_FREE_AXES: readonly MaxtextAxis[] = ['tensor', 'tensor_sequ
 
 /**
  * Each mesh axis of the plan as one MaxText axis: batch on data (fsdp with ZeRO-3), batch and
- * experts on expert, layers on
- * stage, length on context; axes with the same other dimensions share a free axis. Null for an
- * axis of one device that splits nothing. `problems` says what MaxText cannot lay out so.
+ * experts on expert, layers on stage, length on context; axes with the same other dimensions
+ * share a free axis. Null for an axis of one device that splits nothing. `problems` says what
+ * MaxText cannot lay out so.
  */
 export function maxtextKinds(s: PlanShape): { kinds: (MaxtextAxis | null)[]; problems: string[] } {
   const problems: string[] = [];

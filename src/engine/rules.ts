@@ -222,7 +222,7 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
     for (const a of s.axes) if (a.role === 'unused' && a.size > 1) out.push(`mesh axis ${a.name} (${a.size}) splits no dimension; MaxText would take it for data parallelism`);
     out.push(...maxtextKinds(s).problems);
     // MaxText's expert axis also shards the batch (activation_batch_moe): experts go only where batch is.
-    for (const a of s.axes) if (a.dims.includes('experts') && !(a.role === 'data')) out.push(`MaxText's expert axis shards batch with the experts, but ${a.name} splits ${a.dims.join(' and ')}; split experts over batch axes only`);
+    for (const a of s.axes) if (a.dims.includes('experts') && a.role !== 'data') out.push(`MaxText's expert axis shards batch with the experts, but ${a.name} splits ${a.dims.join(' and ')}; split experts over batch axes only`);
     if (s.axes.filter((a) => a.dims.includes('experts')).length > 1) out.push('MaxText has one expert axis, but the plan splits experts over several mesh axes');
     if (!strategy) return out;
     if (s.pp > 1 && plan.microbatches % s.pp !== 0) out.push(`MaxText needs num_pipeline_microbatches to be a multiple of the ${s.pp} pipeline stages, but the plan has ${plan.microbatches}`);

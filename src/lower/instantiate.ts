@@ -175,8 +175,8 @@ function weightMemory(l: LayoutLowering): WeightMemory {
 }
 
 /** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on. */
-function states(zero: number, sb: ReturnType<typeof stateBytes>, params: number, sharded: number): number {
-  return (zero >= 3 ? sharded : params) * sb.param + (zero >= 2 ? sharded : params) * sb.grad + (zero >= 1 ? sharded : params) * sb.optimizer;
+function stateParts(zero: number, sb: ReturnType<typeof stateBytes>, params: number, sharded: number): { params: number; gradients: number; optimizer: number } {
+  return { params: (zero >= 3 ? sharded : params) * sb.param, gradients: (zero >= 2 ? sharded : params) * sb.grad, optimizer: (zero >= 1 ? sharded : params) * sb.optimizer };
 }
 
 /**
@@ -206,15 +206,13 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   actsFirst *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
   const temporary = largest + (mode === 'full' ? linAt(l.recomputeBuffer, mb) : 0) + (plan.zero >= 3 ? layerParams : 0);
-  const z = plan.zero;
-  const firstTotal = states(z, sb, stageParams.first, stageSharded.first) + actsFirst + temporary;
-  const lastTotal = states(z, sb, stageParams.last, stageSharded.last) + actsLast + temporary;
-  const k = lastTotal > firstTotal ? 'last' : 'first';
-  const params = stageParams[k], sharded = stageSharded[k], act = k === 'last' ? actsLast : actsFirst;
-  const p = (plan.zero >= 3 ? sharded : params) * sb.param;
-  const g = (plan.zero >= 2 ? sharded : params) * sb.grad;
-  const o = (plan.zero >= 1 ? sharded : params) * sb.optimizer;
-  return { params: p, gradients: g, optimizer: o, activations: act, temporary, total: p + g + o + act + temporary };
+  const first = stateParts(plan.zero, sb, stageParams.first, stageSharded.first);
+  const last = stateParts(plan.zero, sb, stageParams.last, stageSharded.last);
+  const firstTotal = first.params + first.gradients + first.optimizer + actsFirst + temporary;
+  const lastTotal = last.params + last.gradients + last.optimizer + actsLast + temporary;
+  const busier = lastTotal > firstTotal;
+  const s = busier ? last : first;
+  return { params: s.params, gradients: s.gradients, optimizer: s.optimizer, activations: busier ? actsLast : actsFirst, temporary, total: busier ? lastTotal : firstTotal };
 }
 
 /** The per-device program of one plan: the layout's records at the plan's microbatch size, with its strategy. */

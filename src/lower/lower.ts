@@ -415,7 +415,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
     duplication: duplication(ctx, block, dims), collectives: colls?.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
-    perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: stageOf(block), recomputeIn,
+    perStage: perStageOf(ctx, block), stage: stageOf(block), recomputeIn,
   };
 }
 
@@ -437,8 +437,9 @@ function stageOf(block: Block): OpRecord['stage'] {
   return block.layered ? 'all' : block.name === 'embed' ? 'first' : 'last';
 }
 
-function placement(ctx: Ctx, block: Block): { perStage: number; stage: OpRecord['stage'] } {
-  return { perStage: block.layered ? block.repeat / ctx.c.split.layers : 1, stage: stageOf(block) };
+/** Executions of a block per stage and microbatch: its layers on one stage, else once. */
+function perStageOf(ctx: Ctx, block: Block): number {
+  return block.layered ? block.repeat / ctx.c.split.layers : 1;
 }
 
 /**
@@ -537,7 +538,7 @@ function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<nu
   out.push({
     name: `grad:${id}`, block: block.name, phase: 'backward', kind: 'gradsum', klass: 'elementwise',
     inputs: [], output: id, flops: ZERO, bytes: masks.size > 1 ? scaleLin(b, masks.size + 1) : ZERO,
-    gemm: null, kernel: true, duplication: 1, model: true, layered: block.layered, ...placement(ctx, block),
+    gemm: null, kernel: true, duplication: 1, model: true, layered: block.layered, perStage: perStageOf(ctx, block), stage: stageOf(block),
     collectives: nonzero.flatMap((m) => reduce(ctx, id, m, b)),
   });
 }
@@ -640,7 +641,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
       for (const id of savedSet(ctx, b, 'none')) all = linAdd(all, tbytes(ctx, id));
       bufferPerSeq = Math.max(bufferPerSeq, all.perSeq);
     }
-    blocks.push({ name: b.name, layered: b.layered, repeat: b.repeat, stage: b.layered ? 'all' : b.name === 'embed' ? 'first' : 'last', saved: own });
+    blocks.push({ name: b.name, layered: b.layered, repeat: b.repeat, stage: stageOf(b), saved: own });
   }
 
   // Backward, blocks in reverse; the recompute of the forward (or of the attention core) first.
@@ -667,14 +668,13 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
   }
 
-  const stages = c.split.layers;
   const weights: WeightRecord[] = graph.weights.map((w) => {
     const b = ctx.info.weightBlock.get(w)!;
     return {
       id: w, block: b.name, layered: b.layered, elems: elemsLin(ctx, w).fixed, partial: ctx.weightPartial.get(w) ?? 0,
       // ZeRO shards a weight over the batch axes that do not split it already (experts' weights: those experts leaves).
       zeroMask: c.mask.batch & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
-      perStage: b.layered ? b.repeat / stages : 1, stage: b.layered ? 'all' : b.name === 'embed' ? 'first' : 'last',
+      perStage: perStageOf(ctx, b), stage: stageOf(b),
     };
   });
 

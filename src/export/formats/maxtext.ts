@@ -77,8 +77,8 @@ export function maxtext(input: ExportInput): ExportOutput {
     for (const name of params) {
       // ZeRO-3: parameters (and with them gradients and optimizer state) also split over the batch
       // axes that do not split them already (the expert axis holds whole experts: not theirs).
-      const zeroKinds = name === 'embed_moe' ? ['fsdp'] : ['fsdp', 'expert'];
-      const extra = plan.zero === 3 && dim === 'd_model' ? zeroKinds.filter((k) => degrees.has(k as MaxtextAxis) || k === 'fsdp').filter((k) => !base.includes(k)) : [];
+      const zeroKinds = name === 'embed_moe' || !degrees.has('expert') ? ['fsdp'] : ['fsdp', 'expert'];
+      const extra = plan.zero === 3 && dim === 'd_model' ? zeroKinds.filter((k) => !base.includes(k)) : [];
       rules.push([name, [...base, ...extra]]);
     }
   }
@@ -124,9 +124,9 @@ export function maxtext(input: ExportInput): ExportOutput {
   });
   if (moe) {
     // Keys as src/maxtext/configs/models/mixtral-8x7b.yml writes them; src/engine admits only what
-    // decoder_block mixtral builds. The dense path (sparse_matmul false)
-    // dispatches and combines with one-hot einsums padded to capacity, as Mesh-TF's moe.py and this
-    // cost model do; megablox is the sparse path's kernel.
+    // decoder_block mixtral builds. The dense path (sparse_matmul false) dispatches and combines
+    // with one-hot einsums padded to capacity, as Mesh-TF's moe.py and this cost model do;
+    // megablox is the sparse path's kernel.
     Object.assign(config, {
       decoder_block: 'mixtral',
       num_experts: spec.experts,
