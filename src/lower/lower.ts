@@ -383,10 +383,12 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
       if (lm) colls?.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
     } else if (op.kind === 'route') {
-      // Each expert's slots are numbered along the sequence: with length split, each device needs
-      // the counts of the shards before its own (an allgather of [batch, experts] int32 counts).
+      // Each expert's slots are numbered along the sequence, first choices before second ones
+      // (Mesh-TF moe.py, GShard): with length split, each device needs every shard's counts per
+      // choice (an allgather of [batch, topK, experts] int32 counts). The dispatch tensor is cast from combine.
       const m = ctx.c.mask.length;
-      if (m && op.route === 'dispatch') colls?.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
+      const k = ctx.graph.spec.topK ?? 1;
+      if (m && op.route === 'combine') colls?.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * k * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
     } else if (op.kind === 'regroup') {
       const r = regroupAxes(ctx);
       // Dispatch: the shared axes all-to-all the expert-side buffer; the other expert axes slice locally.

@@ -48,8 +48,9 @@ export type OpKind =
   | 'swiglu'      // silu(gate) × up                               inputs: gate, up
   | 'rotary'      // rotary position embedding over d_kv pairs     inputs: x
   | 'rename'      // same data, `dim` renamed to `to`              inputs: x
-  | 'route'       // top-k over `dim` with a capacity per expert:  inputs: probs
-                  //   combine weights or the 0/1 dispatch tensor [batch, length, expert_unsplit, expert_capacity]
+  | 'route'       // combine: top-k over `dim` with a capacity per expert  inputs: probs
+                  //   dispatch: the 0/1 cast of combine                  inputs: combine
+                  //   both [batch, length, expert_unsplit, expert_capacity]
   | 'regroup'     // token side [batch, expert_unsplit, ..] <-> expert side [experts, group, ..] (`dim` -> `to`)
   | 'xent';       // mean softmax cross-entropy over `dim`         inputs: logits, ids
 
@@ -245,10 +246,12 @@ export function buildGraph(spec: ModelSpec): Graph {
     ops.push({ name: `${p}.router`, kind: 'einsum', inputs: [x, wg], output: logits, saves: [x] });
     const probs = t(`${p}.probs`, R);
     ops.push({ name: `${p}.softmax`, kind: 'softmax', inputs: [logits], output: probs, dim: 'expert_unsplit', saves: [probs] });
+    // Mesh-TF moe.py order: the combine tensor (each kept choice's gate at its slot) first, the
+    // dispatch tensor cast from it (nonzero -> 1), so that only the combine op numbers the slots.
     const combine = t(`${p}.combine`, C);
     ops.push({ name: `${p}.combine_weights`, kind: 'route', inputs: [probs], output: combine, dim: 'expert_unsplit', route: 'combine', saves: [probs] });
     const dispatch = t(`${p}.dispatch`, C, 'routing');
-    ops.push({ name: `${p}.dispatch_mask`, kind: 'route', inputs: [probs], output: dispatch, dim: 'expert_unsplit', route: 'dispatch', saves: [] });
+    ops.push({ name: `${p}.dispatch_mask`, kind: 'route', inputs: [combine], output: dispatch, dim: 'expert_unsplit', route: 'dispatch', saves: [] });
     const inTok = t(`${p}.in_tokens`, TOK);
     ops.push({ name: `${p}.dispatch`, kind: 'einsum', inputs: [x, dispatch], output: inTok, saves: [dispatch] });
     const inExp = t(`${p}.in_experts`, EXP);
