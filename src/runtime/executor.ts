@@ -7,7 +7,7 @@ import { initWeight } from './init.js';
 import { backward, forward, renameKind } from './ops.js';
 import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
 import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter } from './ring.js';
-import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, type Local } from './shard.js';
+import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, swap01, type Local } from './shard.js';
 import type { Exchange } from './exchange.js';
 import type { TraceEvent } from './trace.js';
 
@@ -105,7 +105,8 @@ export class Executor {
   private readonly weightBlock = new Map<string, Block>();
   private readonly produced = new Map<string, Set<string>>();
   private readonly alias = new Map<string, string>();
-  private readonly zeroAxes: string[];
+  /** Per weight, the axes ZeRO shards it over: the batch axes that do not split it already (the lowering's zeroMask). */
+  private readonly zeroAxes = new Map<string, string[]>();
   private tokens: Int32Array = new Int32Array(0);
   /** Calls of exec (and sends): the same sequence on every thread, so it tags their collectives. */
   private seq = 0;
@@ -133,7 +134,7 @@ export class Executor {
       else if (rec.phase === 'forward') this.fwd.get(rec.block)!.push(rec);
       else this.bwd.get(rec.block)!.push(rec);
     }
-    this.zeroAxes = plan.zero > 0 ? axesOfMask(mesh, layout.mask.batch) : [];
+    for (const w of program.lowering.weights) this.zeroAxes.set(w.id, plan.zero > 0 ? axesOfMask(mesh, w.zeroMask) : []);
     this.devices = [];
     for (let i = 0; i < mesh.size; i++) {
       const coords = deviceCoords(mesh, i);
@@ -192,21 +193,23 @@ export class Executor {
     return out;
   }
 
-  private zeroRank(dev: Device): { rank: number; n: number } {
-    if (this.zeroAxes.length === 0) return { rank: 0, n: 1 };
-    const g = groupOf(this.mesh, this.zeroAxes, dev.index);
+  private zeroRank(dev: Device, w: string): { rank: number; n: number } {
+    const axes = this.zeroAxes.get(w)!;
+    if (axes.length === 0) return { rank: 0, n: 1 };
+    const g = groupOf(this.mesh, axes, dev.index);
     return { rank: g.indexOf(dev.index), n: g.length };
   }
 
   /** ZeRO's flat chunk of a local weight on this device: [start, end). */
-  chunkOf(dev: Device, length: number): [number, number] {
-    const { rank, n } = this.zeroRank(dev);
+  chunkOf(dev: Device, length: number, w: string): [number, number] {
+    const { rank, n } = this.zeroRank(dev, w);
     const b = chunkBounds(length, n);
     return [b[rank], b[rank + 1]];
   }
 
-  private get sharded(): boolean {
-    return this.program.plan.zero >= 1 && this.zeroAxes.length > 0;
+  /** Whether ZeRO shards weight w's states (it has batch axes to shard over). */
+  sharded(w: string): boolean {
+    return this.program.plan.zero >= 1 && this.zeroAxes.get(w)!.length > 0;
   }
 
   /**
@@ -217,8 +220,8 @@ export class Executor {
     const params = new Map<string, number>(), moments = new Map<string, number>();
     for (const { w, key } of this.weightKeys(dev)) {
       const n = this.weightShape(w).shape.reduce((a, x) => a * x, 1);
-      if (this.sharded) {
-        const [s, e] = this.chunkOf(dev, n);
+      if (this.sharded(w)) {
+        const [s, e] = this.chunkOf(dev, n, w);
         params.set(key, this.program.plan.zero >= 3 ? e - s : n);
         moments.set(key, e - s);
       } else {
@@ -234,8 +237,8 @@ export class Executor {
       const { dims, shape } = this.weightShape(w);
       const full = initWeight(this.program.graph, w, layer, this.opts.seed, shape, dims.map((d) => this.offset(dev, d, 0)));
       const n = full.length;
-      if (this.sharded) {
-        const [s, e] = this.chunkOf(dev, n);
+      if (this.sharded(w)) {
+        const [s, e] = this.chunkOf(dev, n, w);
         dev.params.set(key, this.program.plan.zero >= 3 ? full.slice(s, e) : full);
         dev.adamM.set(key, new Float32Array(e - s));
         dev.adamV.set(key, new Float32Array(e - s));
@@ -313,7 +316,7 @@ export class Executor {
     const first = reqs.values().next().value!;
     const c = rec.collectives[first.index];
     if (!c) throw new Error(`${rec.name}: asks for collective ${first.index}, but its lowered record has ${rec.collectives.length}`);
-    const axes = first.kind === 'allgather' ? first.axes : first.kind === 'all-to-all' ? axesOfMask(this.mesh, c.mask) : c.axes;
+    const axes = first.kind === 'allgather' ? first.axes : first.kind === 'all-to-all' || first.kind === 'regroup' ? axesOfMask(this.mesh, c.mask) : c.axes;
     if ([...axes].sort().join() !== [...c.axes].sort().join()) {
       throw new Error(`${rec.name}: the runtime's ${first.kind} over ${axes.join('+')} is not the lowering's ${c.kind} over ${c.axes.join('+')}`);
     }
@@ -343,7 +346,7 @@ export class Executor {
       });
       for (const r of mreqs) if (r.kind !== first.kind || r.index !== first.index) throw new Error(`${rec.name}: devices disagree on the next collective`);
       const t0 = this.now();
-      const { out, sent } = this.ring(mreqs, members);
+      const { out, sent } = this.ring(mreqs, members, c);
       const t1 = this.now();
       const local = members.filter((dev) => slot.has(dev) && reqs.has(slot.get(dev)!));
       // Simulated clocks: the collective starts when its last member arrives. Real ones: each member's own wait counts.
@@ -365,7 +368,7 @@ export class Executor {
     }
   }
 
-  private ring(reqs: Request[], members: number[]): { out: Reply[]; sent: number[] } {
+  private ring(reqs: Request[], members: number[], c: Collective): { out: Reply[]; sent: number[] } {
     const r0 = reqs[0];
     switch (r0.kind) {
       case 'allreduce':
@@ -381,7 +384,52 @@ export class Executor {
       }
       case 'all-to-all':
         return this.allToAll(reqs as (typeof r0)[], members);
+      case 'regroup':
+        return this.regroup(reqs as (typeof r0)[], members, c);
     }
+  }
+
+  /** First expert of a device's block of `experts`. */
+  private expertOffset(dev: number): number {
+    const E = this.program.graph.dimSizes.experts / this.program.layout.split.experts;
+    return shardIndex(this.mesh, axesOf(this.program.plan.layout, 'experts'), deviceCoords(this.mesh, dev)) * E;
+  }
+
+  /**
+   * A regroup step over its group (see Request 'regroup'). Expert-side sequences are ordered by
+   * the member they came from, in the group's rank order, which both directions share.
+   */
+  private regroup(reqs: Extract<Request, { kind: 'regroup' }>[], members: number[], c: Collective): { out: Reply[]; sent: number[] } {
+    const n = members.length;
+    const El = this.program.graph.dimSizes.experts / this.program.layout.split.experts;
+    const sent = new Array<number>(n).fill(0);
+    const take = (src: number, dst: number, piece: Local): Local => {
+      if (src !== dst) sent[src] += piece.data.byteLength;
+      return piece;
+    };
+    const EXP: readonly DimName[] = ['experts', 'group', 'expert_capacity', 'd_model'];
+    if (reqs[0].move === 'to-experts') {
+      // Device j keeps its experts of every member's sequences.
+      const out = members.map((dj, j) => concatDim(members.map((_, i) => take(i, j, swap01(sliceDim(reqs[i].local, 1, this.expertOffset(dj), El), EXP))), 1, EXP));
+      return { out, sent };
+    }
+    if (c.kind === 'all-to-all') {
+      // Device j gets its own sequences back from every member, ordered by the member's experts.
+      const mb = reqs[0].local.shape[1] / n;
+      const order = members.map((_, i) => i).sort((a, b) => this.expertOffset(members[a]) - this.expertOffset(members[b]));
+      const out = members.map((_, j) => concatDim(order.map((i) => take(i, j, sliceDim(reqs[i].local, 1, j * mb, mb))), 0, EXP));
+      return { out, sent };
+    }
+    // The allgather over the expert axes batch lacks: each member holds the experts of its all-to-all group.
+    const a2a = axesOfMask(this.mesh, this.program.layout.mask.experts & this.program.layout.mask.batch);
+    const held = members.map((d) => groupOf(this.mesh, a2a, d).map((x) => this.expertOffset(x)).sort((a, b) => a - b));
+    const out = members.map((_, j) => {
+      const pieces: { at: number; x: Local }[] = [];
+      members.forEach((_, i) => held[i].forEach((at, h) => pieces.push({ at, x: take(i, j, sliceDim(reqs[i].local, 0, h * El, El)) })));
+      pieces.sort((a, b) => a.at - b.at);
+      return concatDim(pieces.map((p) => p.x), 0, EXP);
+    });
+    return { out, sent };
   }
 
   /**
@@ -464,12 +512,12 @@ export class Executor {
     const graph = this.program.graph;
     const layout = this.program.plan.layout;
     return {
-      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen,
+      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen, topK: graph.spec.topK ?? 1,
       get: (id) => {
         const t = graph.tensors.get(id);
         if (t?.role === 'weight') {
           const key = keyOf(id, block.layered ? layer : null);
-          const data = this.program.plan.zero >= 3 && this.sharded ? dev.gathered.get(key) : dev.params.get(key);
+          const data = this.program.plan.zero >= 3 && this.sharded(id) ? dev.gathered.get(key) : dev.params.get(key);
           if (!data) throw new Error(`weight ${key} is not on device ${dev.index}`);
           return { ...this.weightShape(id), data };
         }
@@ -538,8 +586,9 @@ export class Executor {
   // ---- ZeRO, gradient sync and Adam --------------------------------------------------------------
 
   private gatherWeights(b: Block, layer: number | null, devs: readonly Device[]): void {
-    if (!(this.program.plan.zero >= 3 && this.sharded)) return;
+    if (this.program.plan.zero < 3) return;
     for (const w of this.program.graph.weights) {
+      if (!this.sharded(w)) continue;
       const own = this.weightBlock.get(w) === b;
       // A tied embedding read by the head on a last stage that never ran the embed block.
       if (!own && !b.ops.some((o) => o.inputs.includes(w))) continue;
@@ -630,8 +679,8 @@ export class Executor {
           let g = d.reduced.get(key) ?? d.grads.get(key);
           d.reduced.delete(key);
           d.grads.delete(key);
-          if (self.sharded) {
-            const [s, e] = self.chunkOf(d, n);
+          if (self.sharded(w)) {
+            const [s, e] = self.chunkOf(d, n, w);
             if (g && g.length === n) g = g.subarray(s, e); // no reduce-scatter ran: take this chunk
             const chunk = zero >= 3 ? p : p.subarray(s, e);
             adamUpdate(chunk, g ?? new Float32Array(e - s), d.adamM.get(key)!, d.adamV.get(key)!, t, self.opts.adam);
@@ -643,7 +692,7 @@ export class Executor {
         if (gather && gather.phase === 'optimizer') {
           this.exec(gather, devs, (d) => (function* (self: Executor): OpGen {
             const p = d.params.get(key)!;
-            const [s, e] = self.chunkOf(d, p.length);
+            const [s, e] = self.chunkOf(d, p.length, w);
             d.params.set(key, (yield { kind: 'allgather-flat', index: 0, chunk: p.slice(s, e) }) as Float32Array);
           })(this));
         }
@@ -826,6 +875,7 @@ function payloadOf(r: Request): Local {
       return { dims: [], shape: [r.chunk.length], data: r.chunk };
     case 'allgather':
     case 'all-to-all':
+    case 'regroup':
       return r.local;
   }
 }
@@ -840,6 +890,7 @@ function withPayload(r: Request, x: Local): Request {
       return { ...r, chunk: x.data };
     case 'allgather':
     case 'all-to-all':
+    case 'regroup':
       return { ...r, local: x };
   }
 }

@@ -70,9 +70,6 @@ export interface RunResult {
 /** Refuse what this machine cannot simulate, in one line. */
 export function checkSimulable(program: Program): void {
   const { mesh } = program;
-  if (program.graph.spec.experts) {
-    throw new InputError(`the runtime does not run mixture-of-experts models yet (${program.graph.spec.name}: no kernels for routing and the expert all-to-all); estimate and search price them`);
-  }
   if (mesh.size > MAX_DEVICES) {
     throw new InputError(`a mesh of ${mesh.size} devices is too large to simulate here (at most ${MAX_DEVICES})`);
   }
@@ -117,13 +114,13 @@ export function globalParams(ex: Executor): Map<string, Float32Array> {
       const b = graph.blocks.find((bl) => bl.ops.some((o) => o.inputs.includes(w)))!;
       if (layer === null && dev.stage !== (b.name === 'embed' ? 0 : ex.program.stages - 1)) continue;
       let local = dev.params.get(key)!;
-      if (plan.zero >= 3 && local.length !== lshape.reduce((a, c) => a * c, 1)) {
+      if (plan.zero >= 3 && ex.sharded(w) && local.length !== lshape.reduce((a, c) => a * c, 1)) {
         // ZeRO-3 keeps a chunk: collect the group's chunks (checking, not a device, does this).
         const n = lshape.reduce((a, c) => a * c, 1);
         local = new Float32Array(n);
         for (const peer of ex.devices) {
           if (!sameBlock(ex, dev, peer, dims)) continue;
-          const [s, e] = ex.chunkOf(peer, n);
+          const [s, e] = ex.chunkOf(peer, n, w);
           local.set(peer.params.get(key)!, s);
         }
       }

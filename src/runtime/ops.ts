@@ -2,7 +2,7 @@ import type { DimName } from '../model/graph.js';
 import { tf } from './backend.js';
 import { align, DROPOUT_KEEP, einsum, gelu, geluGrad, LN_EPS, MASKED, reduceTo, ROTARY_BASE, run, silu, siluGrad, toTensor } from './kernels.js';
 import type { OpCtx, OpGen, Reply } from './protocol.js';
-import { globalIndices, sizeOf, sliceDim, uniformAt, type Local } from './shard.js';
+import { globalIndices, sizeOf, sliceDim, swap01, uniformAt, type Local } from './shard.js';
 
 /**
  * Forward and backward of every op kind on one device's local blocks, with the gradients derived
@@ -76,6 +76,82 @@ function* renameForward(ctx: OpCtx, x: Local, back: boolean): Generator<import('
   if (kind === 'slice') return sliceDim(x, k, ctx.offset(to) - ctx.offset(from), ctx.globalSize(to) / ctx.axesSize(B), dims);
   if (kind === 'allgather') return asLocal(yield { kind: 'allgather', index: 0, local: x, k, axes: A.slice(B.length), dims });
   return asLocal(yield { kind: 'all-to-all', index: 0, local: x, k, from: A, to: B, dims });
+}
+
+/**
+ * Each token's slot in its chosen experts' buffers, from this device's block of the router's
+ * probabilities [batch, length, experts]: the sequence's first choices take slots in token order,
+ * then its second choices after every kept first choice, and so on (Mesh-TF moe.py, GShard), a
+ * choice past the capacity dropped. With length split, the shards' counts per choice are
+ * allgathered so that each shard starts where the shards before it end. Returns slot or −1 per
+ * (batch, length, expert).
+ */
+function* routeSlots(ctx: OpCtx, probs: Local): Generator<import('./protocol.js').Request, Int32Array, Reply> {
+  const [mb, Ll, E] = probs.shape;
+  const k = ctx.topK, C = ctx.globalSize('expert_capacity');
+  const choice = new Int32Array(mb * Ll * k); // [b, l, r] -> expert
+  const order = Array.from({ length: E }, (_, e) => e);
+  for (let t = 0; t < mb * Ll; t++) {
+    const row = probs.data.subarray(t * E, (t + 1) * E);
+    const best = [...order].sort((x, y) => row[y] - row[x] || x - y);
+    for (let r = 0; r < k; r++) choice[t * k + r] = best[r];
+  }
+  // counts[b][r][e]: this shard's choices of rank r per expert.
+  let counts: Float32Array = new Float32Array(mb * k * E);
+  for (let b = 0; b < mb; b++) for (let l = 0; l < Ll; l++) for (let r = 0; r < k; r++) counts[(b * k + r) * E + choice[(b * Ll + l) * k + r]]++;
+  let shards = 1, own = 0;
+  if (ctx.rec.collectives.length) {
+    const all = asLocal(yield { kind: 'allgather', index: 0, local: { dims: ['length', 'batch', 'expert_unsplit'], shape: [1, mb, k * E], data: counts }, k: 0, axes: ctx.axes('length'), dims: ['length', 'batch', 'expert_unsplit'] });
+    shards = all.shape[0];
+    own = ctx.offset('length') / Ll;
+    counts = all.data;
+  }
+  const slots = new Int32Array(mb * Ll * E).fill(-1);
+  for (let b = 0; b < mb; b++) {
+    const next = new Float64Array(E); // the next free slot of rank r's choices on this shard, per expert
+    let base = new Float64Array(E); // where rank r's slots start in the sequence
+    for (let r = 0; r < k; r++) {
+      const total = new Float64Array(E);
+      for (let e = 0; e < E; e++) {
+        let before = 0;
+        for (let s = 0; s < shards; s++) {
+          const c = counts[((s * mb + b) * k + r) * E + e];
+          if (s < own) before += c;
+          total[e] += c;
+        }
+        next[e] = base[e] + before;
+      }
+      for (let l = 0; l < Ll; l++) {
+        const e = choice[(b * Ll + l) * k + r];
+        const slot = next[e]++;
+        if (slot < C) slots[(b * Ll + l) * E + e] = slot;
+      }
+      base = base.map((x, e) => Math.min(C, x + total[e]));
+    }
+  }
+  return slots;
+}
+
+/** The expert side's block of the experts this device holds, from a token-side block [batch, experts, ..]. */
+function ownExperts(ctx: OpCtx, x: Local, dims: readonly DimName[]): Local {
+  const El = ctx.globalSize('experts') / ctx.axesSize(ctx.axes('experts'));
+  return swap01(sliceDim(x, 1, ctx.offset('experts'), El), dims);
+}
+
+/**
+ * A regroup's data movement on block x (the forward's input or the backward's gradient), with
+ * the record's collectives in their order: to the expert side (an all-to-all over the axes
+ * `experts` shares with batch, else a local slice) or back to the token side (that all-to-all,
+ * then an allgather over the expert axes batch lacks).
+ */
+function* regroupMove(ctx: OpCtx, x: Local, move: 'to-experts' | 'to-tokens', dims: readonly DimName[]): Generator<import('./protocol.js').Request, Local, Reply> {
+  if (move === 'to-experts') {
+    if (!ctx.rec.collectives.length) return ownExperts(ctx, x, dims);
+    return withDims(asLocal(yield { kind: 'regroup', index: 0, local: x, move }), dims);
+  }
+  let y = x;
+  for (let i = 0; i < ctx.rec.collectives.length; i++) y = asLocal(yield { kind: 'regroup', index: i, local: y, move });
+  return swap01(y, dims);
 }
 
 export function* forward(ctx: OpCtx): OpGen {
@@ -191,6 +267,25 @@ export function* forward(ctx: OpCtx): OpGen {
     case 'rename': {
       const [x] = ins();
       ctx.set(spec.output, yield* renameForward(ctx, x, false));
+      return;
+    }
+    case 'route': {
+      const [x] = ins();
+      const C = ctx.globalSize('expert_capacity');
+      if (spec.route === 'dispatch') {
+        ctx.set(spec.output, { dims: outDims, shape: x.shape, data: Float32Array.from(x.data, (v) => (v !== 0 ? 1 : 0)) });
+        return;
+      }
+      const slots = yield* routeSlots(ctx, x);
+      const data = new Float32Array(slots.length * C);
+      for (let i = 0; i < slots.length; i++) if (slots[i] >= 0) data[i * C + slots[i]] = x.data[i];
+      ctx.set(`${spec.output}#slots`, { dims: x.dims, shape: x.shape, data: Float32Array.from(slots) });
+      ctx.set(spec.output, { dims: outDims, shape: [...x.shape, C], data });
+      return;
+    }
+    case 'regroup': {
+      const [x] = ins();
+      ctx.set(spec.output, yield* regroupMove(ctx, x, spec.to === 'experts' ? 'to-experts' : 'to-tokens', outDims));
       return;
     }
     case 'xent': {
@@ -325,6 +420,19 @@ export function* backward(ctx: OpCtx): OpGen {
     }
     case 'rename': {
       give(yield* renameForward(ctx, dy, true));
+      return;
+    }
+    case 'route': {
+      // Only combine has a backward: the gate's gradient is its slot's (a dropped choice has none).
+      const slots = ctx.get(`${spec.output}#slots`).data;
+      const C = ctx.globalSize('expert_capacity');
+      const g = new Float32Array(slots.length);
+      for (let i = 0; i < slots.length; i++) if (slots[i] >= 0) g[i] = dyData[i * C + slots[i]];
+      give({ dims: wrtDims, shape: ctx.get(wrt).shape, data: g });
+      return;
+    }
+    case 'regroup': {
+      give(yield* regroupMove(ctx, dy, spec.to === 'experts' ? 'to-tokens' : 'to-experts', wrtDims));
       return;
     }
     case 'xent': {

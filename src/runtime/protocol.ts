@@ -14,7 +14,15 @@ export type Request =
   /** Allgather of blocks along dimension k, ranks ordered by `axes` (a layout's order). */
   | { readonly kind: 'allgather'; readonly index: number; readonly local: Local; readonly k: number; readonly axes: readonly string[]; readonly dims: readonly DimName[] }
   /** Re-split dimension k from the ordered axes `from` to `to` within the group of both. */
-  | { readonly kind: 'all-to-all'; readonly index: number; readonly local: Local; readonly k: number; readonly from: readonly string[]; readonly to: readonly string[]; readonly dims: readonly DimName[] };
+  | { readonly kind: 'all-to-all'; readonly index: number; readonly local: Local; readonly k: number; readonly from: readonly string[]; readonly to: readonly string[]; readonly dims: readonly DimName[] }
+  /**
+   * One step of a mixture-of-experts regroup (Mesh-TF moe.py's all-to-alls). `to-experts`: token-side
+   * blocks [batch, experts, ..] in, expert-side blocks [experts, group, ..] out, each device keeping
+   * its experts of every member's sequences. `to-tokens`, the record's all-to-all: expert-side blocks
+   * in, each member's own sequences out as [experts held, batch, ..] ordered by expert; its allgather
+   * (experts on axes batch lacks): those in, every expert out, [experts, batch, ..].
+   */
+  | { readonly kind: 'regroup'; readonly index: number; readonly local: Local; readonly move: 'to-experts' | 'to-tokens' };
 
 export type Reply = Float32Array | Local;
 
@@ -44,4 +52,6 @@ export interface OpCtx {
   contribute(wrt: string, data: Float32Array, mask: number): void;
   /** Sequences × positions of the whole step: the loss is their mean. */
   readonly tokens: number;
+  /** Experts each token is routed to (1 for a dense model). */
+  readonly topK: number;
 }

@@ -43,6 +43,37 @@ function seedOf(seed: number, step: number, layer: number | null, op: string): n
   return (seed * 7919 + step * 104729 + (layer ?? 0) * 31 + h) >>> 0;
 }
 
+/**
+ * The 0/1 slot tensor [batch, length, experts, capacity] of a step's routing, on the whole batch:
+ * each sequence's first choices take their experts' slots in token order, then the second
+ * choices after them, and so on (Mesh-TF moe.py, GShard); a choice past an expert's capacity is dropped.
+ * A token's choices are its topK most probable experts, ties to the lower index.
+ */
+export function slotsOf(probs: tf.Tensor, graph: Graph): Float32Array {
+  const p = probs.dataSync();
+  const E = graph.dimSizes.expert_unsplit, C = graph.dimSizes.expert_capacity, k = graph.spec.topK ?? 1;
+  const [B, L] = probs.shape;
+  const out = new Float32Array(B * L * E * C);
+  for (let b = 0; b < B; b++) {
+    const taken = new Array<number>(E).fill(0);
+    const ranked: number[][] = [];
+    for (let l = 0; l < L; l++) {
+      const row = Array.from({ length: E }, (_, e) => e);
+      const at = (b * L + l) * E;
+      row.sort((x, y) => p[at + y] - p[at + x] || x - y);
+      ranked.push(row);
+    }
+    for (let r = 0; r < k; r++) {
+      for (let l = 0; l < L; l++) {
+        const e = ranked[l][r];
+        const slot = taken[e]++;
+        if (slot < C) out[((b * L + l) * E + e) * C + slot] = 1;
+      }
+    }
+  }
+  return out;
+}
+
 function forwardLoss(graph: Graph, vars: Map<string, tf.Variable>, tokens: Int32Array, step: number, seed: number): tf.Scalar {
   const { spec, dimSizes } = graph;
   const B = spec.batch, L = spec.seqLen;
@@ -136,6 +167,16 @@ function forwardLoss(graph: Graph, vars: Map<string, tf.Variable>, tokens: Int32
           }
           case 'rename':
             r = { t: ins[0].t, dims: ins[0].dims.map((d) => (d === op.dim ? op.to! : d)) };
+            break;
+          case 'route':
+            // The slots are constants of the step (no gradient flows through the choice of expert):
+            // combine = the gate at each kept choice's slot; dispatch = where combine is nonzero.
+            if (op.route === 'combine') r = { t: tf.mul(tf.reshape(ins[0].t, [B, L, dimSizes.expert_unsplit, 1]), tf.tensor(slotsOf(ins[0].t, graph), [B, L, dimSizes.expert_unsplit, dimSizes.expert_capacity])), dims: outDims };
+            else r = { t: tf.tensor(Float32Array.from(ins[0].t.dataSync(), (v) => (v !== 0 ? 1 : 0)), ins[0].t.shape), dims: outDims };
+            break;
+          case 'regroup':
+            // [batch, expert_unsplit, ..] <-> [experts, group, ..]: the same numbers, first two dims swapped.
+            r = { t: tf.transpose(ins[0].t, [1, 0, 2, 3]), dims: outDims };
             break;
           case 'xent': {
             const logp = tf.logSoftmax(ins[0].t);

@@ -131,3 +131,12 @@ export function uniformAt(seed: number, index: number): number {
   h = (h ^ (h >>> 16)) >>> 0;
   return h / 4294967296;
 }
+
+/** The block with its first two dimensions swapped (a regroup's [a, b, ..] -> [b, a, ..]), relabelled `dims`. */
+export function swap01(x: Local, dims: readonly DimName[]): Local {
+  const [a, b] = x.shape;
+  const inner = sizeOf(x.shape.slice(2));
+  const out = new Float32Array(x.data.length);
+  for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) out.set(x.data.subarray((i * b + j) * inner, (i * b + j + 1) * inner), (j * a + i) * inner);
+  return { dims, shape: [b, a, ...x.shape.slice(2)], data: out };
+}
