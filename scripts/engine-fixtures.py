@@ -170,9 +170,17 @@ def deepspeed():
     zero = classes(show(repo, 'deepspeed/runtime/zero/config.py'))
     tp = classes(show(repo, 'deepspeed/runtime/tensor_parallel/config.py'))
     prec = classes(show(repo, 'deepspeed/runtime/precision_config.py'))
-    top = sorted(set(re.findall(r'^[A-Z_]+ = ["\']([a-z_0-9]+)["\']$', consts, re.M)) | {'zero_optimization', 'tensor_parallel', 'bf16', 'fp16', 'activation_checkpointing'})
+    config = show(repo, 'deepspeed/runtime/config.py')
+    autoep = show(repo, 'deepspeed/module_inject/auto_ep_config.py')
+    # config.py's own section names (EXPERT_PARALLEL = "expert_parallel") beside constants.py's
+    top = sorted(set(re.findall(r'^[A-Z_]+ = ["\']([a-z_0-9]+)["\']$', consts, re.M))
+                 | set(re.findall(r'^EXPERT_PARALLEL = ["\']([a-z_0-9]+)["\']$', config, re.M))
+                 | {'zero_optimization', 'tensor_parallel', 'bf16', 'fp16', 'activation_checkpointing'})
+    # the keys parse_autoep_config reads from the expert_parallel section
+    parse = autoep[autoep.index('def parse_autoep_config'):autoep.index('def validate_autoep_config')]
+    ep_keys = sorted(set(re.findall(r'param_dict\.get\("([a-z_0-9]+)"', parse)) | set(re.findall(r'"([a-z_0-9]+)" in param_dict', parse)))
     write('deepspeed', {
-        **header(repo, 'deepspeedai/DeepSpeed', ['deepspeed/runtime/constants.py', 'deepspeed/runtime/config.py', 'deepspeed/runtime/zero/config.py', 'deepspeed/runtime/tensor_parallel/config.py', 'deepspeed/runtime/precision_config.py', 'version.txt']),
+        **header(repo, 'deepspeedai/DeepSpeed', ['deepspeed/runtime/constants.py', 'deepspeed/runtime/config.py', 'deepspeed/runtime/zero/config.py', 'deepspeed/runtime/tensor_parallel/config.py', 'deepspeed/runtime/precision_config.py', 'deepspeed/module_inject/auto_ep_config.py', 'version.txt']),
         'version': show(repo, 'version.txt').strip(),
         'note': 'DeepSpeedConfig._batch_assertion: train_batch_size == train_micro_batch_size_per_gpu * gradient_accumulation_steps * world_size, where world_size is dist.get_world_size() when no mpu or mesh is passed (AutoTP training), i.e. every rank, TP ranks included (deepspeedai/DeepSpeed#7298).',
         'keys': top,
@@ -181,7 +189,9 @@ def deepspeed():
             'tensor_parallel': fields(tp['TPTrainingConfig']),
             'bf16': fields(prec['DeepSpeedBF16Config']) if 'DeepSpeedBF16Config' in prec else ['enabled'],
             'fp16': fields(prec['DeepSpeedFP16Config']) if 'DeepSpeedFP16Config' in prec else ['enabled'],
+            'expert_parallel': ep_keys,
         },
+        'autoep_note': 'auto_ep_folding.py build_folding_spec: autoep_size x expert_tensor_parallel_size divides the stage size (world / pp); expert groups are runs of autoep_size consecutive ranks; expert_tensor_parallel_size must be 1; AutoTP with ZeRO 3 is refused. validate_autoep_post_detection: num_experts % autoep_size == 0. engine.py _validate_zero3_moe_compatibility: native deepspeed.moe.layer.MoE is refused with ZeRO 3, AutoEP layers are not.',
         'enums': {'zero_optimization.stage': [0, 1, 2, 3]},
     })
 

@@ -145,6 +145,22 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     const tp = j.tensor_parallel?.autotp_size ?? 1;
     if (j.train_batch_size / tp !== spec.batch) out.push('the batch trained (train_batch_size / tp) is not the model batch');
     if (j.gradient_accumulation_steps !== plan.microbatches) out.push('accumulation is not the plan microbatches');
+    // AutoEP (fx.autoep_note): an MoE model needs it, a dense one does not; the folding arithmetic.
+    const ep = j.expert_parallel;
+    const experts = (spec as { experts?: number }).experts;
+    if (!experts && ep) out.push('expert_parallel on a dense model');
+    if (experts) {
+      if (ep?.enabled !== true) out.push('an MoE model without expert_parallel.enabled');
+      else {
+        const size = ep.autoep_size ?? 1, etp = ep.expert_tensor_parallel_size ?? 1;
+        if (mesh.size % (size * etp) !== 0) out.push(`autoep_size ${size} x ${etp} does not divide ${mesh.size} ranks`);
+        if (experts % size !== 0) out.push(`${experts} experts do not divide over autoep_size ${size}`);
+        if (etp !== 1) out.push('expert_tensor_parallel_size must be 1');
+        if (tp > 1 && j.zero_optimization?.stage === 3) out.push('AutoEP with AutoTP refuses ZeRO 3');
+        const split = axesOf(plan.layout, 'experts').reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
+        if (size !== split) out.push(`autoep_size ${size} is not the plan's expert split ${split}`);
+      }
+    }
     return out;
   },
   maxtext: (text, { mesh, spec, plan }, fx) => {

@@ -39,6 +39,21 @@ describe('mesh-search on MoE models', () => {
     expect(r.stdout).toMatch(/^ici_expert_parallelism: [2-8]$/m);
   });
 
+  it('--engine deepspeed --export deepspeed on mixtral-8x7b: an AutoEP section with the plan\'s expert split, which passes the fixture check', () => {
+    const r = runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--engine', 'deepspeed', '--export', 'deepspeed', '--workers', '0']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--engine', 'deepspeed', '--json', '--workers', '0']).stdout).best.plan;
+    expect(plan.layout).toMatch(/(^|;)experts:/);
+    const input = { plan: planFromJson(plan), mesh: parseMesh('8x8'), spec: getPreset('mixtral-8x7b'), profile: getDevice('h100-sxm') };
+    expect(r.stdout).toBe(exportPlan(input, 'deepspeed').text);
+    expect(checkExport('deepspeed', r.stdout, input)).toEqual([]);
+    const ep = JSON.parse(r.stdout).expert_parallel;
+    expect(ep.enabled).toBe(true);
+    expect(ep.top_k).toBe(2);
+    expect(8 % ep.autoep_size).toBe(0);
+    expect(ep.autoep_size).toBeGreaterThan(1);
+  });
+
   it('--export maxtext refuses in one line what decoder_block mixtral cannot build, and experts off the batch axes', () => {
     const shared = runCli(['export', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--format', 'maxtext']);
     expect(shared.code).toBe(2);

@@ -253,8 +253,19 @@ describe('engines and MoE plans', () => {
     expect(partial.some((r) => r.includes('expert_hidden stays whole'))).toBe(true);
   });
 
+  it('DeepSpeed AutoEP: experts over the innermost data axes (runs of consecutive ranks), no AutoTP beside it', () => {
+    const mesh = parseMesh('8x8');
+    expect(modelProblems('deepspeed', mixtral)).toEqual([]);
+    expect(whyNot('deepspeed', makePlan('batch:rows+cols;experts:cols', { zero: 3 }), mesh, mixtral)).toEqual([]);
+    const outer = whyNot('deepspeed', makePlan('batch:rows+cols;experts:rows'), mesh, mixtral);
+    expect(outer.some((r) => r.includes('DeepSpeed AutoEP') && r.includes('not the innermost data axes (rows+cols)'))).toBe(true);
+    const tp = whyNot('deepspeed', makePlan('batch:rows;experts:rows;heads:cols;d_ff:cols;expert_hidden:cols'), mesh, mixtral);
+    expect(tp.some((r) => r.includes('folds the expert ranks over the tensor ranks'))).toBe(true);
+    for (const r of [...outer, ...tp]) expect(r.includes('\n')).toBe(false);
+  });
+
   it('every other engine refuses an MoE model in one line, naming megatron', () => {
-    for (const e of ['mesh-tf', 't5x', 'deepspeed', 'torchtitan'] as const) {
+    for (const e of ['mesh-tf', 't5x', 'torchtitan'] as const) {
       const r = modelProblems(e, mixtral);
       expect(r.filter((x) => x.includes('cannot express mixture-of-experts models yet') && x.includes('export to megatron'))).toHaveLength(1);
       expect(modelProblems(e, getPreset('llama2-7b')).some((x) => x.includes('mixture-of-experts'))).toBe(false);

@@ -87,8 +87,8 @@ export function modelProblems(engine: Engine, spec: ModelSpec): string[] {
     if ((spec.moeEvery ?? 1) !== 1 || spec.sharedExperts || spec.positions !== 'rotary' || spec.activation !== 'swiglu') {
       out.push(`mesh-search's MaxText export writes MoE models as decoder_block mixtral (rotary, SwiGLU, experts on every layer, no shared expert), which ${spec.name} is not; export to megatron`);
     }
-  } else if (spec.experts && engine !== 'megatron') {
-    out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron or maxtext`);
+  } else if (spec.experts && engine !== 'megatron' && engine !== 'deepspeed') {
+    out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron, maxtext or deepspeed`);
   }
   if (engine === 'torchtitan' && spec.kind === 'decoder' && !llama3Flavor(spec)) {
     out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${spec.name}'s dimensions`);
@@ -104,6 +104,18 @@ export function engineFilter(engine: Engine, mesh: Mesh, spec: ModelSpec, profil
 /** A necessary condition on the layout alone: false means no strategy of it can run on `engine`. */
 export function engineLayoutFilter(engine: Engine, mesh: Mesh, spec: ModelSpec, profile?: SliceInfo): (plan: Plan) => boolean {
   return (plan) => whyNot(engine, plan, mesh, spec, profile, 'layout').length === 0;
+}
+
+/** Engines whose expert-parallel ranks are the innermost data-parallel ones: the experts' axes must be those. */
+function innerExpertAxes(s: PlanShape, engine: string, key: string, order: string): string[] {
+  const out: string[] = [];
+  const expertAxes = axesOf(s.plan.layout, 'experts');
+  const data = axesWith(s, 'data').filter((a) => a.size > 1).map((a) => a.name);
+  for (const a of expertAxes) if (!data.includes(a)) out.push(`${engine} splits experts over data-parallel ranks (${key}), but the plan splits experts over ${a}, which does not split batch alone`);
+  if (expertAxes.length > 0 && expertAxes.every((a) => data.includes(a)) && expertAxes.join('+') !== data.slice(data.length - expertAxes.length).join('+')) {
+    out.push(`${engine} puts expert-parallel ranks inside the data-parallel ones (${order}), but the plan splits experts over ${expertAxes.join('+')}, not the innermost data axes (${data.join('+')})`);
+  }
+  return out;
 }
 
 /** An axis that splits nothing, or a mix of dimensions no fixed engine axis splits. */
@@ -233,14 +245,8 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
     return out;
   },
   megatron: (s) => {
-    const out: string[] = [];
     // Expert parallelism (parallel_state order tp-cp-ep-dp-pp): experts over the inner data-parallel ranks.
-    const expertAxes = axesOf(s.plan.layout, 'experts');
-    const data = axesWith(s, 'data').filter((a) => a.size > 1).map((a) => a.name);
-    for (const a of expertAxes) if (!data.includes(a)) out.push(`Megatron-LM splits experts over data-parallel ranks (expert_model_parallel_size), but the plan splits experts over ${a}, which does not split batch alone`);
-    if (expertAxes.length > 0 && expertAxes.every((a) => data.includes(a)) && expertAxes.join('+') !== data.slice(data.length - expertAxes.length).join('+')) {
-      out.push(`Megatron-LM puts expert-parallel ranks inside the data-parallel ones (order tp-cp-ep-dp-pp), but the plan splits experts over ${expertAxes.join('+')}, not the innermost data axes (${data.join('+')})`);
-    }
+    const out = innerExpertAxes(s, 'Megatron-LM', 'expert_model_parallel_size', 'order tp-cp-ep-dp-pp');
     if (s.ep > 1 && s.cp > 1) out.push('expert parallelism with context parallelism folds experts over context ranks in Megatron-LM, which mesh-search does not price; keep length whole');
     if (s.cp > 1 && s.spec.seqLen % (2 * s.cp) !== 0) out.push(`Megatron-LM needs seq_length % (2 x context-parallel size) == 0, but ${s.spec.seqLen} % ${2 * s.cp} != 0`);
     if (s.spec.heads % s.tp !== 0 || s.kvHeads % s.tp !== 0) out.push(`Megatron-LM splits query and KV heads over the ${s.tp} tensor ranks, but ${s.kvHeads} KV heads do not divide`);
@@ -249,6 +255,11 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
   deepspeed: (s) => {
     const out: string[] = [];
     if (axesWith(s, 'tensor').length > 1) out.push('DeepSpeed AutoTP has one tensor-parallel group, but the plan has several tensor axes');
+    if (s.spec.experts) {
+      // module_inject/auto_ep_folding.py: expert groups are runs of autoep_size consecutive ranks of a stage.
+      out.push(...innerExpertAxes(s, 'DeepSpeed AutoEP', 'expert_parallel.autoep_size', 'consecutive ranks'));
+      if (s.tp > 1) out.push('DeepSpeed AutoEP with AutoTP folds the expert ranks over the tensor ranks (auto_ep_folding.py), which mesh-search does not price; keep heads, d_ff and expert_hidden whole or export to megatron');
+    }
     return out;
   },
   torchtitan: (s) => {

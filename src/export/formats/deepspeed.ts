@@ -7,7 +7,8 @@ import type { ExportInput, ExportOutput } from '../target.js';
  * recomputation) is the user's code. DeepSpeedConfig checks train_batch_size = micro batch x
  * accumulation x world size, and with AutoTP (no mpu) the world size is every rank, TP ranks
  * included (deepspeedai/DeepSpeed#7298): so train_batch_size is the global batch x the TP degree,
- * though each TP group trains one copy of the same micro batch.
+ * though each TP group trains one copy of the same micro batch. MoE models go through AutoEP's
+ * expert_parallel section.
  */
 export function deepspeed(input: ExportInput): ExportOutput {
   const shape = analyse(input, 'deepspeed');
@@ -20,6 +21,11 @@ export function deepspeed(input: ExportInput): ExportOutput {
     zero_optimization: plan.zero > 0 ? { stage: plan.zero, overlap_comm: true } : { stage: plan.zero },
   };
   if (shape.tp > 1) config.tensor_parallel = { autotp_size: shape.tp };
+  if (spec.experts) {
+    // AutoEP (module_inject/auto_ep_config.py) replaces the model's MoE layers: expert groups of
+    // autoep_size ranks, ZeRO over the rest; it routes without a capacity (dropless), top_k as given.
+    config.expert_parallel = { enabled: true, autoep_size: shape.ep, top_k: spec.topK ?? 2 };
+  }
   if (spec.dtype === 'bfloat16') config.bf16 = { enabled: true };
   if (spec.dtype === 'float16') config.fp16 = { enabled: true };
   return { format: 'deepspeed', syntax: 'json', text: JSON.stringify(config, null, 2) + '\n' };
