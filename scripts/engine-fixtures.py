@@ -123,12 +123,15 @@ def torchtitan():
         flags += [f'--{section}.no_{s.target.id}' for s in cfg[cls].body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
                   and ast.unparse(s.annotation) == 'bool' and s.value is not None and ast.unparse(s.value) == 'True']
     subcommands = re.findall(r'tyro\.conf\.subcommand\("([a-z-]+)"\)', ac)
-    # config functions of the llama3 registry and the flavor each builds its model from
-    configs = {}
-    for m in re.finditer(r'^def (\w+)\(\) -> Trainer\.Config:\n(.*?)(?=^def |\Z)', registry, re.M | re.S):
-        f = re.search(r'model_registry\(\s*"([^"]+)"', m.group(2))
-        derived = re.search(r'config = (\w+)\(\)', m.group(2))
-        configs[m.group(1)] = f.group(1) if f else (configs.get(derived.group(1)) if derived else None)
+    def registry_configs(registry):
+        # config functions of a registry and the flavor each builds its model from
+        configs = {}
+        for m in re.finditer(r'^def (\w+)\(\) -> Trainer\.Config:\n(.*?)(?=^def |\Z)', registry, re.M | re.S):
+            f = re.search(r'model_registry\(\s*"([^"]+)"', m.group(2))
+            derived = re.search(r'config = (\w+)\(\)', m.group(2))
+            configs[m.group(1)] = f.group(1) if f else (configs.get(derived.group(1)) if derived else None)
+        return configs
+    configs = registry_configs(registry)
     flavors = {}
     for m in re.finditer(r'^def _(\w+)\(\s*attn_backend.*?\n(.*?)(?=^def |\Z)', init, re.M | re.S):
         b = m.group(2)
@@ -141,8 +144,22 @@ def torchtitan():
             'weight_tying': 'enable_weight_tying=True' in b,
         }
     names = dict(re.findall(r'^\s+"([\w.]+)": _(\w+),$', init, re.M))
+    # qwen3: flavor functions set dim/head_dim/n_layers/vocab_size as locals and the rest as keyword arguments
+    q_init = show(repo, 'torchtitan/models/qwen3/__init__.py')
+    q_configs = registry_configs(show(repo, 'torchtitan/models/qwen3/config_registry.py'))
+    q_flavors = {}
+    for m in re.finditer(r'^def _(\w+)\(\s*attn_backend.*?\n(.*?)(?=^def |\Z)', q_init, re.M | re.S):
+        b = m.group(2)
+        def val(k, b=b):
+            v = re.search(rf'\b{k} ?= ?(\d+)\b', b)
+            return int(v.group(1)) if v else None
+        q_flavors[m.group(1)] = {k: val(k) for k in ['dim', 'n_layers', 'n_heads', 'n_kv_heads', 'head_dim', 'hidden_dim', 'moe_hidden_dim', 'num_experts', 'top_k', 'vocab_size']}
+        q_flavors[m.group(1)]['weight_tying'] = 'enable_weight_tying=True' in b
+        q_flavors[m.group(1)]['moe'] = '_build_qwen3_moe_layers(' in b
+    q_names = dict(re.findall(r'^\s+"([\w.-]+)": _(\w+),$', q_init, re.M))
+    dims = show(repo, 'torchtitan/distributed/parallel_dims.py')
     write('torchtitan', {
-        **header(repo, 'pytorch/torchtitan', ['torchtitan/config/configs.py', 'torchtitan/config/manager.py', 'torchtitan/trainer.py', 'torchtitan/distributed/activation_checkpoint.py', 'torchtitan/models/llama3/__init__.py', 'torchtitan/models/llama3/config_registry.py']),
+        **header(repo, 'pytorch/torchtitan', ['torchtitan/config/configs.py', 'torchtitan/config/manager.py', 'torchtitan/trainer.py', 'torchtitan/distributed/activation_checkpoint.py', 'torchtitan/models/llama3/__init__.py', 'torchtitan/models/llama3/config_registry.py', 'torchtitan/models/qwen3/__init__.py', 'torchtitan/models/qwen3/config_registry.py', 'torchtitan/distributed/parallel_dims.py']),
         'note': 'CLI: --module/--config pick a config function; --section.option flags override it; boolean fields are flags (--section.field, tyro negation --section.no_field); activation checkpointing is a tyro subcommand activation-checkpoint:NAME. model_spec is off the CLI (tyro.conf.Suppress).',
         'flags': flags,
         'subcommands': {'activation-checkpoint': subcommands},
@@ -159,6 +176,20 @@ def torchtitan():
             'flavors': {name: flavors[fn] for name, fn in names.items() if fn in flavors},
             'ffn_hidden_dim': 'compute_ffn_hidden_dim: int(8*dim/3), times ffn_dim_multiplier, rounded up to multiple_of',
             'activation': 'swiglu', 'positions': 'rotary', 'norm': 'rmsnorm',
+        },
+        'qwen3': {
+            'module': 'torchtitan.models.qwen3',
+            'configs': q_configs,
+            'flavors': {name: q_flavors[fn] for name, fn in q_names.items() if fn in q_flavors},
+            'activation': 'swiglu', 'positions': 'rotary', 'norm': 'rmsnorm, and on each head of q and k (qk_norm)',
+            'routing': 'router score_func softmax, route_norm True, top_k; token dispatcher without a capacity factor unless non_blocking_capacity_factor is given (dropless)',
+        },
+        'expert_parallel': {
+            # parallel_dims.py _validate and build_mesh, quoted
+            'rule': re.search(r'sparse_region = (.*)', dims).group(1).strip(),
+            'check': re.search(r'if (sparse_region % ep != 0):', dims).group(1),
+            'efsdp': re.search(r'efsdp = (fsdp \* self\.tp // self\.ep)', dims).group(1),
+            'sparse_mesh': re.search(r'\(("pp", "dp_replicate", "efsdp", "ep")\),', dims).group(1),
         },
     })
 

@@ -116,17 +116,35 @@ const CHECKS: Record<Format, (text: string, input: ExportInput, fx: Json) => str
     if (step !== spec.batch * spec.seqLen) out.push('tokens per train step are not the model batch');
     if (!Number.isInteger(step / (micro * dp * ppm))) out.push('tokens per step are not a whole number of accumulation steps');
     // The config function's model must be the plan's model: the flavor's dimensions from the source.
-    const ll = fx.llama3;
-    const flavor = ll.flavors[ll.configs[a.get('--config') as string]];
-    if (a.get('--module') !== ll.module || !flavor) out.push(`--module/--config name no shipped llama3 config: ${a.get('--module')} ${a.get('--config')}`);
-    else {
+    const kv = (spec as { kvHeads?: number }).kvHeads ?? spec.heads;
+    const moe = spec as { experts?: number; topK?: number; dFfExpert?: number; moeEvery?: number; sharedExperts?: number };
+    const family = [fx.llama3, fx.qwen3].find((f) => f.module === a.get('--module'));
+    const flavor = family?.flavors[family.configs[a.get('--config') as string]];
+    if (!family || !flavor) out.push(`--module/--config name no shipped llama3 or qwen3 config: ${a.get('--module')} ${a.get('--config')}`);
+    else if (family === fx.llama3) {
       let ffn = Math.trunc((8 * flavor.dim) / 3);
       if (flavor.ffn_dim_multiplier !== null) ffn = Math.trunc(flavor.ffn_dim_multiplier * ffn);
       ffn = flavor.multiple_of * Math.ceil(ffn / flavor.multiple_of);
-      const kv = (spec as { kvHeads?: number }).kvHeads ?? spec.heads;
-      const got = [flavor.dim, flavor.n_layers, flavor.n_heads, flavor.n_kv_heads ?? flavor.n_heads, ffn, flavor.vocab_size];
-      const want = [spec.dModel, spec.decoderLayers, spec.heads, kv, spec.dFf, spec.vocab];
+      const got = [flavor.dim, flavor.n_layers, flavor.n_heads, flavor.n_kv_heads ?? flavor.n_heads, flavor.dim / flavor.n_heads, ffn, flavor.vocab_size, flavor.weight_tying, 0];
+      const want = [spec.dModel, spec.decoderLayers, spec.heads, kv, spec.dKv, spec.dFf, spec.vocab, spec.tiedEmbeddings, moe.experts ?? 0];
       if (got.join() !== want.join()) out.push(`flavor dims ${got.join(',')} != model ${want.join(',')}`);
+    } else {
+      // qwen3: an explicit head_dim; MoE flavors on every layer, no shared expert.
+      const got = [flavor.dim, flavor.n_layers, flavor.n_heads, flavor.n_kv_heads, flavor.head_dim, flavor.vocab_size, flavor.weight_tying,
+        flavor.moe ? flavor.num_experts : 0, flavor.moe ? flavor.top_k : 0, flavor.moe ? flavor.moe_hidden_dim : flavor.hidden_dim];
+      const want = [spec.dModel, spec.decoderLayers, spec.heads, kv, spec.dKv, spec.vocab, spec.tiedEmbeddings,
+        moe.experts ?? 0, moe.topK ?? 0, moe.experts ? moe.dFfExpert : spec.dFf];
+      if (got.join() !== want.join()) out.push(`flavor dims ${got.join(',')} != model ${want.join(',')}`);
+      if (moe.experts && ((moe.moeEvery ?? 1) !== 1 || moe.sharedExperts)) out.push('qwen3 puts experts on every layer without a shared expert');
+    }
+    // Expert parallelism (fx.expert_parallel, parallel_dims.py): ep divides dp_shard x cp x tp and the experts.
+    const ep = n('expert_parallel_degree');
+    if (ep > 1 && !moe.experts) out.push('expert parallelism on a dense model');
+    if (moe.experts) {
+      if (a.get('--parallelism.expert_parallel_degree') === undefined) out.push('an MoE model without --parallelism.expert_parallel_degree');
+      const region = n('data_parallel_shard_degree') * n('context_parallel_degree') * n('tensor_parallel_degree');
+      if (region % ep !== 0) out.push(`expert_parallel_degree ${ep} does not divide dp_shard x cp x tp = ${region}`);
+      if (moe.experts % ep !== 0) out.push(`${moe.experts} experts do not divide over ${ep} expert ranks`);
     }
     return out;
   },

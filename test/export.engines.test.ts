@@ -87,11 +87,14 @@ describe('exports against the engines\' source (test/fixtures/engines)', () => {
   });
 
   it('the capability rules agree with the fixtures where both say something', async () => {
-    const { LLAMA3_FLAVORS, MAXTEXT_MESH_AXES } = await import('../src/engine/index.js');
-    const tt = fixture('torchtitan').llama3;
-    for (const f of LLAMA3_FLAVORS) {
+    const { TORCHTITAN_MODELS, MAXTEXT_MESH_AXES } = await import('../src/engine/index.js');
+    const fx = fixture('torchtitan');
+    for (const f of TORCHTITAN_MODELS) {
+      const tt = [fx.llama3, fx.qwen3].find((x) => x.module === f.module);
       const src = tt.flavors[f.flavor];
-      expect([src.dim, src.n_layers, src.n_heads, src.n_kv_heads, src.vocab_size, src.weight_tying]).toEqual([f.dim, f.layers, f.heads, f.kvHeads, f.vocab, f.tied]);
+      expect([src.dim, src.n_layers, src.n_heads, src.n_kv_heads, src.head_dim ?? src.dim / src.n_heads, src.vocab_size, src.weight_tying])
+        .toEqual([f.dim, f.layers, f.heads, f.kvHeads, f.headDim, f.vocab, f.tied]);
+      expect(src.moe ? { experts: src.num_experts, topK: src.top_k, hidden: src.moe_hidden_dim } : undefined).toEqual(f.moe);
       expect(tt.configs[f.config]).toBe(f.flavor);
     }
     expect([...MAXTEXT_MESH_AXES]).toEqual(fixture('maxtext').enums.mesh_axes);

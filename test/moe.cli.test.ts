@@ -54,6 +54,27 @@ describe('mesh-search on MoE models', () => {
     expect(ep.autoep_size).toBeGreaterThan(1);
   });
 
+  it('--engine torchtitan --export torchtitan on qwen3-30b-a3b: the shipped qwen3 config, experts over FSDP ranks, which passes the fixture check', () => {
+    const args = ['--mesh', '8x8', '--model', 'qwen3-30b-a3b', '--device', 'h100-sxm', '--engine', 'torchtitan', '--workers', '0'];
+    const r = runCli([...args, '--export', 'torchtitan']);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(runCli([...args, '--json']).stdout).best.plan;
+    expect(plan.layout).toMatch(/(^|;)experts:/);
+    const input = { plan: planFromJson(plan), mesh: parseMesh('8x8'), spec: getPreset('qwen3-30b-a3b'), profile: getDevice('h100-sxm') };
+    expect(r.stdout).toBe(exportPlan(input, 'torchtitan').text);
+    expect(checkExport('torchtitan', r.stdout, input)).toEqual([]);
+    expect(r.stdout).toMatch(/^--module torchtitan\.models\.qwen3 \\$/m);
+    expect(r.stdout).toMatch(/^--config qwen3_30b_a3b \\$/m);
+    const ep = Number(/^--parallelism\.expert_parallel_degree (\d+)/m.exec(r.stdout)![1]);
+    expect(ep).toBeGreaterThan(1);
+    expect(128 % ep).toBe(0);
+    // Mixtral is no torchtitan model: a one-line refusal, no stack trace.
+    const mixtral = runCli(['--mesh', '8x8', '--model', 'mixtral-8x7b', '--device', 'h100-sxm', '--engine', 'torchtitan', '--workers', '0']);
+    expect(mixtral.code).toBe(2);
+    expect(mixtral.stderr.trim().split('\n')).toHaveLength(1);
+    expect(mixtral.stderr).toMatch(/no shipped flavor/);
+  });
+
   it('--export maxtext refuses in one line what decoder_block mixtral cannot build, and experts off the batch axes', () => {
     const shared = runCli(['export', '--mesh', '2x2', '--model', 'tiny-moe', '--layout', 'batch:rows+cols;experts:cols', '--format', 'maxtext']);
     expect(shared.code).toBe(2);

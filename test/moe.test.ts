@@ -43,6 +43,15 @@ describe('MoE parameter counts against the published ones', () => {
     near(c.active, 39e9, 0.005);
   });
 
+  it('qwen3-30b-a3b has 30.5B parameters (Yang et al. 2025, Table 2; model card) within 0.5%, and 3.3B active to the card\'s one decimal', () => {
+    const c = counts('qwen3-30b-a3b');
+    near(c.total, 30.5e9, 0.005);
+    // By hand: embedding and head 2·151936·2048, attention 48·(2·2048·4096 + 2·2048·512), 8 of the 128
+    // experts 48·8·3·2048·768, router 48·2048·128: 3.3528B plus the norms; the card's "3.3B" cuts it to one decimal.
+    expect(Math.trunc(c.active / 1e8)).toBe(33);
+    near(c.active, 2 * 151936 * 2048 + 48 * (2 * 2048 * 4096 + 2 * 2048 * 512) + 48 * 8 * 3 * 2048 * 768 + 48 * 2048 * 128, 0.001);
+  });
+
   it('switch-base-128 has 7.4B parameters (Fedus et al. 2022, Table 9), within 1%', () => {
     near(counts('switch-base-128').total, 7.4e9, 0.01);
   });
@@ -264,12 +273,34 @@ describe('engines and MoE plans', () => {
     for (const r of [...outer, ...tp]) expect(r.includes('\n')).toBe(false);
   });
 
-  it('every other engine refuses an MoE model in one line, naming megatron', () => {
-    for (const e of ['mesh-tf', 't5x', 'torchtitan'] as const) {
+  it('Mesh-TF\'s and t5x\'s exports refuse an MoE model in one line, naming the engines that take it', () => {
+    for (const e of ['mesh-tf', 't5x'] as const) {
       const r = modelProblems(e, mixtral);
-      expect(r.filter((x) => x.includes('cannot express mixture-of-experts models yet') && x.includes('export to megatron'))).toHaveLength(1);
+      expect(r.filter((x) => x.includes('has no mixture-of-experts layer') && x.includes('export to megatron, maxtext, deepspeed or torchtitan'))).toHaveLength(1);
       expect(modelProblems(e, getPreset('llama2-7b')).some((x) => x.includes('mixture-of-experts'))).toBe(false);
     }
+  });
+
+  it('torchtitan builds the qwen3 30B-A3B it ships and no other MoE model; experts over the innermost FSDP ranks, with zero 3, no TP', () => {
+    const qwen = getPreset('qwen3-30b-a3b');
+    expect(modelProblems('torchtitan', qwen)).toEqual([]);
+    // Mixtral is not a shipped torchtitan model: one line that lists what is.
+    const r = modelProblems('torchtitan', mixtral);
+    expect(r).toHaveLength(1);
+    expect(r[0]).toMatch(/no shipped flavor \(llama3 8B, llama3 70B, llama3 405B, qwen3 30B-A3B\) has mixtral-8x7b/);
+    // One dimension off the shipped flavor and it is not that model.
+    expect(modelProblems('torchtitan', { ...qwen, topK: 4 })).toHaveLength(1);
+    expect(modelProblems('torchtitan', { ...qwen, sharedExperts: 1 })).toHaveLength(1);
+    expect(whyNot('torchtitan', makePlan('batch:rows+cols;experts:cols', { zero: 3 }), mesh, qwen)).toEqual([]);
+    expect(whyNot('torchtitan', makePlan('batch:rows+cols', { zero: 0 }), mesh, qwen)).toEqual([]);
+    // parallel_dims.py: ep divides dp_shard x cp x tp, which DDP alone leaves at 1.
+    const ddp = whyNot('torchtitan', makePlan('batch:rows+cols;experts:cols', { zero: 0 }), mesh, qwen);
+    expect(ddp.some((x) => x.includes('needs zero 3, not zero 0'))).toBe(true);
+    const outer = whyNot('torchtitan', makePlan('batch:rows+cols;experts:rows', { zero: 3 }), mesh, qwen);
+    expect(outer.some((x) => x.includes('not the innermost data axes (rows+cols)'))).toBe(true);
+    const tp = whyNot('torchtitan', makePlan('batch:rows;experts:rows;heads:cols;d_ff:cols;expert_hidden:cols', { zero: 3 }), mesh, qwen);
+    expect(tp.some((x) => x.includes('borrows the tensor ranks'))).toBe(true);
+    for (const x of [...r, ...ddp, ...outer, ...tp]) expect(x.includes('\n')).toBe(false);
   });
 
   it('maxtext takes what decoder_block mixtral builds and refuses shared experts and MoE on every n-th layer in one line', () => {

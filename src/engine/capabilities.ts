@@ -113,21 +113,29 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     context: false, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false, vocabSplit: true,
     deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['swiglu'], positions: ['rotary'], gqa: true,
     dtypes: ['bfloat16', 'float32'], zeroWithContext: false, reduceAfterBackward: [],
-    also: ['the model is a shipped llama3 flavor (model_spec is off the command line)', 'cp > 1 shards parameters over cp (FSDP), which no plan here does'],
+    also: ['the model is a shipped llama3 or qwen3 flavor (model_spec is off the command line)', 'cp > 1 shards parameters over cp (FSDP), which no plan here does'],
   },
 };
 
-/** torchtitan/models/llama3/__init__.py flavors and the config_registry function built on each (test/fixtures/engines/torchtitan.json). */
-export interface Llama3Flavor {
+/**
+ * A model torchtitan ships: the `--module` package, the config_registry function (`--config`) and
+ * the flavor it builds, with that flavor's dimensions (test/fixtures/engines/torchtitan.json).
+ * MoE flavors carry their experts; their dense FFN is unused (every layer is MoE).
+ */
+export interface TorchtitanModel {
+  readonly module: string;
   readonly flavor: string;
   readonly config: string;
   readonly dim: number;
   readonly layers: number;
   readonly heads: number;
   readonly kvHeads: number;
-  readonly ffn: number;
+  /** Channels per head: dim / heads for llama3, an explicit head_dim for qwen3. */
+  readonly headDim: number;
+  readonly ffn?: number;
   readonly vocab: number;
   readonly tied: boolean;
+  readonly moe?: { readonly experts: number; readonly topK: number; readonly hidden: number };
 }
 
 /** compute_ffn_hidden_dim(dim, multiple_of, ffn_dim_multiplier): int(8·dim/3) × multiplier, rounded up. */
@@ -137,7 +145,13 @@ export function llama3Ffn(dim: number, multipleOf: number, multiplier: number | 
   return multipleOf * Math.ceil(h / multipleOf);
 }
 
-export const LLAMA3_FLAVORS: readonly Llama3Flavor[] = [
-  { flavor: '8B', config: 'llama3_8b', dim: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: llama3Ffn(4096, 1024, 1.3), vocab: 128256, tied: false },
-  { flavor: '70B', config: 'llama3_70b', dim: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: llama3Ffn(8192, 4096, 1.3), vocab: 128256, tied: false },
+const LLAMA3 = 'torchtitan.models.llama3';
+const QWEN3 = 'torchtitan.models.qwen3';
+
+export const TORCHTITAN_MODELS: readonly TorchtitanModel[] = [
+  { module: LLAMA3, flavor: '8B', config: 'llama3_8b', dim: 4096, layers: 32, heads: 32, kvHeads: 8, headDim: 128, ffn: llama3Ffn(4096, 1024, 1.3), vocab: 128256, tied: false },
+  { module: LLAMA3, flavor: '70B', config: 'llama3_70b', dim: 8192, layers: 80, heads: 64, kvHeads: 8, headDim: 128, ffn: llama3Ffn(8192, 4096, 1.3), vocab: 128256, tied: false },
+  { module: LLAMA3, flavor: '405B', config: 'llama3_405b', dim: 16384, layers: 126, heads: 128, kvHeads: 8, headDim: 128, ffn: llama3Ffn(16384, 4096, 1.2), vocab: 128256, tied: false },
+  // qwen3/__init__.py _30b_a3b (config qwen3_30b_a3b): 128 experts of hidden 768, top 8, on every layer, no shared expert.
+  { module: QWEN3, flavor: '30B-A3B', config: 'qwen3_30b_a3b', dim: 2048, layers: 48, heads: 32, kvHeads: 4, headDim: 128, vocab: 151936, tied: false, moe: { experts: 128, topK: 8, hidden: 768 } },
 ];

@@ -3,7 +3,7 @@ import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
-import { CAPABILITIES, LLAMA3_FLAVORS, type Engine, type Llama3Flavor } from './capabilities.js';
+import { CAPABILITIES, TORCHTITAN_MODELS, type Engine, type TorchtitanModel } from './capabilities.js';
 import { maxtextKinds } from './maxtext.js';
 import { axesWith, modelTensorDims, shapeOf, TENSOR_DIMS, type AxisUse, type PlanShape } from './shape.js';
 
@@ -87,11 +87,12 @@ export function modelProblems(engine: Engine, spec: ModelSpec): string[] {
     if ((spec.moeEvery ?? 1) !== 1 || spec.sharedExperts || spec.positions !== 'rotary' || spec.activation !== 'swiglu') {
       out.push(`mesh-search's MaxText export writes MoE models as decoder_block mixtral (rotary, SwiGLU, experts on every layer, no shared expert), which ${spec.name} is not; export to megatron`);
     }
-  } else if (spec.experts && engine !== 'megatron' && engine !== 'deepspeed') {
-    out.push(`mesh-search's ${t} export cannot express mixture-of-experts models yet (${spec.experts} experts); export to megatron, maxtext or deepspeed`);
+  } else if (spec.experts && engine !== 'megatron' && engine !== 'deepspeed' && engine !== 'torchtitan') {
+    out.push(`${t} has no mixture-of-experts layer (${spec.experts} experts); export to megatron, maxtext, deepspeed or torchtitan`);
   }
-  if (engine === 'torchtitan' && spec.kind === 'decoder' && !llama3Flavor(spec)) {
-    out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no llama3 flavor (${LLAMA3_FLAVORS.map((f) => f.flavor).join(', ')}) has ${spec.name}'s dimensions`);
+  if (engine === 'torchtitan' && spec.kind === 'decoder' && !torchtitanModel(spec)) {
+    const shipped = TORCHTITAN_MODELS.map((f) => `${f.module.split('.').pop()} ${f.flavor}`).join(', ');
+    out.push(`torchtitan takes its model from a shipped config function (--module/--config; model_spec is off the command line), and no shipped flavor (${shipped}) has ${spec.name}'s dimensions`);
   }
   return out;
 }
@@ -201,11 +202,13 @@ export function iciSizes(mesh: Mesh, profile?: SliceInfo): number[] | null {
   return ici;
 }
 
-/** The shipped llama3 flavor with exactly this model's dimensions. */
-export function llama3Flavor(spec: ModelSpec): Llama3Flavor | undefined {
-  return LLAMA3_FLAVORS.find((f) => f.dim === spec.dModel && f.layers === spec.decoderLayers && f.heads === spec.heads &&
-    f.kvHeads === spec.kvHeads && f.ffn === spec.dFf && f.vocab === spec.vocab && f.tied === spec.tiedEmbeddings &&
-    spec.dKv * spec.heads === spec.dModel);
+/** The model torchtitan ships with exactly this model's dimensions (and experts), if there is one. */
+export function torchtitanModel(spec: ModelSpec): TorchtitanModel | undefined {
+  return TORCHTITAN_MODELS.find((f) => f.dim === spec.dModel && f.layers === spec.decoderLayers && f.heads === spec.heads &&
+    f.kvHeads === spec.kvHeads && f.headDim === spec.dKv && f.vocab === spec.vocab && f.tied === spec.tiedEmbeddings &&
+    (f.moe
+      ? spec.experts === f.moe.experts && spec.topK === f.moe.topK && spec.dFfExpert === f.moe.hidden && (spec.moeEvery ?? 1) === 1 && !spec.sharedExperts
+      : !spec.experts && f.ffn === spec.dFf));
 }
 
 const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, strategy: boolean) => string[]> = {
@@ -262,9 +265,16 @@ const SPECIFIC: Record<Engine, (s: PlanShape, profile: SliceInfo | undefined, st
     }
     return out;
   },
-  torchtitan: (s) => {
+  torchtitan: (s, _profile, strategy) => {
     const out: string[] = [];
     if (s.kvHeads % s.tp !== 0) out.push(`torchtitan splits the ${s.kvHeads} KV heads over ${s.tp} tensor ranks, which does not divide`);
+    if (s.spec.experts) {
+      // parallel_dims.py: the sparse mesh (pp, dp_replicate, efsdp, ep) puts ep innermost in dp_shard x cp x tp.
+      out.push(...innerExpertAxes(s, 'torchtitan', 'expert_parallel_degree', 'the innermost dp_shard ranks'));
+      if (s.tp > 1) out.push('torchtitan\'s expert parallelism borrows the tensor ranks (efsdp = dp_shard x cp x tp / ep), which mesh-search does not price; keep heads, d_ff and expert_hidden whole or export to megatron');
+      // expert_parallel_degree must divide dp_shard x cp x tp: with DDP (dp_replicate) alone that is 1.
+      if (strategy && s.ep > 1 && s.plan.zero !== 3) out.push(`torchtitan's expert ranks come out of FSDP's (expert_parallel_degree divides dp_shard x cp x tp), so a plan that splits experts over ${s.ep} ranks needs zero 3, not zero ${s.plan.zero}`);
+    }
     return out;
   },
 };

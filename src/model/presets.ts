@@ -142,6 +142,20 @@ add('Dai et al. 2024, Sec. 5.1 (DeepSeekMoE 16B): 16.4B total, 2.8B active param
   experts: 64, topK: 6, capacityFactor: 1.25, moeEvery: 1, sharedExperts: 2, dFfExpert: 1408,
 });
 
+// Yang et al. 2025 (Qwen3 Technical Report, arXiv 2505.09388), Table 2, and the Qwen3-30B-A3B
+// model card and config.json: 48 layers, hidden 2048, 32 query heads and 4 KV heads of 128, 128
+// experts of hidden 768, top 8 on every layer, no shared expert, vocab 151936, untied; "30.5B total,
+// 3.3B activated". torchtitan ships the same dimensions (qwen3/__init__.py _30b_a3b). Each head's
+// q/k RMSNorm (QK-norm, 256 weights a layer) is left out. Pre-training ran on 4096-token sequences
+// (report Sec. 3.2); the batch is not published: 1024 of them (4M tokens) assumed. Qwen3 trains
+// dropless: capacity factor 1 prices the balanced load.
+add('Yang et al. 2025, Table 2 (Qwen3-30B-A3B): 30.5B total, 3.3B activated parameters', {
+  name: 'qwen3-30b-a3b', kind: 'decoder', layers: 48, dModel: 2048, heads: 32, kvHeads: 4, dKv: 128, dFf: 6144,
+  vocab: 151936, seqLen: 4096, batch: 1024, dtype: 'bfloat16', dropout: false, tiedEmbeddings: false,
+  activation: 'swiglu', positions: 'rotary', flashAttention: true,
+  experts: 128, topK: 8, capacityFactor: 1, moeEvery: 1, dFfExpert: 768,
+});
+
 // The MoE test model: 4 experts (top 2, one shared) on every layer, small enough to run on a simulated mesh.
 add('mesh-search MoE tests', {
   name: 'tiny-moe', kind: 'decoder', layers: 2, dModel: 64, heads: 4, dKv: 16, dFf: 256, vocab: 128,

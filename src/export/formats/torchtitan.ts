@@ -1,22 +1,23 @@
-import { llama3Flavor } from '../../engine/index.js';
+import { torchtitanModel } from '../../engine/index.js';
 import { analyse, argsText, header } from '../analysis.js';
 import type { ExportInput, ExportOutput } from '../target.js';
 
 /**
- * torchtitan: `--module/--config` name the shipped llama3 config function whose model has the
- * plan's dimensions (model_spec is off the command line), and `--section.option` flags override
+ * torchtitan: `--module/--config` name the shipped config function (llama3, or qwen3 for MoE)
+ * whose model has the plan's dimensions (model_spec is off the command line), and `--section.option` flags override
  * its parallelism (mesh pp, dp_replicate, dp_shard, cp, tp from outer to inner), batch in tokens,
  * precision and activation checkpointing (the activation-checkpoint:NAME subcommand, last).
- * DDP is data_parallel_replicate_degree, FSDP2 (ZeRO-3) data_parallel_shard_degree.
+ * DDP is data_parallel_replicate_degree, FSDP2 (ZeRO-3) data_parallel_shard_degree. Experts split
+ * over expert_parallel_degree ranks, the innermost of FSDP's; torchtitan routes them dropless.
  */
 export function torchtitan(input: ExportInput): ExportOutput {
   const shape = analyse(input, 'torchtitan');
   const { plan, spec } = input;
-  const flavor = llama3Flavor(spec)!;
+  const model = torchtitanModel(spec)!;
   const pipelined = shape.pp > 1;
   const args: string[] = [
-    '--module torchtitan.models.llama3',
-    `--config ${flavor.config}`,
+    `--module ${model.module}`,
+    `--config ${model.config}`,
     `--parallelism.data_parallel_replicate_degree ${plan.zero === 0 ? shape.dp : 1}`,
     `--parallelism.data_parallel_shard_degree ${plan.zero === 3 ? shape.dp : 1}`,
   ];
@@ -27,6 +28,7 @@ export function torchtitan(input: ExportInput): ExportOutput {
     ...(shape.tp > 1 && !shape.sequenceParallel ? ['--parallelism.no_enable_sequence_parallel'] : []),
     `--parallelism.context_parallel_degree ${shape.cp}`,
     `--parallelism.pipeline_parallel_degree ${shape.pp}`,
+    ...(spec.experts ? [`--parallelism.expert_parallel_degree ${shape.ep}`] : []),
   );
   if (pipelined) {
     const v = shape.virtualStages;
@@ -49,6 +51,10 @@ export function torchtitan(input: ExportInput): ExportOutput {
     `activation-checkpoint:${plan.recompute === 'full' ? 'full' : 'none'}`,
   );
   const comments = header(shape, 'torchtitan');
-  comments.push(`world size ${input.mesh.size} = data ${shape.dp} x tensor ${shape.tp} x pipeline ${shape.pp} x context ${shape.cp} (NGPU=${input.mesh.size}); model: llama3 flavor ${flavor.flavor}`);
+  comments.push(`world size ${input.mesh.size} = data ${shape.dp} x tensor ${shape.tp} x pipeline ${shape.pp} x context ${shape.cp} (NGPU=${input.mesh.size}); model: ${model.module.split('.').pop()} flavor ${model.flavor}`);
+  if (spec.experts) {
+    const where = shape.ep > 1 ? `experts over ${shape.ep} of the FSDP ranks (efsdp ${shape.dp / shape.ep})` : 'every expert on every rank';
+    comments.push(`${where}; torchtitan routes without a capacity (dropless), the estimate padded each expert to capacity factor ${spec.capacityFactor}`);
+  }
   return { format: 'torchtitan', syntax: 'args', text: argsText(comments, args) };
 }
