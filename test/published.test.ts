@@ -24,7 +24,7 @@ const spec = (r: { m: Measurement }): ModelSpec => r.m.graph.spec;
 describe('data/published/steps.csv', () => {
   it('every row is read, names its source and resolves on a preset device', () => {
     expect(rejected.map((r) => `${r.source.line}: ${r.reason}`)).toEqual([]);
-    expect(rows.length).toBe(43);
+    expect(rows.length).toBe(44);
     for (const r of rows) expect(r.source.length, `line ${r.m.source.line}`).toBeGreaterThan(20);
     expect(new Set(rows.map((r) => r.device))).toEqual(new Set(['a100-80g', 'tpu-v4', 'tpu-v5e', 'h100-sxm']));
   });
@@ -38,7 +38,7 @@ describe('data/published/steps.csv', () => {
       // Devices the source names: N slices of v4-M (M cores, M/2 chips), of v5e-256, N A3 VMs of 8 GPUs.
       const v4 = / on (\d+)x v4-(\d+)/.exec(r.note);
       const v5e = / on (\d+)x v5e-256/.exec(r.note);
-      const a3 = / on (\d+)x A3/.exec(r.note);
+      const a3 = / on (\d+)x (?:A3|DGX H100)/.exec(r.note);
       const expected = v4 ? (+v4[1] * +v4[2]) / 2 : v5e ? 256 * +v5e[1] : a3 ? 8 * +a3[1] : { 'korthikanti-22b': 8, 'korthikanti-175b': 64, 'korthikanti-530b': 280, 'korthikanti-1t': 512 }[r.m.modelName];
       expect(size, where).toBe(expected);
     }
@@ -94,7 +94,9 @@ describe('data/published/steps.csv', () => {
 
   it('MaxText rows: step time × published TFLOP/s is MaxText\'s own FLOP count of the run, and TFLOP/s and MFU agree', () => {
     const peak: Record<string, number> = { 'tpu-v4': 275e12, 'tpu-v5e': 197e12 };
-    for (const r of rows.filter((x) => x.device !== 'a100-80g')) {
+    const maxtext = rows.filter((x) => x.source.includes('maxtext'));
+    expect(maxtext.length).toBe(35);
+    for (const r of maxtext) {
       const where = `line ${r.m.source.line}`;
       const s = spec(r);
       const chips = r.m.mesh.axes.reduce((p, a) => p * a.size, 1);
@@ -115,6 +117,24 @@ describe('data/published/steps.csv', () => {
       expect(Math.abs(flops / (r.m.stepTime * rate) - 1), where).toBeLessThan(1e-4);
       if (mfu) expect(Math.abs(tflops / peak[r.device] - Number(mfu[1]) / 100), where).toBeLessThan(0.5e12 / peak[r.device] + 6e-4);
     }
+  });
+
+  it('the Megatron-LM MoE row: step time × 438 TFLOP/s × 64 GPUs is Megatron\'s v0.8 FLOP count of the table\'s mapping', () => {
+    const [r] = byModel('megatron-mixtral-8x7b');
+    const s = spec(r);
+    // Mixtral 8x7B (Jiang et al. 2024, Table 1): the dimensions the README's example arguments give.
+    expect([s.decoderLayers, s.dModel, s.heads, s.kvHeads, s.dKv, s.dFf, s.vocab, s.seqLen, s.experts, s.topK]).toEqual([32, 4096, 32, 8, 128, 14336, 32000, 4096, 8, 2]);
+    // The table: 64 GPUs, TP 1, EP 8, PP 4, VP 8, MBS 1, GBS 256.
+    expect(r.m.mesh.axes.map((a) => a.size)).toEqual([4, 2, 8]);
+    expect(r.m.program.stages).toBe(4);
+    expect(Number(field(r.m.source.line, 'virtual_stages'))).toBe(8);
+    expect(s.batch).toBe(256);
+    expect(s.batch / (2 * 8) / r.m.plan.microbatches).toBe(1);
+    expect(r.m.plan.layout.get('experts')).toEqual(['ep']);
+    // training.py num_floating_point_operations at core_v0.8.0 (causal attention counted as full).
+    const [B, q, L, h, a, g, F, k, V] = [256, 4096, 32, 4096, 32, 8, 14336, 2, 32000];
+    const flops = 12 * B * q * L * h * h * ((1 + g / a + q / h) * ((128 * a) / h) + (F / h) * k * 1.5 + V / (2 * L * h));
+    expect(Math.abs(flops / (r.m.stepTime * 438e12 * 64) - 1)).toBeLessThan(1e-4);
   });
 
   it('Korthikanti rows: the 530B times give the MFU the abstract states for 530B at 8x the data parallelism', () => {
