@@ -196,8 +196,8 @@ describe('model spec: kvHeads, flashAttention, dtype spellings', () => {
     expect(summary(fused)).toEqual(summary(plain));
   });
 
-  it('defaults flash attention on for the llama presets (and the 2024 MoE ones) and off for the Mesh-TF-era ones', () => {
-    for (const p of listPresets()) expect(p.spec.flashAttention).toBe(/^(llama|mixtral|deepseek)/.test(p.name));
+  it('defaults flash attention on for the llama presets (and the 2024-25 MoE ones) and off for the Mesh-TF-era ones', () => {
+    for (const p of listPresets()) expect(p.spec.flashAttention).toBe(/^(llama|mixtral|deepseek|qwen3)/.test(p.name));
   });
 });
 
