@@ -335,11 +335,10 @@ function rows(ctx: Ctx, id: string, d: DimName): Lin {
 }
 
 /** The forward of one op on one device: local compute and the collectives the layout forces. */
-function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn'], collect = true): OpRecord {
+function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn']): OpRecord {
   const dims = opDims(ctx, op);
   const out = op.output;
-  // The backward reads only a forward's work: it asks for no collectives (and gathers nothing).
-  const colls: CollectiveRecord[] | null = collect ? [] : null;
+  const colls: CollectiveRecord[] = [];
   let flops: Lin;
   let bytes = ZERO;
   let gemm: GemmShape | null = null;
@@ -349,7 +348,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
     let bs = 0, bf = 0;
     for (const id of op.inputs) {
-      if (colls) gatherOnce(ctx, id, colls);
+      gatherOnce(ctx, id, colls);
       const b = fullBytes(ctx, id);
       bs += b.perSeq; bf += b.fixed;
     }
@@ -358,7 +357,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     const outDims = ctx.info.outDims.get(out)!;
     let partial = 0;
     for (const d of dims) if (!outDims.has(d)) partial |= ctx.c.mask[d];
-    if (partial) colls?.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
+    if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
     gemm = gemmShape(ctx, op.name);
   } else {
     flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
@@ -372,41 +371,41 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     bytes = lin(bs, bf);
     if (op.kind === 'gather') {
       const m = ctx.c.mask.vocab; // each device looks up its own rows: the sum over devices is the lookup
-      if (m) colls?.push(...reduce(ctx, out, m, tbytes(ctx, out)));
+      if (m) colls.push(...reduce(ctx, out, m, tbytes(ctx, out)));
     } else if (op.kind === 'layernorm' || op.kind === 'softmax') {
       const m = ctx.c.mask[op.dim!]; // mean and variance (max and sum) over a split dimension
-      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, op.inputs[0], op.dim!), 8)));
+      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, op.inputs[0], op.dim!), 8)));
     } else if (op.kind === 'xent') {
       const logits = op.inputs[0];
       const m = ctx.c.mask.vocab; // max, sum of exponentials and the target's logit
-      if (m) colls?.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, logits, 'vocab'), 12)));
+      if (m) colls.push(coll(ctx, 'allreduce', m, `${out}.stats`, scaleLin(rows(ctx, logits, 'vocab'), 12)));
       const lm = ctx.c.mask.batch | ctx.c.mask.length; // the mean loss, for reporting
-      if (lm) colls?.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
+      if (lm) colls.push(coll(ctx, 'allreduce', lm, out, lin(0, 4)));
     } else if (op.kind === 'route') {
       // Each expert's slots are numbered along the sequence, first choices before second ones
       // (Mesh-TF moe.py, GShard): with length split, each device needs every shard's counts per
       // choice (an allgather of [batch, topK, experts] int32 counts). The dispatch tensor is cast from combine.
       const m = ctx.c.mask.length;
       const k = ctx.graph.spec.topK ?? 1;
-      if (m && op.route === 'combine') colls?.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * k * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
+      if (m && op.route === 'combine') colls.push(coll(ctx, 'allgather', m, `${out}.counts`, lin(4 * k * ctx.graph.dimSizes.expert_unsplit * maskSize(ctx.mesh, m), 0)));
     } else if (op.kind === 'regroup') {
       const r = regroupAxes(ctx);
       // Dispatch: the shared axes all-to-all the expert-side buffer; the other expert axes slice locally.
       // Combine: the reverse all-to-all, then an allgather over the expert axes batch lacks.
       if (op.to === 'experts') {
-        if (r.a2a) colls?.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, out)));
+        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, out)));
       } else {
-        if (r.a2a) colls?.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, op.inputs[0])));
-        if (r.slice) colls?.push(coll(ctx, 'allgather', r.slice, out, tbytes(ctx, out)));
+        if (r.a2a) colls.push(coll(ctx, 'all-to-all', r.a2a, out, tbytes(ctx, op.inputs[0])));
+        if (r.slice) colls.push(coll(ctx, 'allgather', r.slice, out, tbytes(ctx, out)));
       }
     } else if (op.kind === 'rename') {
       const ch = renameChange(ctx, op);
       if (ch.kind === 'none') bytes = ZERO;
       if (ch.kind === 'allgather' && ctx.T && ch.mask === ctx.T && seqSplit(ctx, op.inputs[0])) {
-        if (colls) gatherOnce(ctx, op.inputs[0], colls); // sequence parallelism's gather of the norm's output
+        gatherOnce(ctx, op.inputs[0], colls); // sequence parallelism's gather of the norm's output
         bytes = ZERO;
       } else if (ch.kind === 'allgather' || ch.kind === 'all-to-all') {
-        colls?.push(coll(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
+        colls.push(coll(ctx, ch.kind, ch.mask, out, tbytes(ctx, out)));
       }
     }
   }
@@ -416,7 +415,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
-    duplication: duplication(ctx, block, dims), collectives: colls?.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
+    duplication: duplication(ctx, block, dims), collectives: colls.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
     perStage: perStageOf(ctx, block), stage: stageOf(block), recomputeIn,
   };
 }
@@ -447,11 +446,11 @@ function perStageOf(ctx: Ctx, block: Block): number {
 /**
  * Backward records of one op, one per differentiable input. Weight gradients' partial-sum axes
  * go to ctx.weightPartial (synced once per step), activation gradients' to `pending` (gradsum).
+ * `fwd` is the op's forward record: the backward reads its work (FLOPs, bytes, duplication).
  */
-function backwardOp(ctx: Ctx, block: Block, op: OpSpec, pending: Map<string, Set<number>>, out: OpRecord[]): void {
+function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: Map<string, Set<number>>, out: OpRecord[]): void {
   if (ctx.graph.tensors.get(op.output)!.role === 'routing') return; // the dispatch tensor passes no gradient
   const dims = opDims(ctx, op);
-  const fwd = forwardOp(ctx, block, op, 'backward', undefined, false);
   const isFused = fused(ctx, op);
   let first = true;
   const names = ctx.info.gradNames.get(op)!;
@@ -614,13 +613,16 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
   }
 
   const forward: OpRecord[] = [];
+  const forwardOf = new Map<OpSpec, OpRecord>();
   const blocks: BlockRecord[] = [];
   const shared: Record<'none' | 'selective' | 'full', Map<string, Lin>> = { none: new Map(), selective: new Map(), full: new Map() };
   let maxPerSeq = 0, maxFixed = 0, bufferPerSeq = 0;
   for (const b of graph.blocks) {
     ctx.gathered = new Set();
     for (const op of b.ops) {
-      forward.push(forwardOp(ctx, b, op, 'forward'));
+      const r = forwardOp(ctx, b, op, 'forward');
+      forward.push(r);
+      forwardOf.set(op, r);
       const ob = tbytes(ctx, op.output);
       maxPerSeq = Math.max(maxPerSeq, ob.perSeq);
       maxFixed = Math.max(maxFixed, ob.fixed);
@@ -653,8 +655,8 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
   for (let bi = graph.blocks.length - 1; bi >= 0; bi--) {
     const b = graph.blocks[bi];
     if (b.layered) {
-      ctx.gathered = new Set();
-      for (const op of b.ops) recompute.push(forwardOp(ctx, b, op, 'recompute', op.attentionCore && !ctx.flash ? 'selective' : 'full'));
+      // A recompute runs the block's forward again, ops and collectives alike: its records are the forward's.
+      for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: op.attentionCore && !ctx.flash ? 'selective' : 'full' });
       if (ctx.flash) {
         // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
         ctx.gathered = new Set();
@@ -665,7 +667,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     for (let oi = b.ops.length - 1; oi >= 0; oi--) {
       const op = b.ops[oi];
       gradSum(ctx, b, canonical(ctx, op.output), pending, backward);
-      backwardOp(ctx, b, op, pending, backward);
+      backwardOp(ctx, b, op, forwardOf.get(op)!, pending, backward);
     }
     for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
   }
