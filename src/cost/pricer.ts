@@ -46,18 +46,26 @@ interface LayoutEntry {
   strategies: (StrategyCost | undefined)[];
 }
 
+// Layouts whose lowering and walks a pricer keeps (least recently used out).
+const WORKING_SET = 4;
+
 /** A pricer for one graph, mesh and profile. */
 export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): Pricer {
+  // A small working set, most recent last: a search prices a layout's strategies one after another
+  // and moves on, so its records die young (cheap to collect) instead of piling up in the old space.
   const cache = new Map<string, LayoutEntry>();
-  const byObject = [new WeakMap<object, LayoutEntry>(), new WeakMap<object, LayoutEntry>()];
+  // The last layout object priced, per sequence-parallel flag: the usual hit, without building the key.
+  const lastLayout: (object | null)[] = [null, null];
+  const lastEntry: (LayoutEntry | null)[] = [null, null];
 
   const entryOf = (plan: Plan): LayoutEntry => {
     const sp = plan.sequenceParallel ? 1 : 0;
-    let entry = byObject[sp].get(plan.layout);
-    if (entry) return entry;
+    if (lastLayout[sp] === plan.layout) return lastEntry[sp]!;
     const key = `${sp}|${[...plan.layout].map(([d, a]) => `${d}:${a.join('+')}`).join(';')}`;
-    entry = cache.get(key);
-    if (!entry) {
+    let entry = cache.get(key);
+    if (entry) {
+      cache.delete(key);
+    } else {
       let lowering: LayoutLowering | string;
       try {
         const c: CompiledLayout = compileLayout(plan.layout, mesh);
@@ -68,11 +76,12 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         if (!(err instanceof InputError)) throw err;
         lowering = err.message;
       }
-      if (cache.size > 4096) cache.clear();
       entry = { lowering, walks: new Map(), bases: new Map(), strategies: [] };
-      cache.set(key, entry);
+      if (cache.size >= WORKING_SET) cache.delete(cache.keys().next().value!);
     }
-    byObject[sp].set(plan.layout, entry);
+    cache.set(key, entry);
+    lastLayout[sp] = plan.layout;
+    lastEntry[sp] = entry;
     return entry;
   };
 
