@@ -54,7 +54,7 @@ describe('the HTML report', () => {
   it('splits weights over pipeline stages too, and stacks the bubble for a pipelined plan', async () => {
     const graph = buildGraph(getPreset('llama2-7b'));
     const e = estimatePlan(graph, parseMesh('2x4x8'), makePlan('layers:x;batch:y;d_ff:z;heads:z;vocab:z', { microbatches: 8 }), getDevice('h100-sxm'));
-    const r: SearchResult = { best: e, top: [e], pareto: [e], searched: { plans: 1, valid: 1, feasible: 1, pruned: 0, seconds: 0, workers: 0 } };
+    const r: SearchResult = { best: e, top: [e], pareto: [e], searched: { plans: 1, valid: 1, feasible: 1, pruned: 0, seconds: 0, workers: 0, sequenceParallel: 0 } };
     const html = await renderReport(r);
     expect(e.time.bubble).toBeGreaterThan(0);
     expect(html).toMatch(/\[d_model, d_ff, layers\]: 16 shards/);

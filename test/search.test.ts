@@ -101,13 +101,33 @@ describe('when no plan works', () => {
       .rejects.toThrow(/has 65536 devices, more than tiny can use: no valid layout puts more than 256 of them to work; its dimensions ran out of divisors: batch \(8\), length \(32\).* divide by no mesh axis; d_ff \(256\) at most 256 ways/);
   });
 
+  it('counts no more plans that fit than it priced, the sequence-parallel variants apart', async () => {
+    await fc.assert(fc.asyncProperty(setup, async (s) => {
+      let r;
+      try {
+        r = await search({ ...s, workers: 0 });
+      } catch (e) {
+        if (e instanceof InputError) return;
+        throw e;
+      }
+      const { valid, pruned, feasible, sequenceParallel } = r.searched;
+      expect(feasible).toBeLessThanOrEqual(valid - pruned);
+      expect(sequenceParallel).toBeGreaterThanOrEqual(0);
+      // Where the best plan fits, at least one plan was counted as fitting (unless only its SP variant fits).
+      if (r.best && !r.best.plan.sequenceParallel) expect(feasible).toBeGreaterThan(0);
+    }), { seed: 9, numRuns: 40 });
+    const h = await search({ spec: getPreset('transformer-5b'), mesh: '16x32', profile: getDevice('tpu-v2'), workers: 0 });
+    expect(h.searched.sequenceParallel).toBeGreaterThan(0);
+    expect(h.searched.feasible).toBeLessThanOrEqual(h.searched.valid - h.searched.pruned);
+  });
+
   it('reports no best plan and the least-memory plan when nothing fits', async () => {
     const profile = { ...getDevice('tpu-v2'), memoryBytes: 2 ** 30 };
     const r = await search({ spec: getPreset('transformer-5b'), mesh: '2x2', profile, workers: 0 });
     expect(r.best).toBeNull();
     expect(r.top).toEqual([]);
     expect(r.searched.feasible).toBe(0);
-    expect(r.searched.pruned).toBe(r.searched.valid - (r.searched.valid - r.searched.pruned));
+    expect(r.searched.pruned).toBeLessThan(r.searched.valid);
     const ref = exhaustive({ spec: getPreset('transformer-5b'), mesh: '2x2', profile, symmetry: true });
     expect(r.closest).toEqual(ref.closest);
     expect(r.closest!.memory.total).toBeGreaterThan(profile.memoryBytes);

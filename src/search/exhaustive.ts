@@ -83,7 +83,7 @@ export function exhaustive(opts: {
             if (sequenceParallel) withSp.add(c);
             if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
             if (!cost.feasible) continue;
-            feasible++;
+            if (!sequenceParallel) feasible++;
             all.push(c);
             top = mergeTop(objective, [top, [c]], k);
           }
@@ -122,7 +122,7 @@ export function exhaustive(opts: {
     best: top.length ? estimateOf(top[0]) : null,
     top: top.map(estimateOf),
     pareto: paretoFront(objective, all, cap).map(estimateOf),
-    searched: { plans: plans + valid, valid, feasible, pruned: valid - pricedPlain, seconds: (performance.now() - t0) / 1000, workers: 0 },
+    searched: { plans: plans + valid, valid, feasible, pruned: valid - pricedPlain, seconds: (performance.now() - t0) / 1000, workers: 0, sequenceParallel: priced - pricedPlain },
     candidates: priced,
     maxUsed,
   };

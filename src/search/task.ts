@@ -224,7 +224,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
         if (sp) pricedSp++;
         else priced++;
         if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
-        if (cost.feasible) feasible++;
+        if (cost.feasible && !sp) feasible++;
         // A record only for a plan that may reach an answer (most do not: less garbage to collect).
         const pv = objective === 'time' ? cost.step : cost.memory;
         const mayRank = cost.feasible && (top.length < k || pv <= primary(objective, top[top.length - 1]) || pv <= cap);

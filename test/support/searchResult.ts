@@ -45,6 +45,6 @@ export function searchResultFixture(): SearchResult {
   const feasible = valid.filter((e) => e.feasible).sort(byStep);
   return {
     best: feasible[0] ?? null, top: top.slice(0, 5), pareto,
-    searched: { plans: PLANS.length, valid: valid.length, feasible: feasible.length, pruned: 0, seconds: 0.1, workers: 0 },
+    searched: { plans: PLANS.length, valid: valid.length, feasible: feasible.length, pruned: 0, seconds: 0.1, workers: 0, sequenceParallel: 0 },
   };
 }

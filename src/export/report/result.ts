@@ -36,7 +36,7 @@ export function parseSearchResult(value: unknown, where = 'search result'): Sear
   const num = (k: string) => (typeof s[k] === 'number' ? (s[k] as number) : 0);
   return {
     best, top, pareto, ...(closest ? { closest } : {}),
-    searched: { plans: num('plans'), valid: num('valid'), feasible: num('feasible'), pruned: num('pruned'), seconds: num('seconds'), workers: num('workers') },
+    searched: { plans: num('plans'), valid: num('valid'), feasible: num('feasible'), pruned: num('pruned'), seconds: num('seconds'), workers: num('workers'), sequenceParallel: num('sequenceParallel') },
   };
 }
 
