@@ -245,15 +245,20 @@ async function caseStartup() {
     if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
     return (performance.now() - t) / 1000;
   };
-  const bare = [], headline = [];
+  // The same command from dist/cli's modules, as bin/ ran it before the bundle (scripts/bundle.mjs).
+  const modules = new URL('../dist/cli/main.js', import.meta.url).href;
+  const unbundledArgs = ['--input-type=module', '-e', `import { main } from ${JSON.stringify(modules)}; process.exitCode = await main(['--mesh', '16x32', '--model', 'transformer-5b', '--json']);`];
+  const bare = [], headline = [], unbundled = [];
   for (let i = 0; i < 7; i++) {
     bare.push(wall(['-e', '0']));
     headline.push(wall([bin, '--mesh', '16x32', '--model', 'transformer-5b', '--json']));
+    unbundled.push(wall(unbundledArgs));
   }
   const ratio = median(headline) / median(bare);
   return {
     case: 'whole process: mesh-search --mesh 16x32 --model transformer-5b --json vs node -e 0',
     headlineSeconds: median(headline), bareNodeSeconds: median(bare), ratio, goals: { atMost4x: ratio <= 4 },
+    unbundledSeconds: median(unbundled), unbundledRatio: median(unbundled) / median(bare),
     peakRssBytes: rss(),
   };
 }

@@ -38,10 +38,12 @@ export type FromWorker =
   | { type: 'report'; states: DeviceState[]; timings: [string, OpTiming][]; events: TraceEvent[]; sent: [number, [string, number][]][] }
   | { type: 'error'; aborted: boolean; message: string; fault?: { device: number; op: string; step: number; detail: string } };
 
-/** The compiled worker: tests run the sources, but a worker thread runs JavaScript (npm test builds dist/ first). */
+/**
+ * The compiled worker, two folders up from this module wherever it runs (src/runtime under tests,
+ * dist/runtime, or a chunk in dist/bundle): a worker thread runs JavaScript (npm test builds dist/ first).
+ */
 function workerFile(): string {
-  const here = import.meta.url;
-  return fileURLToPath(here.endsWith('.ts') ? new URL('../../dist/runtime/worker.js', here) : new URL('./worker.js', here));
+  return fileURLToPath(new URL('../../dist/runtime/worker.js', import.meta.url));
 }
 
 const idle: Worker[] = [];

@@ -26,11 +26,12 @@ export const MESSAGES = {
   noWorkerFile: (path: string) => `the search worker ${path} is missing: build it with npm run build`,
 };
 
-/** dist/search/worker.js, also when this module runs from src/ (under vitest or tsx). */
+/**
+ * dist/search/worker.js, two folders up from this module wherever it runs: src/search (under vitest
+ * or tsx), dist/search, or a chunk of the command-line bundle in dist/bundle.
+ */
 export function workerPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  const path = here.replace(/[\\/]src[\\/]search[\\/]pool\.[tj]s$/, '/dist/search/worker.js').replace(/pool\.js$/, 'worker.js');
-  return path;
+  return fileURLToPath(new URL('../../dist/search/worker.js', import.meta.url));
 }
 
 /** Inline: a simulated crash is an exception, so the retry path is the same as the pool's. */
