@@ -2,8 +2,8 @@
 // worker threads), then calibrated from the host profile (bench/host). Prints JSON lines: the
 // leave-one-plan-out step-time error (MAPE) and Kendall tau of the uncalibrated profile beside the
 // calibrated one's, from the same measurements; and, as a control, how well the fit recovers a
-// known profile from synthetic rows. BENCH_CAL_MODEL picks the model (default tiny), BENCH_CAL_BASE
-// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 3), BENCH_CAL_FIT the fit (physics or classes; default physics).
+// known profile from synthetic rows. BENCH_CAL_MODEL picks the model (default small: compute dominates its step, where tiny's is all overhead and noise), BENCH_CAL_BASE
+// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 2), BENCH_CAL_FIT the fit (physics or classes; default physics).
 // Goals (issue 5): MAPE 15% or less, tau 0.8 or more. Timings on a loaded machine are noisy: the
 // load average is recorded with the figures.
 import { availableParallelism, loadavg } from 'node:os';
@@ -18,9 +18,9 @@ import { formatMesh, parseMesh } from '../dist/mesh/mesh.js';
 import { buildGraph } from '../dist/model/graph.js';
 import { getPreset } from '../dist/model/presets.js';
 
-const model = process.env.BENCH_CAL_MODEL ?? 'tiny';
+const model = process.env.BENCH_CAL_MODEL ?? 'small';
 const base = findProfile(process.env.BENCH_CAL_BASE ?? 'host');
-const passes = Number(process.env.BENCH_CAL_PASSES ?? 3);
+const passes = Number(process.env.BENCH_CAL_PASSES ?? 2);
 const method = process.env.BENCH_CAL_FIT ?? 'physics';
 const machine = () => ({ cpus: availableParallelism(), loadAverage1m: +loadavg()[0].toFixed(2) });
 const r3 = (x) => (x === null ? null : +x.toFixed(3));

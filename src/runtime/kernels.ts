@@ -34,8 +34,15 @@ function transposeTo(x: tf.Tensor, dims: Dims, order: Dims): tf.Tensor {
   return perm.every((p, i) => p === i) ? x : tf.transpose(x, perm);
 }
 
-/** Einsum of two named tensors: output = Σ over dims not in outDims of a·b (dims matched by name). */
-export function einsum(a: tf.Tensor, aDims: Dims, b: tf.Tensor, bDims: Dims, outDims: Dims): tf.Tensor {
+/**
+ * Einsum of two named tensors: output = Σ over dims not in outDims of a·b (dims matched by name).
+ * `loopBatch` runs a batched product as one 2-D matMul per batch entry: tfjs-wasm's batched
+ * matMul is its slow path (measured on this machine, 2026-12-05: 32 blocks of 128x64x128 take
+ * 30 ms batched, 5.7 ms as 2-D products), and slicing a tensor costs more than the product, so
+ * the blocks are cut from the data.
+ * Only the devices use it: it reads data back, which tfjs autograd (the reference run) cannot follow.
+ */
+export function einsum(a: tf.Tensor, aDims: Dims, b: tf.Tensor, bDims: Dims, outDims: Dims, loopBatch = false): tf.Tensor {
   let [a1, ad] = sumOut(a, aDims, (d) => bDims.includes(d) || outDims.includes(d));
   let [b1, bd] = sumOut(b, bDims, (d) => ad.includes(d) || outDims.includes(d));
   const batch = outDims.filter((d) => ad.includes(d) && bd.includes(d));
@@ -48,8 +55,18 @@ export function einsum(a: tf.Tensor, aDims: Dims, b: tf.Tensor, bDims: Dims, out
   const outShape = [...sizes(a1, ad, batch), ...sizes(a1, ad, fa), ...sizes(b1, bd, fb)];
   a1 = tf.reshape(transposeTo(a1, ad, [...batch, ...fa, ...con]), [B, FA, C]);
   b1 = tf.reshape(transposeTo(b1, bd, [...batch, ...con, ...fb]), [B, C, FB]);
-  const r = tf.reshape(tf.matMul(a1, b1), outShape);
+  const r = tf.reshape(loopBatch && B > 1 ? loopMatMul(a1, b1, B, FA, C, FB) : tf.matMul(a1, b1), outShape);
   return transposeTo(r, [...batch, ...fa, ...fb], outDims);
+}
+
+/** [B, m, k] × [B, k, n] as B 2-D products on blocks of the operands' data. */
+function loopMatMul(a: tf.Tensor, b: tf.Tensor, B: number, m: number, k: number, n: number): tf.Tensor {
+  const ad = a.dataSync() as Float32Array, bd = b.dataSync() as Float32Array;
+  const out: tf.Tensor[] = [];
+  for (let i = 0; i < B; i++) {
+    out.push(tf.matMul(tf.tensor2d(ad.subarray(i * m * k, (i + 1) * m * k), [m, k]), tf.tensor2d(bd.subarray(i * k * n, (i + 1) * k * n), [k, n])));
+  }
+  return tf.stack(out);
 }
 
 /** Reshape/transpose x (dims a subset of target's) so that it broadcasts against target dims. */

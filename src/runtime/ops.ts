@@ -161,7 +161,7 @@ export function* forward(ctx: OpCtx): OpGen {
   switch (spec.kind) {
     case 'einsum': {
       const [a, b] = ins();
-      let out = run(outDims, () => einsum(toTensor(a), a.dims, toTensor(b), b.dims, outDims));
+      let out = run(outDims, () => einsum(toTensor(a), a.dims, toTensor(b), b.dims, outDims, true));
       if (rec.collectives.length) out = { ...out, data: asData(yield { kind: 'allreduce', index: 0, data: out.data, combine: 'sum' }) };
       ctx.set(spec.output, out);
       return;
@@ -343,7 +343,7 @@ export function* backward(ctx: OpCtx): OpGen {
     case 'einsum': {
       const other = spec.inputs[0] === wrt ? spec.inputs[1] : spec.inputs[0];
       const b = ctx.get(other);
-      give(run(wrtDims, () => einsum(toTensor(dy), outDims, toTensor(b), b.dims, wrtDims)));
+      give(run(wrtDims, () => einsum(toTensor(dy), outDims, toTensor(b), b.dims, wrtDims, true)));
       return;
     }
     case 'gather': {
@@ -352,7 +352,17 @@ export function* backward(ctx: OpCtx): OpGen {
       const V = table.shape[0];
       const n = ids.data.length;
       const idx = Int32Array.from(ids.data, (v) => v - voff);
-      give(run(wrtDims, () => tf.matMul(tf.oneHot(tf.tensor1d(idx, 'int32'), V), tf.reshape(toTensor(dy), [n, table.shape[1]]), true, false)));
+      // A scatter-add of dy's rows into the table's: what the cost model prices (memory-bound), where
+      // a one-hot product would be a V x n x d GEMM.
+      const d = table.shape[1];
+      const grad = new Float32Array(V * d);
+      for (let t = 0; t < n; t++) {
+        const v = idx[t];
+        if (v < 0 || v >= V) continue;
+        const row = grad.subarray(v * d, (v + 1) * d), src = dy.data.subarray(t * d, (t + 1) * d);
+        for (let j = 0; j < d; j++) row[j] += src[j];
+      }
+      give({ dims: wrtDims, shape: [V, d], data: grad });
       return;
     }
     case 'add': {
