@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { calibrate, resolveRows } from '../src/calibrate/index.js';
 import { measureCases, SIM_CASES } from '../src/calibrate/simulate.js';
-import { tune } from '../src/calibrate/tune.js';
+import { spreadRuns, tune } from '../src/calibrate/tune.js';
+import fc from 'fast-check';
+import type { Estimate } from '../src/cost/estimate.js';
 import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
 import { planFromJson } from '../src/lower/plan.js';
@@ -43,5 +45,24 @@ describe('calibration on the simulated mesh', () => {
     expect(t.new.estimated).toBeLessThanOrEqual(oldUnderCalibrated * (1 + 1e-9));
     expect(estimatePlan(graph, mesh, planFromJson(t.new.plan), report.profile).time.step).toBeCloseTo(t.new.estimated, 12);
     expect(report.rows.used).toBe(4);
+    expect(t.runs.length).toBe(t.measuredPlans);
+    const times = t.runs.map((r) => r.measured);
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(t.fastestMeasured).toBe(t.new.measured <= times[0]);
+  });
+
+  it('spreadRuns takes the best layouts, then layouts spread down the ranking, one plan each while layouts last', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 12 }), (layoutIds, runs) => {
+      const ranked = layoutIds.map((id, i) => ({ plan: { layout: `l${id}`, zero: i % 4 } }) as unknown as Estimate);
+      const chosen = spreadRuns(ranked, runs);
+      const layouts = [...new Set(layoutIds)].map((id) => `l${id}`);
+      expect(chosen.length).toBe(Math.min(runs, ranked.length));
+      expect(new Set(chosen).size).toBe(chosen.length);
+      expect(chosen[0]).toBe(ranked[0]);
+      const distinct = new Set(chosen.map((e) => e.plan.layout)).size;
+      expect(distinct).toBe(Math.min(layouts.length, chosen.length));
+      // With more layouts than runs, the worst layout is among those run.
+      if (layouts.length > runs && runs >= 2) expect(chosen.some((e) => e.plan.layout === layouts.at(-1))).toBe(true);
+    }), { seed: 13, numRuns: 300 });
   });
 });

@@ -1,7 +1,8 @@
 import type { Estimate } from '../cost/estimate.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
-import { planFromJson, type Plan, type PlanJson } from '../lower/plan.js';
+import { planFromJson, planToJson, type Plan, type PlanJson } from '../lower/plan.js';
+import { price } from '../cost/price.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { ModelSpec } from '../model/spec.js';
 import { search } from '../search/index.js';
@@ -44,6 +45,10 @@ export interface TuneReport extends CalibrationReport {
     /** Measured old / measured new: above 1 when the recalibrated choice is faster. */
     readonly speedup: number;
     readonly measuredPlans: number;
+    /** Every plan it ran, fastest measured first, with the calibrated profile's estimate. */
+    readonly runs: readonly TunedChoice[];
+    /** Whether the new choice measured at least as fast as every other plan it ran. */
+    readonly fastestMeasured: boolean;
   };
 }
 
@@ -56,11 +61,30 @@ const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.micro
 /** What the simulated mesh runs (src/runtime checkSimulable): no sequence parallelism or interleaving yet. */
 const runnable = (e: Estimate) => !e.plan.sequenceParallel && e.plan.virtualStages === 1;
 
+/**
+ * Which of the ranked plans to run: the best plan of each layout, the first ceil(runs/2) layouts
+ * in rank order, the rest at even steps down the remaining layouts; plans of layouts already
+ * taken fill what is left when there are fewer layouts than runs.
+ */
+export function spreadRuns(ranked: readonly Estimate[], runs: number): Estimate[] {
+  const perLayout: Estimate[] = [];
+  const seen = new Set<string>();
+  for (const e of ranked) if (!seen.has(e.plan.layout)) (seen.add(e.plan.layout), perLayout.push(e));
+  const head = Math.min(perLayout.length, Math.ceil(runs / 2));
+  const chosen = perLayout.slice(0, head);
+  const rest = perLayout.slice(head);
+  const tail = Math.min(rest.length, runs - head);
+  for (let i = 0; i < tail; i++) chosen.push(rest[Math.floor(((i + 1) * rest.length) / tail) - 1]);
+  for (const e of ranked) if (chosen.length < runs && !chosen.includes(e)) chosen.push(e);
+  return chosen;
+}
+
 export async function tune(opts: TuneOptions): Promise<TuneReport> {
   const say = opts.onProgress ?? (() => {});
-  // The best plans, one per layout first: the same layout under other strategies teaches the fit
-  // little about the links; then the next best plans fill the runs.
-  const searched = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 8 * opts.runs, workers: opts.workers });
+  // Runs that teach the fit: the best plan of each of the best layouts for half of them, then the
+  // best plan of layouts spread evenly down the ranking, so the measured step times span a range
+  // (the top plans alone are near ties, same layout under other strategies, whose order is noise).
+  const searched = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 64 * opts.runs, workers: opts.workers });
   const first = { best: searched.top.find(runnable) ?? null, top: searched.top.filter(runnable) };
   if (!first.best) throw new InputError(`no plan of ${opts.spec.name} fits on this mesh with ${opts.base.name}: nothing to tune`);
   const ctx = newContext(opts.base.name);
@@ -83,10 +107,7 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
     measured.set(key, m.stepTime);
     return m.stepTime;
   };
-  const layouts = new Set<string>();
-  const chosen: Estimate[] = [];
-  for (const e of first.top) if (chosen.length < opts.runs && !layouts.has(e.plan.layout)) (layouts.add(e.plan.layout), chosen.push(e));
-  for (const e of first.top) if (chosen.length < opts.runs && !chosen.includes(e)) chosen.push(e);
+  const chosen = spreadRuns(first.top, opts.runs);
   for (const [i, e] of chosen.entries()) await run(e, i);
   say(`calibrating on ${rows.length} measured plans`);
   const report = calibrate({ rows, rejected, devices: [] }, opts.base, [`tune: ${rows.length} runs of ${opts.spec.name}`], { method: opts.fit ?? 'physics' });
@@ -96,6 +117,9 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
   const oldMeasured = await run(first.best, 0);
   const newMeasured = await run(second.best, rows.length);
   const changed = planKey(first.best.plan) !== planKey(second.best.plan);
+  const runs = rows
+    .map((m) => ({ plan: planToJson(m.program.plan), estimated: price(m.program, report.profile).time.step, measured: m.stepTime }))
+    .sort((a, b) => a.measured - b.measured);
   return {
     ...report,
     tune: {
@@ -104,6 +128,8 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
       new: { plan: second.best.plan, estimated: second.best.time.step, measured: newMeasured },
       speedup: oldMeasured / newMeasured,
       measuredPlans: measured.size,
+      runs,
+      fastestMeasured: runs.every((r) => newMeasured <= r.measured),
     },
   };
 }

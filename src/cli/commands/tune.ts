@@ -27,12 +27,14 @@ export function formatTune(r: TuneReport, out?: string): string {
   return [
     formatReport(r, out).trimEnd(),
     '',
-    `ran ${t.measuredPlans} plans on the simulated mesh`,
+    `ran ${t.measuredPlans} plans on the simulated mesh, fastest measured first:`,
+    ...t.runs.map((c) => `  ${fmtSeconds(c.measured).padStart(10)} measured  ${fmtSeconds(c.estimated).padStart(10)} calibrated estimate  ${describePlan(planFromJson(c.plan))}`),
     line('before calibration the search chose', t.old),
     line('after calibration it chooses        ', t.new),
     t.changed
       ? `the choice changed: measured ${t.speedup >= 1 ? `${t.speedup.toFixed(2)}x faster` : `${(1 / t.speedup).toFixed(2)}x slower`} than the old one`
       : 'the choice did not change',
+    t.fastestMeasured ? 'the choice measured fastest of the plans run' : 'a plan it ran measured faster than the choice (within the noise of the simulated mesh, or a miss of the calibrated model)',
   ].join('\n') + '\n';
 }
 
