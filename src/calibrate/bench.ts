@@ -7,14 +7,14 @@ import { OP_CLASSES } from './types.js';
 
 /**
  * Benchmark rows, one per measured run (README, "Calibration"). Columns, CSV and JSON alike:
- * model, mesh, layout, zero, recompute, microbatches, sequence_parallel, virtual_stages, batch (global,
+ * model, mesh, layout, zero, zero_axes (hybrid sharding: the batch axes ZeRO shards over, joined by +), recompute, microbatches, sequence_parallel, virtual_stages, batch (global,
  * overrides the model's), device, step_time (seconds), and optional seconds per step per device:
  * matmul_time, elementwise_time, softmax_time, reduction_time, comm_time:<axes> (collectives over
  * those axes, e.g. comm_time:rows+cols); note and source (free text).
  */
 export const REQUIRED_COLUMNS = ['model', 'mesh', 'layout', 'step_time'] as const;
 const PLAIN_COLUMNS = new Set([
-  'model', 'mesh', 'layout', 'zero', 'recompute', 'microbatches', 'sequence_parallel', 'virtual_stages', 'batch', 'device', 'step_time',
+  'model', 'mesh', 'layout', 'zero', 'zero_axes', 'recompute', 'microbatches', 'sequence_parallel', 'virtual_stages', 'batch', 'device', 'step_time',
   'note', 'source', ...OP_CLASSES.map((k) => `${k}_time`),
 ]);
 const COMM = /^comm_time:([A-Za-z_][A-Za-z0-9_]*(\+[A-Za-z_][A-Za-z0-9_]*)*)$/;
@@ -40,7 +40,7 @@ function rawFrom(get: (c: string) => unknown, columns: readonly string[], file: 
     if (m && get(c) !== undefined) comm[m[1]] = get(c);
   }
   return {
-    source: { file, line }, model: get('model'), mesh: get('mesh'), layout: get('layout'), zero: get('zero'),
+    source: { file, line }, model: get('model'), mesh: get('mesh'), layout: get('layout'), zero: get('zero'), zeroAxes: get('zero_axes'),
     recompute: get('recompute'), microbatches: get('microbatches'), sequenceParallel: get('sequence_parallel'),
     virtualStages: get('virtual_stages'), batch: get('batch'), device: get('device'), stepTime: get('step_time'), compute, comm,
   };
@@ -128,7 +128,7 @@ export function benchRowsFromJson(text: string, file: string): RawRow[] {
     if ('__unparsable' in o) return { ...rawFrom(() => undefined, [], file, line), problem: `not valid JSON: ${String(o.__unparsable)}` };
     const columns = Object.keys(o).filter((k) => k !== 'plan' && k !== 'stepTime');
     // A nested plan is a plan as `search --out` writes it, in camelCase.
-    const camel: Record<string, string> = { sequence_parallel: 'sequenceParallel', virtual_stages: 'virtualStages' };
+    const camel: Record<string, string> = { sequence_parallel: 'sequenceParallel', virtual_stages: 'virtualStages', zero_axes: 'zeroAxes' };
     const get = (c: string) => (c === 'step_time' ? o.step_time ?? o.stepTime : o[c] ?? plan[c] ?? (camel[c] ? plan[camel[c]] : undefined));
     const row = rawFrom(get, columns, file, line);
     try {

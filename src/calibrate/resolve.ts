@@ -19,6 +19,7 @@ export interface RawRow {
   readonly mesh: unknown;
   readonly layout: unknown;
   readonly zero?: unknown;
+  readonly zeroAxes?: unknown;
   readonly recompute?: unknown;
   readonly microbatches?: unknown;
   readonly sequenceParallel?: unknown;
@@ -123,7 +124,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   const layout = raw.layout ?? '';
   if (typeof layout !== 'string') throw new InputError(`layout must be a string like batch:rows;d_ff:cols, got ${describe(layout)}`);
   const plan = makePlan(layout, {
-    zero: optionalInt(raw.zero, 'zero'), recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute,
+    zero: optionalInt(raw.zero, 'zero'), zeroAxes: raw.zeroAxes, recompute: raw.recompute === '' || raw.recompute === null ? undefined : raw.recompute,
     microbatches: optionalInt(raw.microbatches, 'microbatches'),
     sequenceParallel: optionalBool(raw.sequenceParallel, 'sequence_parallel'), virtualStages: optionalInt(raw.virtualStages, 'virtual_stages'),
   });

@@ -100,8 +100,21 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       w = combineWalk(M, base, walkRecompute(l, plan.recompute, M, mb, profile));
       entry.walks.set(key, w);
     }
-    const s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, { ...plan, microbatches: 1, virtualStages: 1 }, profile));
-    const p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
+    const once = { ...plan, microbatches: 1, virtualStages: 1 };
+    let s: ReturnType<typeof strategyCost>, p: ReturnType<typeof stepParts>;
+    if (plan.zeroAxes) {
+      // A hybrid plan (the search never makes one) is priced without the per-stage cache.
+      try {
+        s = strategyCost(l, once, profile);
+        p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
+      } catch (err) {
+        if (err instanceof InputError) return INVALID(err.message);
+        throw err;
+      }
+    } else {
+      s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, once, profile));
+      p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
+    }
     return {
       valid: true, problem: '', feasible: p.memory.total <= profile.memoryBytes, step: p.step, compute: p.compute,
       communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: p.memory.total, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,

@@ -35,6 +35,8 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   need(!strategy || cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
     ? `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
+  // Hybrid sharding is native to MaxText (ici_fsdp x dcn_data) and torchtitan (HSDP), but no export writes it yet.
+  need(!strategy || !plan.zeroAxes, () => `the ${t} export does not write hybrid sharding yet: ZeRO over ${plan.zeroAxes!.join('+')} only (--zero-axes) cannot be expressed; export the plan without --zero-axes`);
   need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
   need(!strategy || plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
     `${t} recomputes only in ${list(cap.recomputeKinds ?? [])} models: recompute ${plan.recompute} cannot be expressed for a ${spec.kind}`);

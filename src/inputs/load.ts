@@ -72,7 +72,7 @@ export function loadPlanFile(path: string): PlanFile {
 }
 
 /** The plan from `--layout` and friends. */
-export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute?: unknown; microbatches?: unknown; sequenceParallel?: unknown; virtualStages?: unknown }): Plan {
+export function planFromArgs(args: { layout?: unknown; zero?: unknown; zeroAxes?: unknown; recompute?: unknown; microbatches?: unknown; sequenceParallel?: unknown; virtualStages?: unknown }): Plan {
   if (Array.isArray(args.layout)) throw new InputError(`--layout is given ${args.layout.length} times; give it once`);
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');
   return makePlan(args.layout, {
@@ -81,7 +81,14 @@ export function planFromArgs(args: { layout?: unknown; zero?: unknown; recompute
     microbatches: optionalIntFlag('microbatches', args.microbatches, 1),
     sequenceParallel: boolFlag('sequence-parallel', args.sequenceParallel),
     virtualStages: optionalIntFlag('virtual-stages', args.virtualStages, 1, 1024),
+    zeroAxes: stringFlag('zero-axes', args.zeroAxes),
   });
+}
+
+/** A flag given at most once, as a string (or a plan file's list). */
+function stringFlag(name: string, v: unknown): unknown {
+  if (Array.isArray(v) && v.some((x) => typeof x !== 'string')) throw new InputError(`--${name} is given ${v.length} times; give it once`);
+  return v;
 }
 
 /** A boolean flag: yargs gives true/false; a plan file gives a JSON boolean; anything else is refused. */
@@ -104,6 +111,7 @@ export interface PlanFlags {
   microbatches?: unknown;
   sequenceParallel?: unknown;
   virtualStages?: unknown;
+  zeroAxes?: unknown;
 }
 
 /** The mesh, model and plan that `--plan` and the flags name together. */
@@ -121,6 +129,7 @@ export function resolvePlan(args: PlanFlags): { spec: ModelSpec; mesh: Mesh; pla
     // A plan file's sequence parallelism and interleaving are part of its plan, like its ZeRO stage.
     sequenceParallel: args.sequenceParallel ?? file?.plan.sequenceParallel,
     virtualStages: args.virtualStages ?? file?.plan.virtualStages,
+    zeroAxes: args.zeroAxes ?? file?.plan.zeroAxes,
   });
   return { spec: loadModel(modelArg), mesh: loadMesh(meshArg), plan, file };
 }

@@ -1,4 +1,6 @@
 import { maskAxes, maskSize } from '../layout/layout.js';
+import { axisIndex } from '../mesh/mesh.js';
+import { InputError } from '../errors.js';
 import type { LayoutLowering } from './lower.js';
 import { stateBytes } from './lower.js';
 import type { Plan } from './plan.js';
@@ -86,6 +88,7 @@ function weightOp(w: WeightOps, name: string, block: LoweredOp['block'], phase: 
  */
 export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   const { mesh, layout: c, graph } = l;
+  const zm = zeroGroupMask(l, plan);
   const sb = stateBytes(graph.spec.dtype);
   const stages = c.split.layers;
   const M = plan.microbatches;
@@ -101,7 +104,7 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
     const n = w.elems;
     const wo = named[wi];
     const P = w.partial;
-    const Z = w.zeroMask;
+    const Z = w.zeroMask & zm;
     const N = maskSize(mesh, Z);
     const zeroMask = plan.zero > 0 ? Z & P : 0;
     const rest = P & ~zeroMask;
@@ -150,28 +153,57 @@ interface WeightMemory {
   readonly layerParams: number;
 }
 
-const weightMemories = new WeakMap<LayoutLowering, WeightMemory>();
+/**
+ * The mesh axes a plan's ZeRO may shard over, as a mask: every axis (each weight then takes the
+ * batch axes that do not split it, WeightRecord.zeroMask), or a hybrid plan's `zeroAxes`, which
+ * must be axes of the mesh that split `batch`.
+ */
+export function zeroGroupMask(l: LayoutLowering, plan: Plan): number {
+  if (!plan.zeroAxes) return ~0;
+  let m = 0;
+  for (const name of plan.zeroAxes) {
+    const i = axisIndex(l.mesh, name);
+    if (i < 0) throw new InputError(`--zero-axes ${name}: the mesh has no axis ${name} (axes: ${l.mesh.axes.map((a) => a.name).join(', ')})`);
+    if (!(l.layout.mask.batch & (1 << i))) throw new InputError(`--zero-axes ${name}: ZeRO shards over axes that split batch, and the layout does not split batch on ${name}`);
+    m |= 1 << i;
+  }
+  return m;
+}
 
-/** What planMemory takes from a layout's weights alone, once per layout (WeightRecord.zeroMask). */
-function weightMemory(l: LayoutLowering): WeightMemory {
+const weightMemories = new WeakMap<LayoutLowering, WeightMemory>();
+const hybridWeightMemories = new WeakMap<LayoutLowering, Map<number, WeightMemory>>();
+
+/** What planMemory takes from a layout's weights alone, once per layout and ZeRO group (WeightRecord.zeroMask). */
+function weightMemory(l: LayoutLowering, zm: number): WeightMemory {
+  if (zm !== ~0) {
+    let byMask = hybridWeightMemories.get(l);
+    if (!byMask) hybridWeightMemories.set(l, (byMask = new Map()));
+    let m = byMask.get(zm);
+    if (!m) byMask.set(zm, (m = weightMemoryOf(l, zm)));
+    return m;
+  }
   const hit = weightMemories.get(l);
   if (hit) return hit;
+  const m = weightMemoryOf(l, zm);
+  weightMemories.set(l, m);
+  return m;
+}
+
+function weightMemoryOf(l: LayoutLowering, zm: number): WeightMemory {
   const stages = l.layout.split.layers;
   const sb = stateBytes(l.graph.spec.dtype);
   const stageParams = { first: 0, last: 0 };
   const stageSharded = { first: 0, last: 0 };
   const byBlock = new Map<string, number>();
   for (const w of l.weights) {
-    const z = maskSize(l.mesh, w.zeroMask);
+    const z = maskSize(l.mesh, w.zeroMask & zm);
     if (w.stage !== 'last' || stages === 1) { stageParams.first += w.elems * w.perStage; stageSharded.first += (w.elems * w.perStage) / z; }
     if (w.stage !== 'first' || stages === 1) { stageParams.last += w.elems * w.perStage; stageSharded.last += (w.elems * w.perStage) / z; }
     if (w.layered) byBlock.set(w.block, (byBlock.get(w.block) ?? 0) + w.elems);
   }
   let layerParams = 0;
   for (const v of byBlock.values()) layerParams = Math.max(layerParams, v * sb.param);
-  const m = { stageParams, stageSharded, layerParams };
-  weightMemories.set(l, m);
-  return m;
+  return { stageParams, stageSharded, layerParams };
 }
 
 /** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on. */
@@ -192,7 +224,7 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   const mb = microBatchOf(l, plan);
   const V = plan.virtualStages;
   const mode = plan.recompute;
-  const { stageParams, stageSharded, layerParams } = weightMemory(l);
+  const { stageParams, stageSharded, layerParams } = weightMemory(l, zeroGroupMask(l, plan));
   let actsFirst = 0, actsLast = 0;
   for (const b of l.blocks) {
     const v = linAt(b.saved[b.layered ? mode : 'none'], mb) * (b.layered ? b.repeat / stages : 1);

@@ -8,8 +8,14 @@ export const RECOMPUTE: readonly Recompute[] = ['none', 'selective', 'full'];
 /** A layout plus the training strategy (DESIGN.md, "plan"). */
 export interface Plan {
   readonly layout: Layout;
-  /** ZeRO stage over the axes that split `batch`. */
+  /** ZeRO stage over the axes that split `batch` (or over `zeroAxes` only). */
   readonly zero: ZeroStage;
+  /**
+   * Hybrid sharding (MaxText's ici_fsdp with dcn_data, PyTorch HSDP): ZeRO shards over these
+   * batch axes only and the other batch axes all-reduce the sharded gradient. Absent: every axis
+   * that splits `batch`.
+   */
+  readonly zeroAxes?: readonly string[];
   readonly recompute: Recompute;
   /** Microbatches per step (gradient accumulation; pipeline microbatches when `layers` is split). */
   readonly microbatches: number;
@@ -28,6 +34,18 @@ export interface PlanOptions {
   microbatches?: unknown;
   sequenceParallel?: unknown;
   virtualStages?: unknown;
+  zeroAxes?: unknown;
+}
+
+/** `fsdp`, `fsdp+data` or `["fsdp"]` as a list of axis names; undefined when not given. */
+function zeroAxesOf(v: unknown): readonly string[] | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  const list = typeof v === 'string' ? v.split('+').map((a) => a.trim()) : v;
+  check(Array.isArray(list) && list.length > 0 && list.every((a) => typeof a === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(a)),
+    `--zero-axes must name mesh axes joined by +, e.g. fsdp or fsdp+data, got ${JSON.stringify(v)}`);
+  const names = list as string[];
+  check(new Set(names).size === names.length, `--zero-axes names an axis twice: ${names.join('+')}`);
+  return Object.freeze([...names]);
 }
 
 export function makePlan(layout: Layout | string, opts: PlanOptions = {}): Plan {
@@ -44,6 +62,8 @@ export function makePlan(layout: Layout | string, opts: PlanOptions = {}): Plan 
   check(typeof sequenceParallel === 'boolean', `--sequence-parallel must be true or false, got ${JSON.stringify(sequenceParallel)}`);
   check(typeof virtualStages === 'number' && Number.isSafeInteger(virtualStages) && virtualStages >= 1 && virtualStages <= 1024,
     `--virtual-stages must be a positive integer, got ${JSON.stringify(virtualStages)}`);
+  const zeroAxes = zeroAxesOf(opts.zeroAxes);
+  check(!zeroAxes || zero !== 0, `--zero-axes ${zeroAxes?.join('+')} needs a ZeRO stage (--zero 1, 2 or 3)`);
   return {
     layout: typeof layout === 'string' ? parseLayout(layout) : layout,
     zero: zero as ZeroStage,
@@ -51,6 +71,7 @@ export function makePlan(layout: Layout | string, opts: PlanOptions = {}): Plan 
     microbatches: microbatches as number,
     sequenceParallel: sequenceParallel as boolean,
     virtualStages: virtualStages as number,
+    ...(zeroAxes ? { zeroAxes } : {}),
   };
 }
 
@@ -62,12 +83,15 @@ export interface PlanJson {
   microbatches: number;
   sequenceParallel: boolean;
   virtualStages: number;
+  /** Only for a hybrid-sharded plan: the batch axes ZeRO shards over. */
+  zeroAxes?: string[];
 }
 
 export function planToJson(plan: Plan): PlanJson {
   return {
     layout: formatLayout(plan.layout), zero: plan.zero, recompute: plan.recompute, microbatches: plan.microbatches,
     sequenceParallel: plan.sequenceParallel, virtualStages: plan.virtualStages,
+    ...(plan.zeroAxes ? { zeroAxes: [...plan.zeroAxes] } : {}),
   };
 }
 
@@ -76,11 +100,11 @@ export function planFromJson(value: unknown, where = 'plan'): Plan {
   const o = value as Record<string, unknown>;
   check(typeof o.layout === 'string', `${where}: "layout" must be a string like batch:rows;d_ff:cols`);
   return makePlan(o.layout as string, {
-    zero: o.zero, recompute: o.recompute, microbatches: o.microbatches, sequenceParallel: o.sequenceParallel, virtualStages: o.virtualStages,
+    zero: o.zero, recompute: o.recompute, microbatches: o.microbatches, sequenceParallel: o.sequenceParallel, virtualStages: o.virtualStages, zeroAxes: o.zeroAxes,
   });
 }
 
 export function describePlan(plan: Plan): string {
   const extra = `${plan.sequenceParallel ? ' sequence-parallel' : ''}${plan.virtualStages > 1 ? ` virtual-stages=${plan.virtualStages}` : ''}`;
-  return `${formatLayout(plan.layout) || '(replicated)'} zero=${plan.zero} recompute=${plan.recompute} microbatches=${plan.microbatches}${extra}`;
+  return `${formatLayout(plan.layout) || '(replicated)'} zero=${plan.zero}${plan.zeroAxes ? `@${plan.zeroAxes.join('+')}` : ''} recompute=${plan.recompute} microbatches=${plan.microbatches}${extra}`;
 }

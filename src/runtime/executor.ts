@@ -1,4 +1,5 @@
 import { axesOf } from '../layout/layout.js';
+import { zeroGroupMask } from '../lower/instantiate.js';
 import type { Collective, LoweredOp, Program } from '../lower/program.js';
 import { deviceCoords, type Mesh } from '../mesh/mesh.js';
 import type { Block, DimName, OpSpec } from '../model/graph.js';
@@ -105,7 +106,7 @@ export class Executor {
   private readonly weightBlock = new Map<string, Block>();
   private readonly produced = new Map<string, Set<string>>();
   private readonly alias = new Map<string, string>();
-  /** Per weight, the axes ZeRO shards it over: the batch axes that do not split it already (the lowering's zeroMask). */
+  /** Per weight, the axes ZeRO shards it over: the batch axes that do not split it already (the lowering's zeroMask), within a hybrid plan's zeroAxes. */
   private readonly zeroAxes = new Map<string, string[]>();
   private tokens: Int32Array = new Int32Array(0);
   /** Calls of exec (and sends): the same sequence on every thread, so it tags their collectives. */
@@ -134,7 +135,8 @@ export class Executor {
       else if (rec.phase === 'forward') this.fwd.get(rec.block)!.push(rec);
       else this.bwd.get(rec.block)!.push(rec);
     }
-    for (const w of program.lowering.weights) this.zeroAxes.set(w.id, plan.zero > 0 ? axesOfMask(mesh, w.zeroMask) : []);
+    const zm = zeroGroupMask(program.lowering, plan);
+    for (const w of program.lowering.weights) this.zeroAxes.set(w.id, plan.zero > 0 ? axesOfMask(mesh, w.zeroMask & zm) : []);
     this.devices = [];
     for (let i = 0; i < mesh.size; i++) {
       const coords = deviceCoords(mesh, i);

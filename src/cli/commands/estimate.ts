@@ -19,6 +19,7 @@ interface Args {
   microbatches?: string;
   sequenceParallel?: boolean;
   virtualStages?: string;
+  zeroAxes?: string;
   device?: string;
   nodeSize?: string;
   json?: boolean;
@@ -28,7 +29,7 @@ interface Args {
 export function formatEstimate(e: Estimate): string {
   const lines = [
     `model ${e.model.name} (${fmtParams(e.model.params)} parameters) on mesh ${e.mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')}, ${e.device}`,
-    `plan  ${e.plan.layout || '(replicated)'}  zero ${e.plan.zero}  recompute ${e.plan.recompute}  microbatches ${e.plan.microbatches}`,
+    `plan  ${e.plan.layout || '(replicated)'}  zero ${e.plan.zero}${e.plan.zeroAxes ? ` over ${e.plan.zeroAxes.join('+')}` : ''}  recompute ${e.plan.recompute}  microbatches ${e.plan.microbatches}`,
     `valid ${e.valid}  feasible ${e.feasible}`,
     ...e.reasons.map((r) => `  - ${r}`),
     '',
@@ -55,6 +56,7 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;d_ff:cols;heads:cols;vocab:cols"' })
       .option('plan', { type: 'string', describe: 'a plan file written by search --out (instead of --layout)' })
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
+      .option('zero-axes', { type: 'string', describe: 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)' })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })

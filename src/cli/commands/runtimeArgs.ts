@@ -23,6 +23,7 @@ export interface PlanArgs {
   microbatches?: string;
   sequenceParallel?: boolean;
   virtualStages?: string;
+  zeroAxes?: string;
   device?: string;
   backend: string;
   steps?: string;
@@ -35,6 +36,7 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('model', { type: 'string', describe: 'model preset or JSON spec file (e.g. tiny)' })
     .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;heads:cols"' })
     .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
+    .option('zero-axes', { type: 'string', describe: 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)' })
     .option('recompute', { type: 'string', describe: 'none | selective | full' })
     .option('microbatches', { type: 'string', describe: 'microbatches per step' })
     .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })

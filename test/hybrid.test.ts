@@ -1,0 +1,97 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { estimatePlan } from '../src/cost/estimatePlan.js';
+import { getDevice } from '../src/cost/presets.js';
+import { makePricer } from '../src/cost/pricer.js';
+import { lower } from '../src/lower/lower.js';
+import { makePlan, planFromJson, planToJson } from '../src/lower/plan.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { buildGraph, paramCount } from '../src/model/graph.js';
+import { getPreset } from '../src/model/presets.js';
+import { parseModelSpec } from '../src/model/spec.js';
+import { runPlan } from '../src/runtime/index.js';
+
+// Hybrid sharding (MaxText's ici_fsdp with dcn_data; PyTorch's HSDP): ZeRO over some batch axes,
+// plain data parallelism over the others. The closed forms are the ZeRO paper's (Rajbhandari et
+// al. 2020, Sec. 5): stage 3 keeps Ψ/N_d of the parameters, gradients and optimizer states per
+// device, N_d the devices it shards over; the replicas then all-reduce their Ψ/N_d gradient shard.
+const spec = parseModelSpec({
+  name: 'hsdp', layers: 4, dModel: 512, heads: 8, dKv: 64, dFf: 2048, vocab: 4096, seqLen: 256, batch: 256,
+  activation: 'swiglu', positions: 'rotary', dtype: 'bf16', tiedEmbeddings: false,
+});
+const graph = buildGraph(spec);
+const mesh = parseMesh('dcn:4;fsdp:8');
+const dp = 'batch:dcn+fsdp';
+const h100 = getDevice('h100-sxm');
+const psi = paramCount(graph);
+
+function sentOver(plan: ReturnType<typeof makePlan>, role: string, axes: string): number {
+  let s = 0;
+  for (const op of lower(graph, mesh, plan).ops) for (const c of op.collectives) if (c.role === role && c.axes.join('+') === axes) s += c.sent * op.count;
+  return s;
+}
+
+describe('hybrid sharding (--zero-axes)', () => {
+  it('ZeRO-3 over fsdp keeps 1/8 of every state per device, over dcn+fsdp 1/32, against the unsharded plan', () => {
+    const mem = (zero: 0 | 3, zeroAxes?: string) => estimatePlan(graph, mesh, makePlan(dp, { zero, zeroAxes }), h100).memory;
+    const none = mem(0), hybrid = mem(3, 'fsdp'), full = mem(3);
+    for (const k of ['params', 'gradients', 'optimizer'] as const) {
+      expect(hybrid[k] * 8).toBeCloseTo(none[k], 0);
+      expect(full[k] * 32).toBeCloseTo(none[k], 0);
+    }
+    // bf16 parameters: 2 bytes each, Ψ/8 of them.
+    expect(hybrid.params).toBeCloseTo((2 * psi) / 8, 0);
+  });
+
+  it('the replicas all-reduce the gradient shard: 2(n-1)/n · Ψ_grad/8 bytes sent per device over dcn, nothing gathered over dcn', () => {
+    const plan = makePlan(dp, { zero: 3, zeroAxes: 'fsdp' });
+    const gradBytes = (estimatePlan(graph, mesh, makePlan(dp, { zero: 0 }), h100).memory.gradients);
+    expect(sentOver(plan, 'gradient', 'dcn')).toBeCloseTo((2 * 3 / 4) * gradBytes / 8, 0);
+    expect(sentOver(plan, 'gather', 'dcn')).toBe(0);
+    expect(sentOver(plan, 'gather', 'dcn+fsdp')).toBe(0);
+    // The reduce-scatter within the replica moves (n-1)/n of the whole gradient.
+    expect(sentOver(plan, 'gradient', 'fsdp')).toBeCloseTo((7 / 8) * gradBytes, 0);
+    // Unlike ZeRO over both axes, which reduce-scatters over all 32 and gathers over all 32.
+    expect(sentOver(makePlan(dp, { zero: 3 }), 'gather', 'dcn+fsdp')).toBeGreaterThan(0);
+  });
+
+  it('naming every batch axis is the plain ZeRO plan; the fast pricer agrees with the estimate on hybrid plans', () => {
+    const pr = makePricer(graph, mesh, h100);
+    fc.assert(fc.property(fc.constantFrom(1, 2, 3), fc.constantFrom('fsdp', 'dcn', 'dcn+fsdp'), fc.constantFrom(1, 2, 4), (zero, axes, M) => {
+      const plan = makePlan(dp, { zero, zeroAxes: axes, microbatches: M, recompute: 'selective' });
+      const e = estimatePlan(graph, mesh, plan, h100);
+      const f = pr(plan);
+      expect(f.valid).toBe(true);
+      expect(Math.abs(f.step - e.time.step) / e.time.step).toBeLessThan(1e-12);
+      expect(Math.abs(f.memory - e.memory.total) / e.memory.total).toBeLessThan(1e-12);
+      if (axes === 'dcn+fsdp') {
+        const plain = estimatePlan(graph, mesh, makePlan(dp, { zero, microbatches: M, recompute: 'selective' }), h100);
+        expect(e.time.step).toBe(plain.time.step);
+        expect(e.memory.total).toBe(plain.memory.total);
+      }
+    }), { seed: 29, numRuns: 20 });
+  });
+
+  it('refuses axes off the mesh, axes that do not split batch, and zero 0, each in one line', () => {
+    expect(() => lower(graph, mesh, makePlan(dp, { zero: 3, zeroAxes: 'data' }))).toThrow(/the mesh has no axis data/);
+    expect(() => lower(graph, mesh, makePlan('batch:dcn;heads:fsdp', { zero: 3, zeroAxes: 'fsdp' }))).toThrow(/does not split batch on fsdp/);
+    expect(() => makePlan(dp, { zeroAxes: 'fsdp' })).toThrow(/needs a ZeRO stage/);
+    expect(() => makePlan(dp, { zero: 1, zeroAxes: 'fsdp+fsdp' })).toThrow(/twice/);
+    expect(makePricer(graph, mesh, h100)(makePlan(dp, { zero: 3, zeroAxes: 'data' })).valid).toBe(false);
+  });
+
+  it('round-trips through the plan file, and is absent from plans that do not use it', () => {
+    const plan = makePlan(dp, { zero: 2, zeroAxes: 'fsdp' });
+    expect(planToJson(plan).zeroAxes).toEqual(['fsdp']);
+    expect(planFromJson(planToJson(plan)).zeroAxes).toEqual(['fsdp']);
+    expect('zeroAxes' in planToJson(makePlan(dp, { zero: 2 }))).toBe(false);
+  });
+
+  it('runs on the simulated mesh equal to the unsplit model (ZeRO 1-3 over one axis of 2x2)', async () => {
+    const tiny = getPreset('tiny');
+    for (const [zero, axes] of [[1, 'cols'], [2, 'rows'], [3, 'cols']] as const) {
+      const r = await runPlan({ spec: tiny, mesh: parseMesh('rows:2;cols:2'), plan: makePlan('batch:rows+cols', { zero, zeroAxes: axes }), steps: 2, device: getDevice('tpu-v2'), check: true, backend: 'wasm' });
+      expect(r.check!.maxRelativeError).toBeLessThan(1e-4);
+    }
+  });
+});
