@@ -9,7 +9,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchFile } from '../dist/calibrate/bench.js';
-import { fitProfile } from '../dist/calibrate/fit.js';
+import { fitPhysicsFamily } from '../dist/calibrate/physics.js';
 import { compareRow, groupRowsByDevice, summarizeErrors } from '../dist/calibrate/validate.js';
 import { InputError } from '../dist/errors.js';
 import { datasheetDevice, findDevice } from '../dist/cost/presets.js';
@@ -24,16 +24,25 @@ const firstLine = (e) => {
   const m = /give (\d+) observations.*?for (\d+) parameters/.exec(String(e.message));
   return m ? `calibrate refuses, ${m[1]} observations for ${m[2]} free parameters` : String(e.message).split('. ')[0];
 };
+/** The constants presets.ts's FITTED table carries, read off a fitted profile. */
+const fittedConstants = (p) => ({
+  matmul: r4(p.efficiency.matmul), gemmHalfSize: r4(p.gemmHalfSize), elementwise: r4(p.efficiency.elementwise),
+  launchOverhead: p.launchOverhead, overlap: r4(p.overlap), tensorParallelOverlap: r4(p.tensorParallelOverlap ?? 0),
+  links: Object.fromEntries(p.levels.map((l) => [l.name, { efficiency: r4(l.link.efficiency?.allreduce ?? 1), latency: l.link.latency, overlap: r4(l.link.overlap ?? 1) }])),
+});
 const holdArg = process.argv.indexOf('--hold');
 const hold = holdArg > 0 ? String(process.argv[holdArg + 1] ?? '').split(',').map((h) => h.trim()).filter(Boolean) : [];
 
-/** Fit on `train` from the family's preset; null with the reason when calibrate refuses. */
-function fit(train, base) {
-  if (train.length === 0) return { profile: null, reason: 'no rows left to fit on' };
+/**
+ * Fit on `train` (rows with the index of their base profile) from the family's datasheet profiles,
+ * as calibrate --fit physics does for one profile; null with the reason when the fit refuses.
+ */
+function fit(train, bases) {
+  if (train.length === 0) return { profiles: null, reason: 'no rows left to fit on' };
   try {
-    return { profile: fitProfile(train, base, { hold, method: 'physics' }).profile, reason: null };
+    return { profiles: fitPhysicsFamily(train.map((t) => t.m), bases, (i) => train[i].b, hold).profiles, reason: null };
   } catch (e) {
-    if (e instanceof InputError) return { profile: null, reason: firstLine(e) };
+    if (e instanceof InputError) return { profiles: null, reason: firstLine(e) };
     throw e;
   }
 }
@@ -42,27 +51,37 @@ const t0 = performance.now();
 const raw = readBenchFile(file);
 const { groups, rejected } = groupRowsByDevice(raw);
 for (const r of rejected) process.stderr.write(`  rejected ${relative(root, r.source.file)}:${r.source.line}: ${r.reason}\n`);
-const families = [];
+// A family is one chip: profiles that differ only in their network (chip) are fitted together.
+const byChip = new Map();
 for (const g of groups) {
-  const family = g.profile.name;
-  const models = [...new Set(g.rows.map((m) => m.modelName))];
-  const preset = g.rows.map((m) => compareRow(m, g.profile, family));
-  // Fits start from the datasheet profile, not the preset (which was fitted on these very rows).
-  const start = findDevice(family) ? datasheetDevice(family) : g.profile;
-  const all = fit(g.rows, start);
-  const inSample = all.profile ? g.rows.map((m) => compareRow(m, all.profile, family)) : null;
-  const lomo = new Array(g.rows.length).fill(null);
+  const chip = g.profile.chip ?? g.profile.name;
+  if (!byChip.has(chip)) byChip.set(chip, []);
+  byChip.get(chip).push(g);
+}
+const families = [];
+for (const [chip, gs] of byChip) {
+  const devices = gs.map((g) => g.profile.name);
+  const family = devices.length > 1 ? `${chip} (${devices.join(', ')})` : devices[0];
+  // Fits start from the datasheet profiles, not the presets (which were fitted on these very rows).
+  const bases = gs.map((g) => (findDevice(g.profile.name) ? datasheetDevice(g.profile.name) : g.profile));
+  const rows = gs.flatMap((g, b) => g.rows.map((m) => ({ m, b, device: g.profile.name, profile: g.profile })));
+  const models = [...new Set(rows.map((r) => r.m.modelName))];
+  const preset = rows.map((r) => compareRow(r.m, r.profile, r.device));
+  const all = fit(rows, bases);
+  const inSample = all.profiles ? rows.map((r) => compareRow(r.m, all.profiles[r.b], r.device)) : null;
+  const lomo = new Array(rows.length).fill(null);
   const lomoReasons = [];
   for (const model of models) {
-    const { profile, reason } = fit(g.rows.filter((m) => m.modelName !== model), start);
-    if (!profile) lomoReasons.push(`${model}: ${reason}`);
-    g.rows.forEach((m, i) => {
-      if (m.modelName === model && profile) lomo[i] = compareRow(m, profile, family);
+    const { profiles, reason } = fit(rows.filter((r) => r.m.modelName !== model), bases);
+    if (!profiles) lomoReasons.push(`${model}: ${reason}`);
+    rows.forEach((r, i) => {
+      if (r.m.modelName === model && profiles) lomo[i] = compareRow(r.m, profiles[r.b], r.device);
     });
   }
-  g.rows.forEach((m, i) => {
+  rows.forEach((r, i) => {
+    const m = r.m;
     process.stdout.write(JSON.stringify({
-      bench: 'accuracy', row: `${relative(root, m.source.file)}:${m.source.line}`, device: family, model: m.modelName, mesh: preset[i].mesh,
+      bench: 'accuracy', row: `${relative(root, m.source.file)}:${m.source.line}`, device: r.device, model: m.modelName, mesh: preset[i].mesh,
       measured: m.stepTime, preset: r4(preset[i].estimated), presetError: r4(preset[i].error),
       inSample: inSample ? r4(inSample[i].estimated) : null, inSampleError: inSample ? r4(inSample[i].error) : null,
       leaveOneModelOut: lomo[i] ? r4(lomo[i].estimated) : null, leaveOneModelOutError: lomo[i] ? r4(lomo[i].error) : null,
@@ -70,13 +89,14 @@ for (const g of groups) {
   });
   const lomoRows = lomo.filter(Boolean);
   const summary = {
-    bench: 'accuracy', device: family, rows: g.rows.length, models: models.length,
+    bench: 'accuracy', device: family, rows: rows.length, models: models.length,
     preset: short(summarizeErrors(preset.map((x) => x.error))),
     inSample: inSample ? short(summarizeErrors(inSample.map((x) => x.error))) : { reason: all.reason },
     leaveOneModelOut: { ...short(summarizeErrors(lomoRows.map((x) => x.error))), ...(lomoReasons.length ? { notPredicted: lomoReasons } : {}) },
   };
   const s = summary.leaveOneModelOut;
-  summary.goalMet = lomoRows.length === g.rows.length && s.meanAbsError <= GOAL.meanAbsError && s.maxAbsError <= GOAL.maxAbsError && Math.abs(s.signedMeanError) <= GOAL.signedMeanError;
+  summary.goalMet = lomoRows.length === rows.length && s.meanAbsError <= GOAL.meanAbsError && s.maxAbsError <= GOAL.maxAbsError && Math.abs(s.signedMeanError) <= GOAL.signedMeanError;
+  if (all.profiles) summary.fitted = Object.fromEntries(devices.map((d, b) => [d, fittedConstants(all.profiles[b])]));
   families.push(summary);
   process.stdout.write(JSON.stringify(summary) + '\n');
 }

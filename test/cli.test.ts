@@ -100,7 +100,7 @@ describe('listings', () => {
 
   it('devices lists the hardware profiles with their sources', () => {
     const rows = JSON.parse(cli(['devices', '--json']).stdout) as { name: string; sources: Record<string, string> }[];
-    expect(rows.map((r) => r.name)).toEqual(['tpu-v2', 'tpu-v3', 'tpu-v4', 'tpu-v5e', 'tpu-v5p', 'tpu-v6e', 'a100-40g', 'a100-80g', 'h100-sxm', 'h200', 'b200']);
+    expect(rows.map((r) => r.name)).toEqual(['tpu-v2', 'tpu-v3', 'tpu-v4', 'tpu-v5e', 'tpu-v5p', 'tpu-v6e', 'a100-40g', 'a100-80g', 'h100-sxm', 'h100-a3-high', 'h200', 'b200']);
     for (const r of rows) expect(Object.keys(r.sources).length).toBeGreaterThan(3);
   });
 });

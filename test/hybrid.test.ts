@@ -94,4 +94,22 @@ describe('hybrid sharding (--zero-axes)', () => {
       expect(r.check!.maxRelativeError).toBeLessThan(1e-4);
     }
   });
+
+  it('a link that hides nothing (link.overlap 0) exposes all of its gradient all-reduce; one that hides all, only the last bucket', () => {
+    // Plain data parallelism (ZeRO 0): one gradient all-reduce over dcn per step, nothing else.
+    const plan = makePlan('batch:dcn', { zero: 0 });
+    const m4 = parseMesh('dcn:4');
+    const withOverlap = (o: number) => ({ ...h100, levels: h100.levels.map((l) => ({ ...l, devices: 1, link: { ...l.link, overlap: o } })) });
+    const none = estimatePlan(graph, m4, plan, withOverlap(0)).time;
+    const all = estimatePlan(graph, m4, plan, withOverlap(1)).time;
+    const half = estimatePlan(graph, m4, plan, withOverlap(0.5)).time;
+    expect(none.exposedCommunication).toBeCloseTo(none.communication, 12);
+    // Besides the gradient, the loss's 4-byte all-reduce blocks: 2(n-1) ring steps of latency and one call.
+    const net = h100.levels[1].link;
+    const loss = 2 * 3 * net.latency + (h100.collectiveLatency ?? 0) + (4 * 1.5) / (net.bandwidth * (net.efficiency?.allreduce ?? 1));
+    const g = all.communication - loss;
+    // Hidden behind the backward but its last bucket (one layer's share of 4 layers, price.ts hidden()).
+    expect(all.exposedCommunication).toBeCloseTo(loss + g / 5, 9);
+    expect(half.exposedCommunication).toBeCloseTo(loss + g / 2 + g / 2 / 5, 9);
+  });
 });

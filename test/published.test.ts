@@ -26,7 +26,7 @@ describe('data/published/steps.csv', () => {
     expect(rejected.map((r) => `${r.source.line}: ${r.reason}`)).toEqual([]);
     expect(rows.length).toBe(44);
     for (const r of rows) expect(r.source.length, `line ${r.m.source.line}`).toBeGreaterThan(20);
-    expect(new Set(rows.map((r) => r.device))).toEqual(new Set(['a100-80g', 'tpu-v4', 'tpu-v5e', 'h100-sxm']));
+    expect(new Set(rows.map((r) => r.device))).toEqual(new Set(['a100-80g', 'tpu-v4', 'tpu-v5e', 'h100-sxm', 'h100-a3-high']));
   });
 
   it('every row is a valid plan on its mesh, and the mesh has as many devices as the source ran on', () => {
@@ -105,7 +105,7 @@ describe('data/published/steps.csv', () => {
       const mfu = /MFU ([\d.]+)%/.exec(r.note);
       // MaxText's count at each table's commit (README): parameters N from the spec's dimensions.
       let flops: number;
-      if (r.device === 'h100-sxm') {
+      if (r.device === 'h100-a3-high') {
         const n = 6_738_415_616;
         flops = 6 * n * s.seqLen * b + 6 * s.heads * s.decoderLayers * s.dKv * s.seqLen ** 2 * b;
       } else {

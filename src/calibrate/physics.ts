@@ -31,25 +31,33 @@ interface Param {
 
 const PRIOR = 0.2;
 
-function withLevel(p: HardwareProfile, i: number, f: (l: Level) => Level): HardwareProfile {
-  return { ...p, levels: p.levels.map((l, j) => (j === i ? f(l) : l)) };
+function withLevelNamed(p: HardwareProfile, name: string, f: (l: Level) => Level): HardwareProfile {
+  return p.levels.some((l) => l.name === name) ? { ...p, levels: p.levels.map((l) => (l.name === name ? f(l) : l)) } : p;
 }
 
-/** The levels any row's collectives run on (the first level that holds each axis's span). */
-function levelsUsed(rows: readonly Measurement[], base: HardwareProfile): number[] {
-  const used = new Set<number>();
-  for (const m of rows) {
+/** The levels any row's collectives run on (the first level of its profile that holds each axis's span), by name. */
+function levelsUsed(rows: readonly Measurement[], baseOf: (i: number) => HardwareProfile): string[] {
+  const used = new Set<string>();
+  rows.forEach((m, r) => {
+    const base = baseOf(r);
     for (let a = 0; a < m.mesh.axes.length; a++) {
       if (m.mesh.axes[a].size <= 1) continue;
       const span = innerSize(m.mesh, a) * m.mesh.axes[a].size;
       const i = base.levels.findIndex((l) => span <= l.devices);
-      used.add(i < 0 ? base.levels.length - 1 : i);
+      used.add(base.levels[i < 0 ? base.levels.length - 1 : i].name);
     }
-  }
-  return [...used].sort();
+  });
+  return [...used];
 }
 
-function paramsFor(rows: readonly Measurement[], base: HardwareProfile): Param[] {
+/**
+ * The constants to fit. The chip's (GEMM curve, memory-bound fraction, launch cost, overlap) are
+ * read from the first profile and set on every profile of the family; a network level's are set on
+ * every profile that has a level of that name, so that profiles of one chip on different networks
+ * (DGX H100 on InfiniBand, an A3 VM on GPUDirect-TCPX) share what they share.
+ */
+function paramsFor(rows: readonly Measurement[], bases: readonly HardwareProfile[], baseOf: (i: number) => HardwareProfile): Param[] {
+  const base = bases[0];
   const eff = (k: 'matmul' | 'elementwise'): Param => ({
     name: `efficiency.${k}`, lo: 0.05, hi: 1, base: base.efficiency[k], log: true, scale: 1,
     get: (p) => p.efficiency[k],
@@ -73,21 +81,36 @@ function paramsFor(rows: readonly Measurement[], base: HardwareProfile): Param[]
   if (rows.some((m) => m.program.layout.mask.heads || m.program.layout.mask.d_ff)) {
     out.push({ name: 'tensorParallelOverlap', lo: 0, hi: 1, base: base.tensorParallelOverlap ?? 0, log: false, scale: 0.5, get: (p) => p.tensorParallelOverlap ?? 0, set: (p, v) => ({ ...p, tensorParallelOverlap: v }) });
   }
-  for (const i of levelsUsed(rows, base)) {
-    const name = base.levels[i].name;
-    const e0 = base.levels[i].link.efficiency?.allreduce ?? 1;
+  for (const name of levelsUsed(rows, baseOf)) {
+    const owner = bases.find((b) => b.levels.some((l) => l.name === name))!;
+    const level = (p: HardwareProfile) => (p.levels.find((l) => l.name === name) ?? owner.levels.find((l) => l.name === name))!;
+    const e0 = level(owner).link.efficiency?.allreduce ?? 1;
     out.push({
       name: `levels.${name}.efficiency`, lo: 0.05, hi: 1, base: e0, log: true, scale: 1,
-      get: (p) => p.levels[i].link.efficiency?.allreduce ?? 1,
-      set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, efficiency: { allreduce: v, allgather: v, 'reduce-scatter': v, 'all-to-all': v, send: v } } })),
+      get: (p) => level(p).link.efficiency?.allreduce ?? 1,
+      set: (p, v) => withLevelNamed(p, name, (l) => ({ ...l, link: { ...l.link, efficiency: { allreduce: v, allgather: v, 'reduce-scatter': v, 'all-to-all': v, send: v } } })),
+    });
+    // How much of a network's gradient and gather traffic can hide at all is the engine's and the
+    // network's (XLA's collective scheduling, NCCL streams, a TCP transport): no datasheet says it,
+    // so its prior is weak (a change of 1 costs what a 8% step-time error does).
+    out.push({
+      name: `levels.${name}.overlap`, lo: 0, hi: 1, base: level(owner).link.overlap ?? 1, log: false, scale: 2.5,
+      get: (p) => level(p).link.overlap ?? 1,
+      set: (p, v) => withLevelNamed(p, name, (l) => ({ ...l, link: { ...l.link, overlap: v } })),
     });
     out.push({
-      name: `levels.${name}.latency`, lo: 1e-8, hi: 1e-2, base: Math.max(1e-8, base.levels[i].link.latency), log: true, scale: 1,
-      get: (p) => p.levels[i].link.latency,
-      set: (p, v) => withLevel(p, i, (l) => ({ ...l, link: { ...l.link, latency: v } })),
+      name: `levels.${name}.latency`, lo: 1e-8, hi: 1e-2, base: Math.max(1e-8, level(owner).link.latency), log: true, scale: 1,
+      get: (p) => level(p).link.latency,
+      set: (p, v) => withLevelNamed(p, name, (l) => ({ ...l, link: { ...l.link, latency: v } })),
     });
   }
   return out;
+}
+
+function sumSquares(r: Float64Array): number {
+  let c = 0;
+  for (const x of r) c += x * x;
+  return c;
 }
 
 export interface PhysicsFit {
@@ -97,16 +120,34 @@ export interface PhysicsFit {
 
 /** Fit a profile's physical constants to rows of measured step times (relative errors, robust weights). */
 export function fitPhysics(rows: readonly Measurement[], base: HardwareProfile, hold: readonly string[] = []): PhysicsFit {
+  const fit = fitPhysicsFamily(rows, [base], () => 0, hold);
+  return { profile: fit.profiles[0], summary: fit.summary };
+}
+
+export interface FamilyFit {
+  /** The fitted profile of each base, in the order given. */
+  readonly profiles: readonly HardwareProfile[];
+  readonly summary: FitSummary;
+}
+
+/**
+ * One fit over rows measured on several profiles of one chip (each row priced under
+ * `bases[baseIndex(i)]`): the chip's constants are shared, each network level's are shared by
+ * the profiles that have it.
+ */
+export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly HardwareProfile[], baseIndex: (row: number) => number, hold: readonly string[] = []): FamilyFit {
   if (rows.length === 0) throw new InputError('no usable rows to fit a profile to');
-  const params = paramsFor(rows, base).filter((p) => !hold.some((h) => p.name === h || p.name.startsWith(`${h}.`)));
-  const profileOf = (theta: Float64Array) => params.reduce((p, q, j) => q.set(p, theta[j]), base);
+  const base = bases[0];
+  const params = paramsFor(rows, bases, (i) => bases[baseIndex(i)]).filter((p) => !hold.some((h) => p.name === h || p.name.startsWith(`${h}.`)));
+  const profilesOf = (theta: Float64Array) => bases.map((b) => params.reduce((p, q, j) => q.set(p, theta[j]), b));
+  const rowBase = Int32Array.from(rows, (_, i) => baseIndex(i));
   // Each row is its own group (relative error of its priced step); each prior a group measured as 1,
   // predicted as 1 + its penalty, so that its residual is the penalty itself.
   const n = rows.length + params.length;
   const values = (theta: Float64Array): Float64Array => {
-    const p = profileOf(theta);
+    const ps = profilesOf(theta);
     const v = new Float64Array(n);
-    rows.forEach((m, i) => { v[i] = price(m.program, p).time.step; });
+    rows.forEach((m, i) => { v[i] = price(m.program, ps[rowBase[i]]).time.step; });
     params.forEach((q, j) => {
       v[rows.length + j] = 1 + PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
     });
@@ -142,15 +183,25 @@ export function fitPhysics(rows: readonly Measurement[], base: HardwareProfile, 
   // Plain least squares: with a handful of rows per family a robust weighting would call any row
   // a few percent off an outlier (the prior's residuals set its scale).
   const w = new Float64Array(rows.length + params.length).fill(1);
-  const lm = boundedLm(problem, start, w);
+  // Where communication hides entirely the exposure max(0, ·) is flat in the overlap: start it also
+  // from 0 and half way (as the class fit does) and keep the fit that explains the rows best.
+  const oi = params.findIndex((q) => q.name === 'overlap');
+  const starts = [start, ...(oi < 0 ? [] : [0, 0.5].filter((o) => o !== start[oi]).map((o) => Float64Array.from(start, (v, j) => (j === oi ? o : v))))];
+  let lm = boundedLm(problem, starts[0], w);
+  let best = sumSquares(evaluate(problem, lm.theta).r);
+  for (const s0 of starts.slice(1)) {
+    const trial = boundedLm(problem, s0, w);
+    const c = sumSquares(evaluate(problem, trial.theta).r);
+    if (c < best) { best = c; lm = trial; }
+  }
   const { r } = evaluate(problem, lm.theta);
   const res = { theta: lm.theta, residuals: r, weights: w, iterations: lm.iterations };
-  const profile = validateProfile(profileOf(res.theta), 'calibrated profile');
+  const profiles = profilesOf(res.theta).map((p) => validateProfile(p, 'calibrated profile'));
   let inSample = 0;
   for (let i = 0; i < rows.length; i++) inSample += Math.abs(res.residuals[i]);
   const outliers = rows.flatMap((m, i) => (res.weights[i] < 0.05 ? [{ ...m.source, relativeError: res.residuals[i] }] : []));
   return {
-    profile,
+    profiles,
     summary: {
       parameters: params.map((q, j) => ({ name: q.name, base: q.base, fitted: res.theta[j], fixed: false })),
       outliers, inSampleMape: inSample / rows.length, observations: rows.length, iterations: res.iterations,

@@ -46,20 +46,22 @@ function tpu(name: string, description: string, perCore: { tpOverlap?: number; f
   };
 }
 
-function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string }, src: string): HardwareProfile {
+function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string; netName?: string; netSource?: string; chip?: string }, src: string): HardwareProfile {
+  const netName = g.netName ?? 'infiniband';
   return {
-    name, description,
+    name, description, ...(g.chip ? { chip: g.chip } : {}),
     peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.fp32 ?? g.flops / 16 },
     memoryBytes: g.mem, memoryBandwidth: g.hbm,
     levels: [
       { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 1e-6, efficiency: ringEff(g.nvlinkEff) } },
-      { name: 'infiniband', devices: 1e9, link: { bandwidth: g.net, latency: 5e-6, efficiency: ringEff(0.9) } },
+      { name: netName, devices: 1e9, link: { bandwidth: g.net, latency: 5e-6, efficiency: ringEff(0.9) } },
     ],
     efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 4e-6, collectiveLatency: 10e-6, tensorParallelOverlap: 0,
     sources: {
       peak: src, memory: src, nvlink: src, gemmHalfSize: GEMM_SOURCE,
       nvlinkEfficiency: g.nvlinkEffSource,
-      infinibandEfficiency: 'assumed 0.9 of the NIC line rate for ring collectives across nodes; calibrate',
+      [`${netName}Efficiency`]: 'assumed 0.9 of the NIC line rate for ring collectives across nodes; calibrate',
+      ...(g.netSource ? { [netName]: g.netSource } : {}),
       launchOverhead: 'CUDA kernel launch, about 4 µs each (NVIDIA CUDA best-practices guide: launches cost a few µs); calibrate',
       collectiveLatency: 'about 10 µs per NCCL call at small sizes (nccl-tests all_reduce_perf latency on 8 GPUs); calibrate',
       tensorParallelOverlap: 'Megatron-LM overlaps no tensor-parallel collective unless --tp-comm-overlap (0)',
@@ -104,7 +106,11 @@ const PRESETS: HardwareProfile[] = [
     { flops: 312 * T, mem: 80 * GB, hbm: 2039 * GB, nvlink: 300 * GB, net: 25 * GB, nvlinkEff: 0.7, nvlinkEffSource: 'nccl-tests all_reduce_perf on 8 A100 SXM: busbw about 200-208 GB/s of 300 (NVIDIA/nccl-tests issues 149 and 178)' },
     'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 80 GB HBM2e at 2039 GB/s, NVLink 600 GB/s (300 each way)'),
   gpu('h100-sxm', 'NVIDIA H100 SXM 80 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
-    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' },
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)', chip: 'h100' },
+    'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
+  gpu('h100-a3-high', 'NVIDIA H100 SXM 80 GB in Google Cloud A3 High VMs (a3-highgpu-8g): 8 per VM on NVLink 4, GPUDirect-TCPX between VMs',
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 12.5 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)',
+      chip: 'h100', netName: 'tcpx', netSource: 'GKE docs, "Maximize GPU network bandwidth with GPUDirect-TCPX": four secondary NICs of 200 Gbps each for GPU data per 8-GPU A3 VM = 12.5 GB/s per GPU (Compute Engine GPU network docs: A3 High 1,000 Gbps in all, 200 of them on the primary NIC)' },
     'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
   gpu('h200', 'NVIDIA H200 SXM 141 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
     { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' },
@@ -127,14 +133,20 @@ interface Fitted {
   readonly gemmHalfSize: number;
   readonly elementwise: number;
   readonly links: Readonly<Record<string, number>>;
+  /** Per network level, the share of its overlappable collectives that can hide (Link.overlap); absent: 1. */
+  readonly linkOverlap?: Readonly<Record<string, number>>;
   readonly rows: string;
 }
 const KORTHIKANTI = 'data/published/steps.csv rows 3-10 (Korthikanti et al. 2022 Table 5: 22B, 175B, 530B, 1T; 8 rows)';
+const H100_ROWS = 'data/published/steps.csv rows 41-46 (MaxText A3 Llama2-7B table, 1 to 16 VMs on GPUDirect-TCPX; Megatron-LM Mixtral 8x7B on 64 DGX H100 GPUs; 6 rows)';
 const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
-  'tpu-v4': { matmul: 0.854, gemmHalfSize: 64, elementwise: 0.765, links: { ici: 0.999 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
-  'tpu-v5e': { matmul: 0.872, gemmHalfSize: 65, elementwise: 1, links: { ici: 0.993, dcn: 0.997 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows)' },
+  'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
+  'tpu-v5e': { matmul: 1, gemmHalfSize: 66, elementwise: 0.865, links: { ici: 1, dcn: 0.968 }, linkOverlap: { ici: 0.262, dcn: 0 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); matmul at its bound 1: the fit trades it against exposed ICI gathers (see bench/accuracy)' },
+  // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
+  'h100-sxm': { matmul: 0.696, gemmHalfSize: 67, elementwise: 0.682, links: { nvlink: 0.816, infiniband: 0.935 }, linkOverlap: { nvlink: 0.615 }, rows: `${H100_ROWS}; InfiniBand seen by the Mixtral row alone` },
+  'h100-a3-high': { matmul: 0.696, gemmHalfSize: 67, elementwise: 0.682, links: { nvlink: 0.816, tcpx: 0.778 }, linkOverlap: { nvlink: 0.615, tcpx: 0.001 }, rows: H100_ROWS },
 };
 
 function applyFitted(p: HardwareProfile): HardwareProfile {
@@ -149,7 +161,14 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
       reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
     },
     gemmHalfSize: f.gemmHalfSize,
-    levels: p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })),
+    levels: p.levels.map((l) => ({
+      ...l,
+      link: {
+        ...l.link,
+        ...(f.links[l.name] === undefined ? {} : { efficiency: ringEff(f.links[l.name]) }),
+        ...(f.linkOverlap?.[l.name] === undefined ? {} : { overlap: f.linkOverlap[l.name] }),
+      },
+    })),
     sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
   };
 }

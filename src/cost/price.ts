@@ -88,6 +88,13 @@ function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Coll
   return r;
 }
 
+/** The share of a collective over these axes that can hide at all: its outermost level's link.overlap (absent: 1). */
+function hideableShare(profile: HardwareProfile, mesh: Mesh, mask: number): number {
+  let outer = -1;
+  for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) outer = Math.max(outer, axisLevel(profile, mesh, i));
+  return outer >= 0 && outer < profile.levels.length ? profile.levels[outer].link.overlap ?? 1 : 1;
+}
+
 /** Alpha-beta time of one collective on a ring: bytes over achieved bandwidth, latency per ring step, a fixed cost per call. */
 export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Pick<Collective, 'kind' | 'mask' | 'sent'>): number {
   const r = ringCost(profile, mesh, c.mask, c.kind);
@@ -274,6 +281,9 @@ export interface StrategyCost {
   readonly communicationPerMicrobatch: number;
   readonly bytesPerStep: number;
   readonly bytesPerMicrobatch: number;
+  /** Overlappable collectives' time that their link cannot hide (Link.overlap): once per step and per microbatch. */
+  readonly unhiddenPerStep: number;
+  readonly unhiddenPerMicrobatch: number;
 }
 
 export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwareProfile, detail?: Detail): StrategyCost {
@@ -282,6 +292,7 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
   const M = plan.microbatches;
   let optimizer = 0, gradientPerStep = 0, gradientPerMicrobatch = 0, gatherPerStep = 0, gatherPerMicrobatch = 0;
   let communicationPerStep = 0, communicationPerMicrobatch = 0, bytesPerStep = 0, bytesPerMicrobatch = 0;
+  let unhiddenPerStep = 0, unhiddenPerMicrobatch = 0;
   for (const op of strategyOps(l, plan)) {
     if (op.kind === 'send') continue; // sendTime prices them
     const ot = opTime(profile, op, peak) * op.count;
@@ -291,16 +302,20 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
     const perMicrobatch = op.phase === 'sync' && plan.zero >= 2 && op.collectives[0]?.kind === 'reduce-scatter';
     const everyMicrobatch = perMicrobatch || op.phase === 'forward';
     for (const c of op.collectives) {
-      const t = collectiveTime(profile, mesh, c) * op.count;
+      const t0 = collectiveTime(profile, mesh, c) * op.count;
       if (everyMicrobatch) {
-        communicationPerMicrobatch += t / M;
+        communicationPerMicrobatch += t0 / M;
         bytesPerMicrobatch += (c.sent * op.count) / M;
       } else {
-        communicationPerStep += t;
+        communicationPerStep += t0;
         bytesPerStep += c.sent * op.count;
       }
       note(detail, c, op.count);
-      if (detail?.commTime) detail.commTime[axesKey(c.axes)] = (detail.commTime[axesKey(c.axes)] ?? 0) + t;
+      if (detail?.commTime) detail.commTime[axesKey(c.axes)] = (detail.commTime[axesKey(c.axes)] ?? 0) + t0;
+      const h = hideableShare(profile, mesh, c.mask);
+      const t = t0 * h;
+      if (everyMicrobatch) unhiddenPerMicrobatch += (t0 - t) / M;
+      else unhiddenPerStep += t0 - t;
       if (c.role === 'gather') {
         if (op.phase === 'forward') gatherPerMicrobatch += t / M;
         else gatherPerStep += t;
@@ -308,7 +323,7 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
       else gradientPerStep += t;
     }
   }
-  return { optimizer, gradientPerStep, gradientPerMicrobatch, gatherPerStep, gatherPerMicrobatch, communicationPerStep, communicationPerMicrobatch, bytesPerStep, bytesPerMicrobatch };
+  return { optimizer, gradientPerStep, gradientPerMicrobatch, gatherPerStep, gatherPerMicrobatch, communicationPerStep, communicationPerMicrobatch, bytesPerStep, bytesPerMicrobatch, unhiddenPerStep, unhiddenPerMicrobatch };
 }
 
 const NO_SEND = Object.freeze({ perMicrobatch: 0, bytes: 0 });
@@ -369,8 +384,8 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
   const mbTime = computeMb + slowBlocking + (p > 1 ? send.perMicrobatch : 0);
   const bubble = p > 1 ? ((p - 1) / V) * mbTime : 0;
   const gatherMb = hide(s.gatherPerMicrobatch / 2, slowFwd) + hide(s.gatherPerMicrobatch / 2, slowBwd);
-  const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slowBwd) + gatherMb;
-  const exposed = M * exposedMb + hide(s.gradientPerStep, slowBwd) + hide(s.gatherPerStep, slowFwd);
+  const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slowBwd) + gatherMb + s.unhiddenPerMicrobatch;
+  const exposed = M * exposedMb + hide(s.gradientPerStep, slowBwd) + hide(s.gatherPerStep, slowFwd) + s.unhiddenPerStep;
   const compute = M * computeMb + s.optimizer;
   const step = compute + exposed + bubble;
   const peak = profile.peakFlops[l.graph.spec.dtype];

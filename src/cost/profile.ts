@@ -12,6 +12,12 @@ export interface Link {
    * bus bandwidth over the datasheet figure); absent kinds achieve all of it.
    */
   readonly efficiency?: Readonly<Partial<Record<CollectiveKind, number>>>;
+  /**
+   * Optional: the fraction of this link's overlappable collectives (gradient reduction, ZeRO
+   * gathers) that can hide behind compute at all (the profile's `overlap` says how much compute
+   * they hide behind); the rest is exposed. Absent: 1. Calibration fits it per network level.
+   */
+  readonly overlap?: number;
 }
 
 /** A level of the network: up to `devices` consecutive devices share this link. */
@@ -69,6 +75,11 @@ export interface HardwareProfile {
   readonly sources: Readonly<Record<string, string>>;
   /** Set by calibration: what the profile was fitted from. */
   readonly fittedFrom?: unknown;
+  /**
+   * Optional: the chip, when profiles of one chip differ only in their network (DGX H100 and
+   * A3 VMs): bench/accuracy fits them as one family, sharing the chip's constants.
+   */
+  readonly chip?: string;
 }
 
 export function validateProfile(value: unknown, where = 'profile'): HardwareProfile {
@@ -118,6 +129,7 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   }
   check(typeof o.overlap === 'number' && o.overlap >= 0 && o.overlap <= 1, `${where}: "overlap" must be in [0, 1], got ${JSON.stringify(o.overlap) ?? 'nothing'}`);
   check(o.description === undefined || typeof o.description === 'string', `${where}: "description" must be a string`);
+  check(o.chip === undefined || (typeof o.chip === 'string' && o.chip.length > 0), `${where}: "chip" must be a non-empty string`);
   check(o.sources === undefined || (typeof o.sources === 'object' && o.sources !== null && !Array.isArray(o.sources)), `${where}: "sources" must be an object`);
   const optional = (key: string, ok: (v: number) => boolean, what: string) => {
     const v = o[key];
@@ -138,7 +150,11 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
       check(typeof v === 'number' && v > 0 && v <= 1, `${where}: ${at}.efficiency.${k} must be in (0, 1], got ${JSON.stringify(v)}`);
     }
   };
-  (o.levels as Record<string, unknown>[]).forEach((l, i) => linkEff(l.link as Record<string, unknown>, `levels[${i}].link`));
+  (o.levels as Record<string, unknown>[]).forEach((l, i) => {
+    const link = l.link as Record<string, unknown>;
+    linkEff(link, `levels[${i}].link`);
+    check(link.overlap === undefined || (typeof link.overlap === 'number' && link.overlap >= 0 && link.overlap <= 1), `${where}: levels[${i}].link.overlap must be in [0, 1], got ${JSON.stringify(link.overlap)}`);
+  });
   for (const [a, l] of Object.entries((o.axisLinks ?? {}) as Record<string, Record<string, unknown>>)) linkEff(l, `axisLinks.${a}`);
   return { description: '', sources: {}, ...(o as object) } as HardwareProfile;
 }
