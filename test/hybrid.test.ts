@@ -113,3 +113,17 @@ describe('hybrid sharding (--zero-axes)', () => {
     expect(half.exposedCommunication).toBeCloseTo(loss + g / 2 + g / 2 / 5, 9);
   });
 });
+
+describe('an axis named dcn runs across slices', () => {
+  it('on the outermost level whatever its span, as MaxText\'s dcn_* parallelism (a 2-slice v5p mesh is well within a pod)', async () => {
+    const { axisLink } = await import('../src/cost/price.js');
+    const v5p = getDevice('tpu-v5p');
+    const [ici, dcn] = v5p.levels.map((l) => l.link);
+    expect(axisLink(v5p, parseMesh('dcn:2;fsdp:64'), 0)).toBe(dcn);
+    expect(axisLink(v5p, parseMesh('data:2;fsdp:64'), 0)).toBe(ici);
+    expect(axisLink(v5p, parseMesh('dcn:2;fsdp:64'), 1)).toBe(ici);
+    // And the gradient all-reduce over it is priced at the data-centre network's bandwidth.
+    const t = (outer: string) => estimatePlan(graph, parseMesh(`${outer}:2;fsdp:8`), makePlan(`batch:${outer}+fsdp`, { zero: 3, zeroAxes: 'fsdp' }), v5p).time.communication;
+    expect(t('dcn')).toBeGreaterThan(t('data'));
+  });
+});

@@ -1,7 +1,6 @@
 import { InputError } from '../errors.js';
-import { price } from '../cost/price.js';
+import { networkLevel, price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
-import { innerSize } from '../mesh/mesh.js';
 import { boundedLm, evaluate, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
 
@@ -42,9 +41,7 @@ function levelsUsed(rows: readonly Measurement[], baseOf: (i: number) => Hardwar
     const base = baseOf(r);
     for (let a = 0; a < m.mesh.axes.length; a++) {
       if (m.mesh.axes[a].size <= 1) continue;
-      const span = innerSize(m.mesh, a) * m.mesh.axes[a].size;
-      const i = base.levels.findIndex((l) => span <= l.devices);
-      used.add(base.levels[i < 0 ? base.levels.length - 1 : i].name);
+      used.add(base.levels[networkLevel(base, m.mesh, a)].name);
     }
   });
   return [...used];

@@ -149,10 +149,25 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'h100-a3-high': { matmul: 0.696, gemmHalfSize: 67, elementwise: 0.682, links: { nvlink: 0.816, tcpx: 0.778 }, linkOverlap: { nvlink: 0.615, tcpx: 0.001 }, rows: H100_ROWS },
 };
 
+/**
+ * What a preset with no published rows of its own takes from a fitted one: v5p's slices meet over
+ * the same data-centre network, with the same XLA scheduling, as v5e's, whose fit hides none of the
+ * gradient all-reduce across slices (linkOverlap dcn 0).
+ */
+const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Record<string, number>>; readonly from: string }>> = {
+  'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, from: 'tpu-v5e' },
+};
+
+function withLinkOverlap(p: HardwareProfile, o: Readonly<Record<string, number>> | undefined): HardwareProfile['levels'] {
+  return p.levels.map((l) => (o?.[l.name] === undefined ? l : { ...l, link: { ...l.link, overlap: o[l.name] } }));
+}
+
 function applyFitted(p: HardwareProfile): HardwareProfile {
+  const t = TRANSFERRED[p.name];
+  if (t) return { ...p, levels: withLinkOverlap(p, t.linkOverlap), sources: { ...p.sources, linkOverlap: `taken from the ${t.from} fit (${FITTED[t.from].rows})` } };
   const f = FITTED[p.name];
   if (!f) return p;
-  const note = `fitted by mesh-search calibrate --fit physics on ${f.rows}`;
+  const note = `fitted by the physics fit (src/calibrate/physics.ts, as calibrate --fit physics and bench/accuracy run it) on ${f.rows}`;
   return {
     ...p,
     efficiency: {
@@ -161,14 +176,7 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
       reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
     },
     gemmHalfSize: f.gemmHalfSize,
-    levels: p.levels.map((l) => ({
-      ...l,
-      link: {
-        ...l.link,
-        ...(f.links[l.name] === undefined ? {} : { efficiency: ringEff(f.links[l.name]) }),
-        ...(f.linkOverlap?.[l.name] === undefined ? {} : { overlap: f.linkOverlap[l.name] }),
-      },
-    })),
+    levels: withLinkOverlap({ ...p, levels: p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })) }, f.linkOverlap),
     sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
   };
 }

@@ -16,9 +16,7 @@ export function axisLink(profile: HardwareProfile, mesh: Mesh, axis: number): Li
   const name = mesh.axes[axis].name;
   const o = profile.axisLinks?.[name];
   if (o) return o;
-  const span = innerSize(mesh, axis) * mesh.axes[axis].size;
-  for (const level of profile.levels) if (span <= level.devices) return level.link;
-  return profile.levels[profile.levels.length - 1].link;
+  return profile.levels[networkLevel(profile, mesh, axis)].link;
 }
 
 /** Several axes at once run at the slowest achieved bandwidth and the largest latency (DESIGN.md, Pricing). */
@@ -38,11 +36,25 @@ const KIND_INDEX: Record<CollectiveKind, number> = { allreduce: 0, allgather: 1,
 const linkCache = new WeakMap<HardwareProfile, WeakMap<Mesh, Map<number, { inv: number; fixed: number }>>>();
 
 /** Which network level an axis runs on: its axisLinks override (a level of its own) or the first level that holds its span. */
-function axisLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
+/** The level an axis's collectives are grouped by: an axisLinks override is a level of its own. */
+export function axisLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
   if (profile.axisLinks?.[mesh.axes[axis].name]) return profile.levels.length + axis;
+  return networkLevel(profile, mesh, axis);
+}
+
+/**
+ * The network level an axis's collectives run on: the first level that holds its span (the
+ * devices of its inner axes times its own), except that an axis named `dcn` runs across the
+ * outermost level whatever its span, as MaxText's dcn_* parallelism runs across slices (a
+ * 2-slice mesh of v5p-128s is 128 chips, well within a v5p pod's ICI reach, but its slices talk
+ * over the data-centre network).
+ */
+export function networkLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
+  const last = profile.levels.length - 1;
+  if (mesh.axes[axis].name === 'dcn') return last;
   const span = innerSize(mesh, axis) * mesh.axes[axis].size;
   const i = profile.levels.findIndex((l) => span <= l.devices);
-  return i < 0 ? profile.levels.length - 1 : i;
+  return i < 0 ? last : i;
 }
 
 /**

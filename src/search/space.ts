@@ -1,8 +1,8 @@
 import { InputError } from '../errors.js';
 import { splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
-import { innerSize, type Mesh } from '../mesh/mesh.js';
+import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
-import { axisLink } from '../cost/price.js';
+import { axisLevel, axisLink } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { RECOMPUTE, type Plan, type Recompute, type ZeroStage } from '../lower/plan.js';
 
@@ -58,17 +58,6 @@ export function conflicts(graph: Graph): number[] {
 }
 
 /**
- * The network level an axis runs on, as the pricer groups axes for hierarchical collectives: an
- * axisLinks override is a level of its own, else the first level that holds the axis's span.
- */
-function levelOf(mesh: Mesh, profile: HardwareProfile, i: number): number {
-  if (profile.axisLinks?.[mesh.axes[i].name]) return profile.levels.length + i;
-  const span = innerSize(mesh, i) * mesh.axes[i].size;
-  const l = profile.levels.findIndex((x) => span <= x.devices);
-  return l < 0 ? profile.levels.length - 1 : l;
-}
-
-/**
  * Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same
  * link, same level, and no axis of another level between them (a collective over several levels
  * runs level by level in mesh order, so a swap across another level's axis would reorder it).
@@ -78,8 +67,8 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
   const a = axisLink(profile, mesh, i);
   const b = axisLink(profile, mesh, j);
   if (a.bandwidth !== b.bandwidth || a.latency !== b.latency) return false;
-  const level = levelOf(mesh, profile, i);
-  for (let k = Math.min(i, j); k <= Math.max(i, j); k++) if (levelOf(mesh, profile, k) !== level) return false;
+  const level = axisLevel(profile, mesh, i);
+  for (let k = Math.min(i, j); k <= Math.max(i, j); k++) if (axisLevel(profile, mesh, k) !== level) return false;
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
