@@ -10,6 +10,7 @@ import { buildGraph, paramCount } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { parseModelSpec } from '../src/model/spec.js';
 import { runPlan } from '../src/runtime/index.js';
+import { exportPlan } from '../src/export/index.js';
 
 // Hybrid sharding (MaxText's ici_fsdp with dcn_data; PyTorch's HSDP): ZeRO over some batch axes,
 // plain data parallelism over the others. The closed forms are the ZeRO paper's (Rajbhandari et
@@ -125,5 +126,17 @@ describe('an axis named dcn runs across slices', () => {
     // And the gradient all-reduce over it is priced at the data-centre network's bandwidth.
     const t = (outer: string) => estimatePlan(graph, parseMesh(`${outer}:2;fsdp:8`), makePlan(`batch:${outer}+fsdp`, { zero: 3, zeroAxes: 'fsdp' }), v5p).time.communication;
     expect(t('dcn')).toBeGreaterThan(t('data'));
+  });
+});
+
+describe('exporting a hybrid plan', () => {
+  it('MaxText writes ZeRO-3 over fsdp as fsdp and the rest as data; the others, and MaxText at ZeRO-1, refuse in one line', () => {
+    const m = parseMesh('dcn:4;fsdp:8');
+    const input = (zero: 1 | 3) => ({ plan: makePlan(dp, { zero, zeroAxes: 'fsdp' }), mesh: m, spec, profile: getDevice('h100-a3-high') });
+    const text = exportPlan(input(3), 'maxtext').text;
+    expect(text).toMatch(/^dcn_data_parallelism: 4$/m);
+    expect(text).toMatch(/^ici_fsdp_parallelism: 8$/m);
+    expect(() => exportPlan(input(1), 'maxtext')).toThrow(/MaxText shards over some batch axes only as fsdp/);
+    for (const f of ['megatron', 'deepspeed', 'torchtitan']) expect(() => exportPlan(input(3), f)).toThrow(/does not write hybrid sharding yet/);
   });
 });

@@ -8,6 +8,9 @@ import type { Measurement } from '../src/calibrate/types.js';
 import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { paramCount } from '../src/model/graph.js';
 import type { ModelSpec } from '../src/model/spec.js';
+import { parse as parseYaml } from 'yaml';
+import { exportPlan } from '../src/export/index.js';
+import { getDevice } from '../src/cost/presets.js';
 
 // data/published/steps.csv: every row a published measurement (data/published/README.md).
 const file = fileURLToPath(new URL('../data/published/steps.csv', import.meta.url));
@@ -151,5 +154,28 @@ describe('data/published/steps.csv', () => {
     expect(mfu(sel)).toBeLessThan(0.542 + 0.03);
     expect(mfu(full)).toBeGreaterThanOrEqual(0.421);
     expect(mfu(full)).toBeLessThan(0.421 + 0.03);
+  });
+
+  it('MaxText rows export to the parallelism of the scripts that measured them (dcn_data = slices or VMs, ici_fsdp, ici_tensor)', () => {
+    // From the scripts (data/published/README.md): v4 {1,2,4,8}xv4-128.sh ici_fsdp 64 and
+    // {1,2}xv4-384.sh ici_fsdp 192; v5e largest_job/*.sh ici_fsdp 256 (128B: 16, ici_tensor 16);
+    // A3 {1,...,16}vm.sh ici_fsdp 8; dcn_data_parallelism the slice or VM count.
+    const script: Record<string, { fsdp: number; tensor: number }> = {
+      'maxtext-22b-2023': { fsdp: 64, tensor: 1 }, 'maxtext-52b-2023': { fsdp: 192, tensor: 1 },
+      'maxtext-16b-2023': { fsdp: 256, tensor: 1 }, 'maxtext-32b-2023': { fsdp: 256, tensor: 1 }, 'maxtext-64b-2023': { fsdp: 256, tensor: 1 },
+      'maxtext-128b-2023': { fsdp: 16, tensor: 16 }, 'llama2-7b': { fsdp: 8, tensor: 1 },
+    };
+    const maxtext = rows.filter((x) => x.source.includes('maxtext'));
+    expect(maxtext.length).toBe(35);
+    for (const r of maxtext) {
+      const cfg = parseYaml(exportPlan({ plan: r.m.plan, mesh: r.m.mesh, spec: spec(r), profile: getDevice(r.device) }, 'maxtext').text) as Record<string, number>;
+      const slices = /^dcn:(\d+);/.exec(r.m.mesh.axes.map((a) => `${a.name}:${a.size}`).join(';'))![1];
+      const want = script[r.m.modelName];
+      const where = `line ${r.m.source.line}`;
+      expect(cfg.dcn_data_parallelism, where).toBe(Number(slices));
+      expect(cfg.ici_fsdp_parallelism, where).toBe(want.fsdp);
+      expect(cfg.ici_tensor_parallelism, where).toBe(want.tensor);
+      for (const [k, v] of Object.entries(cfg)) if (/^(ici|dcn)_/.test(k) && !['dcn_data_parallelism', 'ici_fsdp_parallelism', 'ici_tensor_parallelism'].includes(k)) expect(v, `${where} ${k}`).toBe(1);
+    }
   });
 });

@@ -21,7 +21,9 @@ export function maxtextKinds(s: PlanShape): { kinds: (MaxtextAxis | null)[]; pro
     // An axis that splits experts and batch is MaxText's expert axis: it shards the batch of every
     // layer's activations and the experts of the MoE weights (base.yml activation_batch, exp).
     if (a.role === 'data' && a.dims.includes('experts')) return 'expert';
-    if (a.role === 'data') return s.plan.zero === 3 ? 'fsdp' : 'data';
+    // ZeRO-3 is the fsdp axis; a hybrid plan's other batch axes stay plain data parallel
+    // (ici_fsdp x dcn_data, as MaxText's multi-slice and A3 scripts run).
+    if (a.role === 'data') return s.plan.zero === 3 && (!s.plan.zeroAxes || s.plan.zeroAxes.includes(a.name)) ? 'fsdp' : 'data';
     if (a.role === 'pipeline') return 'stage';
     if (a.role === 'context') return 'context';
     if (a.role === 'unused') return null;

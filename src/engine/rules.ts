@@ -35,8 +35,10 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   need(!strategy || cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
     ? `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
-  // Hybrid sharding is native to MaxText (ici_fsdp x dcn_data) and torchtitan (HSDP), but no export writes it yet.
-  need(!strategy || !plan.zeroAxes, () => `the ${t} export does not write hybrid sharding yet: ZeRO over ${plan.zeroAxes!.join('+')} only (--zero-axes) cannot be expressed; export the plan without --zero-axes`);
+  // Hybrid sharding: MaxText writes it at ZeRO-3 (fsdp axes and data axes); torchtitan's HSDP is not written yet.
+  need(!strategy || !plan.zeroAxes || (engine === 'maxtext' && plan.zero === 3), () => engine === 'maxtext'
+    ? `MaxText shards over some batch axes only as fsdp (ZeRO-3): zero ${plan.zero} over ${plan.zeroAxes!.join('+')} (--zero-axes) cannot be expressed`
+    : `the ${t} export does not write hybrid sharding yet: ZeRO over ${plan.zeroAxes!.join('+')} only (--zero-axes) cannot be expressed; export the plan without --zero-axes`);
   need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
   need(!strategy || plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
     `${t} recomputes only in ${list(cap.recomputeKinds ?? [])} models: recompute ${plan.recompute} cannot be expressed for a ${spec.kind}`);
@@ -191,6 +193,9 @@ export function iciSizes(mesh: Mesh, profile?: SliceInfo): number[] | null {
   let inner = 1;
   for (let i = mesh.axes.length - 1; i >= 0; i--) {
     const size = mesh.axes[i].size;
+    // An axis named dcn runs across slices whatever its span (cost/price.ts networkLevel): it and
+    // every axis outside it are dcn_* parallelism.
+    if (mesh.axes[i].name === 'dcn') break;
     if (inner * size <= slice) {
       ici[i] = size;
       inner *= size;
