@@ -136,7 +136,17 @@ describe('exporting a hybrid plan', () => {
     const text = exportPlan(input(3), 'maxtext').text;
     expect(text).toMatch(/^dcn_data_parallelism: 4$/m);
     expect(text).toMatch(/^ici_fsdp_parallelism: 8$/m);
-    expect(() => exportPlan(input(1), 'maxtext')).toThrow(/MaxText shards over some batch axes only as fsdp/);
-    for (const f of ['megatron', 'deepspeed', 'torchtitan']) expect(() => exportPlan(input(3), f)).toThrow(/does not write hybrid sharding yet/);
+    expect(() => exportPlan(input(1), 'maxtext')).toThrow(/MaxText shards over some batch axes only at ZeRO-3/);
+    for (const f of ['megatron', 'deepspeed', 't5x']) expect(() => exportPlan(input(3), f)).toThrow(/does not write hybrid sharding yet/);
+  });
+
+  it('torchtitan writes HSDP: dp_replicate the replicated batch axes, dp_shard the ZeRO axes, replicate outside shard', () => {
+    const llama = getPreset('llama3-8b');
+    const out = (mesh: string, zeroAxes: string) => exportPlan({ plan: makePlan(dp, { zero: 3, zeroAxes }), mesh: parseMesh(mesh), spec: llama, profile: getDevice('h100-sxm') }, 'torchtitan').text;
+    const text = out('dcn:4;fsdp:8', 'fsdp');
+    expect(text).toMatch(/--parallelism\.data_parallel_replicate_degree 4\b/);
+    expect(text).toMatch(/--parallelism\.data_parallel_shard_degree 8\b/);
+    // Sharding the outer axis and replicating the inner one is not torchtitan's mesh order.
+    expect(() => out('dcn:4;fsdp:8', 'dcn')).toThrow(/dp_replicate outside dp_shard/);
   });
 });

@@ -35,10 +35,19 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
   need(!strategy || cap.zero.includes(plan.zero), () => engine === 'mesh-tf'
     ? `Mesh-TensorFlow has no ZeRO: zero ${plan.zero} (optimizer state split over the batch axes) cannot be expressed`
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
-  // Hybrid sharding: MaxText writes it at ZeRO-3 (fsdp axes and data axes); torchtitan's HSDP is not written yet.
-  need(!strategy || !plan.zeroAxes || (engine === 'maxtext' && plan.zero === 3), () => engine === 'maxtext'
-    ? `MaxText shards over some batch axes only as fsdp (ZeRO-3): zero ${plan.zero} over ${plan.zeroAxes!.join('+')} (--zero-axes) cannot be expressed`
+  // Hybrid sharding: MaxText at ZeRO-3 (fsdp axes and data axes), torchtitan's HSDP (dp_shard within
+  // dp_replicate, ZeRO-3, no experts: their ranks come out of dp_shard's).
+  const hybridEngine = engine === 'maxtext' || engine === 'torchtitan';
+  need(!strategy || !plan.zeroAxes || (hybridEngine && plan.zero === 3), () => hybridEngine
+    ? `${t} shards over some batch axes only at ZeRO-3 (${engine === 'maxtext' ? 'fsdp' : 'FSDP2 in HSDP'}): zero ${plan.zero} over ${plan.zeroAxes!.join('+')} (--zero-axes) cannot be expressed`
     : `the ${t} export does not write hybrid sharding yet: ZeRO over ${plan.zeroAxes!.join('+')} only (--zero-axes) cannot be expressed; export the plan without --zero-axes`);
+  if (strategy && plan.zeroAxes && engine === 'torchtitan') {
+    const data = s.axes.filter((a) => a.role === 'data' && a.size > 1);
+    const firstShard = data.findIndex((a) => plan.zeroAxes!.includes(a.name));
+    need(firstShard < 0 || data.slice(firstShard).every((a) => plan.zeroAxes!.includes(a.name)),
+      () => `torchtitan's mesh puts dp_replicate outside dp_shard, but this mesh puts a replicated batch axis inside ${data[firstShard].name}; reorder the mesh axes`);
+    need(!spec.experts, 'torchtitan takes expert ranks out of dp_shard: a hybrid plan of a mixture-of-experts model cannot be expressed');
+  }
   need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
   need(!strategy || plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
     `${t} recomputes only in ${list(cap.recomputeKinds ?? [])} models: recompute ${plan.recompute} cannot be expressed for a ${spec.kind}`);

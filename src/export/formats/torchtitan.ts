@@ -7,7 +7,7 @@ import type { ExportInput, ExportOutput } from '../target.js';
  * whose model has the plan's dimensions (model_spec is off the command line), and `--section.option` flags override
  * its parallelism (mesh pp, dp_replicate, dp_shard, cp, tp from outer to inner), batch in tokens,
  * precision and activation checkpointing (the activation-checkpoint:NAME subcommand, last).
- * DDP is data_parallel_replicate_degree, FSDP2 (ZeRO-3) data_parallel_shard_degree. Experts split
+ * DDP is data_parallel_replicate_degree, FSDP2 (ZeRO-3) data_parallel_shard_degree, HSDP both. Experts split
  * over expert_parallel_degree ranks, the innermost of FSDP's; torchtitan routes them dropless.
  */
 export function torchtitan(input: ExportInput): ExportOutput {
@@ -15,11 +15,17 @@ export function torchtitan(input: ExportInput): ExportOutput {
   const { plan, spec } = input;
   const model = torchtitanModel(spec)!;
   const pipelined = shape.pp > 1;
+  // HSDP (a hybrid plan): FSDP2 shards over the plan's zeroAxes, the other data ranks replicate.
+  const shard = { replicate: 1, shard: shape.dp };
+  if (plan.zeroAxes) {
+    shard.shard = 1;
+    for (const a of shape.axes) if (a.role === 'data') shard[plan.zeroAxes.includes(a.name) ? 'shard' : 'replicate'] *= a.size;
+  }
   const args: string[] = [
     `--module ${model.module}`,
     `--config ${model.config}`,
-    `--parallelism.data_parallel_replicate_degree ${plan.zero === 0 ? shape.dp : 1}`,
-    `--parallelism.data_parallel_shard_degree ${plan.zero === 3 ? shape.dp : 1}`,
+    `--parallelism.data_parallel_replicate_degree ${plan.zero === 0 ? shape.dp : shard.replicate}`,
+    `--parallelism.data_parallel_shard_degree ${plan.zero === 3 ? shard.shard : 1}`,
   ];
   if (plan.zero === 3) args.push('--parallelism.fsdp_reshard_after_forward always');
   args.push(
