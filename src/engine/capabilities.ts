@@ -46,6 +46,8 @@ export interface Capabilities {
   readonly dtypes: readonly Dtype[];
   /** Optimizer state sharded over the batch axes with length split too (Megatron shards over dp x cp). */
   readonly zeroWithContext: boolean;
+  /** Hybrid sharding (--zero-axes) at ZeRO-3: MaxText's fsdp x data axes, torchtitan's HSDP (dp_shard within dp_replicate). */
+  readonly hybridZero: boolean;
   /**
    * ZeRO stages at which the engine reduces gradients only once the backward is done (nothing
    * hidden behind it): the search and estimate --engine price those plans with no overlap.
@@ -64,7 +66,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Mesh-TF', kinds: ['decoder', 'encoder-decoder'], zero: [0], recompute: ['none', 'full'], pipeline: false,
     virtualStages: false, context: true, sequenceParallel: false, multiAxis: false, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned'], gqa: true,
-    dtypes: ALL_DTYPES, zeroWithContext: false, reduceAfterBackward: [],
+    dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
     also: ['microbatches: tokens per microbatch per replica must divide the per-replica tokens'],
   },
   // t5x/partitioning.py PjitPartitioner (mesh axes replica, data, model; logical_axis_rules),
@@ -74,7 +76,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     recomputeKinds: ['encoder-decoder'], pipeline: false, virtualStages: false, context: false, sequenceParallel: false,
     multiAxis: true, freeLayout: true, partialTensor: true, vocabSplit: true, maxAxes: 2,
     deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, reduceAfterBackward: [],
+    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
     also: ['ZeRO-3 by a last (embed, data) rule: d_model must stay whole', 'the model axis lies within one slice (ici_mesh_shape)'],
   },
   // src/maxtext/configs/base.yml: mesh_axes, ici_/dcn_*_parallelism, logical_axis_rules,
@@ -83,7 +85,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'MaxText', kinds: ['decoder'], zero: [0, 1, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, reduceAfterBackward: [],
+    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [],
     also: ['each axis splits at the slice boundary into ici_* and dcn_* parts', 'num_pipeline_microbatches a multiple of the stages', 'int(devices x per_device_batch_size) sequences per microbatch'],
   },
   // megatron/training/arguments.py: rank order tp-cp-ep-dp-pp (tp innermost); --use-distributed-optimizer,
@@ -92,7 +94,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Megatron-LM', kinds: ['decoder'], zero: [0, 1, 2, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false,
     vocabSplit: true, deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['gelu', 'swiglu'],
-    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, reduceAfterBackward: [],
+    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
     also: ['context parallelism needs seq_length % (2 x cp) == 0', 'global batch a multiple of micro batch x data-parallel size'],
   },
   // deepspeed/runtime: zero_optimization.stage 0-3, tensor_parallel.autotp_size (AutoTP splits
@@ -101,7 +103,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'DeepSpeed', kinds: ['decoder', 'encoder-decoder'], zero: [0, 1, 2, 3], recompute: ['none'], pipeline: false,
     virtualStages: false, context: false, sequenceParallel: false, multiAxis: true, freeLayout: false, partialTensor: false,
     vocabSplit: false, maxAxes: undefined, deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'],
-    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false,
+    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false,
     // runtime/engine.py allreduce_gradients: stages 0 and 1 reduce at the accumulation boundary, after the backward.
     reduceAfterBackward: [0, 1],
     also: ['AutoTP: one tensor group that splits heads and d_ff (Linear layers), vocab whole', 'train_batch_size counts every rank, TP ranks included (deepspeedai/DeepSpeed#7298)'],
@@ -112,7 +114,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'torchtitan', kinds: ['decoder'], zero: [0, 3], recompute: ['none', 'full'], pipeline: true, virtualStages: true,
     context: false, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false, vocabSplit: true,
     deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['swiglu'], positions: ['rotary'], gqa: true,
-    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, reduceAfterBackward: [],
+    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: true, reduceAfterBackward: [],
     also: ['the model is a shipped llama3 or qwen3 flavor (model_spec is off the command line)', 'cp > 1 shards parameters over cp (FSDP), which no plan here does'],
   },
 };
