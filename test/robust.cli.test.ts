@@ -226,6 +226,10 @@ describe('flags: exact numbers and enums, given once', () => {
     [['run', ...tinyPlan, '--backend', 'gpu'], /backend/],
     [['train', ...tinyPlan, '--steps', '1', '--data', '/dev/zero'], /training text file \/dev\/zero: it is not a regular file/],
     [['estimate', '--plan', 'data/bench-example.csv'], /plan file data\/bench-example\.csv is not valid JSON/],
+    [['estimate', '--mesh', 'rows:2;cols:2', '--model', 'tiny', '--layout', 'batch:rows+cols', '--zero', '3', '--zero-axes', ''], /--zero-axes needs the batch axes/],
+    [['estimate', '--mesh', 'rows:2;cols:2', '--model', 'tiny', '--layout', 'batch:rows+cols', '--zero', '3', '--zero-axes', 'rows', '--zero-axes', 'cols'], /--zero-axes is given 2 times/],
+    [['estimate', '--mesh', 'rows:2;cols:2', '--model', 'tiny', '--layout', 'batch:rows', '--zero', '3', '--zero-axes', 'cols'], /does not split batch on cols/],
+    [['estimate', '--mesh', 'rows:2;cols:2', '--model', 'tiny', '--layout', 'batch:rows', '--zero-axes', 'rows'], /--zero-axes rows needs a ZeRO stage/],
   ])('refuses %j', (args, names) => refused(cli(args as string[]), names as RegExp));
 
   it('an invalid plan puts its reasons on stderr, and exits 2', () => {

@@ -85,9 +85,9 @@ export function planFromArgs(args: { layout?: unknown; zero?: unknown; zeroAxes?
   });
 }
 
-/** A flag given at most once, as a string (or a plan file's list). */
+/** A flag given at most once, as a string. */
 function stringFlag(name: string, v: unknown): unknown {
-  if (Array.isArray(v) && v.some((x) => typeof x !== 'string')) throw new InputError(`--${name} is given ${v.length} times; give it once`);
+  if (Array.isArray(v)) throw new InputError(`--${name} is given ${v.length} times; give it once`);
   return v;
 }
 
@@ -129,7 +129,7 @@ export function resolvePlan(args: PlanFlags): { spec: ModelSpec; mesh: Mesh; pla
     // A plan file's sequence parallelism and interleaving are part of its plan, like its ZeRO stage.
     sequenceParallel: args.sequenceParallel ?? file?.plan.sequenceParallel,
     virtualStages: args.virtualStages ?? file?.plan.virtualStages,
-    zeroAxes: args.zeroAxes ?? file?.plan.zeroAxes,
+    zeroAxes: args.zeroAxes ?? file?.plan.zeroAxes?.join('+'),
   });
   return { spec: loadModel(modelArg), mesh: loadMesh(meshArg), plan, file };
 }

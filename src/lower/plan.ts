@@ -39,7 +39,8 @@ export interface PlanOptions {
 
 /** `fsdp`, `fsdp+data` or `["fsdp"]` as a list of axis names; undefined when not given. */
 function zeroAxesOf(v: unknown): readonly string[] | undefined {
-  if (v === undefined || v === null || v === '') return undefined;
+  if (v === undefined || v === null) return undefined;
+  check(v !== '', '--zero-axes needs the batch axes ZeRO shards over, joined by +, e.g. fsdp');
   const list = typeof v === 'string' ? v.split('+').map((a) => a.trim()) : v;
   check(Array.isArray(list) && list.length > 0 && list.every((a) => typeof a === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(a)),
     `--zero-axes must name mesh axes joined by +, e.g. fsdp or fsdp+data, got ${JSON.stringify(v)}`);
