@@ -150,3 +150,22 @@ describe('exporting a hybrid plan', () => {
     expect(() => out('dcn:4;fsdp:8', 'dcn')).toThrow(/dp_replicate outside dp_shard/);
   });
 });
+
+describe('calibrate --fit physics over one chip on two networks', () => {
+  it('fits h100-sxm on its own rows and the A3 rows (h100-a3-high, GPUDirect-TCPX), each priced on its network', async () => {
+    const { readBenchFile } = await import('../src/calibrate/bench.js');
+    const { calibrate, resolveRows } = await import('../src/calibrate/index.js');
+    const raw = readBenchFile('data/published/steps.csv').filter((r) => String(r.device).startsWith('h100') || r.device === 'a100-80g');
+    const base = getDevice('h100-sxm');
+    const loaded = resolveRows(raw, base);
+    expect(loaded.rows.length).toBe(6);
+    expect(loaded.rejected.every((r) => /one device at a time: --device a100-80g/.test(r.reason))).toBe(true);
+    const report = calibrate(loaded, base, [], { method: 'physics' });
+    const names = report.fit.parameters.map((p) => p.name);
+    expect(names).toContain('levels.tcpx.efficiency');
+    expect(names).toContain('levels.infiniband.efficiency');
+    // Priced on InfiniBand (4x the A3 network) the A3 rows would be 20-35% fast (bench/accuracy, preset before this change).
+    expect(report.after.mape).toBeLessThan(0.05);
+    expect(() => calibrate(loaded, base, [], {})).toThrow(/fitted with --fit physics only/);
+  });
+});

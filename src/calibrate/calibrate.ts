@@ -4,7 +4,7 @@ import { price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile } from '../cost/profile.js';
 import { loadDevice } from '../inputs/index.js';
 import { readBenchFile } from './bench.js';
-import { fitProfile, setupFit, tooFewMessage, type FitOptions } from './fit.js';
+import { fitProfile, rowProfile, setupFit, tooFewMessage, type FitOptions } from './fit.js';
 import { accuracy } from './metrics.js';
 import { isRejection, newContext, resolveRow, type RawRow } from './resolve.js';
 import { readTraceFile, type StepStatistic } from './trace.js';
@@ -69,6 +69,7 @@ export function accuracyOf(rows: readonly Measurement[], profile: HardwareProfil
   const priced = new Map<Measurement['program'], number>();
   const step = (m: Measurement) => {
     let s = priced.get(m.program);
+    if (m.sibling) return price(m.program, m.sibling).time.step;
     if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
     return s;
   };
@@ -104,12 +105,16 @@ export function crossValidate(rows: readonly Measurement[], base: HardwareProfil
   const all = opts.method === 'physics' ? undefined : fitToAll ?? fitProfile(rows, base, opts).profile;
   for (const fold of new Set(folds)) {
     const train = rows.filter((_, i) => folds[i] !== fold);
-    const { profile } = fitProfile(train, base, all ? { ...opts, startFrom: all } : opts);
+    const fit = fitProfile(train, base, all ? { ...opts, startFrom: all } : opts);
     const priced = new Map<Measurement['program'], number>();
     rows.forEach((m, i) => {
       if (folds[i] !== fold) return;
+      if (m.sibling) {
+        predicted[i] = price(m.program, rowProfile(m, fit)).time.step;
+        return;
+      }
       let s = priced.get(m.program);
-      if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
+      if (s === undefined) priced.set(m.program, (s = price(m.program, fit.profile).time.step));
       predicted[i] = s;
     });
   }

@@ -3,7 +3,7 @@ import { axisLink, priceParts } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Link } from '../cost/profile.js';
 import { axisIndex } from '../mesh/mesh.js';
 import type { Program } from '../lower/program.js';
-import { fitPhysics } from './physics.js';
+import { fitPhysics, fitPhysicsFamily } from './physics.js';
 import { inProfileUnits, makeSpace, toProfile, type ParamSpace } from './model.js';
 import { boundedLm, evaluate, groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
@@ -49,6 +49,13 @@ export interface FitOptions {
 export interface FitResult {
   readonly profile: HardwareProfile;
   readonly summary: FitSummary;
+  /** The fitted profiles of the rows' sibling devices (Measurement.sibling), by name. */
+  readonly siblings?: ReadonlyMap<string, HardwareProfile>;
+}
+
+/** The profile a row is priced under: the fitted one, or its sibling device's (fitted, when the fit gave it). */
+export function rowProfile(m: Measurement, fit: Pick<FitResult, 'profile' | 'siblings'>): HardwareProfile {
+  return m.sibling ? fit.siblings?.get(m.sibling.name) ?? m.sibling : fit.profile;
 }
 
 /** Robust weight below which a row counts as an outlier in the report. */
@@ -198,6 +205,14 @@ export function tooFewMessage(observations: number, least: number, rows: number,
 
 /** Fit a profile to the rows, starting from (and falling back to) the base profile. */
 export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, setup?: FitSetup): FitResult {
+  if (rows.some((m) => m.sibling)) {
+    if (opts.method !== 'physics') throw new InputError(`rows measured on ${[...new Set(rows.flatMap((m) => (m.sibling ? [m.sibling.name] : [])))].join(', ')} (another network of ${base.name}'s chip) are fitted with --fit physics only`);
+    // One fit over the chip's networks (physics.ts fitPhysicsFamily): the base first, then each sibling.
+    const names = [...new Set(rows.flatMap((m) => (m.sibling ? [m.sibling.name] : [])))];
+    const bases = [base, ...names.map((n) => rows.find((m) => m.sibling?.name === n)!.sibling!)];
+    const fam = fitPhysicsFamily(rows, bases, (i) => (rows[i].sibling ? 1 + names.indexOf(rows[i].sibling!.name) : 0), opts.hold);
+    return { profile: fam.profiles[0], summary: fam.summary, siblings: new Map(names.map((n, j) => [n, fam.profiles[1 + j]])) };
+  }
   if (opts.method === 'physics') return fitPhysics(rows, base, opts.hold);
   const { space, obs, problem, start, fixed, free } = setup ?? setupFit(rows, base, opts);
   if (obs.length < free + 1) {

@@ -107,10 +107,15 @@ export function resolveRow(raw: RawRow, ctx: ResolveContext): Measurement | Reje
 function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   if (raw.problem) throw new InputError(raw.problem);
   const stepTime = seconds(raw.stepTime, 'step time');
+  let sibling: ReturnType<typeof findProfile>;
   if (raw.device !== undefined && raw.device !== null && raw.device !== '') {
     const d = String(raw.device);
     if (!findProfile(d) && !d.endsWith('.json')) throw new InputError(`unknown device "${d}"`);
-    if (d !== ctx.device) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
+    if (d !== ctx.device) {
+      const own = findProfile(d), fitted = findProfile(ctx.device);
+      if (!own?.chip || own.chip !== fitted?.chip) throw new InputError(`measured on device ${d}, but the profile being fitted is ${ctx.device} (calibrate one device at a time: --device ${d})`);
+      sibling = own;
+    }
   }
   const spec = withBatch(loadSpec(raw.model, raw.source.file), raw.batch);
   const specKey = JSON.stringify(spec);
@@ -153,7 +158,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
     comm[key] = seconds(v, `communication time over ${key}`);
   }
   return {
-    source: raw.source, modelName: spec.name, graph, mesh, plan, program, stepTime, components: { compute, comm },
+    source: raw.source, modelName: spec.name, ...(sibling ? { sibling } : {}), graph, mesh, plan, program, stepTime, components: { compute, comm },
     planKey,
     problemKey: `${specKey}|${formatMesh(mesh)}`,
   };

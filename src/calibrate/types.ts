@@ -24,6 +24,11 @@ export interface RowSource {
 export interface Measurement {
   readonly source: RowSource;
   readonly modelName: string;
+  /**
+   * Only for a row measured on another network of the fitted profile's chip (an A3 row when
+   * fitting h100-sxm): that device's profile. The physics fit prices it there, chip constants shared.
+   */
+  readonly sibling?: HardwareProfile;
   readonly graph: Graph;
   readonly mesh: Mesh;
   readonly plan: Plan;

@@ -167,7 +167,7 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
   if (t) return { ...p, levels: withLinkOverlap(p, t.linkOverlap), sources: { ...p.sources, linkOverlap: `taken from the ${t.from} fit (${FITTED[t.from].rows})` } };
   const f = FITTED[p.name];
   if (!f) return p;
-  const note = `fitted by the physics fit (src/calibrate/physics.ts, as calibrate --fit physics and bench/accuracy run it) on ${f.rows}`;
+  const note = `fitted by the physics fit (src/calibrate/physics.ts; mesh-search calibrate --fit physics --bench data/published/steps.csv --device ${p.name} runs it, from the datasheet profile in bench/accuracy) on ${f.rows}`;
   return {
     ...p,
     efficiency: {
