@@ -169,3 +169,19 @@ describe('calibrate --fit physics over one chip on two networks', () => {
     expect(() => calibrate(loaded, base, [], {})).toThrow(/fitted with --fit physics only/);
   });
 });
+
+describe('the search offers hybrid sharding where the batch crosses a slower network', () => {
+  it('on A3 VMs (TCPX between them) it picks ZeRO within the VM and data parallelism across, as the exhaustive scan does', async () => {
+    const { search, exhaustive } = await import('../src/search/index.js');
+    const q = { spec: getPreset('llama2-7b'), mesh: 'dcn:4;fsdp:8', profile: getDevice('h100-a3-high') };
+    const r = await search({ ...q, workers: 0 });
+    const e = await exhaustive({ ...q, symmetry: false });
+    expect(r.best!.plan.zeroAxes).toEqual(['fsdp']);
+    expect(r.best!.time.step).toBe(e.best!.time.step);
+    expect(r.best!.plan).toEqual(e.best!.plan);
+    expect(r.searched.hybrid).toBeGreaterThan(0);
+    // On one level (a TPU slice) there is no hybrid variant to offer.
+    const one = await search({ spec: getPreset('llama2-7b'), mesh: 'data:4;fsdp:8', profile: getDevice('tpu-v5p'), workers: 0 });
+    expect(one.searched.hybrid).toBe(0);
+  });
+});

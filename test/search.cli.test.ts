@@ -22,7 +22,7 @@ describe('mesh-search --mesh 16x32 --model transformer-5b', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     expect(Object.keys(result)).toEqual(['best', 'top', 'pareto', 'searched']);
-    expect(Object.keys(result.searched)).toEqual(['plans', 'valid', 'feasible', 'pruned', 'seconds', 'workers', 'sequenceParallel']);
+    expect(Object.keys(result.searched)).toEqual(['plans', 'valid', 'feasible', 'pruned', 'seconds', 'workers', 'sequenceParallel', 'hybrid']);
     expect(result.searched.workers).toBe(2);
     expect(result.top).toHaveLength(5);
     expect(result.top[0]).toEqual(result.best);

@@ -15,13 +15,15 @@ import { tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
  * src/search but the public search() and estimatePlan: every layout (each mesh axis takes a set of
  * dimensions), kept when valid by the definition (no tensor with two dimensions on one axis, every
  * split size divisible), times ZeRO 0-3 (0 only when batch is not split), every recompute and
- * every power-of-two microbatch count estimatePlan accepts; each plan priced by estimatePlan, then
+ * every power-of-two microbatch count estimatePlan accepts, and at ZeRO 1-3 the hybrid variant where
+ * the batch axes run on two network levels; each plan priced by estimatePlan, then
  * its own sort and its own Pareto filter. Meshes have axes of different sizes, so no two plans
  * are mirror images and the brute force needs no symmetry reduction.
  */
 interface Priced {
   readonly layout: string;
   readonly sequenceParallel: boolean;
+  readonly hybrid: boolean;
   readonly step: number;
   readonly memory: number;
   readonly feasible: boolean;
@@ -64,25 +66,46 @@ function validLayouts(graph: Graph, mesh: Mesh): string[] {
   return out;
 }
 
+/**
+ * DESIGN.md's network level of an axis: the first level holding its span (its size times the
+ * inner axes'), an axis named dcn the outermost, an axisLinks override a level of its own outside them.
+ */
+function levelOf(mesh: Mesh, profile: HardwareProfile, a: number): number {
+  if (profile.axisLinks?.[mesh.axes[a].name]) return profile.levels.length + a;
+  if (mesh.axes[a].name === 'dcn') return profile.levels.length - 1;
+  const span = mesh.axes.slice(a).reduce((p, x) => p * x.size, 1);
+  const i = profile.levels.findIndex((l) => span <= l.devices);
+  return i < 0 ? profile.levels.length - 1 : i;
+}
+
+/** DESIGN.md's hybrid variant: ZeRO over the batch axes below the outermost level they use, when they use several. */
+function hybridAxes(layout: string, mesh: Mesh, profile: HardwareProfile): string[] | null {
+  const batch = /(?:^|;)batch:([^;]*)/.exec(layout)?.[1]?.split('+') ?? [];
+  const levels = batch.map((n) => levelOf(mesh, profile, mesh.axes.findIndex((x) => x.name === n)));
+  if (levels.length < 2 || Math.max(...levels) === Math.min(...levels)) return null;
+  return batch.filter((_, i) => levels[i] < Math.max(...levels));
+}
+
 function bruteForce(spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): Priced[] {
   const graph = buildGraph(spec);
   const all: Priced[] = [];
   for (const layout of validLayouts(graph, mesh)) {
     const batchSplit = /(^|;)batch:/.test(layout);
-    for (const zero of batchSplit ? [0, 1, 2, 3] : [0]) {
+    const hybrid = hybridAxes(layout, mesh, profile);
+    for (const [zero, zeroAxes] of (batchSplit ? [0, 1, 2, 3] : [0]).flatMap((z) => (z > 0 && hybrid ? [[z, undefined], [z, hybrid.join('+')]] : [[z, undefined]])) as [0 | 1 | 2 | 3, string | undefined][]) {
       for (const recompute of ['none', 'selective', 'full'] as Recompute[]) {
         for (let microbatches = 1; microbatches <= spec.batch; microbatches *= 2) {
           // Each plan with and without sequence parallelism; estimatePlan says which are valid.
           for (const sequenceParallel of [false, true]) {
             let e;
             try {
-              e = estimatePlan(graph, mesh, makePlan(layout, { zero, recompute, microbatches, sequenceParallel }), profile);
+              e = estimatePlan(graph, mesh, makePlan(layout, { zero, zeroAxes, recompute, microbatches, sequenceParallel }), profile);
             } catch (err) {
               // A layout that cannot take sequence parallelism is refused by name.
               if (sequenceParallel && /sequence parallelism/.test((err as Error).message)) continue;
               throw err;
             }
-            if (e.valid) all.push({ layout, sequenceParallel, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
+            if (e.valid) all.push({ layout, sequenceParallel, hybrid: zeroAxes !== undefined, step: e.time.step, memory: e.memory.total, feasible: e.feasible });
           }
         }
       }
@@ -118,7 +141,7 @@ const meshes = ['a0:2;a1:4', 'a0:4;a1:2', 'a0:2;a1:3', 'a0:3;a1:2', 'a0:4', 'a0:
 
 describe('the search against an independent brute force', () => {
   const exact = (specs: fc.Arbitrary<ModelSpec>, numRuns: number, seed: number, minSpCases: number | null) => async () => {
-    let cases = 0, spCases = 0;
+    let cases = 0, spCases = 0, hybridCases = 0;
     await fc.assert(fc.asyncProperty(
       fc.record({
         spec: specs, mesh: fc.constantFrom(...meshes), profile: tinyProfile(),
@@ -140,8 +163,9 @@ describe('the search against an independent brute force', () => {
         cases++;
         const all = bruteForce(s.spec, s.mesh, s.profile);
         // The space's count is of plans without sequence parallelism (their SP variants are priced beside them).
-        expect(r.searched.valid).toBe(all.filter((p) => !p.sequenceParallel).length);
+        expect(r.searched.valid).toBe(all.filter((p) => !p.sequenceParallel && !p.hybrid).length);
         if (all.some((p) => p.sequenceParallel)) spCases++;
+        if (all.some((p) => p.hybrid)) hybridCases++;
         expect(r.top.map((e) => [e.time.step, e.memory.total])).toEqual(bestK(all, s.objective, s.top));
         expect(points(r.pareto)).toEqual(paretoPoints(all, s.objective, s.paretoSlack));
         if (all.some((p) => p.feasible)) {
@@ -155,6 +179,8 @@ describe('the search against an independent brute force', () => {
     expect(cases).toBe(numRuns);
     // Cases where sequence parallelism is in the space, so its variants are checked too.
     if (minSpCases !== null) expect(spCases).toBeGreaterThan(minSpCases);
+    // And cases where hybrid sharding is (batch axes on two network levels).
+    if (minSpCases !== null) expect(hybridCases).toBeGreaterThan(0);
   };
 
   it('finds the same top plans, the same Pareto front and the same closest plan, on cases where the bounds prune', exact(tinySpec(), 30, 12, 5), 600_000);

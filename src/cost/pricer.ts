@@ -44,6 +44,7 @@ interface LayoutEntry {
   bases: Map<number, WalkPart>;
   /** Strategy terms by ZeRO stage: they do not depend on microbatches or interleaving (price.ts). */
   strategies: (StrategyCost | undefined)[];
+  hybrid: Map<string, StrategyCost>;
 }
 
 // Layouts whose lowering and walks a pricer keeps (least recently used out).
@@ -76,7 +77,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         if (!(err instanceof InputError)) throw err;
         lowering = err.message;
       }
-      entry = { lowering, walks: new Map(), bases: new Map(), strategies: [] };
+      entry = { lowering, walks: new Map(), bases: new Map(), strategies: [], hybrid: new Map() };
       if (cache.size >= WORKING_SET) cache.delete(cache.keys().next().value!);
     }
     cache.set(key, entry);
@@ -103,9 +104,12 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     const once = { ...plan, microbatches: 1, virtualStages: 1 };
     let s: ReturnType<typeof strategyCost>, p: ReturnType<typeof stepParts>;
     if (plan.zeroAxes) {
-      // A hybrid plan (the search never makes one) is priced without the per-stage cache.
+      // A hybrid plan: its strategy terms cached by stage and axes.
       try {
-        s = strategyCost(l, once, profile);
+        const hk = `${plan.zero}|${plan.zeroAxes.join('+')}`;
+        let hs = entry.hybrid.get(hk);
+        if (!hs) entry.hybrid.set(hk, (hs = strategyCost(l, once, profile)));
+        s = hs;
         p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
       } catch (err) {
         if (err instanceof InputError) return INVALID(err.message);

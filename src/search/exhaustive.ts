@@ -1,6 +1,7 @@
 import type { Estimate } from '../cost/estimate.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
+import { axisLevel } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { compileLayout, splittableDims, layoutProblem, type Layout } from '../layout/layout.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
@@ -38,8 +39,17 @@ export function exhaustive(opts: {
   let top: Candidate[] = [];
   const all: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let plans = 0, valid = 0, feasible = 0, priced = 0, pricedPlain = 0, maxUsed = 0;
+  let plans = 0, valid = 0, feasible = 0, priced = 0, pricedPlain = 0, pricedHybrid = 0, maxUsed = 0;
   const withSp = new WeakSet<Candidate>();
+  const hybridOf = new WeakMap<Candidate, readonly string[]>();
+  // ZeRO over the batch axes below the outermost network level the batch uses, when it uses several.
+  const levelOfAxis = mesh.axes.map((_, a) => axisLevel(opts.profile, mesh, a));
+  const hybridAxes = (batch: number): readonly string[] | null => {
+    const ls = mesh.axes.flatMap((_, a) => (batch & (1 << a) ? [levelOfAxis[a]] : []));
+    if (ls.length === 0 || Math.max(...ls) === Math.min(...ls)) return null;
+    const top = Math.max(...ls);
+    return mesh.axes.filter((_, a) => batch & (1 << a) && levelOfAxis[a] < top).map((x) => x.name);
+  };
   const choiceIndex = new Map(space.choices.map((c, i) => [c, i]));
 
   const visit = () => {
@@ -64,26 +74,31 @@ export function exhaustive(opts: {
     for (let a = 0; a < A; a++) if (masks[0] & (1 << a)) split *= mesh.axes[a].size;
     const perReplica = graph.spec.batch / split;
     const zeros: ZeroStage[] = masks[0] ? [0, 1, 2, 3] : [0];
+    // Hybrid sharding where the batch axes run on several network levels (space.ts hybridZeroAxes, checked against it in test).
+    const hybrid = hybridAxes(masks[0]);
     // The strategies without sequence parallelism first: their count n numbers the SP variants (space.ts strategyIndex).
     const sps = sequenceParallelProblem(graph, mesh, layout as Layout) === null ? [false, true] : [false];
     let n = 0;
     for (const sequenceParallel of sps) {
       let strategy = 0;
-      for (const zero of zeros) {
+      for (const zero of zeros) for (const zeroAxes of zero > 0 && hybrid ? [undefined, hybrid] : [undefined]) {
         for (const recompute of RECOMPUTE) {
           for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
-            if (!sequenceParallel) valid++;
+            const plain = !sequenceParallel && !zeroAxes;
+            if (plain) valid++;
             const index = strategyIndex(strategy++, n, sequenceParallel);
             if (opts.symmetry && !canonical) continue;
-            const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
+            const plan: Plan = { layout, zero, ...(zeroAxes ? { zeroAxes } : {}), recompute, microbatches, sequenceParallel, virtualStages: 1 };
             const cost = pricer(plan);
             priced++;
-            if (!sequenceParallel) pricedPlain++;
+            if (plain) pricedPlain++;
+            else if (!sequenceParallel) pricedHybrid++;
             const c: Candidate = { rank, strategy: index, zero, recompute, microbatches, step: cost.step, memory: cost.memory, feasible: cost.feasible };
             if (sequenceParallel) withSp.add(c);
+            if (zeroAxes) hybridOf.set(c, zeroAxes);
             if (!leastMemory || compare('memory', c, leastMemory) < 0) leastMemory = c;
             if (!cost.feasible) continue;
-            if (!sequenceParallel) feasible++;
+            if (plain) feasible++;
             all.push(c);
             top = mergeTop(objective, [top, [c]], k);
           }
@@ -116,13 +131,14 @@ export function exhaustive(opts: {
       r = Math.floor(r / space.choices.length);
       for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
     }
-    return estimatePlan(graph, mesh, { layout, zero: c.zero, recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: withSp.has(c), virtualStages: 1 }, opts.profile);
+    const zeroAxes = hybridOf.get(c);
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, ...(zeroAxes ? { zeroAxes } : {}), recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: withSp.has(c), virtualStages: 1 }, opts.profile);
   };
   const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,
     top: top.map(estimateOf),
     pareto: paretoFront(objective, all, cap).map(estimateOf),
-    searched: { plans: plans + valid, valid, feasible, pruned: valid - pricedPlain, seconds: (performance.now() - t0) / 1000, workers: 0, sequenceParallel: priced - pricedPlain },
+    searched: { plans: plans + valid, valid, feasible, pruned: valid - pricedPlain, seconds: (performance.now() - t0) / 1000, workers: 0, sequenceParallel: priced - pricedPlain - pricedHybrid, hybrid: pricedHybrid },
     candidates: priced,
     maxUsed,
   };

@@ -84,6 +84,8 @@ export interface ExploreResult {
   readonly priced: number;
   /** Sequence-parallel variants priced (not counted in the space's plans). */
   readonly pricedSequenceParallel: number;
+  /** Hybrid-sharded variants priced without sequence parallelism (not counted in the space's plans either). */
+  readonly pricedHybrid: number;
   readonly feasible: number;
   /** Complete layouts examined (bounded or priced). */
   readonly layouts: number;

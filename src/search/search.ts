@@ -59,6 +59,8 @@ export interface SearchResult {
     plans: number; valid: number; feasible: number; pruned: number; seconds: number; workers: number;
     /** Sequence-parallel variants priced beside the plans (not in the counts before it). */
     sequenceParallel: number;
+    /** Hybrid-sharded variants priced beside the plans (ZeRO within the faster levels: space.ts hybridZeroAxes), not in the counts either. */
+    hybrid?: number;
     /** Only when a time limit stopped the search: a proven lower bound on the objective and the best's gap to it. */
     lowerBound?: number; gap?: number;
   };
@@ -146,13 +148,14 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     let top: Candidate[] = [];
     let frontCandidates: Candidate[] = [];
     let leastMemory: Candidate | null = null;
-    let priced = 0, pricedSp = 0, feasible = 0, done = 0;
+    let priced = 0, pricedSp = 0, pricedHybrid = 0, feasible = 0, done = 0;
     let kth = Infinity, cap = Infinity;
     let front: [number, number][] = [];
     let open = Infinity;
     const take = (r: ExploreResult, weight: number) => {
       priced += r.priced;
       pricedSp += r.pricedSequenceParallel;
+      pricedHybrid += r.pricedHybrid;
       feasible += r.feasible;
       open = Math.min(open, r.open);
       if (r.leastMemory && (!leastMemory || compare('memory', r.leastMemory, leastMemory) < 0)) leastMemory = r.leastMemory;
@@ -225,7 +228,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
       top: top.map(estimateOf),
       pareto: paretoFront(objective, frontCandidates, cap).map(estimateOf),
       searched: {
-        plans, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: runner.workers, sequenceParallel: pricedSp,
+        plans, valid, feasible, pruned: valid - priced, seconds: (performance.now() - t0) / 1000, workers: runner.workers, sequenceParallel: pricedSp, hybrid: pricedHybrid,
       },
     };
     if (open < Infinity) {

@@ -27,11 +27,15 @@ export interface PlanSpace {
   readonly twin: readonly number[];
   readonly sizes: readonly number[];
   readonly dimSizes: readonly number[];
+  /** Per axis, the network level its collectives run on (cost/price.ts axisLevel). */
+  readonly levels: readonly number[];
 }
 
-/** Strategies of one layout, in tie-break order: zero, then recompute, then microbatches ascending. */
+/** Strategies of one layout, in tie-break order: zero, ZeRO over every batch axis before the hybrid, then recompute, then microbatches ascending. */
 export interface Strategy {
   readonly zero: ZeroStage;
+  /** Hybrid sharding (hybridZeroAxes): ZeRO over these batch axes only. */
+  readonly zeroAxes?: readonly string[];
   readonly recompute: Recompute;
   readonly microbatches: number;
 }
@@ -105,6 +109,7 @@ export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile, op
   return {
     graph, mesh, dims: DIM_NAMES, choices, ranks, twin,
     sizes: mesh.axes.map((a) => a.size), dimSizes: DIM_NAMES.map((d) => graph.dimSizes[d]),
+    levels: mesh.axes.map((_, i) => axisLevel(profile, mesh, i)),
   };
 }
 
@@ -175,17 +180,42 @@ export function microbatchCounts(space: PlanSpace, split: readonly number[]): nu
 export function strategies(space: PlanSpace, split: readonly number[], masks: readonly number[]): Strategy[] {
   const ms = microbatchCounts(space, split);
   const zeros: ZeroStage[] = masks[BATCH] ? [0, 1, 2, 3] : [0];
+  const hybrid = hybridZeroAxes(space, masks);
   const out: Strategy[] = [];
-  for (const zero of zeros) for (const recompute of RECOMPUTE) for (const microbatches of ms) out.push({ zero, recompute, microbatches });
+  for (const zero of zeros) {
+    for (const zeroAxes of zero > 0 && hybrid ? [undefined, hybrid] : [undefined]) {
+      for (const recompute of RECOMPUTE) for (const microbatches of ms) out.push(zeroAxes ? { zero, zeroAxes, recompute, microbatches } : { zero, recompute, microbatches });
+    }
+  }
   return out;
 }
 
 export function strategyCount(space: PlanSpace, split: readonly number[], masks: readonly number[]): number {
-  return (masks[BATCH] ? 4 : 1) * RECOMPUTE.length * microbatchCounts(space, split).length;
+  return (masks[BATCH] ? (hybridZeroAxes(space, masks) ? 7 : 4) : 1) * RECOMPUTE.length * microbatchCounts(space, split).length;
+}
+
+/**
+ * The hybrid sharding the space offers a layout (HSDP, MaxText's ici_fsdp x dcn_data): when its
+ * batch axes run on more than one network level, ZeRO over those below the outermost of them, the
+ * ones on it replicated. Null when all of its batch axes share a level (ZeRO over all is the choice).
+ */
+export function hybridZeroAxes(space: PlanSpace, masks: readonly number[]): readonly string[] | null {
+  const b = masks[BATCH];
+  if (!b) return null;
+  let outer = -1, inner = Infinity;
+  for (let a = 0; a < space.sizes.length; a++) {
+    if (!(b & (1 << a))) continue;
+    outer = Math.max(outer, space.levels[a]);
+    inner = Math.min(inner, space.levels[a]);
+  }
+  if (outer === inner) return null;
+  const axes: string[] = [];
+  for (let a = 0; a < space.sizes.length; a++) if (b & (1 << a) && space.levels[a] < outer) axes.push(space.mesh.axes[a].name);
+  return axes;
 }
 
 export function planOf(layout: Layout, s: Strategy, sequenceParallel = false): Plan {
-  return { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 };
+  return { layout, zero: s.zero, ...(s.zeroAxes ? { zeroAxes: s.zeroAxes } : {}), recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 };
 }
 
 /**

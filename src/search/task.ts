@@ -10,7 +10,7 @@ import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import { makeRemaining, SLACK_ROUNDING, type Remaining } from './remaining.js';
 import { Shared } from './shared.js';
-import { encode, layoutOf, makeSpace, microbatchCounts, strategies, strategyIndex, type PlanSpace } from './space.js';
+import { encode, layoutOf, makeSpace, microbatchCounts, planOf, strategies, strategyIndex, type PlanSpace } from './space.js';
 
 /**
  * One share of the search, as a pure function of its message: the same code runs in a piscina
@@ -150,7 +150,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
   const top: Candidate[] = [];
   const scope: Candidate[] = [];
   let leastMemory: Candidate | null = null;
-  let priced = 0, pricedSp = 0, feasible = 0, layouts = 0, sinceCheck = 0;
+  let priced = 0, pricedSp = 0, pricedHybrid = 0, feasible = 0, layouts = 0, sinceCheck = 0;
   let stopping = false;
   let open = Infinity;
   const choice = new Array<number>(A).fill(0);
@@ -212,19 +212,22 @@ function explore(p: Prepared, task: Task): ExploreResult {
       const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
       if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
       const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
-      let skipZero = -1;
+      // Skips are per ZeRO variant (stage, and hybrid or not): each runs its own recompute x microbatches.
+      let skipZero = '';
       let skipZR = '';
       for (let i = 0; i < all.length; i++) {
         const s = all[i];
-        if (s.zero === skipZero || `${s.zero}/${s.recompute}` === skipZR) continue;
-        const plan: Plan = { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel: sp, virtualStages: 1 };
+        const zk = s.zeroAxes ? `${s.zero}h` : `${s.zero}`;
+        if (zk === skipZero || `${zk}/${s.recompute}` === skipZR) continue;
+        const plan: Plan = planOf(layout, s, sp);
         // Outside the filter: never priced, so never an incumbent and never a bound.
         if (p.admit && !p.admit.plan(plan)) continue;
         const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
         if (sp) pricedSp++;
+        else if (s.zeroAxes) pricedHybrid++;
         else priced++;
         if (!cost.valid) throw new Error(`the space holds an invalid plan: ${cost.problem}`);
-        if (cost.feasible && !sp) feasible++;
+        if (cost.feasible && !sp && !s.zeroAxes) feasible++;
         // A record only for a plan that may reach an answer (most do not: less garbage to collect).
         const pv = objective === 'time' ? cost.step : cost.memory;
         const mayRank = cost.feasible && (top.length < k || pv <= primary(objective, top[top.length - 1]) || pv <= cap);
@@ -242,8 +245,8 @@ function explore(p: Prepared, task: Task): ExploreResult {
           // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
           const sb = (cost.compute + bubble) * SLACK_ROUNDING;
           if (prunable(objective, kth, cap, front, sb, lbMemory)) {
-            if (s.microbatches === 1) skipZero = s.zero;
-            else skipZR = `${s.zero}/${s.recompute}`;
+            if (s.microbatches === 1) skipZero = zk;
+            else skipZR = `${zk}/${s.recompute}`;
           }
         }
       }
@@ -300,5 +303,5 @@ function explore(p: Prepared, task: Task): ExploreResult {
     masks.fill(0);
   }
   shared.addExamined(sinceCheck);
-  return { kind: 'explore', priced, pricedSequenceParallel: pricedSp, feasible, layouts, top, front: paretoFront(objective, scope, cap), leastMemory, open };
+  return { kind: 'explore', priced, pricedSequenceParallel: pricedSp, pricedHybrid, feasible, layouts, top, front: paretoFront(objective, scope, cap), leastMemory, open };
 }

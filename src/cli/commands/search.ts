@@ -44,7 +44,7 @@ const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 function planRow(i: number, e: Estimate): string[] {
   return [
-    String(i + 1), e.plan.layout || '(replicated)', String(e.plan.zero), e.plan.recompute, String(e.plan.microbatches),
+    String(i + 1), e.plan.layout || '(replicated)', e.plan.zeroAxes ? `${e.plan.zero} over ${e.plan.zeroAxes.join('+')}` : String(e.plan.zero), e.plan.recompute, String(e.plan.microbatches),
     e.plan.sequenceParallel ? 'yes' : '-', fmtSeconds(e.time.step), pct(e.mfu), fmtBytes(e.memory.total), fmtBytes(e.communication.bytesPerDevice),
   ];
 }
@@ -98,7 +98,7 @@ export function formatSearch(r: SearchResult, ctx: { spec: ModelSpec; mesh: Mesh
   const lines = [
     `${ctx.spec.name} (${fmtParams(any.model.params)} parameters) on ${formatMesh(ctx.mesh)} (${ctx.mesh.size} devices), ${any.device}: ${ctx.objective === 'time' ? 'least step time' : 'least memory per device'}${ctx.engine ? `, plans ${CAPABILITIES[ctx.engine].title} can express` : ''}`,
     `searched ${s.valid.toLocaleString('en-US')} valid plans of ${s.plans.toLocaleString('en-US')} in ${s.seconds.toFixed(2)} s on ${s.workers === 0 ? 'the main thread' : `${s.workers} worker${s.workers === 1 ? '' : 's'}`}: ` +
-      `${(s.valid - s.pruned).toLocaleString('en-US')} priced${s.sequenceParallel ? ` (and ${s.sequenceParallel.toLocaleString('en-US')} sequence-parallel variants beside them)` : ''}, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry${ctx.engine ? ` or outside ${CAPABILITIES[ctx.engine].title}` : ''}, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
+      `${(s.valid - s.pruned).toLocaleString('en-US')} priced${s.sequenceParallel || s.hybrid ? ` (and ${[s.sequenceParallel ? `${s.sequenceParallel.toLocaleString('en-US')} sequence-parallel` : '', s.hybrid ? `${s.hybrid.toLocaleString('en-US')} hybrid-sharded` : ''].filter(Boolean).join(' and ')} variants beside them)` : ''}, ${s.pruned.toLocaleString('en-US')} pruned by bounds and symmetry${ctx.engine ? ` or outside ${CAPABILITIES[ctx.engine].title}` : ''}, ${s.feasible.toLocaleString('en-US')} of those priced fit in memory`,
     '',
   ];
   if (!r.best) return lines.join('\n') + '\n' + noFeasible(r);
