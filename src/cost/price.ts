@@ -35,8 +35,7 @@ export function maskLink(profile: HardwareProfile, mesh: Mesh, mask: number, kin
 const KIND_INDEX: Record<CollectiveKind, number> = { allreduce: 0, allgather: 1, 'reduce-scatter': 2, 'all-to-all': 3, send: 4 };
 const linkCache = new WeakMap<HardwareProfile, WeakMap<Mesh, Map<number, { inv: number; fixed: number }>>>();
 
-/** Which network level an axis runs on: its axisLinks override (a level of its own) or the first level that holds its span. */
-/** The level an axis's collectives are grouped by: an axisLinks override is a level of its own. */
+/** The level an axis's collectives are grouped by: an axisLinks override is a level of its own, else its networkLevel. */
 export function axisLevel(profile: HardwareProfile, mesh: Mesh, axis: number): number {
   if (profile.axisLinks?.[mesh.axes[axis].name]) return profile.levels.length + axis;
   return networkLevel(profile, mesh, axis);
