@@ -180,6 +180,11 @@ describe('the search offers hybrid sharding where the batch crosses a slower net
     expect(r.best!.time.step).toBe(e.best!.time.step);
     expect(r.best!.plan).toEqual(e.best!.plan);
     expect(r.searched.hybrid).toBeGreaterThan(0);
+    // Choosing the mesh too (--devices 32) finds the same plan, its zeroAxes renamed onto the mesh it reports.
+    const { searchDevices } = await import('../src/search/index.js');
+    const d = await searchDevices({ spec: q.spec, devices: 32, profile: q.profile, workers: 0 });
+    expect(d.best!.plan.zeroAxes).toEqual([d.mesh.split(';')[1].split(':')[0]]);
+    expect(d.best!.time.step).toBe(r.best!.time.step);
     // On one level (a TPU slice) there is no hybrid variant to offer.
     const one = await search({ spec: getPreset('llama2-7b'), mesh: 'data:4;fsdp:8', profile: getDevice('tpu-v5p'), workers: 0 });
     expect(one.searched.hybrid).toBe(0);

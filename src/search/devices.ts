@@ -98,7 +98,7 @@ const axisName = (level: string) => {
  * axes that split the same dimensions merge into one (named after the level). Outer segments
  * first; within a segment, merged axes in the order of their first part.
  */
-export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { mesh: Mesh; layout: string } {
+export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { mesh: Mesh; layout: string; axisOf: ReadonlyMap<string, string> } {
   const parsed = parseLayout(layout);
   const dimsOf = fine.mesh.axes.map((a) => [...parsed].filter(([, axes]) => axes.includes(a.name)).map(([d]) => d).sort().join(','));
   const groups: { segment: number; key: string; size: number; dims: string }[] = [];
@@ -120,7 +120,9 @@ export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { 
   const mesh = makeMesh(named.map((g) => ({ name: g.name, size: g.size })));
   const out = new Map<DimName, string[]>();
   for (const [d] of parsed) out.set(d, named.filter((g) => g.dims.split(',').includes(d)).map((g) => g.name));
-  return { mesh, layout: formatLayout(out) };
+  // Each fine axis's coarse axis: what a hybrid plan's zeroAxes become (its axes share a level, so a group).
+  const axisOf = new Map(fine.mesh.axes.map((a, i) => [a.name, named.find((g) => g.key === `${fine.segment[i]}|${dimsOf[i]}`)!.name]));
+  return { mesh, layout: formatLayout(out), axisOf };
 }
 
 /** Search every mesh of `devices` devices jointly with the plan: the best mesh and its plan. */
@@ -132,7 +134,8 @@ export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSe
   const graph = buildGraph(opts.spec);
   const onCoarse = (e: Estimate): Estimate => {
     const c = coarsen(fine, e.plan.layout);
-    return estimatePlan(graph, c.mesh, makePlan(c.layout, { zero: e.plan.zero, recompute: e.plan.recompute, microbatches: e.plan.microbatches, sequenceParallel: e.plan.sequenceParallel, virtualStages: e.plan.virtualStages }), profile);
+    const zeroAxes = e.plan.zeroAxes ? [...new Set(e.plan.zeroAxes.map((a) => c.axisOf.get(a)!))].join('+') : undefined;
+    return estimatePlan(graph, c.mesh, makePlan(c.layout, { zero: e.plan.zero, zeroAxes, recompute: e.plan.recompute, microbatches: e.plan.microbatches, sequenceParallel: e.plan.sequenceParallel, virtualStages: e.plan.virtualStages }), profile);
   };
   const best = r.best ? onCoarse(r.best) : null;
   const result: DeviceSearchResult = {
