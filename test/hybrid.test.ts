@@ -93,6 +93,9 @@ describe('hybrid sharding (--zero-axes)', () => {
     for (const [zero, axes] of [[1, 'cols'], [2, 'rows'], [3, 'cols']] as const) {
       const r = await runPlan({ spec: tiny, mesh: parseMesh('rows:2;cols:2'), plan: makePlan('batch:rows+cols', { zero, zeroAxes: axes }), steps: 2, device: getDevice('tpu-v2'), check: true, backend: 'wasm' });
       expect(r.check!.maxRelativeError).toBeLessThan(1e-4);
+      // Its trace calibrates as the hybrid plan it ran, not as ZeRO over every batch axis.
+      const { traceToRow } = await import('../src/calibrate/index.js');
+      expect(traceToRow(r.trace, 't.json').zeroAxes).toBe(axes);
     }
   });
 

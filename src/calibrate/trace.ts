@@ -107,7 +107,7 @@ export function traceToRow(value: unknown, file: string, statistic: StepStatisti
     if (times.length) stepTime = pick(times);
   }
   return {
-    source, model: od.model, mesh: od.mesh, layout: plan.layout, zero: plan.zero, recompute: plan.recompute,
+    source, model: od.model, mesh: od.mesh, layout: plan.layout, zero: plan.zero, zeroAxes: Array.isArray(plan.zeroAxes) ? plan.zeroAxes.join('+') : plan.zeroAxes, recompute: plan.recompute,
     microbatches: plan.microbatches, stepTime, compute, comm,
   };
 }
