@@ -1,4 +1,7 @@
 import fc from 'fast-check';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
@@ -170,6 +173,14 @@ describe('calibrate --fit physics over one chip on two networks', () => {
     // Priced on InfiniBand (4x the A3 network) the A3 rows would be 20-35% fast (bench/accuracy, preset before this change).
     expect(report.after.mape).toBeLessThan(0.05);
     expect(() => calibrate(loaded, base, [], {})).toThrow(/fitted with --fit physics only/);
+  });
+
+  it('its report groups the 38 rows of other devices by reason in one line instead of listing each', async () => {
+    const { runCli } = await import('./search.helpers.js');
+    const r = runCli(['calibrate', '--fit', 'physics', '--bench', 'data/published/steps.csv', '--device', 'h100-sxm', '--out', join(mkdtempSync(join(tmpdir(), 'cal-')), 'p.json')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/38 rows were rejected: 24× measured on device tpu-v5e.*8× .*a100-80g.*6× .*tpu-v4/);
+    expect(r.stdout.split('\n').filter((l) => l.includes('rejected')).length).toBe(2);
   });
 });
 

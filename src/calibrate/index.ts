@@ -1,4 +1,4 @@
-export { calibrate, crossValidate, accuracyOf, checkEnoughRows, readInputs, baseDevice, resolveRows, MIN_PLANS } from './calibrate.js';
+export { calibrate, crossValidate, accuracyOf, checkEnoughRows, readInputs, baseDevice, resolveRows, summarizeRejections, MIN_PLANS } from './calibrate.js';
 export { fitProfile, setupFit } from './fit.js';
 export { mape, kendallTau } from './metrics.js';
 export { benchRowsFromCsv, benchRowsFromJson, readBenchFile } from './bench.js';

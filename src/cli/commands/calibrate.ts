@@ -1,7 +1,7 @@
 import { checkWritable, enumFlag, writeAtomic } from '../../inputs/index.js';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.js';
-import { baseDevice, calibrate, readInputs, resolveRows } from '../../calibrate/index.js';
+import { baseDevice, calibrate, readInputs, resolveRows, summarizeRejections } from '../../calibrate/index.js';
 import type { Accuracy, CalibrationReport } from '../../calibrate/types.js';
 import { table } from '../format.js';
 
@@ -23,10 +23,15 @@ const tau = (a: Accuracy) => (a.kendallTau === null ? 'n/a' : a.kendallTau.toFix
 const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-2) ? x.toExponential(3) : x.toFixed(4));
 
 
+const SHOWN_REJECTIONS = 8;
+
 export function formatReport(r: CalibrationReport, out?: string): string {
   const lines = [
     `calibrated ${r.profile.name} from ${r.rows.used} rows (${r.rows.rejected} rejected)`,
-    ...r.rejections.map((x) => `  rejected ${x.file}:${x.line}: ${x.reason}`),
+    // A few rejected rows one per line; many (rows of other devices in a shared file) grouped by reason.
+    ...(r.rejections.length <= SHOWN_REJECTIONS
+      ? r.rejections.map((x) => `  rejected ${x.file}:${x.line}: ${x.reason}`)
+      : [`  ${summarizeRejections(r.rejections.map((x) => ({ source: { file: x.file, line: x.line }, reason: x.reason })))} (--json lists each)`]),
     ...r.fit.outliers.map((o) => `  outlier (no weight in the fit) ${o.file}:${o.line}: step time off by ${pct(o.relativeError)}`),
     '',
     table(['parameter', 'base', 'fitted'], r.fit.parameters.map((p) => [p.name, num(p.base), p.fixed ? 'kept (rows do not determine it)' : num(p.fitted)])),
