@@ -68,8 +68,8 @@ export function foldsOf(rows: readonly Measurement[]): number[] {
 export function accuracyOf(rows: readonly Measurement[], profile: HardwareProfile): Accuracy {
   const priced = new Map<Measurement['program'], number>();
   const step = (m: Measurement) => {
-    let s = priced.get(m.program);
     if (m.sibling) return price(m.program, m.sibling).time.step;
+    let s = priced.get(m.program);
     if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
     return s;
   };

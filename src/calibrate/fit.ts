@@ -205,10 +205,10 @@ export function tooFewMessage(observations: number, least: number, rows: number,
 
 /** Fit a profile to the rows, starting from (and falling back to) the base profile. */
 export function fitProfile(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}, setup?: FitSetup): FitResult {
-  if (rows.some((m) => m.sibling)) {
-    if (opts.method !== 'physics') throw new InputError(`rows measured on ${[...new Set(rows.flatMap((m) => (m.sibling ? [m.sibling.name] : [])))].join(', ')} (another network of ${base.name}'s chip) are fitted with --fit physics only`);
+  const names = [...new Set(rows.flatMap((m) => (m.sibling ? [m.sibling.name] : [])))];
+  if (names.length) {
+    if (opts.method !== 'physics') throw new InputError(`rows measured on ${names.join(', ')} (another network of ${base.name}'s chip) are fitted with --fit physics only`);
     // One fit over the chip's networks (physics.ts fitPhysicsFamily): the base first, then each sibling.
-    const names = [...new Set(rows.flatMap((m) => (m.sibling ? [m.sibling.name] : [])))];
     const bases = [base, ...names.map((n) => rows.find((m) => m.sibling?.name === n)!.sibling!)];
     const fam = fitPhysicsFamily(rows, bases, (i) => (rows[i].sibling ? 1 + names.indexOf(rows[i].sibling!.name) : 0), opts.hold);
     return { profile: fam.profiles[0], summary: fam.summary, siblings: new Map(names.map((n, j) => [n, fam.profiles[1 + j]])) };

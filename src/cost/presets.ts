@@ -158,13 +158,13 @@ const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Reco
   'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, from: 'tpu-v5e' },
 };
 
-function withLinkOverlap(p: HardwareProfile, o: Readonly<Record<string, number>> | undefined): HardwareProfile['levels'] {
-  return p.levels.map((l) => (o?.[l.name] === undefined ? l : { ...l, link: { ...l.link, overlap: o[l.name] } }));
+function withLinkOverlap(levels: HardwareProfile['levels'], o: Readonly<Record<string, number>> | undefined): HardwareProfile['levels'] {
+  return levels.map((l) => (o?.[l.name] === undefined ? l : { ...l, link: { ...l.link, overlap: o[l.name] } }));
 }
 
 function applyFitted(p: HardwareProfile): HardwareProfile {
   const t = TRANSFERRED[p.name];
-  if (t) return { ...p, levels: withLinkOverlap(p, t.linkOverlap), sources: { ...p.sources, linkOverlap: `taken from the ${t.from} fit (${FITTED[t.from].rows})` } };
+  if (t) return { ...p, levels: withLinkOverlap(p.levels, t.linkOverlap), sources: { ...p.sources, linkOverlap: `taken from the ${t.from} fit (${FITTED[t.from].rows})` } };
   const f = FITTED[p.name];
   if (!f) return p;
   const note = `fitted by the physics fit (src/calibrate/physics.ts; mesh-search calibrate --fit physics --bench data/published/steps.csv --device ${p.name} runs it, from the datasheet profile in bench/accuracy) on ${f.rows}`;
@@ -176,7 +176,7 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
       reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
     },
     gemmHalfSize: f.gemmHalfSize,
-    levels: withLinkOverlap({ ...p, levels: p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })) }, f.linkOverlap),
+    levels: withLinkOverlap(p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })), f.linkOverlap),
     sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
   };
 }

@@ -102,23 +102,24 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       entry.walks.set(key, w);
     }
     const once = { ...plan, microbatches: 1, virtualStages: 1 };
-    let s: ReturnType<typeof strategyCost>, p: ReturnType<typeof stepParts>;
+    let s: StrategyCost | undefined;
     if (plan.zeroAxes) {
-      // A hybrid plan: its strategy terms cached by stage and axes.
-      try {
-        const hk = `${plan.zero}|${plan.zeroAxes.join('+')}`;
-        let hs = entry.hybrid.get(hk);
-        if (!hs) entry.hybrid.set(hk, (hs = strategyCost(l, once, profile)));
-        s = hs;
-        p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
-      } catch (err) {
-        if (err instanceof InputError) return INVALID(err.message);
-        throw err;
+      // A hybrid plan: its strategy terms cached by stage and axes; axes the layout cannot shard over make it invalid.
+      const hk = `${plan.zero}|${plan.zeroAxes.join('+')}`;
+      s = entry.hybrid.get(hk);
+      if (!s) {
+        try {
+          s = strategyCost(l, once, profile);
+        } catch (err) {
+          if (err instanceof InputError) return INVALID(err.message);
+          throw err;
+        }
+        entry.hybrid.set(hk, s);
       }
     } else {
       s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, once, profile));
-      p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
     }
+    const p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
     return {
       valid: true, problem: '', feasible: p.memory.total <= profile.memoryBytes, step: p.step, compute: p.compute,
       communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: p.memory.total, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,

@@ -37,8 +37,7 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
     : `${t} has ZeRO stages ${list(cap.zero)} only: zero ${plan.zero} cannot be expressed`);
   // Hybrid sharding: MaxText at ZeRO-3 (fsdp axes and data axes), torchtitan's HSDP (dp_shard within
   // dp_replicate, ZeRO-3, no experts: their ranks come out of dp_shard's).
-  const hybridEngine = cap.hybridZero;
-  need(!strategy || !plan.zeroAxes || (hybridEngine && plan.zero === 3), () => hybridEngine
+  need(!strategy || !plan.zeroAxes || (cap.hybridZero && plan.zero === 3), () => cap.hybridZero
     ? `${t} shards over some batch axes only at ZeRO-3 (${engine === 'maxtext' ? 'fsdp' : 'FSDP2 in HSDP'}): zero ${plan.zero} over ${plan.zeroAxes!.join('+')} (--zero-axes) cannot be expressed`
     : `the ${t} export does not write hybrid sharding yet: ZeRO over ${plan.zeroAxes!.join('+')} only (--zero-axes) cannot be expressed; export the plan without --zero-axes`);
   if (strategy && plan.zeroAxes && engine === 'torchtitan') {

@@ -1,7 +1,6 @@
 import type { Estimate } from '../cost/estimate.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
-import { axisLevel } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { compileLayout, splittableDims, layoutProblem, type Layout } from '../layout/layout.js';
 import { parseMesh, type Mesh } from '../mesh/mesh.js';
@@ -11,7 +10,7 @@ import { sequenceParallelProblem } from '../lower/lower.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../lower/plan.js';
 import type { Candidate, Objective } from './protocol.js';
 import { compare, mergeTop, paretoFront, primary } from './rank.js';
-import { conflicts, isCanonical, makeSpace, strategyIndex } from './space.js';
+import { conflicts, hybridZeroAxes, isCanonical, makeSpace, strategyIndex } from './space.js';
 import type { SearchResult } from './search.js';
 
 /**
@@ -42,14 +41,6 @@ export function exhaustive(opts: {
   let plans = 0, valid = 0, feasible = 0, priced = 0, pricedPlain = 0, pricedHybrid = 0, maxUsed = 0;
   const withSp = new WeakSet<Candidate>();
   const hybridOf = new WeakMap<Candidate, readonly string[]>();
-  // ZeRO over the batch axes below the outermost network level the batch uses, when it uses several.
-  const levelOfAxis = mesh.axes.map((_, a) => axisLevel(opts.profile, mesh, a));
-  const hybridAxes = (batch: number): readonly string[] | null => {
-    const ls = mesh.axes.flatMap((_, a) => (batch & (1 << a) ? [levelOfAxis[a]] : []));
-    if (ls.length === 0 || Math.max(...ls) === Math.min(...ls)) return null;
-    const top = Math.max(...ls);
-    return mesh.axes.filter((_, a) => batch & (1 << a) && levelOfAxis[a] < top).map((x) => x.name);
-  };
   const choiceIndex = new Map(space.choices.map((c, i) => [c, i]));
 
   const visit = () => {
@@ -74,8 +65,8 @@ export function exhaustive(opts: {
     for (let a = 0; a < A; a++) if (masks[0] & (1 << a)) split *= mesh.axes[a].size;
     const perReplica = graph.spec.batch / split;
     const zeros: ZeroStage[] = masks[0] ? [0, 1, 2, 3] : [0];
-    // Hybrid sharding where the batch axes run on several network levels (space.ts hybridZeroAxes, checked against it in test).
-    const hybrid = hybridAxes(masks[0]);
+    // Hybrid sharding where the batch axes run on several network levels (test/search.exact.test.ts checks it from DESIGN.md).
+    const hybrid = hybridZeroAxes(space, masks);
     // The strategies without sequence parallelism first: their count n numbers the SP variants (space.ts strategyIndex).
     const sps = sequenceParallelProblem(graph, mesh, layout as Layout) === null ? [false, true] : [false];
     let n = 0;

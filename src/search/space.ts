@@ -190,10 +190,6 @@ export function strategies(space: PlanSpace, split: readonly number[], masks: re
   return out;
 }
 
-export function strategyCount(space: PlanSpace, split: readonly number[], masks: readonly number[]): number {
-  return (masks[BATCH] ? (hybridZeroAxes(space, masks) ? 7 : 4) : 1) * RECOMPUTE.length * microbatchCounts(space, split).length;
-}
-
 /**
  * The hybrid sharding the space offers a layout (HSDP, MaxText's ici_fsdp x dcn_data): when its
  * batch axes run on more than one network level, ZeRO over those below the outermost of them, the
