@@ -4,6 +4,10 @@
 //  - a 2-device data-parallel step vs the unsplit step on one device (goal: ≥ 1.6x faster);
 //  - a 2x2 sharded step vs the unsplit step, same cores (goal: ≤ 1.3x the unsplit time).
 // Rounds interleave the cases so that other processes' load hits them alike.
+// The goals are measured as `run` runs (node --single-threaded-gc: src/runtime/gc.ts); the same
+// cases under V8's default parallel GC follow as a control, in a second process.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { availableParallelism, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { getDevice } from '../dist/cost/presets.js';
@@ -11,6 +15,18 @@ import { makePlan } from '../dist/lower/plan.js';
 import { parseMesh } from '../dist/mesh/mesh.js';
 import { getPreset } from '../dist/model/presets.js';
 import { runPlan } from '../dist/runtime/index.js';
+
+if (!process.env.BENCH_RUNTIME_GC) {
+  let failed = false;
+  for (const gc of ['single-threaded', 'parallel']) {
+    const flags = gc === 'single-threaded' ? ['--single-threaded-gc'] : [];
+    const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...process.env, BENCH_RUNTIME_GC: gc } });
+    failed ||= r.status !== 0;
+  }
+  process.exit(failed ? 1 : 0);
+}
+const gc = process.env.BENCH_RUNTIME_GC;
+const control = gc === 'parallel' ? ' (control: V8 default parallel GC, not how run runs)' : '';
 
 const model = process.env.BENCH_MODEL ?? 'small';
 const spec = getPreset(model);
@@ -49,6 +65,6 @@ for (let r = 0; r < rounds; r++) {
 }
 const m = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, med(v)]));
 const ceiling = (2 * m.spin1) / m.spin2;
-console.log(JSON.stringify({ bench: 'runtime', case: 'spin loop: 2 threads at once vs 1 (the machine\'s 2-thread ceiling)', cores: availableParallelism(), oneThreadSeconds: +m.spin1.toFixed(3), twoThreadsSeconds: +m.spin2.toFixed(3), ceiling: +ceiling.toFixed(2), loadAverage: load() }));
-console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2-device data-parallel step vs unsplit step on one device`, unsplitSeconds: +m.unsplit.toFixed(3), dataParallelSeconds: +m.dp.toFixed(3), speedup: +(m.unsplit / m.dp).toFixed(2), goal: 1.6, ofCeiling: +((m.unsplit / m.dp) / ceiling).toFixed(2), loadAverage: load() }));
-console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2x2 sharded step (batch:rows;heads:cols;d_ff:cols;vocab:cols) vs unsplit step`, unsplitSeconds: +m.unsplit.toFixed(3), shardedSeconds: +m.sharded.toFixed(3), ratio: +(m.sharded / m.unsplit).toFixed(2), goal: 1.3, loadAverage: load() }));
+if (!control) console.log(JSON.stringify({ bench: 'runtime', case: 'spin loop: 2 threads at once vs 1 (the machine\'s 2-thread ceiling)', cores: availableParallelism(), oneThreadSeconds: +m.spin1.toFixed(3), twoThreadsSeconds: +m.spin2.toFixed(3), ceiling: +ceiling.toFixed(2), loadAverage: load() }));
+console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2-device data-parallel step vs unsplit step on one device${control}`, gc, unsplitSeconds: +m.unsplit.toFixed(3), dataParallelSeconds: +m.dp.toFixed(3), speedup: +(m.unsplit / m.dp).toFixed(2), goal: 1.6, ofCeiling: +((m.unsplit / m.dp) / ceiling).toFixed(2), loadAverage: load() }));
+console.log(JSON.stringify({ bench: 'runtime', case: `${model}: 2x2 sharded step (batch:rows;heads:cols;d_ff:cols;vocab:cols) vs unsplit step${control}`, gc, unsplitSeconds: +m.unsplit.toFixed(3), shardedSeconds: +m.sharded.toFixed(3), ratio: +(m.sharded / m.unsplit).toFixed(2), goal: 1.3, loadAverage: load() }));

@@ -15,6 +15,7 @@ import { runReference } from './reference.js';
 import { shardIndex } from './shard.js';
 import { ThreadedMesh } from './threads.js';
 import type { StepRecord, Trace } from './trace.js';
+import { gcMode, type GcMode } from './gc.js';
 
 export { DeviceFault, Executor, type Fault } from './executor.js';
 export type { Trace, TraceEvent, StepRecord } from './trace.js';
@@ -61,6 +62,8 @@ export interface OpReport {
 export interface RunResult {
   readonly plan: PlanJson;
   readonly backend: string;
+  /** How this process collected garbage: step times on the threaded mesh depend on it (runtime/gc.ts). */
+  readonly gc: GcMode;
   readonly steps: StepRecord[];
   readonly ops: OpReport[];
   readonly check?: { readonly maxRelativeError: number; readonly loss: number; readonly params: number; readonly worst: string };
@@ -217,11 +220,12 @@ export async function runPlan(opts: RunOptions): Promise<RunResult> {
     const p = compareParams(globalParams(ex), ref.params);
     check = { maxRelativeError: Math.max(loss, p.max), loss, params: p.max, worst: p.worst };
   }
+  const gc = gcMode();
   const trace: Trace = {
     traceEvents: ex.events,
-    otherData: { mesh: formatMesh(opts.mesh), model: opts.modelName ?? opts.spec, plan: planToJson(opts.plan), backend, steps: records },
+    otherData: { mesh: formatMesh(opts.mesh), model: opts.modelName ?? opts.spec, plan: planToJson(opts.plan), backend, gc, steps: records },
   };
-  return { plan: planToJson(opts.plan), backend, steps: records, ops, ...(check ? { check } : {}), trace };
+  return { plan: planToJson(opts.plan), backend, gc, steps: records, ops, ...(check ? { check } : {}), trace };
 }
 
 /** Each lowered record's measured time beside the cost model's estimate, per execution on one device. */

@@ -1,4 +1,5 @@
 import type { PlanJson } from '../lower/plan.js';
+import type { GcMode } from './gc.js';
 import type { OpClass } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 
@@ -43,6 +44,8 @@ export interface Trace {
     readonly model: string | ModelSpec;
     readonly plan: PlanJson;
     readonly backend: string;
+    /** How the measuring process collected garbage (runtime/gc.ts); absent in traces written before it was recorded. */
+    readonly gc?: GcMode;
     readonly steps: StepRecord[];
   };
 }

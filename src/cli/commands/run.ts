@@ -37,7 +37,7 @@ export const runCommand: CommandModule<object, Args> = {
       return;
     }
     const lines = [
-      `ran ${spec.name} on ${mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')} (${mesh.size} simulated devices, ${r.backend} kernels)`,
+      `ran ${spec.name} on ${mesh.axes.map((a) => `${a.name}:${a.size}`).join(';')} (${mesh.size} simulated devices, ${r.backend} kernels, ${r.gc} GC)`,
       `plan ${out.plan.layout || '(replicated)'} zero ${out.plan.zero} recompute ${out.plan.recompute} microbatches ${out.plan.microbatches}`,
       '',
       table(['step', 'loss', 'seconds'], out.steps.map((s, i) => [String(i + 1), s.loss.toFixed(5), fmtSeconds(s.seconds)])),
