@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { getDevice } from '../src/cost/presets.js';
+import { estimatePlan, type LoweringCache } from '../src/cost/estimatePlan.js';
 import { price } from '../src/cost/price.js';
 import { makePricer } from '../src/cost/pricer.js';
 import { lower } from '../src/lower/lower.js';
@@ -66,5 +67,32 @@ describe('the fast pricer', () => {
     const first = plans.map((p) => pr(p));
     const again = [...plans].reverse().map((p) => pr(p)).reverse();
     expect(again).toEqual(first);
+  });
+
+  it('estimatePlan with a lowering cache shared across plans gives what it gives without one', () => {
+    // The search and the exhaustive scan estimate their top and Pareto plans through one cache:
+    // plans of one layout share its lowering, whatever their strategies.
+    const mesh = parseMesh('2x4');
+    const dev = getDevice('a100-80g');
+    const arb = smallSpec().chain((spec) => {
+      const g = buildGraph(spec);
+      const plan = fc.tuple(validLayout(g, mesh), fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'full'), fc.constantFrom(1, 2))
+        .map(([layout, zero, recompute, microbatches]) => makePlan(layout, { zero, recompute, microbatches }));
+      return fc.tuple(fc.constant(g), fc.array(plan, { minLength: 2, maxLength: 8 }));
+    });
+    fc.assert(fc.property(arb, ([g, plans]) => {
+      const cache: LoweringCache = new Map();
+      // Each plan twice over (its layout's lowering cached by then), and each against a fresh estimate.
+      for (const plan of [...plans, ...plans]) expect(estimatePlan(g, mesh, plan, dev, cache)).toEqual(estimatePlan(g, mesh, plan, dev));
+    }), { numRuns: 60, seed: 41 });
+    // Sequence parallelism lowers differently: a cached plain lowering must not serve it.
+    const g = buildGraph(getPreset('transformer-5b'));
+    const m = parseMesh('16x32');
+    const cache: LoweringCache = new Map();
+    const layout = 'batch:cols;heads:rows;d_ff:rows;vocab:rows';
+    for (const sequenceParallel of [false, true, false]) {
+      const plan = makePlan(layout, { zero: 2, sequenceParallel });
+      expect(estimatePlan(g, m, plan, getDevice('tpu-v2'), cache)).toEqual(estimatePlan(g, m, plan, getDevice('tpu-v2')));
+    }
   });
 });

@@ -1,22 +1,33 @@
 import { divisibilityProblem, compileLayout, formatLayout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { Graph } from '../model/graph.js';
-import { lower, strategyProblem } from '../lower/lower.js';
+import { instantiate } from '../lower/instantiate.js';
+import { lower, lowerLayout, strategyProblem, type LayoutLowering } from '../lower/lower.js';
 import type { Plan } from '../lower/plan.js';
 import type { Estimate } from './estimate.js';
 import { fmtBytes, price } from './price.js';
 import type { HardwareProfile } from './profile.js';
+
+/** Layout lowerings of one graph and mesh, by layout (estimatePlan's optional cache). */
+export type LoweringCache = Map<string, LayoutLowering>;
 
 /**
  * Estimate one plan. A layout whose only fault is an indivisible split (or a microbatch count
  * that does not divide the batch) is still priced, with fractional local sizes, and reported
  * invalid with its reasons; a layout that puts two dimensions of a tensor on one axis throws.
  */
-export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: HardwareProfile): Estimate {
+export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: HardwareProfile, lowerings?: LoweringCache): Estimate {
   const c = compileLayout(plan.layout, mesh);
   const divisibility = divisibilityProblem(graph, c);
   const microProblem = divisibility === null ? strategyProblem(graph, c, plan) : null;
-  if (divisibility === null && microProblem === null) return price(lower(graph, mesh, plan), profile);
+  if (divisibility === null && microProblem === null) {
+    if (!lowerings) return price(lower(graph, mesh, plan), profile);
+    // The layout's lowering is the same for every strategy: lower it once per cache.
+    const key = `${formatLayout(plan.layout)}/${plan.sequenceParallel ? 'sp' : ''}`;
+    let l = lowerings.get(key);
+    if (!l) lowerings.set(key, (l = lowerLayout(graph, mesh, plan.layout, { sequenceParallel: plan.sequenceParallel })));
+    return price(instantiate(l, plan), profile);
+  }
   const e: Estimate = price(lower(graph, mesh, plan, { relaxed: true }), profile);
   const first = `invalid layout ${formatLayout(plan.layout) || '(replicated)'}: ${divisibility ?? microProblem}`;
   const reasons = [first, ...e.reasons];

@@ -1,5 +1,5 @@
 import type { Estimate } from '../cost/estimate.js';
-import { estimatePlan } from '../cost/estimatePlan.js';
+import { estimatePlan, type LoweringCache } from '../cost/estimatePlan.js';
 import { makePricer } from '../cost/pricer.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { compileLayout, splittableDims, layoutProblem, type Layout } from '../layout/layout.js';
@@ -114,6 +114,7 @@ export function exhaustive(opts: {
   };
   rec(0);
   const cap = top.length ? primary(objective, top[0]) * (1 + slack) : Infinity;
+  const lowerings: LoweringCache = new Map();
   const estimateOf = (c: Candidate): Estimate => {
     const layout = new Map<DimName, string[]>();
     let r = c.rank;
@@ -123,7 +124,7 @@ export function exhaustive(opts: {
       for (let d = 0; d < D; d++) if (s & (1 << d)) layout.set(DIM_NAMES[d], [mesh.axes[a].name, ...(layout.get(DIM_NAMES[d]) ?? [])]);
     }
     const zeroAxes = hybridOf.get(c);
-    return estimatePlan(graph, mesh, { layout, zero: c.zero, ...(zeroAxes ? { zeroAxes } : {}), recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: withSp.has(c), virtualStages: 1 }, opts.profile);
+    return estimatePlan(graph, mesh, { layout, zero: c.zero, ...(zeroAxes ? { zeroAxes } : {}), recompute: c.recompute, microbatches: c.microbatches, sequenceParallel: withSp.has(c), virtualStages: 1 }, opts.profile, lowerings);
   };
   const result: SearchResult & { candidates: number; maxUsed: number } = {
     best: top.length ? estimateOf(top[0]) : null,

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Estimate } from '../cost/estimate.js';
-import { estimatePlan } from '../cost/estimatePlan.js';
+import { estimatePlan, type LoweringCache } from '../cost/estimatePlan.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
 import { formatMesh, parseMesh, type Mesh } from '../mesh/mesh.js';
@@ -216,11 +216,12 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
     opts.onProgress?.({ phase: 'price', fraction: 1, plansPerSecond: priced / Math.max(1e-9, (performance.now() - t0) / 1000), examined: shared.examined(), best: top.length ? primary(objective, top[0]) : Infinity, bound: top.length ? Math.min(primary(objective, top[0]), open) : open });
 
     const estimates = new Map<string, Estimate>();
+    const lowerings: LoweringCache = new Map();
     const estimateOf = (c: Candidate): Estimate => {
       const key = `${c.rank}/${c.strategy}`;
       let e = estimates.get(key);
       const plan = planFromCandidate(space, c);
-      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile))));
+      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile), lowerings)));
       return e;
     };
     const result: SearchResult = {
