@@ -63,6 +63,21 @@ const mmRate = median(rates.filter((_, i) => mm.flops[i] >= 1e8));
 const bestRate = Math.max(...rates);
 const mmOverhead = Math.max(0, mm.seconds[0] - mm.flops[0] / mmRate);
 
+// GEMM shape: equal FLOPs with one side 2x to 8x narrower (what a tensor-parallel split does to
+// a GEMM). Printed, not written: the host profile has no GEMM curve, as the rate is flat here to
+// 64 wide. The physics fit's curve (src/calibrate/physics.ts, prior gemmHalfSize 64) still fits
+// the simulated mesh's plans better than one started flat: on the same 20 measured plans of
+// bench/calibrate (2026-12-06), 10.4% MAPE and tau 0.80 against 12.4% and 0.75, so it stands in
+// for per-shape costs the model has no term for.
+const shape = [];
+for (const [m, k, n] of [[1024, 256, 256], [2048, 256, 128], [2048, 128, 256], [4096, 256, 64], [4096, 64, 256], [8192, 256, 32]]) {
+  const A = tf.randomUniform([m, k]), B = tf.randomUniform([k, n]);
+  const s = time(() => run(['batch', 'd_ff'], () => einsum(A, ['batch', 'd_model'], B, ['d_model', 'd_ff'], ['batch', 'd_ff'])), 15);
+  shape.push({ m, k, n, flopsPerSecond: Math.round((2 * m * k * n) / s) });
+  A.dispose(); B.dispose();
+}
+console.log(JSON.stringify({ bench: 'host', case: 'GEMM rate at equal FLOPs, narrower sides relative to 1024x256x256', shapes: shape.map((x) => ({ mkn: `${x.m}x${x.k}x${x.n}`, relative: +(x.flopsPerSecond / shape[0].flopsPerSecond).toFixed(3) })) }));
+
 // Shared memory: thread 0 (here) posts, thread 1 (a worker) reads and posts back; round trips.
 const exchangeUrl = new URL('../dist/runtime/exchange.js', import.meta.url).href;
 const sizes = [1, 1024, 65536, 262144, 1048576];
