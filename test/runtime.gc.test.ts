@@ -4,14 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { gcMode } from '../src/runtime/gc.js';
+import { gcMode, PARALLEL_GC_ENV, SINGLE_THREADED_GC } from '../src/runtime/gc.js';
 
 const bin = fileURLToPath(new URL('../bin/mesh-search.js', import.meta.url));
 
 /** `mesh-search run` as a user starts it (plain node), with its --json output and trace. */
 function run(env: Record<string, string> = {}) {
   const trace = join(mkdtempSync(join(tmpdir(), 'ms-gc-')), 'trace.json');
-  const { MESH_SEARCH_PARALLEL_GC: _drop, ...base } = process.env;
+  const base = { ...process.env };
+  delete base[PARALLEL_GC_ENV];
   const r = spawnSync(process.execPath, [bin, 'run', '--mesh', '2', '--model', 'tiny', '--layout', 'batch:x', '--steps', '1', '--json', '--trace', trace], {
     encoding: 'utf8', timeout: 120_000, env: { ...base, ...env },
   });
@@ -21,7 +22,7 @@ function run(env: Record<string, string> = {}) {
 
 describe('the runtime commands run without GC helper threads (src/runtime/gc.ts)', () => {
   it('reads the mode off the flags node started with', () => {
-    expect(gcMode(['--single-threaded-gc'])).toBe('single-threaded');
+    expect(gcMode([SINGLE_THREADED_GC])).toBe('single-threaded');
     expect(gcMode(['--expose-gc', '--single-threaded-gc'])).toBe('single-threaded');
     expect(gcMode([])).toBe('parallel');
     expect(gcMode(['--expose-gc'])).toBe('parallel');
@@ -33,8 +34,8 @@ describe('the runtime commands run without GC helper threads (src/runtime/gc.ts)
     expect(r.trace.otherData.gc).toBe('single-threaded');
   });
 
-  it(`${'MESH_SEARCH_PARALLEL_GC'}=1 keeps V8's default GC, and the trace records that too`, () => {
-    const r = run({ MESH_SEARCH_PARALLEL_GC: '1' });
+  it(`${PARALLEL_GC_ENV}=1 keeps V8's default GC, and the trace records that too`, () => {
+    const r = run({ [PARALLEL_GC_ENV]: '1' });
     expect(r.out.gc).toBe('parallel');
     expect(r.trace.otherData.gc).toBe('parallel');
   });
