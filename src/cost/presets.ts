@@ -14,6 +14,8 @@ const EFF_SOURCE = 'starting point: large bf16 GEMMs reach 0.8-0.95 of peak on A
 // The GEMM shape curve x/(x+h) per dimension, h = 64: 0.67 at a dimension of 128, 0.94 at 1024 (tensor-core tiles are 64-256 wide: NVIDIA's Matrix
 // Multiplication Background guide, "Dimension quantization effects").
 const GEMM_HALF = 64;
+/** NVLink 4 (H100, H200): line rate each way and what an NCCL ring achieves of it. */
+const NVLINK4 = { nvlink: 450 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' };
 const GEMM_SOURCE = 'shape curve x/(x+64) per GEMM dimension: tiles of 64-256 (NVIDIA Matrix Multiplication Background guide); calibrate';
 // Overlap 1: gradient sync may hide behind the whole backward (Li et al. 2020, PyTorch DDP, Sec. 3.2.3).
 const OVERLAP_SOURCE = 'Li et al. 2020 (PyTorch DDP) bucketed overlap of allreduce with backward';
@@ -106,14 +108,14 @@ const PRESETS: HardwareProfile[] = [
     { flops: 312 * T, mem: 80 * GB, hbm: 2039 * GB, nvlink: 300 * GB, net: 25 * GB, nvlinkEff: 0.7, nvlinkEffSource: 'nccl-tests all_reduce_perf on 8 A100 SXM: busbw about 200-208 GB/s of 300 (NVIDIA/nccl-tests issues 149 and 178)' },
     'NVIDIA A100 datasheet: 312 TFLOPS bf16 dense, 80 GB HBM2e at 2039 GB/s, NVLink 600 GB/s (300 each way)'),
   gpu('h100-sxm', 'NVIDIA H100 SXM 80 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
-    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)', chip: 'h100' },
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, net: 50 * GB, ...NVLINK4, chip: 'h100' },
     'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
   gpu('h100-a3-high', 'NVIDIA H100 SXM 80 GB in Google Cloud A3 High VMs (a3-highgpu-8g): 8 per VM on NVLink 4, GPUDirect-TCPX between VMs',
-    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, nvlink: 450 * GB, net: 12.5 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)',
+    { flops: 989 * T, mem: 80 * GB, hbm: 3350 * GB, net: 12.5 * GB, ...NVLINK4,
       chip: 'h100', netName: 'tcpx', netSource: 'GKE docs, "Maximize GPU network bandwidth with GPUDirect-TCPX": four secondary NICs of 200 Gbps each for GPU data per 8-GPU A3 VM = 12.5 GB/s per GPU (Compute Engine GPU network docs: A3 High 1,000 Gbps in all, 200 of them on the primary NIC)' },
     'NVIDIA H100 datasheet: 989 TFLOPS bf16 dense, 80 GB HBM3 at 3.35 TB/s, NVLink 900 GB/s (450 each way)'),
   gpu('h200', 'NVIDIA H200 SXM 141 GB, 8 per node on NVLink 4, InfiniBand NDR between nodes',
-    { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, nvlink: 450 * GB, net: 50 * GB, nvlinkEff: 0.82, nvlinkEffSource: 'NCCL ring on NVLink 4: about 370 GB/s of the 450 GB/s line rate, ~20% protocol overhead (NVIDIA/nccl-tests issue 212, maintainer)' },
+    { flops: 989 * T, mem: 141 * GB, hbm: 4800 * GB, net: 50 * GB, ...NVLINK4 },
     'NVIDIA H200 datasheet: 989 TFLOPS bf16 dense, 141 GB HBM3e at 4.8 TB/s, NVLink 900 GB/s (450 each way)'),
   gpu('b200', 'NVIDIA B200 SXM 180 GB (HGX/DGX B200), 8 per node on NVLink 5, InfiniBand NDR between nodes',
     { flops: 2250 * T, mem: 180 * GB, hbm: 8000 * GB, nvlink: 900 * GB, net: 50 * GB, fp32: 80 * T,

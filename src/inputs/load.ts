@@ -73,7 +73,7 @@ export function loadPlanFile(path: string): PlanFile {
 
 /** The plan from `--layout` and friends. */
 export function planFromArgs(args: { layout?: unknown; zero?: unknown; zeroAxes?: unknown; recompute?: unknown; microbatches?: unknown; sequenceParallel?: unknown; virtualStages?: unknown }): Plan {
-  if (Array.isArray(args.layout)) throw new InputError(`--layout is given ${args.layout.length} times; give it once`);
+  stringFlag('layout', args.layout);
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');
   return makePlan(args.layout, {
     zero: optionalIntFlag('zero', args.zero, 0, 3),

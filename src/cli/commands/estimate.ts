@@ -8,6 +8,7 @@ import { pricingProfile } from '../../search/index.js';
 import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
+import { ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
   mesh?: string;
@@ -56,7 +57,7 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;d_ff:cols;heads:cols;vocab:cols"' })
       .option('plan', { type: 'string', describe: 'a plan file written by search --out (instead of --layout)' })
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
-      .option('zero-axes', { type: 'string', describe: 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)' })
+      .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })

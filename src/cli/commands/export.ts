@@ -4,6 +4,7 @@ import { InputError } from '../../errors.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import { FORMATS } from '../../export/target.js';
 import { checkWritable, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
+import { ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
   plan?: string;
@@ -32,7 +33,7 @@ export const exportCommand: CommandModule<object, Args> = {
       .option('model', { type: 'string', describe: 'model preset or JSON spec file (overrides the plan file)' })
       .option('layout', { type: 'string', describe: 'layout rules, instead of --plan' })
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
-      .option('zero-axes', { type: 'string', describe: 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)' })
+      .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
       .option('recompute', { type: 'string', describe: 'none | selective | full' })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism on the tensor-parallel axes" })

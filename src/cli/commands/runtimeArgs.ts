@@ -8,6 +8,9 @@ import { InputError } from '../../errors.js';
 import type { HardwareProfile } from '../../cost/profile.js';
 import { enumFlag, loadModel, optionalIntFlag, resolveDevice, resolvePlan } from '../../inputs/index.js';
 
+/** --zero-axes's help, for every command that takes a plan's flags. */
+export const ZERO_AXES_HELP = 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)';
+
 export const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'] as const;
 /** More steps than anyone simulates on a CPU: a bound, so a typo is not a run that never ends. */
 export const MAX_STEPS = 10_000_000;
@@ -36,7 +39,7 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('model', { type: 'string', describe: 'model preset or JSON spec file (e.g. tiny)' })
     .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;heads:cols"' })
     .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
-    .option('zero-axes', { type: 'string', describe: 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)' })
+    .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
     .option('recompute', { type: 'string', describe: 'none | selective | full' })
     .option('microbatches', { type: 'string', describe: 'microbatches per step' })
     .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
