@@ -6,6 +6,7 @@ import type { HardwareProfile } from '../src/cost/profile.js';
 import { ENGINES, whyNot, type Engine } from '../src/engine/index.js';
 import { compileLayout, layoutProblem, splittableDims, tensorDimSets, type Layout } from '../src/layout/layout.js';
 import { RECOMPUTE, type Plan, type ZeroStage } from '../src/lower/plan.js';
+import { sequenceParallelProblem } from '../src/lower/lower.js';
 import { parseMesh, type Mesh } from '../src/mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
@@ -15,7 +16,8 @@ import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 /**
  * The brute force the `--engine` search is held to: every layout (each dimension on every set of
- * axes, in mesh order, valid by the layout module's check), every strategy of the search's space,
+ * axes, in mesh order, valid by the layout module's check), every strategy of the search's space
+ * with and without sequence parallelism,
  * each priced by estimatePlan and kept when the engine's rules (whyNot) accept it.
  */
 function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): number | null {
@@ -31,10 +33,12 @@ function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: Hardwa
     if (layoutProblem(graph, mesh, compileLayout(layout as Layout, mesh)) !== null) return;
     const split = (layout.get('batch') ?? []).reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
     const perReplica = spec.batch / split;
+    // Sequence parallelism where the lowering takes it for the layout (the engine's rules refuse it where the engine lacks it).
+    for (const sequenceParallel of sequenceParallelProblem(graph, mesh, layout as Layout) === null ? [false, true] : [false])
     for (const zero of (layout.has('batch') ? [0, 1, 2, 3] : [0]) as ZeroStage[]) {
       for (const recompute of RECOMPUTE) {
         for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
-          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel: false, virtualStages: 1 };
+          const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
           if (whyNot(engine, plan, mesh, spec, profile).length > 0) continue;
           const e = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, profile));
           if (e.feasible && (best === null || e.time.step < best)) best = e.time.step;

@@ -291,8 +291,10 @@ export function gemmShapeOf(parts: readonly (readonly [DimName, GemmPart])[], si
 export interface EinsumPass {
   readonly block: Block;
   readonly op: OpSpec;
-  /** Every dimension of the einsum (its FLOPs are 2 × their local sizes). */
+  /** Every dimension of the einsum (its FLOPs are 2 × their local sizes × share). */
   readonly dims: readonly DimName[];
+  /** The share of the work a fused causal kernel runs (causalShare; else 1). */
+  readonly share: number;
   readonly parts: readonly (readonly [DimName, GemmPart])[];
 }
 
@@ -304,8 +306,9 @@ export function einsumPasses(graph: Graph): EinsumPass[] {
     for (const op of block.ops) {
       if (op.kind !== 'einsum') continue;
       const dims = info.opDims.get(op)!;
-      out.push({ block, op, dims, parts: info.gemmParts.get(op.name)! });
-      for (const wrt of op.inputs) if (gradientFlows(graph, op, wrt)) out.push({ block, op, dims, parts: info.gemmParts.get(`${op.name}/d${wrt}`)! });
+      const share = causalShare(graph, op);
+      out.push({ block, op, dims, share, parts: info.gemmParts.get(op.name)! });
+      for (const wrt of op.inputs) if (gradientFlows(graph, op, wrt)) out.push({ block, op, dims, share, parts: info.gemmParts.get(`${op.name}/d${wrt}`)! });
     }
   }
   return out;
@@ -329,6 +332,22 @@ const NO_COLLECTIVES: readonly CollectiveRecord[] = Object.freeze([]);
 
 const fused = (ctx: Ctx, op: OpSpec) => ctx.flash && !!op.attentionCore;
 
+// Query and key tiles of a fused attention kernel: FlashAttention-2 runs 128 x 128 blocks at head dimension 128 (Dao 2023, Sec. 3.3).
+export const FLASH_BLOCK = 128;
+
+/**
+ * The share of an attention core's work a fused causal kernel runs: with the sequence cut into
+ * n = ceil(s / FLASH_BLOCK) tiles, it skips the key tiles wholly above the diagonal (Dao 2023,
+ * Sec. 3.1.1: causal masking) and runs n(n + 1)/2 of the n² tile pairs, (n + 1)/(2n) of the work.
+ * Context parallelism (length split) deals the tiles out evenly, as Megatron-LM's 2 x CP chunks
+ * and Llama 3's (Sec. 3.3.2) do. 1 for every other op.
+ */
+export function causalShare(graph: Graph, op: OpSpec): number {
+  if (!op.causalBlocks) return 1;
+  const n = Math.ceil(graph.dimSizes.length / FLASH_BLOCK);
+  return (n + 1) / (2 * n);
+}
+
 /** Local rows of a tensor along d: its elements over d's local size (a statistic per row). */
 function rows(ctx: Ctx, id: string, d: DimName): Lin {
   return scaleLin(elemsLin(ctx, id), 1 / (localSize(ctx, d) / (seqSplit(ctx, id) && d === 'length' ? ctx.tSize : 1)));
@@ -343,7 +362,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   let bytes = ZERO;
   let gemm: GemmShape | null = null;
   if (op.kind === 'einsum') {
-    let f = 2;
+    let f = 2 * causalShare(ctx.graph, op);
     for (const d of dims) f *= localSize(ctx, d);
     flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
     let bs = 0, bf = 0;
@@ -360,7 +379,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
     gemm = gemmShape(ctx, op.name);
   } else {
-    flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind]);
+    flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind] * causalShare(ctx.graph, op));
     let bs = 0, bf = 0;
     for (let i = 0; i <= op.inputs.length; i++) {
       const id = i < op.inputs.length ? op.inputs[i] : out;
@@ -463,7 +482,7 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
     const colls: CollectiveRecord[] = [];
     let partial = 0;
     // Einsums cost their forward's FLOPs again; other ops an estimate per element of the gradient.
-    let flops = op.kind === 'einsum' ? fwd.flops : scaleLin(elemsLin(ctx, wrt), ELEMENT_FLOPS[op.kind]);
+    let flops = op.kind === 'einsum' ? fwd.flops : scaleLin(elemsLin(ctx, wrt), ELEMENT_FLOPS[op.kind] * causalShare(ctx.graph, op));
     let bytes = linAdd(fwd.bytes, tbytes(ctx, op.output));
     let gemm: GemmShape | null = null;
     if (op.kind === 'einsum') {

@@ -83,6 +83,11 @@ export interface OpSpec {
    * the lowering prices the group as one kernel; the runtime executes the ops as they are.
    */
   readonly fused?: 'attention';
+  /**
+   * A fused core op of causal attention: the kernel skips the key blocks wholly above the diagonal
+   * (src/lower/lower.ts causalShare prices the share of blocks it runs); the runtime masks as it is.
+   */
+  readonly causalBlocks?: boolean;
   /** route: which of Mesh-TF's two routing tensors the op writes. */
   readonly route?: 'combine' | 'dispatch';
 }
@@ -172,7 +177,7 @@ export function buildGraph(spec: ModelSpec): Graph {
       k = kr;
     }
     const S: DimName[] = ['batch', ...QH, 'length', 'memory_length'];
-    const core = { attentionCore: true, ...fusedCore } as const;
+    const core = { attentionCore: true, ...fusedCore, ...(spec.flashAttention && causal ? { causalBlocks: true } : {}) } as const;
     const logits = t(`${p}.logits`, S);
     ops.push({ name: `${p}.qk`, kind: 'einsum', inputs: [q, k], output: logits, saves: [q, k], ...core });
     let sm = logits;

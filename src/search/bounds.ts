@@ -35,7 +35,7 @@ export function matmulBound(graph: Graph, profile: HardwareProfile): (split: rea
   const passes = einsumPasses(graph).map((p) => ({
     dims: Int32Array.from(p.dims.map((d) => DIM_INDEX.get(d)!)),
     m: partDims(p, 'm'), n: partDims(p, 'n'), k: partDims(p, 'k'),
-    repeat: p.block.repeat,
+    repeat: p.block.repeat * p.share,
     layered: p.block.layered,
   }));
   const local = new Float64Array(DIM_NAMES.length);
