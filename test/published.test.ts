@@ -27,7 +27,7 @@ const spec = (r: { m: Measurement }): ModelSpec => r.m.graph.spec;
 describe('data/published/steps.csv', () => {
   it('every row is read, names its source and resolves on a preset device', () => {
     expect(rejected.map((r) => `${r.source.line}: ${r.reason}`)).toEqual([]);
-    expect(rows.length).toBe(44);
+    expect(rows.length).toBe(52);
     for (const r of rows) expect(r.source.length, `line ${r.m.source.line}`).toBeGreaterThan(20);
     expect(new Set(rows.map((r) => r.device))).toEqual(new Set(['a100-80g', 'tpu-v4', 'tpu-v5e', 'h100-sxm', 'h100-a3-high']));
   });
@@ -42,7 +42,8 @@ describe('data/published/steps.csv', () => {
       const v4 = / on (\d+)x v4-(\d+)/.exec(r.note);
       const v5e = / on (\d+)x v5e-256/.exec(r.note);
       const a3 = / on (\d+)x (?:A3|DGX H100)/.exec(r.note);
-      const expected = v4 ? (+v4[1] * +v4[2]) / 2 : v5e ? 256 * +v5e[1] : a3 ? 8 * +a3[1] : { 'korthikanti-22b': 8, 'korthikanti-175b': 64, 'korthikanti-530b': 280, 'korthikanti-1t': 512 }[r.m.modelName];
+      const gpus = /^(\d+) GPUs: /.exec(r.note);
+      const expected = v4 ? (+v4[1] * +v4[2]) / 2 : v5e ? 256 * +v5e[1] : a3 ? 8 * +a3[1] : gpus ? +gpus[1] : { 'korthikanti-22b': 8, 'korthikanti-175b': 64, 'korthikanti-530b': 280, 'korthikanti-1t': 512 }[r.m.modelName];
       expect(size, where).toBe(expected);
     }
   });
@@ -138,6 +139,30 @@ describe('data/published/steps.csv', () => {
     const [B, q, L, h, a, g, F, k, V] = [256, 4096, 32, 4096, 32, 8, 14336, 2, 32000];
     const flops = 12 * B * q * L * h * h * ((1 + g / a + q / h) * ((128 * a) / h) + (F / h) * k * 1.5 + V / (2 * L * h));
     expect(Math.abs(flops / (r.m.stepTime * 438e12 * 64) - 1)).toBeLessThan(1e-4);
+  });
+
+  it('NeMo rows (dgxc-benchmarking): tokens/s is GBS x seq / step time, GBS is MBS x GA x DP, and the models have their named sizes', () => {
+    const nemo = rows.filter((x) => x.source.includes('NVIDIA/dgxc-benchmarking'));
+    expect(nemo.length).toBe(8);
+    for (const r of nemo) {
+      const where = `line ${r.m.source.line}`;
+      const s = spec(r);
+      // "<g> GPUs: <t> s per step as published (<tokens> tokens/s ...); TP a PP b ... DP d, MBS m, GA k"
+      const [, gpus, step, tokens] = /^(\d+) GPUs: ([\d.]+) s per step as published \((\d+) tokens\/s/.exec(r.note)!.map(Number);
+      const [, dp] = /DP (\d+)/.exec(r.note)!.map(Number);
+      const [, mbs, ga] = /MBS (\d+), GA (\d+)/.exec(r.note)!.map(Number);
+      expect(r.m.stepTime, where).toBe(step);
+      // The table's tokens/s and step time agree to the step time's printed digits.
+      expect(Math.abs((s.batch * s.seqLen) / step / tokens - 1), where).toBeLessThan(5e-4);
+      expect(s.batch, where).toBe(mbs * ga * dp);
+      expect(r.m.plan.microbatches, where).toBe(ga);
+      expect(r.m.mesh.axes.find((a) => a.name === 'dp')!.size, where).toBe(dp);
+      expect(r.m.mesh.size, where).toBe(gpus);
+    }
+    // Llama 3.1 8B: 8,030,261,248 parameters (Meta's model card; the spec has no norm biases to differ by more);
+    // Nemotron-4 340B: 9.4B embedding + 331.6B other (NVIDIA's technical report, Table 1); GPT-3: 175B (Brown et al. 2020).
+    const named: [string, number, number][] = [['nemo-llama31-8b', 8_030_261_248, 1e-4], ['nemotron4-340b', 341e9, 2e-3], ['nemo-gpt3-175b', 175e9, 0.01]];
+    for (const [name, nominal, tol] of named) expect(Math.abs(paramCount(byModel(name)[0].m.graph) / nominal - 1), name).toBeLessThan(tol);
   });
 
   it('Korthikanti rows: the 530B times give the MFU the abstract states for 530B at 8x the data parallelism', () => {

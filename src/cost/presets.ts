@@ -134,21 +134,25 @@ interface Fitted {
   readonly matmul: number;
   readonly gemmHalfSize: number;
   readonly elementwise: number;
+  /** The share of tensor-parallel collectives hidden behind compute, where the fit moved it off the datasheet's. */
+  readonly tensorParallelOverlap?: number;
   readonly links: Readonly<Record<string, number>>;
   /** Per network level, the share of its overlappable collectives that can hide (Link.overlap); absent: 1. */
   readonly linkOverlap?: Readonly<Record<string, number>>;
+  /** Per network level, the latency per ring step where the fit moved it off the assumed one (seconds). */
+  readonly linkLatency?: Readonly<Record<string, number>>;
   readonly rows: string;
 }
 const KORTHIKANTI = 'data/published/steps.csv rows 3-10 (Korthikanti et al. 2022 Table 5: 22B, 175B, 530B, 1T; 8 rows)';
-const H100_ROWS = 'data/published/steps.csv rows 41-46 (MaxText A3 Llama2-7B table, 1 to 16 VMs on GPUDirect-TCPX; Megatron-LM Mixtral 8x7B on 64 DGX H100 GPUs; 6 rows)';
+const H100_ROWS = 'data/published/steps.csv rows 41-54 (MaxText A3 Llama2-7B table, 1 to 16 VMs on GPUDirect-TCPX; Megatron-LM Mixtral 8x7B on 64 DGX H100 GPUs; NVIDIA dgxc-benchmarking v24.11.1 NeMo runs on DGX H100 of Llama 3.1 8B, Nemotron-4 15B and 340B, GPT-3 175B; 14 rows)';
 const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
   'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
-  'tpu-v5e': { matmul: 1, gemmHalfSize: 66, elementwise: 0.865, links: { ici: 1, dcn: 0.968 }, linkOverlap: { ici: 0.262, dcn: 0 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); matmul at its bound 1: the fit trades it against exposed ICI gathers (see bench/accuracy)' },
+  'tpu-v5e': { matmul: 0.901, gemmHalfSize: 73, elementwise: 0.717, tensorParallelOverlap: 0.732, links: { ici: 0.762, dcn: 0.809 }, linkOverlap: { ici: 0.808, dcn: 0 }, linkLatency: { dcn: 27.8e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
-  'h100-sxm': { matmul: 0.696, gemmHalfSize: 67, elementwise: 0.682, links: { nvlink: 0.816, infiniband: 0.935 }, linkOverlap: { nvlink: 0.615 }, rows: `${H100_ROWS}; InfiniBand seen by the Mixtral row alone` },
-  'h100-a3-high': { matmul: 0.696, gemmHalfSize: 67, elementwise: 0.682, links: { nvlink: 0.816, tcpx: 0.778 }, linkOverlap: { nvlink: 0.615, tcpx: 0.001 }, rows: H100_ROWS },
+  'h100-sxm': { matmul: 0.699, gemmHalfSize: 63, elementwise: 0.670, tensorParallelOverlap: 0.093, links: { nvlink: 0.948, infiniband: 0.964 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
+  'h100-a3-high': { matmul: 0.699, gemmHalfSize: 63, elementwise: 0.670, tensorParallelOverlap: 0.093, links: { nvlink: 0.948, tcpx: 0.622 }, linkOverlap: { nvlink: 0, tcpx: 0 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone` },
 };
 
 /**
@@ -178,8 +182,11 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
       reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
     },
     gemmHalfSize: f.gemmHalfSize,
-    levels: withLinkOverlap(p.levels.map((l) => (f.links[l.name] === undefined ? l : { ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]) } })), f.linkOverlap),
-    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, fittedOn: f.rows },
+    ...(f.tensorParallelOverlap !== undefined ? { tensorParallelOverlap: f.tensorParallelOverlap } : {}),
+    levels: withLinkOverlap(p.levels.map((l) => (f.links[l.name] === undefined ? l : {
+      ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]), ...(f.linkLatency?.[l.name] !== undefined ? { latency: f.linkLatency[l.name] } : {}) },
+    })), f.linkOverlap),
+    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, ...(f.tensorParallelOverlap !== undefined ? { tensorParallelOverlap: note } : {}), fittedOn: f.rows },
   };
 }
 
