@@ -186,7 +186,8 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
     levels: withLinkOverlap(p.levels.map((l) => (f.links[l.name] === undefined ? l : {
       ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]), ...(f.linkLatency?.[l.name] !== undefined ? { latency: f.linkLatency[l.name] } : {}) },
     })), f.linkOverlap),
-    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, ...(f.tensorParallelOverlap !== undefined ? { tensorParallelOverlap: note } : {}), fittedOn: f.rows },
+    sources: { ...p.sources, efficiency: note, gemmHalfSize: note, linkEfficiency: note, ...(f.tensorParallelOverlap !== undefined ? { tensorParallelOverlap: note } : {}),
+      ...(f.linkLatency ? { latency: `${Object.keys(f.linkLatency).join(', ')} latency ${note}; the rest: ${p.sources.latency}` } : {}), fittedOn: f.rows },
   };
 }
 
