@@ -1,11 +1,11 @@
 // bench/accuracy: every published step time in data/published/steps.csv against the cost model's
 // estimate, per device family: under the shipped preset, fitted on all the family's rows by the
 // project's own calibrate fit (in-sample), and leave-one-model-out (each model's rows predicted by a
-// profile fitted without them). Prints JSON lines; `--write-readme` also writes the table into
+// profile fitted without them); then data/published/heldout/*.csv under the presets alone. Prints JSON lines; `--write-readme` also writes the table into
 // README.md between the accuracy markers. Goals (issue 10, leave-one-model-out): mean |error| ≤ 5%,
 // max ≤ 10%, signed mean within ±2%, per family. `--hold a,b` keeps those parameters at the preset's
 // values in every fit, as `calibrate --hold` does (the README table is written with calibrate's defaults).
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readBenchFile } from '../dist/calibrate/bench.js';
@@ -100,6 +100,24 @@ for (const [chip, gs] of byChip) {
   families.push(summary);
   process.stdout.write(JSON.stringify(summary) + '\n');
 }
+// Held out: published rows of engines the presets were not fitted on (data/published/heldout/),
+// priced under the shipped presets only: no fit reads them.
+const heldOutDir = join(root, 'data/published/heldout');
+const heldOut = [];
+for (const f of existsSync(heldOutDir) ? readdirSync(heldOutDir).filter((x) => x.endsWith('.csv')).sort() : []) {
+  const { groups: hg, rejected: hr } = groupRowsByDevice(readBenchFile(join(heldOutDir, f)));
+  for (const r of hr) process.stderr.write(`  rejected ${relative(root, r.source.file)}:${r.source.line}: ${r.reason}\n`);
+  for (const g of hg) {
+    const errors = g.rows.map((m) => {
+      const c = compareRow(m, g.profile, g.profile.name);
+      process.stdout.write(JSON.stringify({ bench: 'accuracy', heldOut: true, row: `${relative(root, m.source.file)}:${m.source.line}`, device: g.profile.name, model: m.modelName, mesh: c.mesh, measured: m.stepTime, preset: r4(c.estimated), presetError: r4(c.error) }) + '\n');
+      return c.error;
+    });
+    const summary = { bench: 'accuracy', heldOut: true, file: `heldout/${f}`, device: g.profile.name, rows: g.rows.length, models: new Set(g.rows.map((m) => m.modelName)).size, preset: short(summarizeErrors(errors)) };
+    heldOut.push(summary);
+    process.stdout.write(JSON.stringify(summary) + '\n');
+  }
+}
 process.stdout.write(JSON.stringify({ bench: 'accuracy', file: relative(root, file), rows: raw.length, rejected: rejected.length, hold, goal: GOAL, seconds: +((performance.now() - t0) / 1e3).toFixed(1) }) + '\n');
 
 const pct = (x, signed = false) => (x === null || x === undefined ? 'n/a' : `${signed && x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`);
@@ -112,6 +130,7 @@ function readmeTable() {
     '| device | rows (models) | preset | in-sample fit | leave-one-model-out |',
     '| --- | --- | --- | --- | --- |',
     ...families.map((f) => `| ${f.device} | ${f.rows} (${f.models}) | ${cell(f.preset)} | ${cell(f.inSample)} | ${lomoCell(f.leaveOneModelOut)} |`),
+    ...heldOut.map((h) => `| ${h.device}, held out (${h.file}) | ${h.rows} (${h.models}) | ${cell(h.preset)} | not fitted | not fitted |`),
   ];
   const notes = families.flatMap((f) => [
     ...('reason' in f.inSample ? [`${f.device} in-sample: ${f.inSample.reason}.`] : []),

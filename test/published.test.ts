@@ -165,6 +165,27 @@ describe('data/published/steps.csv', () => {
     for (const [name, nominal, tol] of named) expect(Math.abs(paramCount(byModel(name)[0].m.graph) / nominal - 1), name).toBeLessThan(tol);
   });
 
+  it('held-out rows (data/published/heldout): all read, valid on their meshes, step time = global batch tokens / published T/s', () => {
+    const held = fileURLToPath(new URL('../data/published/heldout/llm-foundry-h100.csv', import.meta.url));
+    const { groups: hg, rejected: hr } = groupRowsByDevice(readBenchFile(held));
+    expect(hr).toEqual([]);
+    const [hh, ...recs] = parseCsv(readFileSync(held, 'utf8'), held);
+    const note = (line: number) => recs.find((r) => r.line === line)!.fields[hh.fields.indexOf('note')];
+    const ms = hg.flatMap((g) => g.rows.map((m) => ({ m, profile: g.profile })));
+    expect(ms.length).toBe(5);
+    for (const { m, profile } of ms) {
+      const where = `line ${m.source.line}`;
+      expect(estimatePlan(m.graph, m.mesh, m.plan, profile).valid, where).toBe(true);
+      const [, gpus, gbs, tps] = /^(\d+) GPUs .*GlobalBatchSize (\d+) x 2048 tokens \/ (\d+) T\/s/.exec(note(m.source.line))!.map(Number);
+      expect(m.mesh.size, where).toBe(gpus);
+      expect(m.graph.spec.batch, where).toBe(gbs);
+      expect(Math.abs(m.stepTime / ((gbs * 2048) / tps) - 1), where).toBeLessThan(1e-4);
+    }
+    // The table's NumParams column (embeddings tied, positions learned at 2048): 70b 64,862,437,376.
+    const mpt70 = ms.find(({ m }) => m.modelName === 'mpt-70b')!.m.graph;
+    expect(Math.abs(paramCount(mpt70) / 64_862_437_376 - 1)).toBeLessThan(1e-3);
+  });
+
   it('Korthikanti rows: the 530B times give the MFU the abstract states for 530B at 8x the data parallelism', () => {
     // Abstract: 530B on 2240 A100s, MFU 54.2% with sequence parallelism + selective recompute, 42.1% with
     // full recompute. Our rows run 280 GPUs (no data parallelism, so no gradient allreduce): MFU at least
