@@ -169,7 +169,7 @@ describe('data/published/steps.csv', () => {
   it('held-out rows (data/published/heldout): all read and valid on their meshes; each step time is the published throughput\'s', () => {
     const dir = fileURLToPath(new URL('../data/published/heldout/', import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith('.csv')).sort();
-    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv']);
+    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'megatron-a100-2021.csv']);
     let n = 0;
     for (const f of files) {
       const held = join(dir, f);
@@ -182,6 +182,15 @@ describe('data/published/steps.csv', () => {
         const where = `${f} line ${m.source.line}`;
         expect(estimatePlan(m.graph, m.mesh, m.plan, g.profile).valid, where).toBe(true);
         const s = m.graph.spec;
+        // Megatron-LM 2021: Narayanan et al.'s Eq. 3, F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)), over TFLOP/s per GPU × GPUs.
+        const mg = /^published (\d+) TFLOP\/s per GPU .* on (\d+) GPUs/.exec(note(m.source.line));
+        if (mg) {
+          const [B, q, l, h, V] = [s.batch, s.seqLen, s.decoderLayers, s.dModel, s.vocab];
+          const F = 96 * B * q * l * h * h * (1 + q / (6 * h) + V / (16 * l * h));
+          expect(m.mesh.size, where).toBe(Number(mg[2]));
+          expect(Math.abs((m.stepTime * Number(mg[1]) * 1e12 * Number(mg[2])) / F - 1), where).toBeLessThan(1e-4);
+          continue;
+        }
         // llm-foundry: GlobalBatchSize x 2048 tokens / the table's T/s; dgxc: the step time itself, beside tokens/s.
         const lf = /^(\d+) GPUs .*GlobalBatchSize (\d+) x 2048 tokens \/ (\d+) T\/s/.exec(note(m.source.line));
         const dg = /^(\d+) GPUs: ([\d.]+) s per step as published \(([\d.]+) tokens\/s/.exec(note(m.source.line));
@@ -191,12 +200,16 @@ describe('data/published/steps.csv', () => {
         expect(Math.abs((m.stepTime * tokensPerSecond) / (s.batch * s.seqLen) - 1), where).toBeLessThan(1e-4);
       }
     }
-    expect(n).toBe(10);
+    expect(n).toBe(20);
     // Parameter counts as published: llm-foundry's NumParams column for MPT-70B at 2048 tokens
     // (tied embeddings, learned positions); Llama 3 70B's 70,553,706,496 (Meta's model card).
     const spec = (file: string) => parseModelSpec(JSON.parse(readFileSync(join(dir, file), 'utf8')));
     expect(Math.abs(paramCount(buildGraph(spec('mpt-70b.json'))) / 64_862_437_376 - 1)).toBeLessThan(1e-3);
     expect(Math.abs(paramCount(buildGraph(spec('maxtext-llama3-70b.json'))) / 70_553_706_496 - 1)).toBeLessThan(1e-4);
+    // Narayanan et al. 2021 Table 1 names the 2021 models by their Eq. 2 size: 1.7B to 1008.0B.
+    for (const [file, billions] of [['narayanan-1.7b.json', 1.7], ['narayanan-145b.json', 145.6], ['narayanan-1t.json', 1008.0]] as const) {
+      expect(Math.abs(paramCount(buildGraph(spec(file))) / (billions * 1e9) - 1), file).toBeLessThan(0.03);
+    }
   });
 
   it('Korthikanti rows: the 530B times give the MFU the abstract states for 530B at 8x the data parallelism', () => {
