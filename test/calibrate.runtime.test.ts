@@ -51,6 +51,38 @@ describe('calibration on the simulated mesh', () => {
     expect(t.fastestMeasured).toBe(t.new.measured <= times[0]);
   });
 
+  it('with passes, tune runs its plans round-robin, each once per pass, and calibrates on each plan\'s fastest run', async () => {
+    const { traceToRow } = await import('../src/calibrate/trace.js');
+    const { newContext, resolveRow } = await import('../src/calibrate/resolve.js');
+    const { describePlan } = await import('../src/lower/plan.js');
+    const spec = getPreset('tiny');
+    const mesh = parseMesh('2x2');
+    const order: string[] = [];
+    const times = new Map<string, number[]>();
+    const ctx = newContext(base.name);
+    const report = await tune({
+      spec, mesh, base, runs: 3, workers: 0, passes: 2,
+      measure: async (plan) => {
+        const trace = (await runPlan({ spec, mesh, plan, steps: 2, device: base, trace: true, modelName: 'tiny' })).trace;
+        const key = describePlan(plan);
+        order.push(key);
+        const m = resolveRow(traceToRow(trace, 't.json'), ctx);
+        if ('reason' in m) throw new Error(m.reason);
+        times.set(key, [...(times.get(key) ?? []), m.stepTime]);
+        return trace;
+      },
+    });
+    // The three plans calibrated on: A B C A B C, then any plan the loop chose besides them, twice in a row.
+    const first = order.slice(0, 3);
+    expect(new Set(first).size).toBe(3);
+    expect(order.slice(3, 6)).toEqual(first);
+    for (const k of order.slice(6)) expect(first).not.toContain(k);
+    for (const [k, ts] of times) expect(ts.length, k).toBe(2);
+    // Each plan's measured time is its fastest run; the calibration rows are those runs.
+    for (const r of report.tune.runs) expect(r.measured).toBe(Math.min(...times.get(describePlan(planFromJson(r.plan)))!));
+    expect(report.rows.used).toBe(3);
+  });
+
   it('spreadRuns takes the best layouts, then layouts spread down the ranking, one plan each while layouts last', () => {
     fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 12 }), (layoutIds, runs) => {
       const ranked = layoutIds.map((id, i) => ({ plan: { layout: `l${id}`, zero: i % 4 } }) as unknown as Estimate);

@@ -14,6 +14,7 @@ interface Args {
   device: string;
   runs: string;
   steps: string;
+  passes: string;
   backend: string;
   workers?: string;
   out?: string;
@@ -48,6 +49,7 @@ export const tuneCommand: CommandModule<object, Args> = {
       .option('device', { type: 'string', default: 'host', describe: 'base profile the first search uses and calibration starts from (host: this machine, bench/host.bench.mjs)' })
       .option('runs', { type: 'string', default: '8', describe: 'how many of the best plans to run and calibrate on' })
       .option('steps', { type: 'string', default: '4', describe: 'training steps per run (the first is left out as warm-up)' })
+      .option('passes', { type: 'string', default: '2', describe: 'round-robin passes over the plans: each plan runs once per pass and keeps its fastest run (load from outside only slows a run)' })
       .option('backend', { type: 'string', default: 'auto', choices: [...BACKENDS], describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })
       .option('workers', { type: 'string', describe: 'search worker threads (0: inline)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
@@ -61,6 +63,7 @@ export const tuneCommand: CommandModule<object, Args> = {
     const base = loadDevice(args.device);
     const runs = intFlag('runs', args.runs, 3, 1000, 'leave-one-plan-out needs 3 plans');
     const steps = intFlag('steps', args.steps, 2, MAX_STEPS, 'the first is warm-up');
+    const passes = intFlag('passes', args.passes, 1, 20, 'each pass runs every plan once');
     const backendChoice = enumFlag('backend', args.backend, BACKENDS);
     const workers = workersFlag(args.workers, availableParallelism(), (line) => process.stderr.write(`mesh-search: ${line}\n`));
     if (args.out !== undefined) checkWritable(args.out, 'the profile');
@@ -70,7 +73,7 @@ export const tuneCommand: CommandModule<object, Args> = {
     const backend: Parameters<typeof runtime.runPlan>[0]['backend'] = backendChoice;
     const modelName = typeof args.model === 'string' && !args.model.endsWith('.json') ? args.model : undefined;
     const report = await tune({
-      spec, mesh, base, runs, workers,
+      spec, mesh, base, runs, workers, passes,
       measure: async (plan) => (await runtime.runPlan({ spec, mesh, plan, steps, backend, device: base, trace: true, modelName })).trace,
       onProgress: (line) => process.stderr.write(`tune: ${line}\n`),
     });
