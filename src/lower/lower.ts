@@ -695,8 +695,12 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     const b = ctx.info.weightBlock.get(w)!;
     return {
       id: w, block: b.name, layered: b.layered, elems: elemsLin(ctx, w).fixed, partial: ctx.weightPartial.get(w) ?? 0,
-      // ZeRO shards a weight over the batch axes that do not split it already (experts' weights: those experts leaves).
-      zeroMask: c.mask.batch & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
+      // ZeRO shards a weight over the batch axes that do not split it already (experts' weights: those
+      // experts leaves), and over the length axes (context parallelism) its gradient is a partial sum over:
+      // their devices hold the same weight and reduce its gradient too, as Megatron-LM's distributed
+      // optimizer shards over data x context parallel ranks. (A weight applied to the gathered memory,
+      // K and V here, gets a whole gradient on every length shard: nothing to scatter there.)
+      zeroMask: (c.mask.batch | (c.mask.length & (ctx.weightPartial.get(w) ?? 0))) & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
       perStage: perStageOf(ctx, b), stage: stageOf(b),
     };
   });

@@ -14,8 +14,8 @@ import type { PlanSpace } from './space.js';
  * - lbStep: the least FLOPs bound of any valid completion (flopsBound: matmul FLOPs at the
  *   profile's matmul rate, with the least pipeline bubble share); admissible for every plan below.
  * - lbMemory: the least model-state law of any valid completion: each weight's parameter,
- *   gradient and optimizer bytes, split by its dimensions' axes and at best by the batch axes
- *   (ZeRO 3); activations and temporaries only add.
+ *   gradient and optimizer bytes, split by its dimensions' axes and at best by the batch and
+ *   length axes (ZeRO 3); activations and temporaries only add.
  * - plans, valid: the counts the exhaustive scan reports, over every completion (mirror images
  *   included), so pruning a subtree never loses its count.
  * - maxUsed: the most devices a valid completion puts to work (the remaining axes' share).
@@ -115,6 +115,7 @@ class Table {
 
 const BATCH = DIM_NAMES.indexOf('batch');
 const LAYERS = DIM_NAMES.indexOf('layers');
+const LENGTH = DIM_NAMES.indexOf('length');
 const D = DIM_NAMES.length;
 
 // Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
@@ -195,7 +196,8 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
       for (const d of w.dims) e *= space.dimSizes[d] / split[d];
       n += e * (w.layered ? w.repeat / split[LAYERS] : 1);
     }
-    return (n * perParam) / (b ? split[BATCH] : 1);
+    // ZeRO (only where batch has an axis) shards over the batch and length axes at most (lower.ts zeroMask).
+    return (n * perParam) / (b ? split[BATCH] * split[LENGTH] : 1);
   };
   // Compute C at one microbatch bounds a step with its bubble: (M + p − 1) stage times of a
   // microbatch each at least C / M (src/search/task.ts stepBound), least at the most microbatches.
