@@ -9,10 +9,8 @@ import { getPreset } from '../src/model/presets.js';
 /**
  * ZeRO with context parallelism: the devices that split `length` hold the same weights and sum their
  * gradients, so the optimizer shards over them too, as Megatron-LM's distributed optimizer shards
- * over data x context parallel ranks. The exceptions are independent of the lowering's bookkeeping:
- * a weight with a `length` dimension (learned positions) is split by it already, and K and V project
- * the memory every length shard gathers whole (Mesh-TF attention), so every shard holds their whole
- * gradient and has nothing to scatter.
+ * over data x context parallel ranks. A weight with a `length` dimension (learned positions) is split
+ * by it already and shards over the batch ranks on top.
  */
 describe('ZeRO over the axes that split length', () => {
   const spec = getPreset('tiny');
@@ -24,13 +22,13 @@ describe('ZeRO over the axes that split length', () => {
   const elems = (id: string) => graph.tensors.get(id)!.dims.reduce((n, d) => n * graph.dimSizes[d], 1) * (repeat(id).layered ? repeat(id).repeat : 1);
   const optimizerBytes = 8; // fp32 training: momentum and variance (Kingma and Ba 2015)
 
-  for (const zero of [1, 2, 3] as const) it(`ZeRO ${zero}: optimizer state is each weight's over batch x length ranks, K's and V's over batch ranks only`, () => {
+  for (const zero of [1, 2, 3] as const) it(`ZeRO ${zero}: optimizer state is each weight's over its batch x length ranks`, () => {
     const cp = estimatePlan(graph, mesh, makePlan('length:rows;batch:cols', { zero }), profile);
     expect(cp.valid).toBe(true);
     let expected = 0;
     for (const w of graph.weights) {
-      // K and V: sharded over the batch ranks only. Learned positions: split by length already, then over batch.
-      expected += (elems(w) * optimizerBytes) / (/\.w[kv]$/.test(w) ? 2 : 4);
+      // Every weight over 2 x 2 ranks (learned positions: split by length already, then over batch).
+      expected += (elems(w) * optimizerBytes) / 4;
     }
     expect(cp.memory.optimizer).toBeCloseTo(expected, 6);
     // Without the length split only the batch ranks share the state.

@@ -151,8 +151,8 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
   'tpu-v5e': { matmul: 0.901, gemmHalfSize: 73, elementwise: 0.717, tensorParallelOverlap: 0.732, links: { ici: 0.762, dcn: 0.809 }, linkOverlap: { ici: 0.808, dcn: 0 }, linkLatency: { dcn: 27.8e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
-  'h100-sxm': { matmul: 0.698, gemmHalfSize: 64, elementwise: 0.664, tensorParallelOverlap: 0.096, links: { nvlink: 0.967, infiniband: 0.951 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
-  'h100-a3-high': { matmul: 0.698, gemmHalfSize: 64, elementwise: 0.664, tensorParallelOverlap: 0.096, links: { nvlink: 0.967, tcpx: 0.628 }, linkOverlap: { nvlink: 0, tcpx: 0 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone` },
+  'h100-sxm': { matmul: 0.690, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.106, links: { nvlink: 1, infiniband: 0.978 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
+  'h100-a3-high': { matmul: 0.690, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.106, links: { nvlink: 1, tcpx: 0.652 }, linkOverlap: { nvlink: 0, tcpx: 0 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone` },
 };
 
 /**

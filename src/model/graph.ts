@@ -159,23 +159,29 @@ export function buildGraph(spec: ModelSpec): Graph {
     const QH: DimName[] = ['heads', ...G];
     const wq = w(`${p}.wq`, ['d_model', ...QH, 'd_kv']), wk = w(`${p}.wk`, HD), wv = w(`${p}.wv`, HD);
     const wo = w(`${p}.wo`, [...QH, 'd_kv', 'd_model']);
-    const memM = t(`${p}.mem`, ['batch', 'memory_length', 'd_model']);
-    ops.push({ name: `${p}.rename`, kind: 'rename', inputs: [mem], output: memM, dim: 'length', to: 'memory_length', saves: [] });
+    // K and V are projected where their positions are, then renamed to memory_length: with length
+    // split (context parallelism) the rename gathers K and V, as Megatron-LM, Llama 3 (Sec. 3.3.2) and
+    // MaxText do, not the wider input, and each device projects only its own positions.
     const Q: DimName[] = ['batch', 'length', ...QH, 'd_kv'];
+    const KL: DimName[] = ['batch', 'length', 'heads', 'd_kv'];
     let q = t(`${p}.q`, Q);
-    let k = t(`${p}.k`, ['batch', 'memory_length', 'heads', 'd_kv']);
-    const v = t(`${p}.v`, ['batch', 'memory_length', 'heads', 'd_kv']);
+    let kl = t(`${p}.k_local`, KL);
+    const vl = t(`${p}.v_local`, KL);
     ops.push({ name: `${p}.q`, kind: 'einsum', inputs: [x, wq], output: q, saves: [x] });
-    ops.push({ name: `${p}.k`, kind: 'einsum', inputs: [memM, wk], output: k, saves: [memM] });
-    ops.push({ name: `${p}.v`, kind: 'einsum', inputs: [memM, wv], output: v, saves: [memM] });
+    ops.push({ name: `${p}.k`, kind: 'einsum', inputs: [mem, wk], output: kl, saves: [mem] });
+    ops.push({ name: `${p}.v`, kind: 'einsum', inputs: [mem, wv], output: vl, saves: [mem] });
     if (spec.positions === 'rotary' && causal) {
       const qr = t(`${p}.q_rot`, Q);
-      const kr = t(`${p}.k_rot`, ['batch', 'memory_length', 'heads', 'd_kv']);
+      const kr = t(`${p}.k_rot`, KL);
       ops.push({ name: `${p}.q_rot`, kind: 'rotary', inputs: [q], output: qr, saves: [] });
-      ops.push({ name: `${p}.k_rot`, kind: 'rotary', inputs: [k], output: kr, saves: [] });
+      ops.push({ name: `${p}.k_rot`, kind: 'rotary', inputs: [kl], output: kr, saves: [] });
       q = qr;
-      k = kr;
+      kl = kr;
     }
+    const k = t(`${p}.k`, ['batch', 'memory_length', 'heads', 'd_kv']);
+    const v = t(`${p}.v`, ['batch', 'memory_length', 'heads', 'd_kv']);
+    ops.push({ name: `${p}.k_rename`, kind: 'rename', inputs: [kl], output: k, dim: 'length', to: 'memory_length', saves: [] });
+    ops.push({ name: `${p}.v_rename`, kind: 'rename', inputs: [vl], output: v, dim: 'length', to: 'memory_length', saves: [] });
     const S: DimName[] = ['batch', ...QH, 'length', 'memory_length'];
     const core = { attentionCore: true, ...fusedCore, ...(spec.flashAttention && causal ? { causalBlocks: true } : {}) } as const;
     const logits = t(`${p}.logits`, S);
