@@ -62,9 +62,32 @@ describe('sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2)', () => {
     const s = 2048, b = 4, h = 6144, t = 8;
     expect(sent(sp) - sent(tp)).toBeCloseTo(2 * 48 * ((t - 1) / t) * s * b * h * 2, -3);
   });
-  it('is refused where no axis splits heads or d_ff, and where length is split', () => {
+  it('is refused where no axis splits heads or d_ff, and where a device\'s share of length does not divide', () => {
     expect(() => lower(g, mesh, makePlan('vocab:t', { sequenceParallel: true }))).toThrow(/heads or d_ff/);
-    expect(() => lower(g, parseMesh('2x4'), makePlan('length:rows;heads:cols', { sequenceParallel: true }))).toThrow(/length/);
+    const short = buildGraph(parseModelSpec({ name: 'short', layers: 2, dModel: 64, heads: 8, dKv: 8, dFf: 256, vocab: 64, seqLen: 8, batch: 2, dtype: 'bf16' }));
+    expect(() => lower(short, parseMesh('c:2;t:8'), makePlan('length:c;heads:t;d_ff:t', { sequenceParallel: true }))).toThrow(/each device's 4 of length's 8 8 ways/);
+  });
+
+  it('with context parallelism too (length split, Megatron-LM\'s CP with SP): the same identity on each device\'s share of the sequence', () => {
+    // On the t axis alone: every tensor-parallel allreduce of a layer becomes a reduce-scatter and an
+    // allgather of s/c tokens, plus the two re-gathers; what crosses c (K and V's gather) is the same in both.
+    const cpMesh = parseMesh('c:2;t:8');
+    const colls = (sp: boolean) => lower(g, cpMesh, makePlan('length:c;heads:t;d_ff:t', { sequenceParallel: sp })).ops
+      .filter((o) => o.block === 'decoder').flatMap((o) => o.collectives.map((c) => ({ c, count: o.count })));
+    const on = (xs: ReturnType<typeof colls>, axes: string) => xs.filter(({ c }) => c.axes.join('+') === axes);
+    const tp = colls(false), sp = colls(true);
+    const sent = (xs: typeof tp) => xs.reduce((a, { c, count }) => a + c.sent * count, 0);
+    const n = (xs: typeof tp, k: string) => xs.filter(({ c }) => c.kind === k).reduce((a, { count }) => a + count, 0);
+    expect(n(on(tp, 't'), 'allreduce')).toBe(4 * 48);
+    expect(n(on(sp, 't'), 'allreduce')).toBe(0);
+    expect(n(on(sp, 't'), 'reduce-scatter')).toBe(4 * 48);
+    expect(n(on(sp, 't'), 'allgather')).toBe(6 * 48);
+    const s = 2048, c = 2, b = 4, h = 6144, t = 8;
+    expect(sent(on(sp, 't')) - sent(on(tp, 't'))).toBeCloseTo(2 * 48 * ((t - 1) / t) * (s / c) * b * h * 2, -3);
+    expect(sent(on(sp, 'c'))).toBe(sent(on(tp, 'c')));
+    // K and V's gather over c: per layer forward, 2 tensors of b·(s/c)·(heads/t)·dk, (c−1)/c of them sent.
+    const kv = on(tp, 'c').filter(({ c: x }) => x.kind === 'allgather');
+    expect(kv.reduce((a, { c: x, count }) => a + x.sent * count, 0)).toBeCloseTo(2 * 48 * ((c - 1) / c) * s * b * (64 / t) * 96 * 2, -3);
   });
 });
 

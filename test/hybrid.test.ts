@@ -165,7 +165,7 @@ describe('calibrate --fit physics over one chip on two networks', () => {
     const raw = readBenchFile('data/published/steps.csv').filter((r) => String(r.device).startsWith('h100') || r.device === 'a100-80g');
     const base = getDevice('h100-sxm');
     const loaded = resolveRows(raw, base);
-    expect(loaded.rows.length).toBe(14);
+    expect(loaded.rows.length).toBe(17);
     expect(loaded.rejected.every((r) => /one device at a time: --device a100-80g/.test(r.reason))).toBe(true);
     const report = calibrate(loaded, base, [], { method: 'physics' });
     const names = report.fit.parameters.map((p) => p.name);

@@ -144,15 +144,15 @@ interface Fitted {
   readonly rows: string;
 }
 const KORTHIKANTI = 'data/published/steps.csv rows 3-10 (Korthikanti et al. 2022 Table 5: 22B, 175B, 530B, 1T; 8 rows)';
-const H100_ROWS = 'data/published/steps.csv rows 41-54 (MaxText A3 Llama2-7B table, 1 to 16 VMs on GPUDirect-TCPX; Megatron-LM Mixtral 8x7B on 64 DGX H100 GPUs; NVIDIA dgxc-benchmarking v24.11.1 NeMo runs on DGX H100 of Llama 3.1 8B, Nemotron-4 15B and 340B, GPT-3 175B; 14 rows)';
+const H100_ROWS = 'data/published/steps.csv rows 41-57 (MaxText A3 Llama2-7B table, 1 to 16 VMs on GPUDirect-TCPX; Megatron-LM Mixtral 8x7B on 64 DGX H100 GPUs; NVIDIA dgxc-benchmarking v24.11.1 NeMo runs on DGX H100 of Llama 3.1 8B and 70B, Nemotron-4 15B and 340B, GPT-3 175B; 17 rows)';
 const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
   'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
   'tpu-v5e': { matmul: 0.901, gemmHalfSize: 73, elementwise: 0.717, tensorParallelOverlap: 0.732, links: { ici: 0.762, dcn: 0.809 }, linkOverlap: { ici: 0.808, dcn: 0 }, linkLatency: { dcn: 27.8e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
-  'h100-sxm': { matmul: 0.690, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.106, links: { nvlink: 1, infiniband: 0.978 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
-  'h100-a3-high': { matmul: 0.690, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.106, links: { nvlink: 1, tcpx: 0.652 }, linkOverlap: { nvlink: 0, tcpx: 0 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone` },
+  'h100-sxm': { matmul: 0.699, gemmHalfSize: 65, elementwise: 0.637, tensorParallelOverlap: 0.123, links: { nvlink: 1, infiniband: 0.936 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
+  'h100-a3-high': { matmul: 0.699, gemmHalfSize: 65, elementwise: 0.637, tensorParallelOverlap: 0.123, links: { nvlink: 1, tcpx: 0.635 }, linkOverlap: { nvlink: 0, tcpx: 0 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone` },
 };
 
 /**

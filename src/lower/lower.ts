@@ -598,10 +598,15 @@ export function sequenceParallelAxes(graph: Graph, c: CompiledLayout): { mask: n
   const T = h | f;
   if (!T) return { problem: 'sequence parallelism needs heads or d_ff split on a mesh axis (the tensor-parallel axes)' };
   if (h && f && h !== f) return { problem: 'sequence parallelism needs heads and d_ff on the same axes' };
-  if (c.mask.length) return { problem: 'sequence parallelism splits length itself: length must not be in the layout' };
+  // With length split too (context parallelism), sequence parallelism splits each device's share of
+  // the sequence further, as Megatron-LM runs --context-parallel-size with --sequence-parallel.
   let t = 1;
   for (const d of ['heads', 'd_ff'] as const) if (c.mask[d]) t = c.split[d];
-  if (graph.dimSizes.length % t !== 0) return { problem: `sequence parallelism splits length (${graph.dimSizes.length}) ${t} ways, which does not divide it` };
+  const local = graph.dimSizes.length / c.split.length;
+  if (local % t !== 0) {
+    const of = c.split.length > 1 ? `each device's ${local} of length's ${graph.dimSizes.length}` : `length (${graph.dimSizes.length})`;
+    return { problem: `sequence parallelism splits ${of} ${t} ways, which does not divide it` };
+  }
   return { mask: T };
 }
 

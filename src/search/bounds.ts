@@ -94,11 +94,11 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
   const alone: HardwareProfile = { ...profile, concurrentDevices: undefined };
   const moe = [...graph.tensors.values()].some((t) => t.dims.includes('group'));
-  const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!, LENGTH = DIM_INDEX.get('length')!;
+  const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!;
   const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'gradsum' && r.kind !== 'regroup';
 
   const variant = (split: readonly number[], sequenceParallel: boolean): VariantFloor | null => {
-    if (sequenceParallel && (split[LENGTH] > 1 || (split[HEADS] > 1 && split[D_FF] > 1 && split[HEADS] !== split[D_FF]))) return null;
+    if (sequenceParallel && split[HEADS] > 1 && split[D_FF] > 1 && split[HEADS] !== split[D_FF]) return null;
     const axes: MeshAxis[] = [];
     const layout = new Map<DimName, string[]>();
     DIM_NAMES.forEach((d, i) => {
