@@ -282,6 +282,14 @@ describe('megatron and torchtitan arguments', () => {
   });
 });
 
+describe('ZeRO with context parallelism', () => {
+  it('Megatron-LM writes it as the distributed optimizer over data x context ranks, which is how the plan shards its states', () => {
+    const out = exportPlan(input({ mesh: '4x8', model: 'llama2-7b', device: 'h100-sxm', layout: 'batch:rows;length:cols', zero: 1, recompute: 'none', microbatches: 1 }), 'megatron').text;
+    expect(out).toMatch(/--context-parallel-size 8 /);
+    expect(out).toMatch(/--use-distributed-optimizer/);
+  });
+});
+
 describe('plans a target cannot express', () => {
   const refuse = (c: Parameters<typeof input>[0], format: Format) => {
     try {
@@ -300,7 +308,6 @@ describe('plans a target cannot express', () => {
     ['torchtitan', { ...CASES.zero3, zero: 1 }, /zero 1 cannot be expressed/],
     ['torchtitan', { ...CASES.pipeline, recompute: 'selective' }, /selective/],
     ['megatron', { ...CASES.paper, mesh: '16x8', model: 'mtf-tr-s0', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols' }, /trains decoder models; this one is an encoder-decoder/],
-    ['megatron', { mesh: '4x8', model: 'llama2-7b', device: 'h100-sxm', layout: 'batch:rows;length:cols', zero: 1, recompute: 'none', microbatches: 1 }, /data- and context-parallel ranks together/],
     ['maxtext', { ...CASES.zero3, zero: 2 }, /zero 2 cannot be expressed/],
     ['maxtext', { ...CASES.pipeline, microbatches: 1 }, /multiple of the 2 pipeline stages, but the plan has 1$/],
     ['maxtext', { mesh: '4x4', model: 'llama2-7b', device: 'h100-sxm', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols', zero: 0, recompute: 'none', microbatches: 1 }, null],

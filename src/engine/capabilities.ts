@@ -44,7 +44,11 @@ export interface Capabilities {
   /** Fewer KV heads than query heads. */
   readonly gqa: boolean;
   readonly dtypes: readonly Dtype[];
-  /** Optimizer state sharded over the batch axes with length split too (Megatron shards over dp x cp). */
+  /**
+   * ZeRO with length split as the plan prices it: states sharded over the batch and context ranks
+   * together (lower.ts zeroMask). Megatron-LM's distributed optimizer shards over dp x cp; MaxText's
+   * logical rules put `embed` on fsdp and context alike (src/maxtext/configs/base.yml).
+   */
   readonly zeroWithContext: boolean;
   /** Hybrid sharding (--zero-axes) at ZeRO-3: MaxText's fsdp x data axes, torchtitan's HSDP (dp_shard within dp_replicate). */
   readonly hybridZero: boolean;
@@ -94,7 +98,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Megatron-LM', kinds: ['decoder'], zero: [0, 1, 2, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false,
     vocabSplit: true, deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['gelu', 'swiglu'],
-    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
+    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: false, reduceAfterBackward: [],
     also: ['context parallelism needs seq_length % (2 x cp) == 0', 'global batch a multiple of micro batch x data-parallel size'],
   },
   // deepspeed/runtime: zero_optimization.stage 0-3, tensor_parallel.autotp_size (AutoTP splits

@@ -76,7 +76,7 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
     if (o) out.push(o);
   }
   need(!strategy || cap.zeroWithContext || plan.zero === 0 || s.cp === 1,
-    `${t} shards optimizer state over data- and context-parallel ranks together (${s.dp * s.cp}), the plan only over the batch axes (${s.batchSplit})`);
+    `${t} cannot shard optimizer state over context-parallel ranks with the data-parallel ones (${s.dp * s.cp}), as the plan's ZeRO does`);
   need(engine === 'mesh-tf' || axesOf(plan.layout, 'q_group').length === 0,
     `${t} names query heads as one axis: a split of q_group, the query heads within a K/V group, cannot be expressed`);
   out.push(...SPECIFIC[engine](s, profile, strategy));
