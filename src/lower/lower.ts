@@ -703,8 +703,8 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
       // ZeRO shards a weight over the batch axes that do not split it already (experts' weights: those
       // experts leaves), and over the length axes (context parallelism) its gradient is a partial sum over:
       // their devices hold the same weight and reduce its gradient too, as Megatron-LM's distributed
-      // optimizer shards over data x context parallel ranks. (A weight applied to a tensor gathered over
-      // length would get a whole gradient on every length shard, with nothing to scatter: none is now.)
+      // optimizer shards over data x context parallel ranks. (MoE's expert weights work on the expert
+      // side, past the dispatch's sum over length: every length shard holds their whole gradient.)
       zeroMask: (c.mask.batch | (c.mask.length & (ctx.weightPartial.get(w) ?? 0))) & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
       perStage: perStageOf(ctx, b), stage: stageOf(b),
     };

@@ -35,7 +35,8 @@ export function matmulBound(graph: Graph, profile: HardwareProfile): (split: rea
   const passes = einsumPasses(graph).map((p) => ({
     dims: Int32Array.from(p.dims.map((d) => DIM_INDEX.get(d)!)),
     m: partDims(p, 'm'), n: partDims(p, 'n'), k: partDims(p, 'k'),
-    repeat: p.block.repeat * p.share,
+    repeat: p.block.repeat,
+    share: p.share,
     layered: p.block.layered,
   }));
   const local = new Float64Array(DIM_NAMES.length);
@@ -50,7 +51,7 @@ export function matmulBound(graph: Graph, profile: HardwareProfile): (split: rea
     local[GROUP] = local[BATCH];
     let t = 0;
     for (const p of passes) {
-      let f = 2 * p.repeat * product(p.dims);
+      let f = 2 * p.repeat * p.share * product(p.dims);
       if (p.layered) f /= split[LAYERS];
       if (h > 0) f /= shapeFactor(h, product(p.m), product(p.n), product(p.k));
       t += f;
