@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/cost/host.js';
-import { opTime } from '../src/cost/price.js';
+import { opTime, price, priceParts } from '../src/cost/price.js';
+import { getDevice } from '../src/cost/presets.js';
+import { lower } from '../src/lower/lower.js';
+import { makePlan } from '../src/lower/plan.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { buildGraph } from '../src/model/graph.js';
+import { getPreset } from '../src/model/presets.js';
 import type { LoweredOp } from '../src/lower/program.js';
 import { cli } from './support/cli.js';
 
@@ -31,5 +37,21 @@ describe('the host profile', () => {
     const bad = cli(['estimate', '--mesh', '2x2', '--model', 'small', '--layout', '', '--device', 'hots']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/host/);
+  });
+
+  it('devices that share a core take that many times as long for everything they run; a device\'s own per-class and per-axis times stay its own', () => {
+    // Four devices on two cores, nothing hidden: kernels, the optimizer and the collectives (copies
+    // on each device's own thread) all queue for the cores, so the step is exactly twice a lone core's.
+    const alone = { ...getDevice('tpu-v2'), overlap: 0, tensorParallelOverlap: 0, concurrentDevices: undefined };
+    const shared = { ...alone, concurrentDevices: 2 };
+    const graph = buildGraph(getPreset('small'));
+    const mesh = parseMesh('2x2');
+    for (const [layout, zero] of [['batch:rows+cols', 2], ['batch:rows;heads:cols;d_ff:cols', 1], ['d_model:rows;heads:cols;d_ff:cols', 0], ['batch:rows;layers:cols', 0]] as const) {
+      const program = lower(graph, mesh, makePlan(layout, { zero, microbatches: layout.includes('layers') ? 4 : 1 }));
+      expect(price(program, shared).time.step / price(program, alone).time.step).toBeCloseTo(2, 9);
+      const a = priceParts(program, alone), b = priceParts(program, shared);
+      for (const k of Object.keys(a.classTime)) expect(b.classTime[k]).toBeCloseTo(a.classTime[k], 12);
+      expect(b.commTime).toEqual(a.commTime);
+    }
   });
 });

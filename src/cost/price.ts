@@ -158,6 +158,17 @@ function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: numb
   return Math.max(t, v) + launch;
 }
 
+/**
+ * How many devices share each core (profile.concurrentDevices; 1 when every device has its own).
+ * A device's kernels, optimizer and collectives all run on its core's time (the host's collectives
+ * copy through shared memory on the device's own thread), so each takes this many times as long
+ * as on a core of its own; per-class and per-axis times (Detail) stay a device's own, as its trace
+ * measures them.
+ */
+export function coreShare(profile: HardwareProfile, mesh: Mesh): number {
+  return profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+}
+
 /** Sums of some of a layout's records at one microbatch count (a Walk is the sum of two). */
 export interface WalkPart {
   /** Per microbatch on one device, by pipeline-stage part: compute of the forward and of the backward (with recompute), blocking communication. */
@@ -214,7 +225,7 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
 function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
   const { mesh, graph } = l;
   const peak = profile.peakFlops[graph.spec.dtype];
-  const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+  const share = coreShare(profile, mesh);
   // Forward, backward and blocking communication, each by stage part (all, first, last).
   const sums = new Float64Array(9);
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
@@ -228,14 +239,14 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
       const stage = r.stage === 'all' ? 0 : r.stage === 'first' ? 1 : 2;
       const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
       sums[(r.phase === 'forward' ? 0 : 3) + stage] += ot;
-      if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + ot * M;
+      if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + (ot * M) / share;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
       for (const c of r.collectives) {
         const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
         const sent = sentBytes(c.kind, bytes, c.groupSize);
         const rc = ringCost(profile, mesh, c.mask, c.kind);
         const t = (sent * rc.inv + rc.fixed) * perMb;
-        sums[6 + stage] += t * tpExposed;
+        sums[6 + stage] += t * tpExposed * share;
         communication += t * M;
         bytesPerDevice += sent * perMb * M;
         if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);
@@ -304,10 +315,11 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
   let optimizer = 0, gradientPerStep = 0, gradientPerMicrobatch = 0, gatherPerStep = 0, gatherPerMicrobatch = 0;
   let communicationPerStep = 0, communicationPerMicrobatch = 0, bytesPerStep = 0, bytesPerMicrobatch = 0;
   let unhiddenPerStep = 0, unhiddenPerMicrobatch = 0;
+  const share = coreShare(profile, mesh);
   for (const op of strategyOps(l, plan)) {
     if (op.kind === 'send') continue; // sendTime prices them
     const ot = opTime(profile, op, peak) * op.count;
-    optimizer += ot;
+    optimizer += ot * share;
     if (detail?.classTime) detail.classTime[op.klass] = (detail.classTime[op.klass] ?? 0) + ot;
     // ZeRO-2 and -3 reduce-scatter the gradient after every microbatch (instantiate.ts strategyOps).
     const perMicrobatch = op.phase === 'sync' && plan.zero >= 2 && op.collectives[0]?.kind === 'reduce-scatter';
@@ -324,9 +336,10 @@ export function strategyCost(l: LayoutLowering, plan: Plan, profile: HardwarePro
       note(detail, c, op.count);
       if (detail?.commTime) detail.commTime[axesKey(c.axes)] = (detail.commTime[axesKey(c.axes)] ?? 0) + t0;
       const h = hideableShare(profile, mesh, c.mask);
-      const t = t0 * h;
-      if (everyMicrobatch) unhiddenPerMicrobatch += (t0 - t) / M;
-      else unhiddenPerStep += t0 - t;
+      const ts = t0 * share;
+      const t = ts * h;
+      if (everyMicrobatch) unhiddenPerMicrobatch += (ts - t) / M;
+      else unhiddenPerStep += ts - t;
       if (c.role === 'gather') {
         if (op.phase === 'forward') gatherPerMicrobatch += t / M;
         else gatherPerStep += t;
@@ -358,7 +371,7 @@ export function sendTime(l: LayoutLowering, plan: Plan, profile: HardwareProfile
   const count = plan.microbatches * plan.virtualStages;
   if (detail) for (let i = 0; i < 2; i++) note(detail, { kind: 'send', axes: maskAxes(l.mesh, mask), bytes: msg, sent: msg }, count);
   if (detail?.commTime) detail.commTime[maskAxes(l.mesh, mask).join('+')] = (detail.commTime[maskAxes(l.mesh, mask).join('+')] ?? 0) + 2 * t * count;
-  return { perMicrobatch: 2 * plan.virtualStages * t, bytes: 2 * msg * count };
+  return { perMicrobatch: 2 * plan.virtualStages * t * coreShare(profile, l.mesh), bytes: 2 * msg * count };
 }
 
 /** Step-time parts of one plan (DESIGN.md, Pricing): what the estimate and the search both report. */

@@ -1,4 +1,4 @@
-import { collectiveTime, shapeFactor, walk, type StageSums } from '../cost/price.js';
+import { collectiveTime, coreShare, shapeFactor, walk, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
@@ -92,7 +92,7 @@ export interface StateFloor {
  * that share an axis get one each): only the concurrency share reads its size, and that is the real mesh's.
  */
 export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): (split: readonly number[]) => StateFloor {
-  const share = profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+  const share = coreShare(profile, mesh);
   const alone: HardwareProfile = { ...profile, concurrentDevices: undefined };
   const moe = [...graph.tensors.values()].some((t) => t.dims.includes('group'));
   const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!;
