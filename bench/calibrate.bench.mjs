@@ -3,9 +3,10 @@
 // leave-one-plan-out step-time error (MAPE) and Kendall tau of the uncalibrated profile beside the
 // calibrated one's, from the same measurements; and, as a control, how well the fit recovers a
 // known profile from synthetic rows. BENCH_CAL_MODEL picks the model (default small: compute dominates its step, where tiny's is all overhead and noise), BENCH_CAL_BASE
-// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 2), BENCH_CAL_FIT the fit (physics or classes; default physics).
+// the base profile (default host), BENCH_CAL_PASSES the round-robin passes (default 2), BENCH_CAL_FIT the fit (physics or classes; default physics), BENCH_CAL_ROWS a file that keeps the measured rows.
 // Goals (issue 5): MAPE 15% or less, tau 0.8 or more. Timings on a loaded machine are noisy: the
 // load average is recorded with the figures.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { calibrate, fitProfile, resolveRows } from '../dist/calibrate/index.js';
 import { findProfile } from '../dist/cost/host.js';
@@ -28,7 +29,13 @@ const acc = (a) => ({ mape: r3(a.mape), kendallTau: r3(a.kendallTau) });
 
 // 1. The runtime: measure, then calibrate.
 const t0 = performance.now();
-const raw = await measureCases(SIM_CASES, { base, model, steps: 4, passes, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
+// BENCH_CAL_ROWS=file: measure once and keep the rows there; a later run with the file fits the
+// same measurements again (to compare two versions of the fit on one set of timings, side by side).
+const rowsFile = process.env.BENCH_CAL_ROWS;
+const raw = rowsFile && existsSync(rowsFile)
+  ? JSON.parse(readFileSync(rowsFile, 'utf8'))
+  : await measureCases(SIM_CASES, { base, model, steps: 4, passes, onRun: (c, s) => process.stderr.write(`  ${c.mesh} ${c.layout || '(replicated)'}: ${s.toFixed(2)} s\n`) });
+if (rowsFile && !existsSync(rowsFile)) writeFileSync(rowsFile, JSON.stringify(raw));
 const measureSeconds = (performance.now() - t0) / 1e3;
 const loaded = resolveRows(raw, base);
 const t1 = performance.now();
