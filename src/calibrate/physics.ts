@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { networkLevel, price, priceParts } from '../cost/price.js';
+import { networkLevel, price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
 import { boundedLm, evaluate, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
@@ -69,9 +69,7 @@ function paramsFor(rows: readonly Measurement[], bases: readonly HardwareProfile
   });
   const out: Param[] = [
     eff('matmul'),
-    // A profile without a GEMM shape curve (the host's rate was measured at the model's own GEMM
-    // shapes) keeps none: fitting one would start from a curve the base does not have.
-    ...((base.gemmHalfSize ?? 0) > 0 ? [{ name: 'gemmHalfSize', lo: 1, hi: 4096, base: base.gemmHalfSize!, log: true, scale: 1, get: (p: HardwareProfile) => p.gemmHalfSize ?? 0, set: (p: HardwareProfile, v: number) => ({ ...p, gemmHalfSize: v }) }] : []),
+    { name: 'gemmHalfSize', lo: 1, hi: 4096, base: Math.max(1, base.gemmHalfSize ?? 64), log: true, scale: 1, get: (p) => p.gemmHalfSize ?? 64, set: (p, v) => ({ ...p, gemmHalfSize: v }) },
     eff('elementwise'),
     { name: 'launchOverhead', lo: 0, hi: 1e-4, base: base.launchOverhead ?? 0, log: false, scale: 5e-6, get: (p) => p.launchOverhead ?? 0, set: (p, v) => ({ ...p, launchOverhead: v }) },
     { name: 'overlap', lo: 0, hi: 1, base: base.overlap, log: false, scale: 0.5, get: (p) => p.overlap, set: (p, v) => ({ ...p, overlap: v }) },
@@ -140,34 +138,15 @@ export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly H
   const params = paramsFor(rows, bases, (i) => bases[baseIndex(i)]).filter((p) => !hold.some((h) => p.name === h || p.name.startsWith(`${h}.`)));
   const profilesOf = (theta: Float64Array) => bases.map((b) => params.reduce((p, q, j) => q.set(p, theta[j]), b));
   const rowBase = Int32Array.from(rows, (_, i) => baseIndex(i));
-  // What a trace measured beside the step (runtime traces: seconds per op class and per axis
-  // group on one device): each its own group, so that the constants that price each part are
-  // pinned by it, not traded against one another through the step time alone.
-  const parts = rows.flatMap((m, i) => [
-    ...Object.entries(m.components.compute).filter(([, t]) => (t ?? 0) > 0).map(([klass, t]) => ({ row: i, compute: true, key: klass, measured: t as number })),
-    ...Object.entries(m.components.comm).filter(([, t]) => t > 0).map(([key, t]) => ({ row: i, compute: false, key, measured: t })),
-  ]);
-  const withParts = new Set(parts.map((q) => q.row));
-  // Each row is its own group (relative error of its priced step), then each part; each prior a
-  // group measured as 1, predicted as 1 + its penalty, so that its residual is the penalty itself.
-  const P = rows.length + parts.length;
-  const n = P + params.length;
+  // Each row is its own group (relative error of its priced step); each prior a group measured as 1,
+  // predicted as 1 + its penalty, so that its residual is the penalty itself.
+  const n = rows.length + params.length;
   const values = (theta: Float64Array): Float64Array => {
     const ps = profilesOf(theta);
     const v = new Float64Array(n);
-    const detail = new Map<number, ReturnType<typeof priceParts>>();
-    rows.forEach((m, i) => {
-      if (!withParts.has(i)) { v[i] = price(m.program, ps[rowBase[i]]).time.step; return; }
-      const d = priceParts(m.program, ps[rowBase[i]]);
-      detail.set(i, d);
-      v[i] = d.step;
-    });
-    parts.forEach((q, k) => {
-      const d = detail.get(q.row)!;
-      v[rows.length + k] = (q.compute ? d.classTime[q.key] : d.commTime[q.key]) ?? 0;
-    });
+    rows.forEach((m, i) => { v[i] = price(m.program, ps[rowBase[i]]).time.step; });
     params.forEach((q, j) => {
-      v[P + j] = 1 + PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
+      v[rows.length + j] = 1 + PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
     });
     return v;
   };
@@ -176,7 +155,7 @@ export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly H
     hi: Float64Array.from(params, (q) => q.hi),
     fixed: params.map(() => false),
     groupOf: Int32Array.from({ length: n }, (_, i) => i),
-    measured: Float64Array.from({ length: n }, (_, i) => (i < rows.length ? rows[i].stepTime : i < P ? parts[i - rows.length].measured : 1)),
+    measured: Float64Array.from({ length: n }, (_, i) => (i < rows.length ? rows[i].stepTime : 1)),
     groups: n,
     predict(theta) {
       const value = values(theta);
@@ -200,7 +179,7 @@ export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly H
   const start = Float64Array.from(params, (q) => Math.min(q.hi, Math.max(q.lo, q.get(base))));
   // Plain least squares: with a handful of rows per family a robust weighting would call any row
   // a few percent off an outlier (the prior's residuals set its scale).
-  const w = new Float64Array(n).fill(1);
+  const w = new Float64Array(rows.length + params.length).fill(1);
   // Where communication hides entirely the exposure max(0, ·) is flat in the overlap: start it also
   // from 0 and half way (as the class fit does) and keep the fit that explains the rows best.
   const oi = params.findIndex((q) => q.name === 'overlap');
@@ -222,7 +201,7 @@ export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly H
     profiles,
     summary: {
       parameters: params.map((q, j) => ({ name: q.name, base: q.base, fitted: res.theta[j], fixed: false })),
-      outliers, inSampleMape: inSample / rows.length, observations: P, iterations: res.iterations,
+      outliers, inSampleMape: inSample / rows.length, observations: rows.length, iterations: res.iterations,
     },
   };
 }
