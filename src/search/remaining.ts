@@ -61,10 +61,12 @@ class Table {
   vals: Float64Array;
   count = 0;
   private mask: number;
+  private shift: number;
   constructor(capacity = 1 << 12, keys?: Float64Array, vals?: Float64Array, count = 0) {
     this.keys = keys ?? new Float64Array(new SharedArrayBuffer(capacity * 8)).fill(-1);
     this.vals = vals ?? new Float64Array(new SharedArrayBuffer(capacity * FIELDS * 8));
     this.mask = this.keys.length - 1;
+    this.shift = 32 - Math.log2(this.keys.length);
     this.count = count;
   }
   /** Another thread's table: read as it is; the first insert (never expected) copies it first. */
@@ -77,8 +79,9 @@ class Table {
   share(): SharedTable {
     return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count };
   }
+  /** Fibonacci hashing: the product's top bits (its low bits depend only on the key's low bits, which states share). */
   private home(s: number): number {
-    return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> 0;
+    return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> this.shift;
   }
   /** The slot of a state's figures, or -1. Slots are stable until the table grows. */
   find(s: number): number {
@@ -103,12 +106,15 @@ class Table {
     this.keys = new Float64Array(new SharedArrayBuffer(keys.length * 2 * 8)).fill(-1);
     this.vals = new Float64Array(new SharedArrayBuffer(keys.length * 2 * FIELDS * 8));
     this.mask = this.keys.length - 1;
+    this.shift = 32 - Math.log2(this.keys.length);
+    const nk = this.keys, nv = this.vals, mask = this.mask;
     for (let i = 0; i < keys.length; i++) {
-      if (keys[i] === -1) continue;
-      let j = this.home(keys[i]) & this.mask;
-      while (this.keys[j] !== -1) j = (j + 1) & this.mask;
-      this.keys[j] = keys[i];
-      this.vals.set(vals.subarray(i * FIELDS, (i + 1) * FIELDS), j * FIELDS);
+      const key = keys[i];
+      if (key === -1) continue;
+      let j = this.home(key) & mask;
+      while (nk[j] !== -1) j = (j + 1) & mask;
+      nk[j] = key;
+      for (let f = 0; f < FIELDS; f++) nv[j * FIELDS + f] = vals[i * FIELDS + f];
     }
   }
 }
