@@ -273,16 +273,27 @@ function explore(p: Prepared, task: Task): ExploreResult {
       K.c[n] = c; K.t[n] = t; K.s[n] = ls; K.m[n] = lm; K.order[n] = n;
       n++;
     }
-    // Most promising first; ties in choice order (deterministic).
-    const order = Array.from(K.order.subarray(0, n)).sort((a, b) => prim(K.s[a], K.m[a]) - prim(K.s[b], K.m[b]) || K.c[a] - K.c[b]);
-    const cs = order.map((i) => K.c[i]), ts = order.map((i) => K.t[i]), ss = order.map((i) => K.s[i]), mm = order.map((i) => K.m[i]);
-    for (let i = 0; i < cs.length; i++) {
-      if (stopping) { open = Math.min(open, prim(ss[i], mm[i])); continue; }
-      if (cut(ss[i], mm[i])) continue;
-      const c = cs[i];
+    // Most promising first; ties in choice order (deterministic). An insertion sort of this depth's
+    // own scratch (at most one entry per axis choice): deeper calls use the next depth's.
+    const O = K.order;
+    for (let a = 1; a < n; a++) {
+      const x = O[a], px = prim(K.s[x], K.m[x]);
+      let b = a - 1;
+      for (; b >= 0; b--) {
+        const y = O[b], py = prim(K.s[y], K.m[y]);
+        if (py < px || (py === px && K.c[y] < K.c[x])) break;
+        O[b + 1] = y;
+      }
+      O[b + 1] = x;
+    }
+    for (let i = 0; i < n; i++) {
+      const o = O[i];
+      if (stopping) { open = Math.min(open, prim(K.s[o], K.m[o])); continue; }
+      if (cut(K.s[o], K.m[o])) continue;
+      const c = K.c[o];
       choice[j] = c;
       for (const d of choiceDims[c]) masks[d] |= 1 << j;
-      dfs(j + 1, ts[i]);
+      dfs(j + 1, K.t[o]);
       for (const d of choiceDims[c]) masks[d] &= ~(1 << j);
       choice[j] = 0;
     }
