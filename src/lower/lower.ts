@@ -593,7 +593,10 @@ export function sequenceParallelProblem(graph: Graph, mesh: Mesh, layout: Layout
  * Sequence parallelism's axes for a layout: those that split heads and d_ff (Megatron's tensor
  * parallel group). Null with the reason when the layout cannot take it.
  */
-export function sequenceParallelAxes(graph: Graph, c: CompiledLayout): { mask: number } | { problem: string } {
+export function sequenceParallelAxes(
+  graph: Graph,
+  c: { readonly split: Readonly<Pick<Record<DimName, number>, 'heads' | 'd_ff' | 'length'>>; readonly mask: Readonly<Pick<Record<DimName, number>, 'heads' | 'd_ff'>> },
+): { mask: number } | { problem: string } {
   const h = c.mask.heads, f = c.mask.d_ff;
   const T = h | f;
   if (!T) return { problem: 'sequence parallelism needs heads or d_ff split on a mesh axis (the tensor-parallel axes)' };

@@ -3,7 +3,7 @@ import type { Layout } from '../layout/layout.js';
 import { RECOMPUTE, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
-import { sequenceParallelProblem } from '../lower/lower.js';
+import { sequenceParallelAxes } from '../lower/lower.js';
 import { layoutFloor, matmulBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
 import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
@@ -29,7 +29,8 @@ export interface Prepared {
   /** Per axis choice: the dimensions it splits. */
   readonly choiceDims: readonly (readonly number[])[];
   /** Whether a layout can take sequence parallelism (the lowering's own rule). */
-  readonly spLegal: (layout: Layout) => boolean;
+  /** Whether a layout, given by each dimension's axes mask and split, can take sequence parallelism (the lowering's own rule). */
+  readonly spLegal: (masks: readonly number[], split: readonly number[]) => boolean;
 }
 
 let cached: { key: string; prepared: Prepared } | null = null;
@@ -49,7 +50,12 @@ export function prepare(ctx: Context): Prepared {
     remaining: makeRemaining(space, graph, ctx.profile, ctx.table),
     choiceDims: space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d))),
     // An engine without sequence parallelism never sees those variants (not even their bounds).
-    spLegal: allowsSequenceParallel(ctx.filter) ? (layout) => sequenceParallelProblem(graph, mesh, layout) === null : () => false,
+    spLegal: allowsSequenceParallel(ctx.filter)
+      ? (masks, split) => !('problem' in sequenceParallelAxes(graph, {
+        mask: { heads: masks[HEADS], d_ff: masks[D_FF] },
+        split: { heads: split[HEADS], d_ff: split[D_FF], length: split[LENGTH] },
+      }))
+      : () => false,
   };
   cached = { key: ctx.key, prepared };
   return prepared;
@@ -57,6 +63,9 @@ export function prepare(ctx: Context): Prepared {
 
 const BATCH = DIM_NAMES.indexOf('batch');
 const LAYERS = DIM_NAMES.indexOf('layers');
+const HEADS = DIM_NAMES.indexOf('heads');
+const D_FF = DIM_NAMES.indexOf('d_ff');
+const LENGTH = DIM_NAMES.indexOf('length');
 
 export function runTask(task: Task): TaskResult {
   try {
@@ -252,7 +261,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       }
     };
     variant(false);
-    if (p.spLegal(layout)) variant(true);
+    if (p.spLegal(masks, split)) variant(true);
   };
 
   // Children of a node, scratch per depth: choice, state, bounds.
