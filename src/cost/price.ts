@@ -237,9 +237,10 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
       const perMb = r.perStage;
       const flops = r.flops.perSeq * mb + r.flops.fixed;
       const stage = r.stage === 'all' ? 0 : r.stage === 'first' ? 1 : 2;
-      const ot = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * share * perMb;
-      sums[(r.phase === 'forward' ? 0 : 3) + stage] += ot;
-      if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + (ot * M) / share;
+      // The device's own time (what its trace measures), and what it takes on a shared core.
+      const own = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * perMb;
+      sums[(r.phase === 'forward' ? 0 : 3) + stage] += own * share;
+      if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + own * M;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
       for (const c of r.collectives) {
         const bytes = c.bytes.perSeq * mb + c.bytes.fixed;

@@ -28,7 +28,6 @@ export interface Prepared {
   readonly remaining: Remaining;
   /** Per axis choice: the dimensions it splits. */
   readonly choiceDims: readonly (readonly number[])[];
-  /** Whether a layout can take sequence parallelism (the lowering's own rule). */
   /** Whether a layout, given by each dimension's axes mask and split, can take sequence parallelism (the lowering's own rule). */
   readonly spLegal: (masks: readonly number[], split: readonly number[]) => boolean;
 }
