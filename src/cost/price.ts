@@ -222,7 +222,7 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
  * Price records at M microbatches of mb sequences (the one loop every estimate runs): forward
  * records into `fwd`, the rest into `bwd`; model FLOPs from the records that count as model work.
  */
-function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
+function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail, collectives = true): WalkPart {
   const { mesh, graph } = l;
   const peak = profile.peakFlops[graph.spec.dtype];
   const share = coreShare(profile, mesh);
@@ -242,6 +242,7 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
       sums[(r.phase === 'forward' ? 0 : 3) + stage] += own * share;
       if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + own * M;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
+      if (!collectives) continue;
       for (const c of r.collectives) {
         const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
         const sent = sentBytes(c.kind, bytes, c.groupSize);
@@ -257,6 +258,15 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
   }
   const part = (i: number): StageSums => ({ all: sums[i], first: sums[i + 1], last: sums[i + 2] });
   return { fwd: part(0), bwd: part(3), blocking: part(6), communication, bytesPerDevice, modelFlops };
+}
+
+/**
+ * The compute of some records at M microbatches of mb sequences, by phase and stage part, with
+ * their collectives left unpriced (blocking and communication 0): what a bound that prices the
+ * collectives its own way needs (src/search/bounds.ts stateFloor).
+ */
+export function walkCompute(l: LayoutLowering, records: readonly (readonly OpRecord[])[], M: number, mb: number, profile: HardwareProfile): WalkPart {
+  return walkRecords(l, records, null, M, mb, profile, undefined, false);
 }
 
 /** The part of a walk every recompute mode shares: the forward and backward records. */

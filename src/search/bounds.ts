@@ -1,14 +1,15 @@
-import { collectiveTime, coreShare, shapeFactor, walk, type StageSums } from '../cost/price.js';
+import { collectiveTime, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { recomputes } from '../lower/instantiate.js';
-import { einsumPasses, lowerLayout, type EinsumPass, type GemmPart, type LayoutLowering } from '../lower/lower.js';
+import { einsumPasses, lowerLayout, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutLowering } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 
 const BATCH = DIM_NAMES.indexOf('batch');
+const LENGTH = DIM_NAMES.indexOf('length');
 const LAYERS = DIM_NAMES.indexOf('layers');
 const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
 
@@ -99,7 +100,11 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'gradsum' && r.kind !== 'regroup';
 
   const variant = (split: readonly number[], sequenceParallel: boolean): VariantFloor | null => {
-    if (sequenceParallel && split[HEADS] > 1 && split[D_FF] > 1 && split[HEADS] !== split[D_FF]) return null;
+    // The lowering's rule (lower.ts sequenceParallelAxes) on the stand-in's masks, before any lowering.
+    if (sequenceParallel && 'problem' in sequenceParallelAxes(graph, {
+      split: { heads: split[HEADS], d_ff: split[D_FF], length: split[LENGTH] },
+      mask: { heads: split[HEADS] > 1 ? 1 : 0, d_ff: split[D_FF] > 1 ? (split[HEADS] > 1 && split[HEADS] !== split[D_FF] ? 2 : 1) : 0 },
+    })) return null;
     const axes: MeshAxis[] = [];
     const layout = new Map<DimName, string[]>();
     DIM_NAMES.forEach((d, i) => {
@@ -119,7 +124,7 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     }
     const perReplica = graph.spec.batch / split[BATCH];
     const forward = l.forward.filter(keep), backward = l.backward.filter(keep);
-    const w = walk({ ...l, forward, backward }, 'none', 1, perReplica, alone);
+    const w = walkCompute(l, [forward, backward, l.recompute.filter((x) => recomputes(x, 'none'))], 1, perReplica, alone);
     const compute = { all: (w.fwd.all + w.bwd.all) * share, first: (w.fwd.first + w.bwd.first) * share, last: (w.fwd.last + w.bwd.last) * share };
     const merged = new Map<string, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; sent: number; calls: number }>();
     if (!moe) {

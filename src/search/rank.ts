@@ -52,6 +52,9 @@ export function paretoFront(objective: Objective, candidates: readonly Candidate
  * worse on both and better on one (so it comes first in the order and beats them on the other figure).
  */
 export function dominated(front: readonly (readonly [number, number])[], s: number, m: number): boolean {
-  for (const [ps, pm] of front) if (ps <= s && pm <= m && (ps < s || pm < m)) return true;
+  for (let i = 0; i < front.length; i++) {
+    const ps = front[i][0], pm = front[i][1];
+    if (ps <= s && pm <= m && (ps < s || pm < m)) return true;
+  }
   return false;
 }

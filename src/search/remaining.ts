@@ -3,6 +3,7 @@ import { RECOMPUTE } from '../lower/plan.js';
 import { DIM_NAMES, type Graph } from '../model/graph.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { matmulBound, stateFloor, type StateFloor } from './bounds.js';
+import { localFloors, makeSharedFloors, sharedFloors, type FloorStore, type SharedFloors } from './floors.js';
 import type { PlanSpace } from './space.js';
 
 /**
@@ -29,10 +30,10 @@ export interface Remaining {
   /**
    * A complete layout's state (every axis chosen): lbStep raised to the compute floor of its
    * splits (bounds.ts stateFloor, with the least bubble share). A lowering per state, so worked
-   * out only for the states the search reaches, and kept per thread.
+   * out only for the states the search reaches, once per search (src/search/floors.ts).
    */
   floorStep(s: number): number;
-  /** A complete layout's state: what every layout with its splits must spend (bounds.ts stateFloor), kept per thread. */
+  /** A complete layout's state: what every layout with its splits must spend (bounds.ts stateFloor), as floorStep keeps it. */
   floor(s: number): StateFloor;
   lbMemory(s: number): number;
   plans(s: number): number;
@@ -51,6 +52,8 @@ export interface SharedTable {
   readonly keys: SharedArrayBuffer;
   readonly vals: SharedArrayBuffer;
   readonly count: number;
+  /** The state floors, worked out by whichever thread reaches a state first (src/search/floors.ts). */
+  readonly floors: SharedFloors;
 }
 
 const FIELDS = 5;
@@ -76,8 +79,8 @@ class Table {
     table.readOnly = true;
     return table;
   }
-  share(): SharedTable {
-    return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count };
+  share(floors: SharedFloors): SharedTable {
+    return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count, floors };
   }
   /** Fibonacci hashing: the product's top bits (its low bits depend only on the key's low bits, which states share). */
   private home(s: number): number {
@@ -215,13 +218,15 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   };
   const flops = (split: readonly number[]): number => withBubble(split, matmul(split));
   const floorOf = stateFloor(graph, space.mesh, profile);
+  let store: FloorStore = shared ? sharedFloors(shared.floors) : localFloors();
+  let sharedStore: SharedFloors | null = shared?.floors ?? null;
   const floors = new Map<number, { floor: StateFloor; step: number }>();
   const floorEntry = (s: number) => {
     let v = floors.get(s);
     if (v === undefined) {
       if (Math.floor(s / jRadix) !== A) throw new Error('the floor is of the state of a complete layout');
       const split = splitOf(s);
-      const floor = floorOf(split);
+      const floor = store.get(s, () => floorOf(split));
       v = { floor, step: Math.max(field(s, 0), withBubble(split, floor.compute)) };
       floors.set(s, v);
     }
@@ -244,6 +249,8 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   };
 
   const table = shared ? Table.from(shared) : new Table();
+  // Complete layouts' states this thread worked out (j = A): how many floors a search can need.
+  let complete = 0;
   const splitScratch = new Array<number>(D).fill(1);
   const out = new Float64Array(FIELDS);
   // Figures of a state, worked out from its children (depth first) once, then kept in the table.
@@ -259,6 +266,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
       for (let d = 0; d < D; d++) splitScratch[d] = values[d][Math.floor(rest / radix[d]) % values[d].length];
       const n = (b ? 4 : 1) * RECOMPUTE.length * microbatches(splitScratch);
       ls = flops(splitScratch); lm = memLaw(splitScratch, b) * SLACK_ROUNDING; plans = n; valid = n; mu = 1;
+      complete++;
     } else {
       for (let c = 0; c < S; c++) {
         const t = next(s, j, c);
@@ -293,7 +301,15 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     valid: (s) => field(s, 3),
     maxUsed: (s) => field(s, 4),
     splitOf,
-    share: () => { solve(0); return table.share(); },
+    share: () => {
+      solve(0);
+      if (!sharedStore) {
+        // From now on this thread's floors go to the store the workers read too.
+        sharedStore = makeSharedFloors(complete);
+        store = sharedFloors(sharedStore);
+      }
+      return table.share(sharedStore);
+    },
     get size() { return table.count; },
   };
 }

@@ -177,7 +177,19 @@ export function microbatchCounts(space: PlanSpace, split: readonly number[]): nu
  * The strategies of a layout. ZeRO shards over the axes that split `batch`: with none, stages 1-3
  * name no change of the plan (stage 1 and 2 price exactly as 0), so only stage 0 is in the space.
  */
-export function strategies(space: PlanSpace, split: readonly number[], masks: readonly number[]): Strategy[] {
+export function strategies(space: PlanSpace, split: readonly number[], masks: readonly number[]): readonly Strategy[] {
+  // They depend only on batch's axes (its split, so the microbatch counts, and the hybrid axes):
+  // worked out once per mask, not at every leaf of the search.
+  let byMask = strategyCache.get(space);
+  if (!byMask) strategyCache.set(space, (byMask = new Map()));
+  let out = byMask.get(masks[BATCH]);
+  if (!out) byMask.set(masks[BATCH], (out = strategiesOf(space, split, masks)));
+  return out;
+}
+
+const strategyCache = new WeakMap<PlanSpace, Map<number, readonly Strategy[]>>();
+
+function strategiesOf(space: PlanSpace, split: readonly number[], masks: readonly number[]): readonly Strategy[] {
   const ms = microbatchCounts(space, split);
   const zeros: ZeroStage[] = masks[BATCH] ? [0, 1, 2, 3] : [0];
   const hybrid = hybridZeroAxes(space, masks);

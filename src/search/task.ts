@@ -221,12 +221,14 @@ function explore(p: Prepared, task: Task): ExploreResult {
       if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
       const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
       // Skips are per ZeRO variant (stage, and hybrid or not): each runs its own recompute x microbatches.
-      let skipZero = '';
-      let skipZR = '';
+      // Numbered: a ZeRO variant as 2 × stage (+ 1 when hybrid), with its recompute as 4 × that + the mode's index.
+      let skipZero = -1;
+      let skipZR = -1;
       for (let i = 0; i < all.length; i++) {
         const s = all[i];
-        const zk = s.zeroAxes ? `${s.zero}h` : `${s.zero}`;
-        if (zk === skipZero || `${zk}/${s.recompute}` === skipZR) continue;
+        const zk = 2 * s.zero + (s.zeroAxes ? 1 : 0);
+        const zr = 4 * zk + RECOMPUTE.indexOf(s.recompute);
+        if (zk === skipZero || zr === skipZR) continue;
         const plan: Plan = planOf(layout, s, sp);
         // Outside the filter: never priced, so never an incumbent and never a bound.
         if (p.admit && !p.admit.plan(plan)) continue;
@@ -254,7 +256,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
           const sb = (cost.compute + bubble) * SLACK_ROUNDING;
           if (prunable(objective, kth, cap, front, sb, lbMemory)) {
             if (s.microbatches === 1) skipZero = zk;
-            else skipZR = `${zk}/${s.recompute}`;
+            else skipZR = zr;
           }
         }
       }

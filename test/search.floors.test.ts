@@ -1,0 +1,77 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { getDevice } from '../src/cost/presets.js';
+import { COLLECTIVE_KINDS } from '../src/lower/collectives.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
+import { getPreset } from '../src/model/presets.js';
+import { stateFloor, type StateFloor, type VariantFloor } from '../src/search/bounds.js';
+import { decodeFloor, encodeFloor, makeSharedFloors, sharedFloors } from '../src/search/floors.js';
+
+const sums = fc.record({ all: fc.double({ min: 0, max: 1e3, noNaN: true }), first: fc.double({ min: 0, max: 1e3, noNaN: true }), last: fc.double({ min: 0, max: 1e3, noNaN: true }) });
+const variant: fc.Arbitrary<VariantFloor | null> = fc.option(fc.record({
+  compute: sums,
+  collectives: fc.array(fc.record({
+    kind: fc.constantFrom(...COLLECTIVE_KINDS),
+    dims: fc.uniqueArray(fc.integer({ min: 0, max: DIM_NAMES.length - 1 }), { maxLength: 4 }).map((ds) => [...ds].sort((a, b) => a - b)),
+    stage: fc.constantFrom('all' as const, 'first' as const, 'last' as const),
+    sent: fc.double({ min: 0, max: 1e12, noNaN: true }),
+    calls: fc.integer({ min: 1, max: 1000 }),
+  }), { maxLength: 12 }),
+}), { nil: null });
+const floor: fc.Arbitrary<StateFloor> = fc.record({ variants: fc.tuple(variant, variant), compute: fc.double({ min: 0, max: 1e3, noNaN: true }) });
+
+/** Real floors: llama2-7b's on some splits of a 2^5 mesh (bounds.ts stateFloor, two stand-in lowerings each). */
+function realFloors(): { split: number[]; work: () => StateFloor }[] {
+  const graph = buildGraph(getPreset('llama2-7b'));
+  const of = stateFloor(graph, parseMesh('a:2;b:2;c:2;d:2;e:2'), getDevice('a100-80g'));
+  const at = (d: string) => DIM_NAMES.indexOf(d as (typeof DIM_NAMES)[number]);
+  const out: { split: number[]; work: () => StateFloor }[] = [];
+  for (const [b, h, f, l] of [[32, 1, 1, 1], [8, 4, 4, 1], [4, 8, 1, 1], [2, 2, 2, 8], [1, 8, 8, 4], [16, 1, 2, 1]]) {
+    const split = DIM_NAMES.map(() => 1);
+    split[at('batch')] = b; split[at('heads')] = h; split[at('d_ff')] = f; split[at('layers')] = l;
+    out.push({ split, work: () => of(split) });
+  }
+  return out;
+}
+
+describe('state floors shared between threads (src/search/floors.ts)', () => {
+  it('decode(encode(f)) is f, for any floor', () => {
+    fc.assert(fc.property(floor, (f) => {
+      expect(decodeFloor(encodeFloor(f), 0)).toEqual(f);
+      // At an offset in a larger store, as the shared data keeps them.
+      const enc = [7, 7, 7, ...encodeFloor(f), 9];
+      expect(decodeFloor(enc, 3)).toEqual(f);
+    }), { seed: 61, numRuns: 200 });
+  });
+
+  it('a floor worked out through one view is read through another, equal and without working it out again', () => {
+    const store = makeSharedFloors(8);
+    const a = sharedFloors(store), b = sharedFloors(store);
+    const floors = realFloors();
+    // Some have no sequence-parallel variant, some do (heads and d_ff on one axis): both shapes go through the store.
+    expect(floors.some(({ work }) => work().variants[1] === null)).toBe(true);
+    expect(floors.some(({ work }) => work().variants[1] !== null)).toBe(true);
+    let worked = 0;
+    floors.forEach(({ work }, s) => a.get(1000 + 7 * s, () => (worked++, work())));
+    expect(worked).toBe(floors.length);
+    floors.forEach(({ work }, s) => {
+      const got = b.get(1000 + 7 * s, () => { throw new Error('worked out twice'); });
+      expect(got).toEqual(work());
+    });
+  });
+
+  it('a floor whose work threw, or that did not fit in the store, is worked out by the next thread itself', () => {
+    const store = makeSharedFloors(1); // 16 slots
+    const a = sharedFloors(store), b = sharedFloors(store);
+    const [{ work }] = realFloors();
+    expect(() => a.get(5, () => { throw new Error('boom'); })).toThrow('boom');
+    let worked = 0;
+    expect(b.get(5, () => (worked++, work()))).toEqual(work());
+    expect(worked).toBe(1);
+    // More states than slots: every one still gets its own floor.
+    const many = Array.from({ length: 40 }, (_, s) => ({ s, f: { variants: [null, null], compute: s } as StateFloor }));
+    for (const { s, f } of many) expect(a.get(100 + s, () => f).compute).toBe(s);
+    for (const { s, f } of many) expect(b.get(100 + s, () => f).compute).toBe(s);
+  });
+});
