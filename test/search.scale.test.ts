@@ -69,6 +69,10 @@ describe('the mesh shape as part of the search', () => {
     expect(f.segment).toEqual([1, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
     expect(finestMesh(512, getDevice('tpu-v2')).mesh.axes).toHaveLength(9);
     expect(() => finestMesh(12, getDevice('a100-80g'))).toThrow(/not a whole number of a100-80g's nvlink units of 8 devices/);
+    // 2^12 devices make 12 prime axes, the most the search takes; 2^13 are refused in the user's terms.
+    expect(finestMesh(4096, getDevice('tpu-v2')).mesh.axes).toHaveLength(12);
+    expect(() => finestMesh(8192, getDevice('tpu-v2'))).toThrow(/^--devices 8192 factors into 13 prime axes \(2x2x2x2x2x2x2x2x2x2x2x2x2\); the search handles at most 12/);
+    expect(() => finestMesh(1e9, getDevice('tpu-v2'))).toThrow(/^--devices 1000000000 factors into 18 prime axes/);
   });
 });
 

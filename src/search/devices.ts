@@ -2,6 +2,7 @@ import type { Estimate } from '../cost/estimate.js';
 import { estimatePlan } from '../cost/estimatePlan.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
+import { MAX_AXES } from './space.js';
 import { formatLayout, parseLayout } from '../layout/layout.js';
 import { formatMesh, innerSize, makeMesh, type Mesh } from '../mesh/mesh.js';
 import { buildGraph, type DimName } from '../model/graph.js';
@@ -85,6 +86,10 @@ export function finestMesh(devices: number, profile: HardwareProfile): { mesh: M
     }
   }
   if (axes.length === 0) { axes.push({ name: 's0_0', size: 1 }); segment.push(0); }
+  // The mesh module's own limit, said in the terms the user gave.
+  if (axes.length > MAX_AXES) {
+    throw new InputError(`--devices ${devices} factors into ${axes.length} prime axes (${axes.map((a) => a.size).join('x')}); the search handles at most ${MAX_AXES}: give fewer devices, or a --mesh of merged axes`);
+  }
   return { mesh: makeMesh(axes), segment, names: segs.map((s) => axisName(s.name)) };
 }
 
