@@ -7,6 +7,10 @@ import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { stateFloor, type StateFloor, type VariantFloor } from '../src/search/bounds.js';
 import { decodeFloor, encodeFloor, makeSharedFloors, sharedFloors } from '../src/search/floors.js';
+import { recomputes } from '../src/lower/instantiate.js';
+import { lowerLayout, lowerRecords, sequenceParallelProblem } from '../src/lower/lower.js';
+import { layoutAt, makeSpace } from '../src/search/space.js';
+import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
 
 const sums = fc.record({ all: fc.double({ min: 0, max: 1e3, noNaN: true }), first: fc.double({ min: 0, max: 1e3, noNaN: true }), last: fc.double({ min: 0, max: 1e3, noNaN: true }) });
 const variant: fc.Arbitrary<VariantFloor | null> = fc.option(fc.record({
@@ -73,5 +77,29 @@ describe('state floors shared between threads (src/search/floors.ts)', () => {
     const many = Array.from({ length: 40 }, (_, s) => ({ s, f: { variants: [null, null], compute: s } as StateFloor }));
     for (const { s, f } of many) expect(a.get(100 + s, () => f).compute).toBe(s);
     for (const { s, f } of many) expect(b.get(100 + s, () => f).compute).toBe(s);
+  });
+
+  it('the stand-in lowering (lowerRecords) has lowerLayout\'s records: forward, backward and the recompute every mode runs', () => {
+    for (const [specs, seed] of [[tinySpec(), 71], [tinyMoeSpec(), 73]] as const) {
+      let checked = 0, withSp = 0;
+      fc.assert(fc.property(specs, tinyMesh(3), tinyProfile(), fc.nat(), fc.boolean(), (spec, mesh, profile, pick, sp) => {
+        const graph = buildGraph(spec);
+        const space = makeSpace(graph, mesh, profile);
+        const at = layoutAt(space, pick % space.ranks);
+        if (!at) return;
+        const sequenceParallel = sp && sequenceParallelProblem(graph, mesh, at.layout) === null;
+        const full = lowerLayout(graph, mesh, at.layout, { sequenceParallel });
+        const records = lowerRecords(graph, mesh, at.layout, { sequenceParallel });
+        expect(records.forward).toEqual(full.forward);
+        expect(records.backward).toEqual(full.backward);
+        expect(records.recompute).toEqual(full.recompute.filter((r) => recomputes(r, 'none')));
+        expect([records.sequenceParallel, records.seqMask, records.layout]).toEqual([full.sequenceParallel, full.seqMask, full.layout]);
+        checked++;
+        if (sequenceParallel) withSp++;
+      }), { seed, numRuns: 150 });
+      // Most draws are valid layouts, some of them sequence-parallel.
+      expect(checked).toBeGreaterThan(50);
+      if (seed === 71) expect(withSp).toBeGreaterThan(5);
+    }
   });
 });

@@ -222,7 +222,7 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
  * Price records at M microbatches of mb sequences (the one loop every estimate runs): forward
  * records into `fwd`, the rest into `bwd`; model FLOPs from the records that count as model work.
  */
-function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail, collectives = true): WalkPart {
+function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly (readonly OpRecord[])[], filter: ((r: OpRecord) => boolean) | null, M: number, mb: number, profile: HardwareProfile, detail?: Detail, collectives = true): WalkPart {
   const { mesh, graph } = l;
   const peak = profile.peakFlops[graph.spec.dtype];
   const share = coreShare(profile, mesh);
@@ -265,7 +265,7 @@ function walkRecords(l: LayoutLowering, groups: readonly (readonly OpRecord[])[]
  * their collectives left unpriced (blocking and communication 0): what a bound that prices the
  * collectives its own way needs (src/search/bounds.ts stateFloor).
  */
-export function walkCompute(l: LayoutLowering, records: readonly (readonly OpRecord[])[], M: number, mb: number, profile: HardwareProfile): WalkPart {
+export function walkCompute(l: Pick<LayoutLowering, 'mesh' | 'graph'>, records: readonly (readonly OpRecord[])[], M: number, mb: number, profile: HardwareProfile): WalkPart {
   return walkRecords(l, records, null, M, mb, profile, undefined, false);
 }
 

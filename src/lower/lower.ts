@@ -619,6 +619,22 @@ export function sequenceParallelAxes(
  * and recompute mode (DESIGN.md, "Lowering rules").
  */
 export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean } = {}): LayoutLowering {
+  return lowerCore(graph, mesh, layout, opts, false) as LayoutLowering;
+}
+
+/** What a step runs and sends, without what it keeps: the records a work bound walks (src/search/bounds.ts). */
+export type LayoutRecords = Pick<LayoutLowering, 'graph' | 'mesh' | 'layout' | 'sequenceParallel' | 'seqMask' | 'forward' | 'recompute' | 'backward'>;
+
+/**
+ * The records of lowerLayout and nothing else: the forward and backward records alike, and of
+ * the recompute records only those every recompute mode runs (a fused attention kernel's), with
+ * no saved-tensor sets, weights or memory figures (the same code, which skips them).
+ */
+export function lowerRecords(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean } = {}): LayoutRecords {
+  return lowerCore(graph, mesh, layout, opts, true);
+}
+
+function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean }, recordsOnly: boolean): LayoutLowering | LayoutRecords {
   const c = withGroup(graph, mesh, 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed));
   let T = 0;
   if (opts.sequenceParallel) {
@@ -654,6 +670,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
       maxPerSeq = Math.max(maxPerSeq, ob.perSeq);
       maxFixed = Math.max(maxFixed, ob.fixed);
     }
+    if (recordsOnly) continue;
     // What the block makes: outputs, dropout masks and its input; other saved tensors are shared.
     const produced = new Set(b.ops.map((o) => canonical(ctx, o.output)));
     for (const o of b.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask') produced.add(id);
@@ -683,7 +700,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     const b = graph.blocks[bi];
     if (b.layered) {
       // A recompute runs the block's forward again, ops and collectives alike: its records are the forward's.
-      for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: op.attentionCore && !ctx.flash ? 'selective' : 'full' });
+      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: op.attentionCore && !ctx.flash ? 'selective' : 'full' });
       if (ctx.flash) {
         // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
         ctx.gathered = new Set();
@@ -699,6 +716,7 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
     for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
   }
 
+  if (recordsOnly) return { graph, mesh, layout: c, sequenceParallel: T !== 0, seqMask: T, forward, recompute, backward };
   const weights: WeightRecord[] = graph.weights.map((w) => {
     const b = ctx.info.weightBlock.get(w)!;
     return {

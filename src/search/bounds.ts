@@ -3,7 +3,7 @@ import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { recomputes } from '../lower/instantiate.js';
-import { einsumPasses, lowerLayout, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutLowering } from '../lower/lower.js';
+import { einsumPasses, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
@@ -114,11 +114,11 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       layout.set(d, [`s${i}`]);
     });
     if (axes.length === 0) axes.push({ name: 'one', size: 1 });
-    let stand: Mesh, l: LayoutLowering;
+    let stand: Mesh, l: LayoutRecords;
     try {
       // Dimensions that share an axis get one each here: a stand-in past the mesh size limit has no floor.
       stand = makeMesh(axes);
-      l = lowerLayout(graph, stand, layout as Layout, { sequenceParallel });
+      l = lowerRecords(graph, stand, layout as Layout, { sequenceParallel });
     } catch {
       return null;
     }
