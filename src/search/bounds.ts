@@ -1,8 +1,7 @@
 import { collectiveTime, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
-import { sentBytes, type CollectiveKind } from '../lower/collectives.js';
-import { recomputes } from '../lower/instantiate.js';
+import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { einsumPasses, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
@@ -12,6 +11,7 @@ const BATCH = DIM_NAMES.indexOf('batch');
 const LENGTH = DIM_NAMES.indexOf('length');
 const LAYERS = DIM_NAMES.indexOf('layers');
 const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
+const STAGES: readonly (keyof StageSums)[] = ['all', 'first', 'last'];
 
 /**
  * "A step can't take less than its matmuls at their best rate": the matmul time of a layout, from
@@ -124,19 +124,28 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     }
     const perReplica = graph.spec.batch / split[BATCH];
     const forward = l.forward.filter(keep), backward = l.backward.filter(keep);
-    const w = walkCompute(l, [forward, backward, l.recompute.filter((x) => recomputes(x, 'none'))], 1, perReplica, alone);
+    // lowerRecords keeps only the recompute every mode runs (a fused attention kernel's): what 'none' runs.
+    const w = walkCompute(l, [forward, backward, l.recompute], 1, perReplica, alone);
     const compute = { all: (w.fwd.all + w.bwd.all) * share, first: (w.fwd.first + w.bwd.first) * share, last: (w.fwd.last + w.bwd.last) * share };
-    const merged = new Map<string, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; sent: number; calls: number }>();
+    // Merged by (dimensions, kind, stage part), keyed as one number: the dimensions' bits, then the kind and the part.
+    const merged = new Map<number, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; sent: number; calls: number }>();
     if (!moe) {
-      for (const r of [...forward, ...l.recompute.filter((x) => recomputes(x, 'none')), ...backward]) {
-        for (const c of r.collectives) {
-          const dims: number[] = [];
-          for (let a = 0; a < stand.axes.length; a++) if (c.mask & (1 << a)) dims.push(Number(stand.axes[a].name.slice(1)));
-          const key = `${c.kind}|${dims.join(',')}|${r.stage}`;
-          let e = merged.get(key);
-          if (!e) merged.set(key, (e = { kind: c.kind, dims, stage: r.stage, sent: 0, calls: 0 }));
-          e.sent += sentBytes(c.kind, linAt(c.bytes, perReplica), c.groupSize) * r.perStage;
-          e.calls += r.perStage;
+      const axisDim = stand.axes.map((a) => (a.name === 'one' ? -1 : Number(a.name.slice(1))));
+      for (const records of [forward, l.recompute, backward]) {
+        for (const r of records) {
+          for (const c of r.collectives) {
+            let bits = 0;
+            for (let a = 0; a < axisDim.length; a++) if (c.mask & (1 << a) && axisDim[a] >= 0) bits |= 1 << axisDim[a];
+            const key = (bits * COLLECTIVE_KINDS.length + COLLECTIVE_KINDS.indexOf(c.kind)) * 3 + STAGES.indexOf(r.stage);
+            let e = merged.get(key);
+            if (!e) {
+              const dims: number[] = [];
+              for (let d = 0; d < DIM_NAMES.length; d++) if (bits & (1 << d)) dims.push(d);
+              merged.set(key, (e = { kind: c.kind, dims, stage: r.stage, sent: 0, calls: 0 }));
+            }
+            e.sent += sentBytes(c.kind, linAt(c.bytes, perReplica), c.groupSize) * r.perStage;
+            e.calls += r.perStage;
+          }
         }
       }
     }
