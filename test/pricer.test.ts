@@ -24,13 +24,18 @@ describe('the fast pricer', () => {
     });
     fc.assert(fc.property(arb, ([g, mesh, dev, layout, zero, recompute, microbatches]) => {
       const plan = makePlan(layout, { zero, recompute, microbatches });
-      const fast = makePricer(g, mesh, dev)(plan);
+      const pricer = makePricer(g, mesh, dev);
+      // Memory alone (what the search asks first) before the full price, as the search asks them.
+      const memoryFirst = pricer.memory(plan);
+      const fast = pricer(plan);
       const perReplica = g.spec.batch / (layout.get('batch') ?? []).reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
       if (perReplica % microbatches !== 0) {
         expect(fast.valid).toBe(false);
+        expect(memoryFirst).toBeNaN();
         return;
       }
       const e = price(lower(g, mesh, plan), dev);
+      expect(close(memoryFirst, e.memory.total)).toBe(true);
       expect(fast.valid).toBe(true);
       expect(close(fast.step, e.time.step)).toBe(true);
       expect(close(fast.compute, e.time.compute)).toBe(true);

@@ -30,7 +30,14 @@ export interface PlanCost {
   readonly mfu: number;
 }
 
-export type Pricer = (plan: Plan) => PlanCost;
+export type Pricer = ((plan: Plan) => PlanCost) & {
+  /**
+   * A valid plan's memory per device alone (what the pricer's `memory` says, from the same
+   * lowering and planMemory) without its time; NaN for a plan the pricer calls invalid. The
+   * search asks it first: most plans of a large model do not fit, and their time cannot matter.
+   */
+  readonly memory: (plan: Plan) => number;
+};
 
 const INVALID = (problem: string): PlanCost => ({
   valid: false, problem, feasible: false, step: Infinity, compute: Infinity, communication: Infinity, exposed: Infinity,
@@ -86,7 +93,18 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     return entry;
   };
 
-  return (plan) => {
+  const memory = (plan: Plan): number => {
+    const l = entryOf(plan).lowering;
+    if (typeof l === 'string' || strategyProblem(graph, l.layout, plan)) return NaN;
+    try {
+      return planMemory(l, plan).total;
+    } catch (err) {
+      if (err instanceof InputError) return NaN; // hybrid axes the layout cannot shard over: the pricer says why
+      throw err;
+    }
+  };
+
+  const pricer = (plan: Plan): PlanCost => {
     const entry = entryOf(plan);
     const l = entry.lowering;
     if (typeof l === 'string') return INVALID(l);
@@ -125,4 +143,5 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: p.memory.total, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,
     };
   };
+  return Object.assign(pricer, { memory });
 }

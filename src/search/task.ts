@@ -232,7 +232,15 @@ function explore(p: Prepared, task: Task): ExploreResult {
         const plan: Plan = planOf(layout, s, sp);
         // Outside the filter: never priced, so never an incumbent and never a bound.
         if (p.admit && !p.admit.plan(plan)) continue;
-        const cost = (p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer)(plan);
+        const pr = p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer;
+        // Over memory, once a plan fits (anywhere) or this one is no nearer to fitting than the
+        // nearest seen: no answer can hold it (answers are plans that fit, or else the nearest), so
+        // its time is never worked out. At one microbatch it still is: its compute bounds the rest of its ZeRO stage (below).
+        if (s.microbatches > 1) {
+          const mem = pr.memory(plan);
+          if (mem > capacity && (shared.best() < Infinity || top.length > 0 || (leastMemory !== null && mem > leastMemory.memory))) continue;
+        }
+        const cost = pr(plan);
         if (sp) pricedSp++;
         else if (s.zeroAxes) pricedHybrid++;
         else priced++;
