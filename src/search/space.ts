@@ -223,7 +223,10 @@ export function hybridZeroAxes(space: PlanSpace, masks: readonly number[]): read
 }
 
 export function planOf(layout: Layout, s: Strategy, sequenceParallel = false): Plan {
-  return { layout, zero: s.zero, ...(s.zeroAxes ? { zeroAxes: s.zeroAxes } : {}), recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 };
+  // Two literals, not a spread: one per priced plan, in the search's inner loop.
+  return s.zeroAxes
+    ? { layout, zero: s.zero, zeroAxes: s.zeroAxes, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 }
+    : { layout, zero: s.zero, recompute: s.recompute, microbatches: s.microbatches, sequenceParallel, virtualStages: 1 };
 }
 
 /**
