@@ -109,7 +109,11 @@ export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, ma
   const ms = microbatchCounts(space, split);
   let memory = Infinity;
   for (const zero of masks[BATCH] ? ([2, 3] as const) : ([0] as const)) {
-    for (const recompute of RECOMPUTE) memory = Math.min(memory, pricer({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel, virtualStages: 1 }).memory);
+    for (const recompute of RECOMPUTE) {
+      // Memory alone (an invalid plan's NaN never lowers it, as the pricer's Infinity did not).
+      const m = pricer.memory({ layout, zero, recompute, microbatches: ms[ms.length - 1], sequenceParallel, virtualStages: 1 });
+      if (m < memory) memory = m;
+    }
   }
   return memory * SLACK_ROUNDING;
 }
