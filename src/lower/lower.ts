@@ -626,8 +626,9 @@ export function lowerLayout(graph: Graph, mesh: Mesh, layout: Layout | CompiledL
 export type LayoutRecords = Pick<LayoutLowering, 'graph' | 'mesh' | 'layout' | 'sequenceParallel' | 'seqMask' | 'forward' | 'recompute' | 'backward'>;
 
 /**
- * The records of lowerLayout and nothing else: the forward and backward records alike, and of
- * the recompute records only those every recompute mode runs (a fused attention kernel's), with
+ * The records of lowerLayout and nothing else: the forward records, the backward records but its
+ * gradient sums (what they reduce depends on which dimensions share axes, not on the splits alone),
+ * and of the recompute records only those every recompute mode runs (a fused attention kernel's);
  * no saved-tensor sets, weights or memory figures (the same code, which skips them).
  */
 export function lowerRecords(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean } = {}): LayoutRecords {
@@ -710,10 +711,10 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     ctx.gathered = new Set();
     for (let oi = b.ops.length - 1; oi >= 0; oi--) {
       const op = b.ops[oi];
-      gradSum(ctx, b, canonical(ctx, op.output), pending, backward);
+      if (!recordsOnly) gradSum(ctx, b, canonical(ctx, op.output), pending, backward);
       backwardOp(ctx, b, op, forwardOf.get(op)!, pending, backward);
     }
-    for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
+    if (!recordsOnly) for (const id of [...pending.keys()]) gradSum(ctx, b, id, pending, backward);
   }
 
   if (recordsOnly) return { graph, mesh, layout: c, sequenceParallel: T !== 0, seqMask: T, forward, recompute, backward };

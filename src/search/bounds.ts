@@ -1,6 +1,6 @@
 import { collectiveTime, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import type { Layout } from '../layout/layout.js';
+import { compileLayout, type Layout } from '../layout/layout.js';
 import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { einsumPasses, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
@@ -118,7 +118,9 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     try {
       // Dimensions that share an axis get one each here: a stand-in past the mesh size limit has no floor.
       stand = makeMesh(axes);
-      l = lowerRecords(graph, stand, layout as Layout, { sequenceParallel });
+      // Compiled, not validated: the splits divide their dimensions (the state is valid) and no
+      // two dimensions of a tensor share a stand-in axis (heads and d_ff never meet in one).
+      l = lowerRecords(graph, stand, compileLayout(layout as Layout, stand), { sequenceParallel });
     } catch {
       return null;
     }
