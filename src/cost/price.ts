@@ -112,6 +112,12 @@ export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Pick<Col
   return c.sent * r.inv + r.fixed;
 }
 
+/** n calls of a collective sending `sent` bytes in all: Σ collectiveTime over the calls, one cost lookup. */
+export function collectiveCalls(profile: HardwareProfile, mesh: Mesh, kind: CollectiveKind, mask: number, sent: number, n: number): number {
+  const r = ringCost(profile, mesh, mask, kind);
+  return sent * r.inv + n * r.fixed;
+}
+
 /** The GEMM shape factor Π x/(x + h) over m, n, k at microbatch mb (profile.gemmHalfSize). */
 export function gemmFactor(profile: HardwareProfile, g: GemmShape | null, mb = 1): number {
   const h = profile.gemmHalfSize ?? 0;

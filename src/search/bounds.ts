@@ -1,4 +1,4 @@
-import { collectiveTime, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
+import { collectiveCalls, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { compileLayout, type Layout } from '../layout/layout.js';
 import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/collectives.js';
@@ -180,8 +180,7 @@ export function layoutFloor(profile: HardwareProfile, mesh: Mesh, f: VariantFloo
   for (const c of f.collectives) {
     let mask = 0;
     for (const d of c.dims) mask |= masks[d];
-    const call = collectiveTime(profile, mesh, { kind: c.kind, mask, sent: 0 });
-    blocking[c.stage] += (collectiveTime(profile, mesh, { kind: c.kind, mask, sent: c.sent }) + (c.calls - 1) * call) * exposed;
+    blocking[c.stage] += collectiveCalls(profile, mesh, c.kind, mask, c.sent, c.calls) * exposed;
   }
   return slowerStage({ all: f.compute.all + blocking.all, first: f.compute.first + blocking.first, last: f.compute.last + blocking.last }, p);
 }
