@@ -242,7 +242,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
         // its time is never worked out. At one microbatch it still is: its compute bounds the rest of its ZeRO stage (below).
         if (s.microbatches > 1) {
           const mem = pr.memory(plan);
-          if (mem > capacity && (shared.best() < Infinity || top.length > 0 || (leastMemory !== null && mem > leastMemory.memory))) continue;
+          if (mem > capacity && (top.length > 0 || (leastMemory !== null && mem > leastMemory.memory) || shared.best() < Infinity)) continue;
         }
         const cost = pr(plan);
         if (sp) pricedSp++;
