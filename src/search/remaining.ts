@@ -287,11 +287,18 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
       }
     }
     out[0] = ls; out[1] = lm; out[2] = plans; out[3] = valid; out[4] = mu;
+    lastState = -1; // an insert may grow the table and move every slot
     return table.insert(s, out);
   };
+  // The last state looked up and its slot: the search asks a child's step bound, then its memory bound.
+  let lastState = -1, lastSlot = -1;
   const field = (s: number, f: number) => {
-    const i = solve(s);
-    return table.vals[i * FIELDS + f];
+    if (s !== lastState) {
+      const i = solve(s);
+      lastState = s;
+      lastSlot = i;
+    }
+    return table.vals[lastSlot * FIELDS + f];
   };
   return {
     root: 0,
