@@ -47,80 +47,81 @@ export interface Remaining {
   share(): SharedTable;
 }
 
-/** The table of a Remaining in shared memory: keys and their figures. */
+/** The table of a Remaining in shared memory: per slot, a state and its figures. */
 export interface SharedTable {
-  readonly keys: SharedArrayBuffer;
-  readonly vals: SharedArrayBuffer;
+  readonly data: SharedArrayBuffer;
   readonly count: number;
   /** The state floors, worked out by whichever thread reaches a state first (src/search/floors.ts). */
   readonly floors: SharedFloors;
 }
 
 const FIELDS = 5;
+// A slot: the state, then its figures, side by side (a lookup's key and figures share a cache line
+// or two, where separate arrays cost a miss each: the table of the seven-axis case is 48 MB).
+const STRIDE = FIELDS + 1;
 // A full table grows fourfold: a third of the rehashing of doubling (the seven-axis case's 308k
 // states were rehashed 524k times, 37% of the solve, on the main thread before any share starts).
 const GROWTH = 4;
 
 /** Open addressing over states (non-negative integers below 2^53); -1 marks a free slot. */
 class Table {
-  keys: Float64Array;
-  vals: Float64Array;
+  data: Float64Array;
   count = 0;
+  private slots: number;
   private mask: number;
   private shift: number;
-  constructor(capacity = 1 << 12, keys?: Float64Array, vals?: Float64Array, count = 0) {
-    this.keys = keys ?? new Float64Array(new SharedArrayBuffer(capacity * 8)).fill(-1);
-    this.vals = vals ?? new Float64Array(new SharedArrayBuffer(capacity * FIELDS * 8));
-    this.mask = this.keys.length - 1;
-    this.shift = 32 - Math.log2(this.keys.length);
+  constructor(capacity = 1 << 12, data?: Float64Array, count = 0) {
+    this.data = data ?? new Float64Array(new SharedArrayBuffer(capacity * STRIDE * 8)).fill(-1);
+    this.slots = this.data.length / STRIDE;
+    this.mask = this.slots - 1;
+    this.shift = 32 - Math.log2(this.slots);
     this.count = count;
   }
   /** Another thread's table: read as it is; the first insert (never expected) copies it first. */
   private readOnly = false;
   static from(t: SharedTable): Table {
-    const table = new Table(0, new Float64Array(t.keys), new Float64Array(t.vals), t.count);
+    const table = new Table(0, new Float64Array(t.data), t.count);
     table.readOnly = true;
     return table;
   }
   share(floors: SharedFloors): SharedTable {
-    return { keys: this.keys.buffer as SharedArrayBuffer, vals: this.vals.buffer as SharedArrayBuffer, count: this.count, floors };
+    return { data: this.data.buffer as SharedArrayBuffer, count: this.count, floors };
   }
   /** Fibonacci hashing: the product's top bits (its low bits depend only on the key's low bits, which states share). */
   private home(s: number): number {
     return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> this.shift;
   }
-  /** The slot of a state's figures, or -1. Slots are stable until the table grows. */
+  /** Where a state's figures start in `data`, or -1. Stable until the table grows. */
   find(s: number): number {
     for (let i = this.home(s) & this.mask; ; i = (i + 1) & this.mask) {
-      const k = this.keys[i];
-      if (k === s) return i;
+      const k = this.data[i * STRIDE];
+      if (k === s) return i * STRIDE + 1;
       if (k === -1) return -1;
     }
   }
   insert(s: number, figures: Float64Array): number {
-    if (this.readOnly || 2 * (this.count + 1) > this.keys.length) this.grow();
+    if (this.readOnly || 2 * (this.count + 1) > this.slots) this.grow();
     let i = this.home(s) & this.mask;
-    while (this.keys[i] !== -1) i = (i + 1) & this.mask;
-    this.keys[i] = s;
-    this.vals.set(figures, i * FIELDS);
+    while (this.data[i * STRIDE] !== -1) i = (i + 1) & this.mask;
+    this.data[i * STRIDE] = s;
+    this.data.set(figures, i * STRIDE + 1);
     this.count++;
-    return i;
+    return i * STRIDE + 1;
   }
   private grow(): void {
-    const { keys, vals } = this;
+    const old = this.data, oldSlots = this.slots;
     this.readOnly = false;
-    this.keys = new Float64Array(new SharedArrayBuffer(keys.length * GROWTH * 8)).fill(-1);
-    this.vals = new Float64Array(new SharedArrayBuffer(keys.length * GROWTH * FIELDS * 8));
-    this.mask = this.keys.length - 1;
-    this.shift = 32 - Math.log2(this.keys.length);
-    const nk = this.keys, nv = this.vals, mask = this.mask;
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i];
+    this.data = new Float64Array(new SharedArrayBuffer(oldSlots * GROWTH * STRIDE * 8)).fill(-1);
+    this.slots = this.data.length / STRIDE;
+    this.mask = this.slots - 1;
+    this.shift = 32 - Math.log2(this.slots);
+    const nd = this.data, mask = this.mask;
+    for (let i = 0; i < oldSlots; i++) {
+      const key = old[i * STRIDE];
       if (key === -1) continue;
       let j = this.home(key) & mask;
-      while (nk[j] !== -1) j = (j + 1) & mask;
-      nk[j] = key;
-      for (let f = 0; f < FIELDS; f++) nv[j * FIELDS + f] = vals[i * FIELDS + f];
+      while (nd[j * STRIDE] !== -1) j = (j + 1) & mask;
+      for (let f = 0; f < STRIDE; f++) nd[j * STRIDE + f] = old[i * STRIDE + f];
     }
   }
 }
@@ -277,8 +278,8 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
           plans += invalidPlans(A - j - 1, b || choiceBatch[c]);
           continue;
         }
-        const k = solve(t) * FIELDS;
-        const v = table.vals;
+        const k = solve(t);
+        const v = table.data;
         if (v[k] < ls) ls = v[k];
         if (v[k + 1] < lm) lm = v[k + 1];
         plans += v[k + 2]; valid += v[k + 3];
@@ -290,7 +291,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     lastState = -1; // an insert may grow the table and move every slot
     return table.insert(s, out);
   };
-  // The last state looked up and its slot: the search asks a child's step bound, then its memory bound.
+  // The last state looked up and where its figures are: the search asks a child's step bound, then its memory bound.
   let lastState = -1, lastSlot = -1;
   const field = (s: number, f: number) => {
     if (s !== lastState) {
@@ -298,7 +299,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
       lastState = s;
       lastSlot = i;
     }
-    return table.vals[lastSlot * FIELDS + f];
+    return table.data[lastSlot + f];
   };
   return {
     root: 0,
