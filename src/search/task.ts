@@ -118,13 +118,13 @@ export function memoryBound(space: PlanSpace, pricer: Pricer, layout: Layout, ma
   return memory * SLACK_ROUNDING;
 }
 
-/** Whether every plan with step ≥ s and memory ≥ m can be skipped: out of the top K and out of the Pareto front. */
-function prunable(objective: Context['objective'], kth: number, cap: number, front: readonly (readonly [number, number])[], s: number, m: () => number): boolean {
+/** Whether every plan with step ≥ s and memory ≥ m can be skipped: out of the top K and out of the Pareto front (m: a number, or worked out only if needed). */
+function prunable(objective: Context['objective'], kth: number, cap: number, front: readonly (readonly [number, number])[], s: number, m: number | (() => number)): boolean {
   if (objective === 'time') {
     if (s <= kth) return false;
-    return s > cap || dominated(front, s, m());
+    return s > cap || dominated(front, s, typeof m === 'number' ? m : m());
   }
-  const mem = m();
+  const mem = typeof m === 'number' ? m : m();
   if (mem <= kth) return false;
   return mem > cap || dominated(front, s, mem);
 }
@@ -191,8 +191,8 @@ function explore(p: Prepared, task: Task): ExploreResult {
   };
   /** A subtree whose completions all need more memory than the device has: it only matters for "closest". */
   const hopeless = (lbMem: number) =>
-    lbMem > capacity && (shared.best() < Infinity || top.length > 0 || (leastMemory !== null && lbMem > leastMemory.memory));
-  const cut = (lbS: number, lbM: number) => prunable(objective, kth, cap, front, lbS, () => lbM) || hopeless(lbM);
+    lbMem > capacity && (top.length > 0 || (leastMemory !== null && lbMem > leastMemory.memory) || shared.best() < Infinity);
+  const cut = (lbS: number, lbM: number) => prunable(objective, kth, cap, front, lbS, lbM) || hopeless(lbM);
   const prim = (lbS: number, lbM: number) => (objective === 'time' ? lbS : lbM);
 
   const leaf = (state: number) => {
@@ -206,11 +206,14 @@ function explore(p: Prepared, task: Task): ExploreResult {
         stopping = true;
       }
     }
-    const rank = encode(space, choice);
     const split = rem.splitOf(state);
-    const layout = layoutOf(space, masks);
+    // Its layout and rank are built only for a layout the floor does not cut (most are cut).
+    let layoutMap: Layout | null = null;
+    const lay = () => (layoutMap ??= layoutOf(space, masks));
+    let rankMemo = -1;
+    const rankOf = () => (rankMemo >= 0 ? rankMemo : (rankMemo = encode(space, choice)));
     // A layout the filter refuses whatever its strategy is examined, never priced.
-    if (p.admit && !p.admit.layout({ layout, zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
+    if (p.admit && !p.admit.layout({ layout: lay(), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
     const floor = rem.floor(state);
     const ms = microbatchCounts(space, split);
@@ -220,6 +223,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       // Its splits' floor with its own axes' collectives, before any lowering of the layout (memory: the state's law).
       const vf = floor.variants[sp ? 1 : 0];
       if (vf && prunable(objective, kth, cap, front, layoutFloor(ctx.profile, space.mesh, vf, split[LAYERS], masks) * share * SLACK_ROUNDING, () => rem.lbMemory(state))) return;
+      const layout = lay();
       let memo = NaN;
       const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
       if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
@@ -256,7 +260,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
         const mayBeLeast = !leastMemory || cost.memory <= leastMemory.memory;
         if (mayRank || mayBeLeast) {
           const c: Candidate = {
-            rank, strategy: strategyIndex(i, all.length, sp), zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
+            rank: rankOf(), strategy: strategyIndex(i, all.length, sp), zero: s.zero, recompute: s.recompute, microbatches: s.microbatches,
             step: cost.step, memory: cost.memory, feasible: cost.feasible,
           };
           if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
