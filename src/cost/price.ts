@@ -236,8 +236,11 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
   const sums = new Float64Array(9);
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
   const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
-  for (const records of groups) {
-    for (const r of records) {
+  // Indexed loops: the one loop every estimate runs, where for-of left iterator objects to collect.
+  for (let g = 0; g < groups.length; g++) {
+    const records = groups[g];
+    for (let ri = 0; ri < records.length; ri++) {
+      const r = records[ri];
       if (filter && !filter(r)) continue;
       // Per microbatch: the stage sums are what one microbatch costs the device; counts are per step.
       const perMb = r.perStage;
@@ -249,7 +252,8 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
       if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + own * M;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;
       if (!collectives) continue;
-      for (const c of r.collectives) {
+      for (let ci = 0; ci < r.collectives.length; ci++) {
+        const c = r.collectives[ci];
         const bytes = c.bytes.perSeq * mb + c.bytes.fixed;
         const sent = sentBytes(c.kind, bytes, c.groupSize);
         const rc = ringCost(profile, mesh, c.mask, c.kind);

@@ -150,6 +150,8 @@ interface Ctx {
   elemsOf: Map<string, Lin>;
   /** Each GEMM's local shape (forward, recompute and backward share them). */
   gemms: Map<string, GemmShape>;
+  /** lowerRecords: no gradient sums or weight records, so no bookkeeping for them. */
+  recordsOnly: boolean;
 }
 
 const NONE_SPLIT: ReadonlySet<string> = new Set();
@@ -524,7 +526,9 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
       }
     }
     if (isFused) bytes = fusedBytes(ctx, block, [...op.inputs, op.output, wrt]);
-    if (ts.role === 'weight') {
+    if (ctx.recordsOnly) {
+      // Neither the weights' partial sums nor the gradient sums are kept.
+    } else if (ts.role === 'weight') {
       ctx.weightPartial.set(wrt, (ctx.weightPartial.get(wrt) ?? 0) | partial);
     } else {
       const c = canonical(ctx, wrt);
@@ -645,7 +649,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
   }
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
-    alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(),
+    alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(), recordsOnly,
   };
   for (const b of graph.blocks) {
     for (const op of b.ops) {

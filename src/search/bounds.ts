@@ -134,8 +134,10 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     if (!moe) {
       const axisDim = stand.axes.map((a) => (a.name === 'one' ? -1 : Number(a.name.slice(1))));
       for (const records of [forward, l.recompute, backward]) {
-        for (const r of records) {
-          for (const c of r.collectives) {
+        for (let ri = 0; ri < records.length; ri++) {
+          const r = records[ri];
+          for (let ci = 0; ci < r.collectives.length; ci++) {
+            const c = r.collectives[ci];
             let bits = 0;
             for (let a = 0; a < axisDim.length; a++) if (c.mask & (1 << a) && axisDim[a] >= 0) bits |= 1 << axisDim[a];
             const key = (bits * COLLECTIVE_KINDS.length + COLLECTIVE_KINDS.indexOf(c.kind)) * 3 + STAGES.indexOf(r.stage);
