@@ -79,6 +79,22 @@ describe('state floors shared between threads (src/search/floors.ts)', () => {
     for (const { s, f } of many) expect(b.get(100 + s, () => f).compute).toBe(s);
   });
 
+  it('the store grows its data as floors are published, and every floor reads back whole', () => {
+    const store = makeSharedFloors(200);
+    const start = store.data.byteLength;
+    const a = sharedFloors(store), b = sharedFloors(store);
+    const big = (s: number): StateFloor => ({
+      compute: s,
+      variants: [{
+        compute: { all: s, first: s / 2, last: s / 3 },
+        collectives: Array.from({ length: 60 }, (_, i) => ({ kind: COLLECTIVE_KINDS[i % COLLECTIVE_KINDS.length], dims: [i % DIM_NAMES.length], stage: 'all' as const, sent: s * 1000 + i, calls: 1 + i })),
+      }, null],
+    });
+    for (let s = 0; s < 200; s++) a.get(s, () => big(s));
+    expect(store.data.byteLength).toBeGreaterThan(start);
+    for (let s = 0; s < 200; s++) expect(b.get(s, () => { throw new Error('worked out twice'); })).toEqual(big(s));
+  });
+
   it('the stand-in lowering (lowerRecords) has lowerLayout\'s records: forward, backward and the recompute every mode runs', () => {
     for (const [specs, seed] of [[tinySpec(), 71], [tinyMoeSpec(), 73]] as const) {
       let checked = 0, withSp = 0;
