@@ -108,8 +108,7 @@ function hideableShare(profile: HardwareProfile, mesh: Mesh, mask: number): numb
 
 /** Alpha-beta time of one collective on a ring: bytes over achieved bandwidth, latency per ring step, a fixed cost per call. */
 export function collectiveTime(profile: HardwareProfile, mesh: Mesh, c: Pick<Collective, 'kind' | 'mask' | 'sent'>): number {
-  const r = ringCost(profile, mesh, c.mask, c.kind);
-  return c.sent * r.inv + r.fixed;
+  return collectiveCalls(profile, mesh, c.kind, c.mask, c.sent, 1);
 }
 
 /** n calls of a collective sending `sent` bytes in all: Σ collectiveTime over the calls, one cost lookup. */

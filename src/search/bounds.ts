@@ -8,7 +8,6 @@ import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 
 const BATCH = DIM_NAMES.indexOf('batch');
-const LENGTH = DIM_NAMES.indexOf('length');
 const LAYERS = DIM_NAMES.indexOf('layers');
 const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
 const STAGES: readonly (keyof StageSums)[] = ['all', 'first', 'last'];
@@ -97,19 +96,16 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   const alone: HardwareProfile = { ...profile, concurrentDevices: undefined };
   const moe = [...graph.tensors.values()].some((t) => t.dims.includes('group'));
   const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!;
-  const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'gradsum' && r.kind !== 'regroup';
+  // lowerRecords makes no gradient sums; renames and regroups are left out here.
+  const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'regroup';
 
   const variant = (split: readonly number[], sequenceParallel: boolean): VariantFloor | null => {
-    // The lowering's rule (lower.ts sequenceParallelAxes) on the stand-in's masks, before any lowering.
-    if (sequenceParallel && 'problem' in sequenceParallelAxes(graph, {
-      split: { heads: split[HEADS], d_ff: split[D_FF], length: split[LENGTH] },
-      mask: { heads: split[HEADS] > 1 ? 1 : 0, d_ff: split[D_FF] > 1 ? (split[HEADS] > 1 && split[HEADS] !== split[D_FF] ? 2 : 1) : 0 },
-    })) return null;
     const axes: MeshAxis[] = [];
     const layout = new Map<DimName, string[]>();
     DIM_NAMES.forEach((d, i) => {
       if (split[i] <= 1) return;
-      if (sequenceParallel && i === D_FF && layout.has('heads')) { layout.set(d, layout.get('heads')!); return; }
+      // Under sequence parallelism heads and d_ff share their axis where their splits agree (else the rule below refuses it).
+      if (sequenceParallel && i === D_FF && split[HEADS] === split[D_FF]) { layout.set(d, layout.get('heads')!); return; }
       axes.push({ name: `s${i}`, size: split[i] });
       layout.set(d, [`s${i}`]);
     });
@@ -120,7 +116,10 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       stand = makeMesh(axes);
       // Compiled, not validated: the splits divide their dimensions (the state is valid) and no
       // two dimensions of a tensor share a stand-in axis (heads and d_ff never meet in one).
-      l = lowerRecords(graph, stand, compileLayout(layout as Layout, stand), { sequenceParallel });
+      const c = compileLayout(layout as Layout, stand);
+      // The lowering's own rule, asked before lowering (the lowering would throw): no floor where no layout takes it.
+      if (sequenceParallel && 'problem' in sequenceParallelAxes(graph, c)) return null;
+      l = lowerRecords(graph, stand, c, { sequenceParallel });
     } catch {
       return null;
     }

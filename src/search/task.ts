@@ -189,7 +189,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       shared.offerPoint(c.step, c.memory);
     }
   };
-  /** A subtree whose completions all need more memory than the device has: it only matters for "closest". */
+  /** A subtree (or a plan) whose completions all need more memory than the device has: it only matters for "closest". */
   const hopeless = (lbMem: number) =>
     lbMem > capacity && (top.length > 0 || (leastMemory !== null && lbMem > leastMemory.memory) || shared.best() < Infinity);
   const cut = (lbS: number, lbM: number) => prunable(objective, kth, cap, front, lbS, lbM) || hopeless(lbM);
@@ -244,10 +244,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
         // Over memory, once a plan fits (anywhere) or this one is no nearer to fitting than the
         // nearest seen: no answer can hold it (answers are plans that fit, or else the nearest), so
         // its time is never worked out. At one microbatch it still is: its compute bounds the rest of its ZeRO stage (below).
-        if (s.microbatches > 1) {
-          const mem = pr.memory(plan);
-          if (mem > capacity && (top.length > 0 || (leastMemory !== null && mem > leastMemory.memory) || shared.best() < Infinity)) continue;
-        }
+        if (s.microbatches > 1 && hopeless(pr.memory(plan))) continue;
         const cost = pr(plan);
         if (sp) pricedSp++;
         else if (s.zeroAxes) pricedHybrid++;
