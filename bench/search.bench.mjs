@@ -2,6 +2,7 @@
 // HiGHS (the way auto_mtf and Alpa pose layout choice), on workers and inline. One JSON line per case;
 // each case runs in its own process so that its peak RSS is its own. Ratios are measured side by side.
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism, loadavg } from 'node:os';
 import { getDevice } from '../dist/cost/presets.js';
@@ -283,8 +284,67 @@ const SCALE = {
   'axes-10': { what: 'gpt3-175b on ten axes of 2, 1024 devices (a100-80g)', goal: 30, run: (w) => search({ spec: getPreset('gpt3-175b'), mesh: Array.from({ length: 10 }, (_, i) => `a${i}:2`).join(';'), profile: getDevice('a100-80g'), workers: w }) },
 };
 
+/** USER_HZ: the clock ticks per second of /proc's per-thread utime and stime. */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+/** CPU seconds per thread of this process (tid → seconds), from /proc (Linux); empty elsewhere. */
+function threadTimes() {
+  const out = new Map();
+  let tids = [];
+  try { tids = readdirSync('/proc/self/task'); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const st = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, (Number(f[11]) + Number(f[12])) / CLK_TCK); // utime + stime, fields 14 and 15 of stat(5)
+    } catch { /* the thread exited meanwhile */ }
+  }
+  return out;
+}
+// The threads this process started with: the main thread, V8's platform threads (garbage collector
+// and optimising compiler helpers) and libuv's; a search's pool adds its workers after these.
+const STARTUP_THREADS = threadTimes();
+
+/**
+ * fn's CPU time by thread kind: the main thread, the threads started while it ran (a pool's
+ * workers), and the threads the process started with (V8's collector and compiler helpers, which
+ * run beside whichever isolate needs them). Sampled every 20 ms so that workers that exit with
+ * their pool are counted up to their last 20 ms.
+ */
+async function cpuByThread(fn) {
+  const before = threadTimes();
+  const seen = new Map(before);
+  const sample = () => { for (const [t, v] of threadTimes()) seen.set(t, v); };
+  const timer = setInterval(sample, 20);
+  const t0 = performance.now();
+  const result = await fn();
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(timer);
+  sample();
+  const cpu = { main: 0, workers: 0, helpers: 0 };
+  for (const [tid, v] of seen) {
+    const d = v - (before.get(tid) ?? 0);
+    if (tid === String(process.pid)) cpu.main += d;
+    else if (STARTUP_THREADS.has(tid)) cpu.helpers += d;
+    else cpu.workers += d;
+  }
+  for (const k of Object.keys(cpu)) cpu[k] = Math.round(cpu[k] * 100) / 100;
+  return { seconds, result, cpu };
+}
+
+/**
+ * Where two workers' time goes, beside one worker's: each run's CPU seconds by thread kind. Run
+ * once in this process and once in a child under V8's --single-threaded (collector and compiler
+ * work on the isolate's own thread), where the workers' CPU shows what each extra isolate repeats.
+ */
+async function workerCpu(c) {
+  const one = await cpuByThread(() => c.run(1));
+  const two = await cpuByThread(() => c.run(2));
+  return { seconds1Worker: one.seconds, cpu1Worker: one.cpu, seconds2Workers: two.seconds, cpu2Workers: two.cpu };
+}
+
 async function caseScale(name) {
   const c = SCALE[name];
+  if (process.env.BENCH_WORKER_CPU_ONLY) return workerCpu(c);
   const inline = await timed(() => c.run(0), 1);
   const out = { case: c.what, secondsInline: inline.seconds, mesh: inline.result.mesh, best: inline.result.best?.plan, bestStep: inline.result.best?.time.step, searched: inline.result.searched };
   let seconds = inline.seconds;
@@ -307,6 +367,12 @@ async function caseScale(name) {
     seconds = two.seconds;
     out.goals = { x1_7: one.seconds / two.seconds >= 1.7 };
   }
+  if (c.workload) {
+    // What limits two workers, measured whether or not the case passed 5 s inline.
+    out.workerCpu = await workerCpu(c);
+    const child = spawnSync(process.execPath, ['--single-threaded', '--expose-gc', fileURLToPath(import.meta.url), name], { encoding: 'utf8', env: { ...process.env, BENCH_WORKER_CPU_ONLY: '1' } });
+    if (child.status === 0) out.workerCpuSingleThreadedV8 = JSON.parse(child.stdout.trim().split('\n').pop()).workerCpu;
+  }
   out.goals = { ...(out.goals ?? {}), [`under${c.goal}s`]: seconds <= c.goal };
   out.peakRssBytes ??= rss();
   return out;
@@ -315,6 +381,10 @@ async function caseScale(name) {
 const which = process.argv[2];
 if (which) {
   const fn = SCALE[which] ? () => caseScale(which) : { startup: caseStartup, 'transformer-5b': caseTransformer, highs: caseHighs, 'gpt3-175b': caseGpt3, workers: caseWorkers }[which];
+  if (process.env.BENCH_WORKER_CPU_ONLY) {
+    process.stdout.write(JSON.stringify({ workerCpu: await fn() }) + '\n');
+    process.exit(0);
+  }
   const out = await fn();
   out.peakRssUnder1GB = out.peakRssBytes < 2 ** 30;
   // Timings on a shared machine: the load says how many cores others were using meanwhile.
