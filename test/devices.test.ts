@@ -39,6 +39,20 @@ describe('the newer device presets agree with their datasheets\' system totals',
     expect(ici('tpu-v5p').devices).toBe(6144);
   });
 
+  it('tpu-v5p and tpu-v6e, with no published rows, take the v5e fit\'s measured overlaps instead of the datasheet\'s assumed ones', () => {
+    const v5e = getDevice('tpu-v5e');
+    const dcnOverlap = (p: ReturnType<typeof getDevice>) => p.levels.find((l) => l.name === 'dcn')!.link.overlap;
+    for (const name of ['tpu-v5p', 'tpu-v6e']) {
+      const p = getDevice(name);
+      // The datasheet profile assumes every tensor-parallel collective hidden (1); the v5e fit saw less.
+      expect(v5e.tensorParallelOverlap).toBeLessThan(1);
+      expect(p.tensorParallelOverlap).toBe(v5e.tensorParallelOverlap);
+      expect(dcnOverlap(p)).toBe(dcnOverlap(v5e));
+      expect(p.sources.tensorParallelOverlap).toMatch(/tpu-v5e fit/);
+      expect(p.sources.linkOverlap).toMatch(/tpu-v5e fit/);
+    }
+  });
+
   it('b200: 8 GPUs give DGX B200\'s 1440 GB of HBM3e at 64 TB/s and 14.4 TB/s of NVLink', () => {
     const p = getDevice('b200');
     expect(ici('b200').devices).toBe(8);

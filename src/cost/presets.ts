@@ -158,12 +158,15 @@ const FITTED: Readonly<Record<string, Fitted>> = {
 };
 
 /**
- * What a preset with no published rows of its own takes from a fitted one: v5p's slices meet over
- * the same data-centre network, with the same XLA scheduling, as v5e's, whose fit hides none of the
- * gradient all-reduce across slices (linkOverlap dcn 0).
+ * What a TPU preset with no published rows of its own takes from a fitted one: v5p's and v6e's
+ * slices meet over the same data-centre network, and their collectives are scheduled by the same
+ * XLA with the same MaxText flags, as v5e's. The v5e fit hides none of the gradient all-reduce
+ * across slices (linkOverlap dcn 0) and 0.73 of the tensor-parallel collectives (its 128B rows):
+ * measured figures, where the datasheet profile assumes every tensor-parallel collective hidden (1).
  */
-const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Record<string, number>>; readonly from: string }>> = {
-  'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, from: 'tpu-v5e' },
+const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Record<string, number>>; readonly tensorParallelOverlap: number; readonly from: string }>> = {
+  'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e' },
+  'tpu-v6e': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e' },
 };
 
 function withLinkOverlap(levels: HardwareProfile['levels'], o: Readonly<Record<string, number>> | undefined): HardwareProfile['levels'] {
@@ -172,7 +175,10 @@ function withLinkOverlap(levels: HardwareProfile['levels'], o: Readonly<Record<s
 
 function applyFitted(p: HardwareProfile): HardwareProfile {
   const t = TRANSFERRED[p.name];
-  if (t) return { ...p, levels: withLinkOverlap(p.levels, t.linkOverlap), sources: { ...p.sources, linkOverlap: `taken from the ${t.from} fit (${FITTED[t.from].rows})` } };
+  if (t) {
+    const from = `taken from the ${t.from} fit (${FITTED[t.from].rows})`;
+    return { ...p, tensorParallelOverlap: t.tensorParallelOverlap, levels: withLinkOverlap(p.levels, t.linkOverlap), sources: { ...p.sources, linkOverlap: from, tensorParallelOverlap: from } };
+  }
   const f = FITTED[p.name];
   if (!f) return p;
   const note = `fitted by the physics fit (src/calibrate/physics.ts; mesh-search calibrate --fit physics --bench data/published/steps.csv --device ${p.name} runs it, from the datasheet profile in bench/accuracy) on ${f.rows}`;
