@@ -35,6 +35,15 @@ describe('activation memory against Korthikanti et al. 2022 (Sec. 4, Table 2)', 
     const s = 2048, b = 4, h = 6144, a = 64, t = 8;
     expect(rel(layers('heads:t;d_ff:t', { sequenceParallel: true }), 48 * ((s * b * h) / t) * (34 + (5 * a * s) / h))).toBeLessThan(1e-12);
   });
+  // Minimal recompute (JAX's checkpoint_dots_with_no_batch_dims) keeps the layer input and the
+  // outputs of the projections only, per layer in 2-byte elements: x (sbh), Q, K, V (3sbh/t),
+  // the attention output projection (sbh), the MLP's first matmul (4sbh/t) and second (sbh);
+  // sequence parallelism splits the three sbh-sized ones over t too.
+  it('minimal recompute: sbh(6 + 14/t) per layer, and 20sbh/t with sequence parallelism', () => {
+    const s = 2048, b = 4, h = 6144, t = 8;
+    expect(layers('heads:t;d_ff:t', { recompute: 'minimal' })).toBe(48 * s * b * h * (6 + 14 / t));
+    expect(layers('heads:t;d_ff:t', { sequenceParallel: true, recompute: 'minimal' })).toBe(48 * s * b * h * (20 / t));
+  });
   it('fused attention keeps no s² tensors: like selective recompute without sequence parallelism', () => {
     const f = lower(gpt22b({ flashAttention: true }), mesh, makePlan('heads:t;d_ff:t')).savedBytes.decoder! * 48;
     expect(f).toBe(layers('heads:t;d_ff:t', { recompute: 'selective' }));
@@ -173,15 +182,23 @@ describe('recompute, by hand (Narayanan et al. 2021, Sec. 3.5: a layer\'s forwar
   // Matmuls at 0.9 of 100 TFLOP/s whatever their shape, everything else free: compute is matmul FLOPs.
   const flops = handProfile({ gemmHalfSize: 0, launchOverhead: 0, memoryBandwidth: 1e24, vectorFlops: undefined });
   const rate = 100e12 * 0.9;
-  const compute = (mesh: string, layout: string, recompute: 'none' | 'selective' | 'full', microbatches = 1) =>
-    estimatePlan(g, parseMesh(mesh), makePlan(layout, { recompute, microbatches }), flops).time.compute;
+  const compute = (mesh: string, layout: string, recompute: 'none' | 'selective' | 'minimal' | 'full', microbatches = 1, profile = flops) =>
+    estimatePlan(g, parseMesh(mesh), makePlan(layout, { recompute, microbatches }), profile).time.compute;
   for (const [mesh, layout, t] of [['d:1', '', 1], ['t:4', 'heads:t;d_ff:t', 4]] as const) {
     it(`full recompute adds one forward of every layer, selective only QKᵀ and AV (4bs²h), on ${mesh}`, () => {
       for (const M of [1, 2]) {
         const none = compute(mesh, layout, 'none', M);
         expect(rel(compute(mesh, layout, 'full', M) - none, (L * (24 * b * s * h * h + 4 * b * s * s * h)) / t / rate)).toBeLessThan(1e-9);
         expect(rel(compute(mesh, layout, 'selective', M) - none, (L * 4 * b * s * s * h) / t / rate)).toBeLessThan(1e-9);
+        // Minimal runs no projection again: its matmuls are selective's; its elementwise ops are free here.
+        expect(rel(compute(mesh, layout, 'minimal', M) - none, (L * 4 * b * s * s * h) / t / rate)).toBeLessThan(1e-9);
       }
+    });
+    it(`minimal recompute also runs the elementwise ops again: between selective and full once memory traffic costs, on ${mesh}`, () => {
+      const hbm = handProfile({ gemmHalfSize: 0, launchOverhead: 0, memoryBandwidth: 1e12, vectorFlops: undefined });
+      const [sel, min, full] = (['selective', 'minimal', 'full'] as const).map((r) => compute(mesh, layout, r, 1, hbm));
+      expect(min).toBeGreaterThan(sel);
+      expect(min).toBeLessThan(full);
     });
   }
 });

@@ -69,7 +69,7 @@ describe('exports against the engines\' source (test/fixtures/engines)', () => {
   it('the engines write what the plan says, by their own keys', () => {
     const mt = exportPlan(CASES['sequence parallel'], 'maxtext').text;
     expect(mt).toMatch(/^ {2}- \[ activation_norm_length, \[ tensor \] \]$/m);
-    expect(mt).toMatch(/^remat_policy: minimal$/m);
+    expect(mt).toMatch(/^remat_policy: minimal_with_context$/m);
     expect(mt).toMatch(/^base_num_kv_heads: 8$/m);
     const mg = exportPlan(CASES['sequence parallel'], 'megatron').text;
     expect(mg).toMatch(/--sequence-parallel/);

@@ -206,6 +206,13 @@ describe('YAML and JSON outputs parse with real parsers', () => {
     expect(new Map(y.logical_axis_rules as [string, string[]][]).get('layers')).toEqual(['stage']);
   });
 
+  it('maxtext and t5x: recompute minimal is their own remat_policy minimal; MaxText saves what none and selective save no less of in minimal_with_context', () => {
+    const remat = (recompute: string) => (parseYaml(exportPlan(input({ ...CASES.pipeline, recompute }), 'maxtext').text) as Record<string, unknown>).remat_policy;
+    expect(['none', 'selective', 'minimal', 'full'].map(remat)).toEqual(['minimal_with_context', 'minimal_with_context', 'minimal', 'full']);
+    const t5 = exportPlan(input({ ...CASES.paper, mesh: '16x8', model: 'mtf-tr-s0', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols', recompute: 'minimal' }), 't5x').text;
+    expect(t5).toMatch(/\.remat_policy = 'minimal'$/m);
+  });
+
   it('maxtext: ZeRO-3 becomes fsdp over ici and dcn, with parameters split on embed', () => {
     const y = parseYaml(exportPlan(input(CASES.zero3), 'maxtext').text) as Record<string, unknown>;
     expect([y.ici_fsdp_parallelism, y.dcn_fsdp_parallelism, y.ici_data_parallelism]).toEqual([8, 8, 1]);
@@ -315,6 +322,9 @@ describe('plans a target cannot express', () => {
     ['t5x', { ...CASES.paper, zero: 1 }, /zero 1 cannot be expressed/],
     ['deepspeed', CASES.paper, /vocab:cols cannot be expressed/],
     ['deepspeed', { ...CASES.zero3, recompute: 'full' }, /as recompute full asks/],
+    ['megatron', { ...CASES.pipeline, recompute: 'minimal' }, /all but the projections \(recompute minimal\)/],
+    // scalable_t5's remat_policy is none, minimal or full: nothing recomputes the attention core alone.
+    ['t5x', { ...CASES.paper, mesh: '16x8', model: 'mtf-tr-s0', recompute: 'selective' }, /exactly the attention core \(recompute selective\)/],
   ] as const)('%s refuses %j', (format, c, reason) => {
     if (reason === null) {
       // 8-GPU nodes hold two rows of 4x4: rows is 2 within a node times 2 across nodes.

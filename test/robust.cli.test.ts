@@ -214,7 +214,7 @@ describe('flags: exact numbers and enums, given once', () => {
     [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--zero', ''], /--zero must be an integer from 0 to 3, got ""/],
     [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--zero', '0x1'], /--zero .* got "0x1"/],
     [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--microbatches', '2.5'], /--microbatches must be an integer >= 1, got "2.5"/],
-    [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--recompute', 'Full'], /--recompute must be one of none, selective, full, got "Full"/],
+    [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--recompute', 'Full'], /--recompute must be one of none, selective, minimal, full, got "Full"/],
     [['estimate', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--zero', '1', '--zero', '2'], /--zero .* got 2 values \(give it once\)/],
     [['--mesh', '2x2', '--model', 'tiny', '--workers', ''], /--workers must be an integer >= 0, got ""/],
     [['--mesh', '2x2', '--model', 'tiny', '--top', '1.5'], /--top must be an integer from 1 to/],

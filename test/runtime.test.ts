@@ -24,7 +24,7 @@ describe('the simulated mesh', () => {
     const meshes = ['1', '2', '2x2', '2x4', '2x2x2'].map(parseMesh);
     const arb = fc.constantFrom(...meshes).chain((mesh) => fc.tuple(
       fc.constant(mesh), validLayout(graph, mesh),
-      fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'full'), fc.constantFrom(1, 2),
+      fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'minimal', 'full'), fc.constantFrom(1, 2),
     ));
     await fc.assert(fc.asyncProperty(arb, async ([mesh, layout, zero, recompute, microbatches]) => {
       const plan = makePlan(layout, { zero, recompute, microbatches });

@@ -32,7 +32,7 @@ describe('every model variant, sharded, equals the unsplit model', () => {
       // The runtime runs pipelines of decoders only.
       const dims = v.kind === 'decoder' ? DIM_NAMES : DIM_NAMES.filter((d) => d !== 'layers');
       return fc.tuple(fc.constant(v), fc.constant(mesh), validLayout(graph, mesh, dims),
-        fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'full'), fc.constantFrom(1, 2));
+        fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'minimal', 'full'), fc.constantFrom(1, 2));
     }));
     const drawn = new Map<string, Set<unknown>>();
     await fc.assert(fc.asyncProperty(arb, async ([v, mesh, layout, zero, recompute, microbatches]) => {
@@ -40,10 +40,10 @@ describe('every model variant, sharded, equals the unsplit model', () => {
       const plan = makePlan(layout, { zero, recompute, microbatches });
       const perReplica = spec.batch / (layout.get('batch') ?? []).reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
       fc.pre(perReplica % microbatches === 0);
-      for (const [k, x] of Object.entries(v)) (drawn.get(k) ?? drawn.set(k, new Set()).get(k)!).add(x);
+      for (const [k, x] of [...Object.entries(v), ['recompute', recompute]]) (drawn.get(k) ?? drawn.set(k, new Set()).get(k)!).add(x);
       const r = await runPlan({ spec, mesh, plan, steps: 2, device: tpu, check: true, backend: 'wasm' });
       expect(r.check!.maxRelativeError).toBeLessThan(1e-4);
     }), { numRuns: 40, seed: 20261202 });
-    expect(Object.fromEntries([...drawn].map(([k, s]) => [k, s.size]))).toEqual({ kind: 2, activation: 3, positions: 2, dropout: 2, tiedEmbeddings: 2 });
+    expect(Object.fromEntries([...drawn].map(([k, s]) => [k, s.size]))).toEqual({ kind: 2, activation: 3, positions: 2, dropout: 2, tiedEmbeddings: 2, recompute: 4 });
   });
 });

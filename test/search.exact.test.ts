@@ -93,7 +93,7 @@ function bruteForce(spec: ModelSpec, mesh: Mesh, profile: HardwareProfile): Pric
     const batchSplit = /(^|;)batch:/.test(layout);
     const hybrid = hybridAxes(layout, mesh, profile);
     for (const [zero, zeroAxes] of (batchSplit ? [0, 1, 2, 3] : [0]).flatMap((z) => (z > 0 && hybrid ? [[z, undefined], [z, hybrid.join('+')]] : [[z, undefined]])) as [0 | 1 | 2 | 3, string | undefined][]) {
-      for (const recompute of ['none', 'selective', 'full'] as Recompute[]) {
+      for (const recompute of ['none', 'selective', 'minimal', 'full'] as Recompute[]) {
         for (let microbatches = 1; microbatches <= spec.batch; microbatches *= 2) {
           // Each plan with and without sequence parallelism; estimatePlan says which are valid.
           for (const sequenceParallel of [false, true]) {

@@ -41,7 +41,7 @@ describe('what the remaining axes can add (the branch and bound table)', () => {
         const masks = dimMasks(space, choice, new Array(space.dims.length));
         const layout = layoutOf(space, masks);
         if (layoutProblem(graph, mesh, compileLayout(layout, mesh)) !== null) {
-          plans += (masks[BATCH] ? 4 : 1) * 3;
+          plans += (masks[BATCH] ? 4 : 1) * 4; // ZeRO stages (where batch has an axis) × the four recompute modes
           return;
         }
         const split = splits(space, masks)!;

@@ -4,7 +4,7 @@ import type { Mesh } from '../mesh/mesh.js';
 import type { Graph } from '../model/graph.js';
 import { microBatchOf, planMemory } from '../lower/instantiate.js';
 import { lowerLayout, sequenceParallelAxes, strategyProblem, type LayoutLowering } from '../lower/lower.js';
-import type { Plan } from '../lower/plan.js';
+import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { combineWalk, stepParts, strategyCost, walkBase, walkRecompute, type StrategyCost, type Walk, type WalkPart } from './price.js';
 import type { HardwareProfile } from './profile.js';
 
@@ -110,7 +110,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     if (typeof l === 'string') return INVALID(l);
     const problem = strategyProblem(graph, l.layout, plan);
     if (problem) return INVALID(problem);
-    const key = plan.microbatches * 3 + (plan.recompute === 'none' ? 0 : plan.recompute === 'selective' ? 1 : 2);
+    const key = plan.microbatches * RECOMPUTE.length + RECOMPUTE_LEVEL[plan.recompute];
     let w = entry.walks.get(key);
     if (!w) {
       const M = plan.microbatches, mb = microBatchOf(l, plan);

@@ -76,7 +76,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
   // t5x/partitioning.py PjitPartitioner (mesh axes replica, data, model; logical_axis_rules),
   // trainer.Trainer.num_microbatches; examples/scalable_t5 T5Config.remat_policy none|minimal|full.
   t5x: {
-    title: 't5x', kinds: ['decoder', 'encoder-decoder'], zero: [0, 3], recompute: ['none', 'selective', 'full'],
+    title: 't5x', kinds: ['decoder', 'encoder-decoder'], zero: [0, 3], recompute: ['none', 'minimal', 'full'],
     recomputeKinds: ['encoder-decoder'], pipeline: false, virtualStages: false, context: false, sequenceParallel: false,
     multiAxis: true, freeLayout: true, partialTensor: true, vocabSplit: true, maxAxes: 2,
     deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
@@ -86,7 +86,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
   // src/maxtext/configs/base.yml: mesh_axes, ici_/dcn_*_parallelism, logical_axis_rules,
   // shard_optimizer_over_data (ZeRO-1), fsdp (ZeRO-3), remat_policy, num_pipeline_microbatches/repeats.
   maxtext: {
-    title: 'MaxText', kinds: ['decoder'], zero: [0, 1, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
+    title: 'MaxText', kinds: ['decoder'], zero: [0, 1, 3], recompute: ['none', 'selective', 'minimal', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
     gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [],

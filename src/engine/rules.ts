@@ -47,7 +47,7 @@ export function whyNot(engine: Engine, plan: Plan, mesh: Mesh, spec: ModelSpec, 
       () => `torchtitan's mesh puts dp_replicate outside dp_shard, but this mesh puts a replicated batch axis inside ${data[firstShard].name}; reorder the mesh axes`);
     need(!spec.experts, 'torchtitan takes expert ranks out of dp_shard: a hybrid plan of a mixture-of-experts model cannot be expressed');
   }
-  need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : `as recompute ${plan.recompute} asks`}`);
+  need(!strategy || cap.recompute.includes(plan.recompute), `${t} cannot recompute ${plan.recompute === 'selective' ? 'exactly the attention core (recompute selective)' : plan.recompute === 'minimal' ? 'all but the projections (recompute minimal)' : `as recompute ${plan.recompute} asks`}`);
   need(!strategy || plan.recompute === 'none' || !cap.recomputeKinds || cap.recomputeKinds.includes(spec.kind),
     `${t} recomputes only in ${list(cap.recomputeKinds ?? [])} models: recompute ${plan.recompute} cannot be expressed for a ${spec.kind}`);
   need(cap.pipeline || layersOn.length === 0, () => `${t} has no pipeline parallelism: layers:${layersOn.join('+')} cannot be expressed`);

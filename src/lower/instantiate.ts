@@ -3,7 +3,7 @@ import { axisIndex } from '../mesh/mesh.js';
 import { InputError } from '../errors.js';
 import type { LayoutLowering } from './lower.js';
 import { stateBytes } from './lower.js';
-import type { Plan } from './plan.js';
+import { RECOMPUTE_LEVEL, type Plan } from './plan.js';
 import type { Collective, LocalTensor, LoweredOp, MemoryBreakdown, Program } from './program.js';
 import { sentBytes as sentBytesOf } from './collectives.js';
 import { gemmAt, linAt, type CollectiveRecord, type OpRecord } from './records.js';
@@ -20,8 +20,8 @@ export function microBatchOf(l: LayoutLowering, plan: Plan): number {
 /** Whether a recompute record runs under a recompute mode. */
 export function recomputes(rec: OpRecord, mode: Plan['recompute']): boolean {
   if (rec.recomputeIn === 'always') return true;
-  if (mode === 'full') return rec.recomputeIn === 'full' || rec.recomputeIn === 'selective';
-  return mode === 'selective' && rec.recomputeIn === 'selective';
+  // Each mode runs what the modes before it in RECOMPUTE run, and more.
+  return rec.recomputeIn !== undefined && RECOMPUTE_LEVEL[rec.recomputeIn] <= RECOMPUTE_LEVEL[mode];
 }
 
 /** A tensor's local shape on one device at microbatch mb (sequence parallelism splits length over T too). */
@@ -237,7 +237,7 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   const inflight = stages > 1 ? Math.min(stages, plan.microbatches) * (V > 1 ? 1 + (stages - 1) / (stages * V) : 1) : 1;
   actsFirst *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
-  const temporary = largest + (mode === 'full' ? linAt(l.recomputeBuffer, mb) : 0) + (plan.zero >= 3 ? layerParams : 0);
+  const temporary = largest + linAt(l.recomputeBuffer[mode], mb) + (plan.zero >= 3 ? layerParams : 0);
   const first = stateParts(plan.zero, sb, stageParams.first, stageSharded.first);
   const last = stateParts(plan.zero, sb, stageParams.last, stageSharded.last);
   const firstTotal = first.params + first.gradients + first.optimizer + actsFirst + temporary;

@@ -5,7 +5,7 @@ import { OP_CLASS, type Block, type BlockName, type DimName, type Graph, type Op
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
-import type { Plan } from './plan.js';
+import { RECOMPUTE, type Plan, type Recompute } from './plan.js';
 import type { Program } from './program.js';
 import {
   ZERO, lin, linAdd, type BlockRecord, type CollectiveRecord, type CollectiveRole, type GemmShape, type Lin,
@@ -46,8 +46,12 @@ export interface LayoutLowering {
   readonly sharedSaved: SavedByMode;
   /** The largest op output: max(perSeq·mb, fixed). */
   readonly largestOutput: Lin;
-  /** Full recompute rebuilds one layer's saved tensors at a time: the largest such set. */
-  readonly recomputeBuffer: Lin;
+  /**
+   * Per recompute mode, what the backward of one layer rebuilds and holds at once: the largest
+   * such set. Full: the layer's saved tensors of mode none; minimal: those less the projection
+   * outputs it keeps; none and selective: nothing counted.
+   */
+  readonly recomputeBuffer: Readonly<Record<Recompute, Lin>>;
   /** The activation that crosses pipeline stages (the layer input), and its bytes. */
   readonly stageMessage: { readonly tensor: string; readonly bytes: Lin } | null;
   /** Tensors sequence parallelism splits over T (their local length is 1/t of the layout's). */
@@ -568,10 +572,39 @@ function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<nu
 }
 
 /** Saved tensors of one block execution under a recompute mode (canonical ids). */
+/** A projection: an einsum with a weight operand (not the attention core's, which has none). */
+function isProjection(ctx: Ctx, op: OpSpec): boolean {
+  return op.kind === 'einsum' && op.inputs.some((id) => ctx.graph.tensors.get(id)!.role === 'weight');
+}
+
+/**
+ * The lightest recompute mode that runs a layer op's forward again in the backward: the attention
+ * core's from selective on (under a fused kernel, whose output is otherwise kept, from minimal on),
+ * every other op but the projections from minimal on, the projections only under full.
+ */
+function recomputedFrom(ctx: Ctx, op: OpSpec): 'selective' | 'minimal' | 'full' {
+  if (op.attentionCore) return ctx.flash ? 'minimal' : 'selective';
+  return isProjection(ctx, op) ? 'full' : 'minimal';
+}
+
 function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> {
   const saved = new Set<string>();
   if (block.layered && mode === 'full') {
     saved.add(canonical(ctx, block.input!));
+    return saved;
+  }
+  if (block.layered && mode === 'minimal') {
+    // The layer input and the projections' outputs; the rest is rebuilt from them. What the ops
+    // read from outside the layer (an encoder output) stays saved, as in every mode.
+    const produced = new Set(block.ops.map((o) => o.output));
+    saved.add(canonical(ctx, block.input!));
+    for (const op of block.ops) {
+      if (isProjection(ctx, op)) saved.add(canonical(ctx, op.output));
+      for (const id of [...op.inputs, ...op.saves]) {
+        const t = ctx.graph.tensors.get(id)!;
+        if (!produced.has(id) && id !== block.input && t.role !== 'weight' && t.role !== 'mask') saved.add(canonical(ctx, id));
+      }
+    }
     return saved;
   }
   // Selective recompute, and fused attention in any mode, keep the core's inputs, not its insides.
@@ -663,8 +696,8 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
   const forward: OpRecord[] = [];
   const forwardOf = new Map<OpSpec, OpRecord>();
   const blocks: BlockRecord[] = [];
-  const shared: Record<'none' | 'selective' | 'full', Map<string, Lin>> = { none: new Map(), selective: new Map(), full: new Map() };
-  let maxPerSeq = 0, maxFixed = 0, bufferPerSeq = 0;
+  const shared: Record<Recompute, Map<string, Lin>> = { none: new Map(), selective: new Map(), minimal: new Map(), full: new Map() };
+  let maxPerSeq = 0, maxFixed = 0, bufferPerSeq = 0, minimalBufferPerSeq = 0;
   for (const b of graph.blocks) {
     ctx.gathered = new Set();
     for (const op of b.ops) {
@@ -680,8 +713,8 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     const produced = new Set(b.ops.map((o) => canonical(ctx, o.output)));
     for (const o of b.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask') produced.add(id);
     if (b.input) produced.add(canonical(ctx, b.input));
-    const own = {} as Record<'none' | 'selective' | 'full', Lin>;
-    for (const mode of ['none', 'selective', 'full'] as const) {
+    const own = {} as Record<Recompute, Lin>;
+    for (const mode of RECOMPUTE) {
       let sum = ZERO;
       for (const id of savedSet(ctx, b, b.layered ? mode : 'none')) {
         if (produced.has(id)) sum = linAdd(sum, tbytes(ctx, id));
@@ -693,6 +726,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
       let all = ZERO;
       for (const id of savedSet(ctx, b, 'none')) all = linAdd(all, tbytes(ctx, id));
       bufferPerSeq = Math.max(bufferPerSeq, all.perSeq);
+      minimalBufferPerSeq = Math.max(minimalBufferPerSeq, all.perSeq - own.minimal.perSeq);
     }
     blocks.push({ name: b.name, layered: b.layered, repeat: b.repeat, stage: stageOf(b), saved: own });
   }
@@ -705,7 +739,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     const b = graph.blocks[bi];
     if (b.layered) {
       // A recompute runs the block's forward again, ops and collectives alike: its records are the forward's.
-      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: op.attentionCore && !ctx.flash ? 'selective' : 'full' });
+      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: recomputedFrom(ctx, op) });
       if (ctx.flash) {
         // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
         ctx.gathered = new Set();
@@ -740,8 +774,9 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
   const firstLayered = graph.blocks.find((b) => b.layered)!;
   return {
     graph, mesh, layout: c, sequenceParallel: T !== 0, seqMask: T, blocks, forward, recompute, backward, weights,
-    sharedSaved: { none: sum(shared.none), selective: sum(shared.selective), full: sum(shared.full) },
-    largestOutput: lin(maxPerSeq, maxFixed), recomputeBuffer: lin(bufferPerSeq, 0),
+    sharedSaved: { none: sum(shared.none), selective: sum(shared.selective), minimal: sum(shared.minimal), full: sum(shared.full) },
+    largestOutput: lin(maxPerSeq, maxFixed),
+    recomputeBuffer: { none: ZERO, selective: ZERO, minimal: lin(minimalBufferPerSeq, 0), full: lin(bufferPerSeq, 0) },
     stageMessage: c.split.layers > 1 ? { tensor: firstLayered.input!, bytes: tbytes(ctx, firstLayered.input!) } : null,
     seqSplit: T ? ctx.info.residual : NONE_SPLIT,
   };

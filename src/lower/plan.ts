@@ -2,8 +2,16 @@ import { check } from '../errors.js';
 import { formatLayout, parseLayout, type Layout } from '../layout/layout.js';
 
 export type ZeroStage = 0 | 1 | 2 | 3;
-export type Recompute = 'none' | 'selective' | 'full';
-export const RECOMPUTE: readonly Recompute[] = ['none', 'selective', 'full'];
+export type Recompute = 'none' | 'selective' | 'minimal' | 'full';
+/**
+ * Recompute modes, each recomputing a superset of the one before (so compute only grows and saved
+ * memory only shrinks along the list): none; selective, the attention core (Korthikanti et al.
+ * 2022); minimal, everything but the projections, whose outputs are saved (JAX's
+ * checkpoint_dots_with_no_batch_dims, MaxText's and t5x's remat_policy 'minimal'); full, the layer.
+ */
+export const RECOMPUTE: readonly Recompute[] = ['none', 'selective', 'minimal', 'full'];
+/** A mode's place in RECOMPUTE. */
+export const RECOMPUTE_LEVEL: Readonly<Record<Recompute, number>> = { none: 0, selective: 1, minimal: 2, full: 3 };
 
 /** A layout plus the training strategy (DESIGN.md, "plan"). */
 export interface Plan {

@@ -1,5 +1,6 @@
 import type { BlockName, OpClass, OpKind } from '../model/graph.js';
 import type { CollectiveKind } from './collectives.js';
+import type { Recompute } from './plan.js';
 import type { Phase } from './program.js';
 
 /**
@@ -91,8 +92,11 @@ export interface OpRecord {
   readonly perStage: number;
   /** Which pipeline stage runs it. */
   readonly stage: 'first' | 'last' | 'all';
-  /** Recompute records: which recompute modes run it ('flash' ones run in every mode). */
-  readonly recomputeIn?: 'selective' | 'full' | 'always';
+  /**
+   * Recompute records: the lightest recompute mode that runs it (every heavier mode does too, as
+   * RECOMPUTE orders them); 'always': a fused attention kernel's own recompute, in every mode.
+   */
+  readonly recomputeIn?: 'selective' | 'minimal' | 'full' | 'always';
 }
 
 /** A weight after the layout: its local elements and the axes its gradient is a partial sum over. */
@@ -112,7 +116,7 @@ export interface WeightRecord {
 }
 
 /** Saved activations of one execution of a block, per recompute mode. */
-export type SavedByMode = Readonly<Record<'none' | 'selective' | 'full', Lin>>;
+export type SavedByMode = Readonly<Record<Recompute, Lin>>;
 
 export interface BlockRecord {
   readonly name: BlockName;

@@ -781,16 +781,21 @@ export class Executor {
     void plan;
   }
 
-  /** Keep only what the backward reads without recomputing: the layer input (full) or all but the attention core (selective). */
+  /**
+   * Keep only what the backward reads without recomputing: the layer input (full), it and the
+   * projections' outputs (minimal), or all but the attention core (selective).
+   */
   private dropForRecompute(d: Device, b: Block, layer: number): void {
     const mode = this.program.plan.recompute;
     if (mode === 'none') return;
-    const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => this.program.graph.tensors.get(s)!.role === 'mask')]));
+    const tensors = this.program.graph.tensors;
+    const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => tensors.get(s)!.role === 'mask')]));
+    const projections = new Set(b.ops.filter((o) => o.kind === 'einsum' && o.inputs.some((i) => tensors.get(i)!.role === 'weight')).map((o) => o.output));
     for (const k of [...d.store.keys()]) {
       const pre = layerKey(b, layer);
       if (!k.startsWith(pre)) continue;
       const id = k.slice(pre.length).split('#')[0].split('@')[0];
-      const keep = mode === 'full' ? k === `${pre}${b.input}@in` : !core.has(id);
+      const keep = mode === 'full' ? k === `${pre}${b.input}@in` : mode === 'minimal' ? k === `${pre}${b.input}@in` || projections.has(id) : !core.has(id);
       if (!keep) d.store.delete(k);
     }
   }

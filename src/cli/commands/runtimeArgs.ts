@@ -40,7 +40,7 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;heads:cols"' })
     .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
     .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
-    .option('recompute', { type: 'string', describe: 'none | selective | full' })
+    .option('recompute', { type: 'string', describe: 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)' })
     .option('microbatches', { type: 'string', describe: 'microbatches per step' })
     .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
     .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device (bubble (p-1)/(V·m); needs layers split)' })

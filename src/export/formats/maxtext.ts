@@ -1,6 +1,7 @@
 import { Document, isSeq } from 'yaml';
 import { axesOf } from '../../layout/layout.js';
 import type { DimName } from '../../model/graph.js';
+import type { Recompute } from '../../lower/plan.js';
 import { iciSizes, MAXTEXT_MESH_AXES, maxtextKinds, type MaxtextAxis } from '../../engine/index.js';
 import { analyse, header, type AxisUse } from '../analysis.js';
 import type { ExportInput, ExportOutput } from '../target.js';
@@ -36,7 +37,10 @@ const MOE_SIDE: Partial<Record<DimName, { params: string[]; activations: string[
   d_model: { params: ['embed_moe'], activations: ['activation_embed_moe'] },
 };
 
-const REMAT = { none: 'minimal_with_context', selective: 'minimal', full: 'full' } as const;
+// minimal and full are MaxText's own; it has no policy that saves the elementwise ops' outputs, so
+// none and selective take the lightest that recomputes no more than the attention core and them:
+// minimal_with_context (the projections' outputs and the attention output saved).
+const REMAT: Readonly<Record<Recompute, string>> = { none: 'minimal_with_context', selective: 'minimal_with_context', minimal: 'minimal', full: 'full' };
 const MLP = { relu: ['relu'], gelu: ['gelu'], swiglu: ['silu', 'linear'] } as const;
 
 /**
@@ -44,8 +48,8 @@ const MLP = { relu: ['relu'], gelu: ['gelu'], swiglu: ['silu', 'linear'] } as co
  * (override_logical_axis_rules), so that only ours hold. Each mesh axis of the plan becomes one
  * MaxText axis (src/engine/maxtext.ts), its size split into ici_* (within a slice) and dcn_*
  * (across slices). ZeRO-1 is shard_optimizer_over_data, ZeRO-3 the fsdp axis. remat_policy:
- * minimal_with_context saves every matmul output (the lightest), minimal recomputes the
- * attention core, full the layer.
+ * minimal_with_context saves every matmul output (the lightest: recompute none and selective),
+ * minimal the projections' outputs only (recompute minimal), full the layer.
  */
 export function maxtext(input: ExportInput): ExportOutput {
   const shape = analyse(input, 'maxtext');
@@ -139,7 +143,7 @@ export function maxtext(input: ExportInput): ExportOutput {
   }
   const comments = header(shape, 'MaxText');
   comments.push(`mesh axes: ${shape.axes.map((a) => `${a.name} -> ${kinds[a.index] ?? 'unused'} (ici ${ici[a.index]}, dcn ${a.size / ici[a.index]})`).join(', ')}`);
-  if (plan.recompute === 'none') comments.push("recompute none: MaxText's lightest remat_policy, minimal_with_context, saves every matmul output and recomputes elementwise ops");
+  if (plan.recompute === 'none' || plan.recompute === 'selective') comments.push(`recompute ${plan.recompute}: MaxText's lightest remat_policy, minimal_with_context, saves every matmul output and recomputes elementwise ops${plan.recompute === 'none' ? '' : ' beside the attention core'}`);
   const doc = new Document(config, { aliasDuplicateObjects: false });
   // One rule per line, as base.yml writes them.
   for (const key of ['logical_axis_rules', 'data_sharding', 'mlp_activations']) {

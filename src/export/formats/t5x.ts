@@ -1,11 +1,13 @@
 import { axesOf } from '../../layout/layout.js';
 import type { DimName } from '../../model/graph.js';
+import type { Recompute } from '../../lower/plan.js';
 import { iciSizes } from '../../engine/index.js';
 import { analyse, header, type AxisUse } from '../analysis.js';
 import type { ExportInput, ExportOutput } from '../target.js';
 
 const ACTIVATIONS = { relu: "('relu',)", gelu: "('gelu',)", swiglu: "('silu', 'linear')" } as const;
-const REMAT = { none: 'none', selective: 'minimal', full: 'full' } as const;
+// selective has no remat_policy of its own: the engine's capabilities refuse it before this.
+const REMAT: Readonly<Partial<Record<Recompute, string>>> = { none: 'none', minimal: 'minimal', full: 'full' };
 
 /**
  * t5x: gin for partitioning.PjitPartitioner and the network config of t5x's example models
@@ -13,7 +15,7 @@ const REMAT = { none: 'none', selective: 'minimal', full: 'full' } as const;
  * as ici_mesh_shape x dcn_mesh_shape over (replica, data, model): default_mesh has no default
  * for most num_partitions; its data axis is (replica, data). flax logical_axis_rules map each
  * logical axis name to mesh axes or None. scalable_t5's remat_policy 'minimal'
- * (checkpoint_dots_with_no_batch_dims) recomputes the attention core: selective.
+ * (checkpoint_dots_with_no_batch_dims) saves the projections' outputs and recomputes the rest: minimal.
  */
 export function t5x(input: ExportInput): ExportOutput {
   const shape = analyse(input, 't5x');
@@ -88,6 +90,6 @@ export function t5x(input: ExportInput): ExportOutput {
     `${net}.mlp_activations = ${ACTIVATIONS[spec.activation]}`,
     `${net}.logits_via_embedding = ${spec.tiedEmbeddings ? 'True' : 'False'}`,
   );
-  if (bi) lines.push(`${net}.remat_policy = '${REMAT[plan.recompute]}'`);
+  if (bi) lines.push(`${net}.remat_policy = '${REMAT[plan.recompute]!}'`);
   return { format: 't5x', syntax: 'gin', text: lines.join('\n') + '\n' };
 }
