@@ -41,7 +41,7 @@ describe('tiny-moe, sharded, equals the unsplit model', () => {
     let expertsSplit = 0, runs = 0;
     // Most draws split experts (expert parallelism is what this runs for), the rest any valid layout.
     const layouts = validLayout(graph, mesh, MOE_DIMS);
-    const arb = fc.tuple(fc.oneof({ arbitrary: layouts.filter((l) => l.has('experts')), weight: 3 }, { arbitrary: layouts, weight: 1 }), fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'full'), fc.constantFrom(1, 2));
+    const arb = fc.tuple(fc.oneof({ arbitrary: layouts.filter((l) => l.has('experts')), weight: 3 }, { arbitrary: layouts, weight: 1 }), fc.constantFrom(0, 1, 2, 3), fc.constantFrom('none', 'selective', 'minimal', 'full'), fc.constantFrom(1, 2));
     await fc.assert(fc.asyncProperty(arb, async ([layout, zero, recompute, microbatches]) => {
       const replicas = (layout.get('batch') ?? []).reduce((p, a) => p * mesh.axes.find((x) => x.name === a)!.size, 1);
       fc.pre((spec.batch / replicas) % microbatches === 0);
