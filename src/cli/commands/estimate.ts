@@ -7,7 +7,7 @@ import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
 import { pricingProfile } from '../../search/index.js';
 import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
+import { RECOMPUTE_HELP, resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
 import { ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
@@ -58,7 +58,7 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('plan', { type: 'string', describe: 'a plan file written by search --out (instead of --layout)' })
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
-      .option('recompute', { type: 'string', describe: 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)' })
+      .option('recompute', { type: 'string', describe: RECOMPUTE_HELP })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
       .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device (bubble (p-1)/(V·m); needs layers split)' })

@@ -3,7 +3,7 @@ import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import { FORMATS } from '../../export/target.js';
-import { checkWritable, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
+import { checkWritable, RECOMPUTE_HELP, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
 import { ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
@@ -34,7 +34,7 @@ export const exportCommand: CommandModule<object, Args> = {
       .option('layout', { type: 'string', describe: 'layout rules, instead of --plan' })
       .option('zero', { type: 'string', describe: 'ZeRO stage 0-3 over the batch axes' })
       .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
-      .option('recompute', { type: 'string', describe: 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)' })
+      .option('recompute', { type: 'string', describe: RECOMPUTE_HELP })
       .option('microbatches', { type: 'string', describe: 'microbatches per step' })
       .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism on the tensor-parallel axes" })
       .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device' })

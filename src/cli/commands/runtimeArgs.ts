@@ -6,7 +6,7 @@ import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { InputError } from '../../errors.js';
 import type { HardwareProfile } from '../../cost/profile.js';
-import { enumFlag, loadModel, optionalIntFlag, resolveDevice, resolvePlan } from '../../inputs/index.js';
+import { enumFlag, loadModel, optionalIntFlag, RECOMPUTE_HELP, resolveDevice, resolvePlan } from '../../inputs/index.js';
 
 /** --zero-axes's help, for every command that takes a plan's flags. */
 export const ZERO_AXES_HELP = 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)';
@@ -40,7 +40,7 @@ export function planOptions<T>(y: Argv<T>): Argv<T> {
     .option('layout', { type: 'string', describe: 'layout rules, e.g. "batch:rows;heads:cols"' })
     .option('zero', { type: 'string', describe: 'ZeRO stage 0-3' })
     .option('zero-axes', { type: 'string', describe: ZERO_AXES_HELP })
-    .option('recompute', { type: 'string', describe: 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)' })
+    .option('recompute', { type: 'string', describe: RECOMPUTE_HELP })
     .option('microbatches', { type: 'string', describe: 'microbatches per step' })
     .option('sequence-parallel', { type: 'boolean', describe: "Megatron's sequence parallelism: norms, dropout and residuals split length on the tensor-parallel axes (Korthikanti et al. 2022)" })
     .option('virtual-stages', { type: 'string', describe: 'interleaved 1F1B: pipeline chunks per device (bubble (p-1)/(V·m); needs layers split)' })
