@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { isProjection, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
@@ -571,11 +571,6 @@ function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<nu
   });
 }
 
-/** Saved tensors of one block execution under a recompute mode (canonical ids). */
-/** A projection: an einsum with a weight operand (not the attention core's, which has none). */
-function isProjection(ctx: Ctx, op: OpSpec): boolean {
-  return op.kind === 'einsum' && op.inputs.some((id) => ctx.graph.tensors.get(id)!.role === 'weight');
-}
 
 /**
  * The lightest recompute mode that runs a layer op's forward again in the backward: the attention
@@ -584,9 +579,10 @@ function isProjection(ctx: Ctx, op: OpSpec): boolean {
  */
 function recomputedFrom(ctx: Ctx, op: OpSpec): 'selective' | 'minimal' | 'full' {
   if (op.attentionCore) return ctx.flash ? 'minimal' : 'selective';
-  return isProjection(ctx, op) ? 'full' : 'minimal';
+  return isProjection(ctx.graph, op) ? 'full' : 'minimal';
 }
 
+/** Saved tensors of one block execution under a recompute mode (canonical ids). */
 function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> {
   const saved = new Set<string>();
   if (block.layered && mode === 'full') {
@@ -599,7 +595,7 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
     const produced = new Set(block.ops.map((o) => o.output));
     saved.add(canonical(ctx, block.input!));
     for (const op of block.ops) {
-      if (isProjection(ctx, op)) saved.add(canonical(ctx, op.output));
+      if (isProjection(ctx.graph, op)) saved.add(canonical(ctx, op.output));
       for (const id of [...op.inputs, ...op.saves]) {
         const t = ctx.graph.tensors.get(id)!;
         if (!produced.has(id) && id !== block.input && t.role !== 'weight' && t.role !== 'mask') saved.add(canonical(ctx, id));
@@ -726,7 +722,8 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
       let all = ZERO;
       for (const id of savedSet(ctx, b, 'none')) all = linAdd(all, tbytes(ctx, id));
       bufferPerSeq = Math.max(bufferPerSeq, all.perSeq);
-      minimalBufferPerSeq = Math.max(minimalBufferPerSeq, all.perSeq - own.minimal.perSeq);
+      // The block's own tensors of mode none that minimal rebuilds (what other blocks made stays saved).
+      minimalBufferPerSeq = Math.max(minimalBufferPerSeq, own.none.perSeq - own.minimal.perSeq);
     }
     blocks.push({ name: b.name, layered: b.layered, repeat: b.repeat, stage: stageOf(b), saved: own });
   }

@@ -418,3 +418,8 @@ function countParams(graph: Graph, expertShare: number): number {
   }
   return n;
 }
+
+/** A projection: an einsum with a weight operand (not the attention core's, which has none). Recompute minimal keeps its output. */
+export function isProjection(graph: Graph, op: OpSpec): boolean {
+  return op.kind === 'einsum' && op.inputs.some((id) => graph.tensors.get(id)!.role === 'weight');
+}

@@ -2,7 +2,7 @@ import { axesOf } from '../layout/layout.js';
 import { zeroGroupMask } from '../lower/instantiate.js';
 import type { Collective, LoweredOp, Program } from '../lower/program.js';
 import { deviceCoords, type Mesh } from '../mesh/mesh.js';
-import type { Block, DimName, OpSpec } from '../model/graph.js';
+import { isProjection, type Block, type DimName, type OpSpec } from '../model/graph.js';
 import { adamUpdate, type AdamConfig } from './adam.js';
 import { initWeight } from './init.js';
 import { backward, forward, renameKind } from './ops.js';
@@ -790,7 +790,7 @@ export class Executor {
     if (mode === 'none') return;
     const tensors = this.program.graph.tensors;
     const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => tensors.get(s)!.role === 'mask')]));
-    const projections = new Set(b.ops.filter((o) => o.kind === 'einsum' && o.inputs.some((i) => tensors.get(i)!.role === 'weight')).map((o) => o.output));
+    const projections = new Set(b.ops.filter((o) => isProjection(this.program.graph, o)).map((o) => o.output));
     for (const k of [...d.store.keys()]) {
       const pre = layerKey(b, layer);
       if (!k.startsWith(pre)) continue;
