@@ -12,7 +12,7 @@ import { planFilter, pricingProfile } from './filter.js';
 import type { Candidate, Context, ExploreResult, Objective, PlanFilter, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { Shared } from './shared.js';
-import { layoutAt, makeSpace, planOf, strategies, type PlanSpace } from './space.js';
+import { layoutAt, planOf, strategies, type PlanSpace } from './space.js';
 import { prepare } from './task.js';
 
 export interface SearchOptions {
@@ -99,13 +99,15 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   const slack = opts.paretoSlack ?? 0.25;
   const graph = buildGraph(opts.spec);
   if (opts.filter) planFilter(opts.filter, mesh, opts.spec, opts.profile);
-  const space = makeSpace(graph, mesh, opts.profile, { symmetric: !opts.filter });
   const workers = opts.workers;
   if (workers !== undefined && (!Number.isSafeInteger(workers) || workers < 0)) throw new InputError(`--workers must be 0 or more, got ${workers}`);
   const meshText = formatMesh(mesh);
   // One key per search: a worker (or the main thread, inline) prepares the pricer once per search
   // and never reuses one warmed by an earlier search, so every search costs what it costs.
   const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective, ...(opts.filter ? { filter: opts.filter } : {}) };
+  // This thread's share of the work: the space and bound tables it explores inline (workers build their own).
+  const prepared = prepare(ctx);
+  const space = prepared.space;
 
   let submitted = 0;
   const faults = opts.faults;
@@ -115,7 +117,7 @@ export async function search(opts: SearchOptions): Promise<SearchResult> {
   };
   const runner = makeRunner(workers, Math.max(1, availableParallelism()), opts.inlineSeconds);
   try {
-    const rem = prepare(ctx).remaining;
+    const rem = prepared.remaining;
     const shareCtx: Context = { ...ctx, table: rem.share() };
     const plans = rem.plans(rem.root), valid = rem.valid(rem.root), maxUsed = rem.maxUsed(rem.root);
     if (maxUsed < mesh.size) {
