@@ -7,6 +7,10 @@
 //    the overhead, the largest (overhead off) the bandwidth (bytes: 2 reads + 1 write of floats);
 //  - matmul throughput: the runtime's einsum at the GEMM shapes of the `small` model (the median
 //    rate of those of 1e8 FLOPs or more), and the 64³ GEMM's time beyond its FLOPs as overhead;
+//  - softmax and layer norm: the runtime's own forward of each op (src/runtime/ops.ts: two passes,
+//    several kernels, the row statistics read back) over the `small` model's tensors, in seconds
+//    per element beyond one kernel's overhead (src/cost/host.ts turns them into the efficiency the
+//    cost model's one-kernel pricing needs to match them);
 //  - shared-memory bandwidth and latency: two worker threads passing buffers through the runtime's
 //    SharedExchange (SharedArrayBuffer + Atomics), ping-pong, one way: 1 float gives the latency,
 //    4 MiB (latency off) the bandwidth.
@@ -18,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { initBackend, tf } from '../dist/runtime/backend.js';
 import { einsum, run } from '../dist/runtime/kernels.js';
+import { forward } from '../dist/runtime/ops.js';
 import { exchangeMemory, SharedExchange } from '../dist/runtime/exchange.js';
 
 const backendChoice = process.env.BENCH_BACKEND ?? 'wasm';
@@ -78,6 +83,26 @@ for (const [m, k, n] of [[1024, 256, 256], [2048, 256, 128], [2048, 128, 256], [
 }
 console.log(JSON.stringify({ bench: 'host', case: 'GEMM rate at equal FLOPs, narrower sides relative to 1024x256x256', shapes: shape.map((x) => ({ mkn: `${x.m}x${x.k}x${x.n}`, relative: +(x.flopsPerSecond / shape[0].flopsPerSecond).toFixed(3) })) }));
 
+// Softmax and layer norm through the runtime's forward of the op: a device's attention scores of
+// the small model (4 sequences x 4 heads x 128 x 128 positions) and its residual stream (512 x 256).
+function opSeconds(kind, dims, shape, extra = {}) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const tensors = new Map([['x', { dims, shape, data: Float32Array.from({ length: n }, (_, i) => Math.sin(i)) }], ...Object.entries(extra)]);
+  const spec = { name: kind, kind, dim: dims.at(-1), inputs: ['x', ...Object.keys(extra)], output: 'y', saves: [] };
+  const ctx = {
+    rec: { collectives: [], output: { dims } }, spec, get: (id) => tensors.get(id), set: (id, x) => tensors.set(id, x),
+    globalSize: (d) => shape[dims.indexOf(d)],
+  };
+  const once = () => { const g = forward(ctx); for (let r = g.next(); !r.done; r = g.next()); };
+  return { elements: n, seconds: time(once, 15) };
+}
+const sm = opSeconds('softmax', ['batch', 'heads', 'length', 'memory_length'], [4, 4, 128, 128]);
+const ln = opSeconds('layernorm', ['batch', 'd_model'], [512, 256], {
+  scale: { dims: ['d_model'], shape: [256], data: new Float32Array(256).fill(1) },
+  bias: { dims: ['d_model'], shape: [256], data: new Float32Array(256) },
+});
+const perElement = (m) => Math.max(0, m.seconds - tiny) / m.elements;
+
 // Shared memory: thread 0 (here) posts, thread 1 (a worker) reads and posts back; round trips.
 const exchangeUrl = new URL('../dist/runtime/exchange.js', import.meta.url).href;
 const sizes = [1, 1024, 65536, 262144, 1048576];
@@ -131,7 +156,8 @@ const measured = {
   matmulOverheadSeconds: mmOverhead,
   sharedMemoryBandwidth: shBandwidth,
   sharedMemoryLatency: shLatency,
-  points: { elementwise: ew, matmul: mm, sharedMemory: sh },
+  ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln) },
+  points: { elementwise: ew, matmul: mm, sharedMemory: sh, softmax: sm, layernorm: ln },
 };
 console.log(JSON.stringify({ ...measured, bench: 'host', points: undefined }));
 if (process.argv.includes('--write')) {

@@ -30,6 +30,18 @@ describe('the host profile', () => {
     expect(opTime(p, op('matmul', 1e10, 0), 1e10)).toBeCloseTo(1 + 1e-4, 9);
   });
 
+  it('prices the small model\'s softmax and layer norm, as the lowering records them, at the seconds per element bench/host measured', () => {
+    const p = loadHostProfile();
+    // 4 devices of batch 4: each device's attention scores are bench/host's 4x4x128x128 tensor.
+    const ops = lower(buildGraph(getPreset('small')), parseMesh('x:4'), makePlan('batch:x')).ops.filter((o) => o.phase === 'forward');
+    for (const [name, perElement, elements] of [['decoder.self.softmax', measured.ops.softmaxSecondsPerElement, 4 * 4 * 128 * 128], ['decoder.ln1', measured.ops.layernormSecondsPerElement, 4 * 128 * 256]] as const) {
+      const op = ops.find((o) => o.name === name)!;
+      const beyondLaunch = opTime(p, op, p.peakFlops.float32) - (op.kernel ? p.launchOverhead! : 0);
+      // The layer norm's scale and bias (2 KiB) ride along with its 1 MiB.
+      expect(Math.abs(beyondLaunch / (elements * perElement) - 1)).toBeLessThan(0.005);
+    }
+  });
+
   it('--device host prices an estimate; an unknown device names host among the presets', () => {
     const r = cli(['estimate', '--mesh', '2x2', '--model', 'small', '--layout', 'batch:rows;heads:cols', '--device', 'host', '--json']);
     expect(r.code).toBe(0);

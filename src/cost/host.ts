@@ -18,7 +18,21 @@ export interface HostMeasured {
   readonly matmulOverheadSeconds: number;
   readonly sharedMemoryBandwidth: number;
   readonly sharedMemoryLatency: number;
+  /** The runtime's softmax and layer norm forwards, seconds per element beyond one kernel's overhead (absent in older files). */
+  readonly ops?: {
+    readonly date: string;
+    readonly loadAverage: number;
+    readonly runs: number;
+    readonly softmaxSecondsPerElement: number;
+    readonly layernormSecondsPerElement: number;
+  };
 }
+
+// Bytes the cost model prices per element (float32; src/lower/lower.ts, every operand not fused
+// away and the output): a layer norm reads its input and writes its output; a decoder's softmax
+// reads the causal mask's output fused into it, so only its own output counts.
+const LAYERNORM_BYTES_PER_ELEMENT = 8;
+const SOFTMAX_BYTES_PER_ELEMENT = 4;
 
 export const HOST_MEASURED = new URL('../../data/host-measured.json', import.meta.url);
 
@@ -37,7 +51,14 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     memoryBytes: m.memoryBytes,
     memoryBandwidth: m.memoryBandwidth,
     levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency } }],
-    efficiency: { matmul: 1, elementwise: 1, softmax: 1, reduction: 1 },
+    // Softmax and layer norm run as several kernels with their row statistics read back, and the
+    // softmax's exponentials bound it (bench/host): priced as one kernel of their bytes, they need
+    // the share of the bandwidth that matches their measured time.
+    efficiency: {
+      matmul: 1, elementwise: 1,
+      softmax: m.ops ? Math.min(1, SOFTMAX_BYTES_PER_ELEMENT / (m.memoryBandwidth * m.ops.softmaxSecondsPerElement)) : 1,
+      reduction: m.ops ? Math.min(1, LAYERNORM_BYTES_PER_ELEMENT / (m.memoryBandwidth * m.ops.layernormSecondsPerElement)) : 1,
+    },
     // Every kernel pays launchOverhead; a small GEMM pays what it takes beyond that, in FLOPs at the rate.
     efficiencyHalfWork: { matmul: Math.max(0, m.matmulOverheadSeconds - m.kernelOverheadSeconds) * m.matmulFlops },
     // Collectives run on the device's own thread, between its kernels: nothing hides them.
@@ -53,7 +74,9 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       concurrentDevices: `${at}: os.availableParallelism()`,
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
-      'efficiency.softmax, efficiency.reduction': 'taken as elementwise; calibration fits them',
+      'efficiency.softmax, efficiency.reduction': m.ops
+        ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, median of ${m.ops.runs} runs: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
+        : 'taken as elementwise; calibration fits them',
     },
   };
   return validateProfile(profile, 'host profile');
