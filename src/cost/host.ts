@@ -75,7 +75,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
       'efficiency.softmax, efficiency.reduction': m.ops
-        ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, median of ${m.ops.runs} runs: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
+        ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, ${m.ops.runs === 1 ? 'one run' : `median of ${m.ops.runs} runs`}: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
         : 'taken as elementwise; calibration fits them',
     },
   };
