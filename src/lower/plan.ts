@@ -11,7 +11,7 @@ export type Recompute = 'none' | 'selective' | 'minimal' | 'full';
  */
 export const RECOMPUTE: readonly Recompute[] = ['none', 'selective', 'minimal', 'full'];
 /** A mode's place in RECOMPUTE. */
-export const RECOMPUTE_LEVEL: Readonly<Record<Recompute, number>> = { none: 0, selective: 1, minimal: 2, full: 3 };
+export const RECOMPUTE_LEVEL = Object.fromEntries(RECOMPUTE.map((m, i) => [m, i])) as Readonly<Record<Recompute, number>>;
 
 /** A layout plus the training strategy (DESIGN.md, "plan"). */
 export interface Plan {

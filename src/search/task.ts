@@ -1,6 +1,6 @@
 import { makePricer, type Pricer } from '../cost/pricer.js';
 import type { Layout } from '../layout/layout.js';
-import { RECOMPUTE, type Plan } from '../lower/plan.js';
+import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { sequenceParallelAxes } from '../lower/lower.js';
@@ -229,13 +229,13 @@ function explore(p: Prepared, task: Task): ExploreResult {
       if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
       const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
       // Skips are per ZeRO variant (stage, and hybrid or not): each runs its own recompute x microbatches.
-      // Numbered: a ZeRO variant as 2 × stage (+ 1 when hybrid), with its recompute as 4 × that + the mode's index.
+      // Numbered: a ZeRO variant as 2 × stage (+ 1 when hybrid), with its recompute as (modes × that) + the mode's place.
       let skipZero = -1;
       let skipZR = -1;
       for (let i = 0; i < all.length; i++) {
         const s = all[i];
         const zk = 2 * s.zero + (s.zeroAxes ? 1 : 0);
-        const zr = 4 * zk + RECOMPUTE.indexOf(s.recompute);
+        const zr = RECOMPUTE.length * zk + RECOMPUTE_LEVEL[s.recompute];
         if (zk === skipZero || zr === skipZR) continue;
         const plan: Plan = planOf(layout, s, sp);
         // Outside the filter: never priced, so never an incumbent and never a bound.
