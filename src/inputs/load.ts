@@ -72,9 +72,6 @@ export function loadPlanFile(path: string): PlanFile {
 }
 
 /** The plan from `--layout` and friends. */
-/** --recompute's help, for every command that takes a plan. */
-export const RECOMPUTE_HELP = 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)';
-
 export function planFromArgs(args: { layout?: unknown; zero?: unknown; zeroAxes?: unknown; recompute?: unknown; microbatches?: unknown; sequenceParallel?: unknown; virtualStages?: unknown }): Plan {
   stringFlag('layout', args.layout);
   if (typeof args.layout !== 'string') throw new InputError('--layout needs rules like batch:rows;d_ff:cols (empty string for replicated)');

@@ -7,8 +7,8 @@ import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
 import { pricingProfile } from '../../search/index.js';
 import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
-import { RECOMPUTE_HELP, resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
-import { ZERO_AXES_HELP } from './runtimeArgs.js';
+import { resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
+import { RECOMPUTE_HELP, ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
   mesh?: string;

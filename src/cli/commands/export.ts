@@ -3,8 +3,8 @@ import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { InputError } from '../../errors.js';
 import { exportPlan } from '../../export/exportPlan.js';
 import { FORMATS } from '../../export/target.js';
-import { checkWritable, RECOMPUTE_HELP, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
-import { ZERO_AXES_HELP } from './runtimeArgs.js';
+import { checkWritable, resolveDevice, resolvePlan, writeAtomic } from '../../inputs/index.js';
+import { RECOMPUTE_HELP, ZERO_AXES_HELP } from './runtimeArgs.js';
 
 interface Args {
   plan?: string;

@@ -6,7 +6,10 @@ import { findPreset } from '../../model/presets.js';
 import type { ModelSpec } from '../../model/spec.js';
 import { InputError } from '../../errors.js';
 import type { HardwareProfile } from '../../cost/profile.js';
-import { enumFlag, loadModel, optionalIntFlag, RECOMPUTE_HELP, resolveDevice, resolvePlan } from '../../inputs/index.js';
+import { enumFlag, loadModel, optionalIntFlag, resolveDevice, resolvePlan } from '../../inputs/index.js';
+
+/** --recompute's help, for every command that takes a plan's flags. */
+export const RECOMPUTE_HELP = 'none | selective (the attention core) | minimal (all but the projections, whose outputs are kept: MaxText and t5x remat_policy minimal) | full (the layer)';
 
 /** --zero-axes's help, for every command that takes a plan's flags. */
 export const ZERO_AXES_HELP = 'hybrid sharding: ZeRO shards over these batch axes only (fsdp, or fsdp+data); the other batch axes all-reduce the sharded gradient (MaxText ici_fsdp x dcn_data, PyTorch HSDP)';
