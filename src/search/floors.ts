@@ -24,21 +24,24 @@ export interface SharedFloors {
   readonly data: SharedArrayBuffer;
 }
 
+/** Where a floor comes from; its caller (remaining.ts floorEntry) keeps each state's floor once asked. */
 export interface FloorStore {
-  /** The floor of state s, worked out with `work` unless a thread (this one or another) already did. */
+  /** The floor of state s, worked out with `work` unless another thread already did. */
   get(s: number, work: () => StateFloor): StateFloor;
 }
 
-/** The floors one thread keeps, with no sharing (a search without workers, the tests' oracles). */
+/** No sharing (a search without workers): every floor is worked out where it is asked for. */
 export function localFloors(): FloorStore {
-  const seen = new Map<number, StateFloor>();
-  return {
-    get(s, work) {
-      let f = seen.get(s);
-      if (f === undefined) seen.set(s, (f = work()));
-      return f;
-    },
-  };
+  return { get: (_s, work) => work() };
+}
+
+/**
+ * A state's home slot in an open-addressing table of 2^(32 - shift) slots, by Fibonacci hashing:
+ * the product's top bits (its low bits depend only on the key's low bits, which states share).
+ * States run past 2^32, so both halves go in.
+ */
+export function homeSlot(s: number, shift: number): number {
+  return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> shift;
 }
 
 const FREE = 0, CLAIMED = 1, WORKING = 2, READY = 3, LOCAL = 4;
@@ -97,14 +100,13 @@ export function decodeFloor(x: ArrayLike<number>, at: number): StateFloor {
   return { variants: [variants[0], variants[1]], compute };
 }
 
-/** This thread's view of a shared store; floors read from it are kept locally too. */
+/** This thread's view of a shared store. */
 export function sharedFloors(shared: SharedFloors): FloorStore {
   const keys = new Float64Array(shared.keys);
   const meta = new Int32Array(shared.meta);
   const data = new Float64Array(shared.data); // length-tracking: sees the store grow
   const mask = keys.length - 1;
   const shift = 32 - Math.log2(keys.length);
-  const local = new Map<number, StateFloor>();
   const status = (i: number) => 2 + 2 * i;
 
   const publish = (i: number, f: StateFloor) => {
@@ -142,8 +144,7 @@ export function sharedFloors(shared: SharedFloors): FloorStore {
   };
 
   const find = (s: number, work: () => StateFloor): StateFloor => {
-    const home = Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> shift;
-    for (let i = home & mask, probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
+    for (let i = homeSlot(s, shift) & mask, probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
       let st = Atomics.load(meta, status(i));
       if (st === FREE) {
         if (Atomics.compareExchange(meta, status(i), FREE, CLAIMED) === FREE) {
@@ -171,11 +172,5 @@ export function sharedFloors(shared: SharedFloors): FloorStore {
     return work(); // the store is full: more states than the table said (never expected)
   };
 
-  return {
-    get(s, work) {
-      let f = local.get(s);
-      if (f === undefined) local.set(s, (f = find(s, work)));
-      return f;
-    },
-  };
+  return { get: find };
 }

@@ -3,7 +3,7 @@ import { RECOMPUTE } from '../lower/plan.js';
 import { DIM_NAMES, type Graph } from '../model/graph.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { matmulBound, stateFloor, type StateFloor } from './bounds.js';
-import { localFloors, makeSharedFloors, sharedFloors, type FloorStore, type SharedFloors } from './floors.js';
+import { homeSlot, localFloors, makeSharedFloors, sharedFloors, type FloorStore, type SharedFloors } from './floors.js';
 import type { PlanSpace } from './space.js';
 
 /**
@@ -87,9 +87,8 @@ class Table {
   share(floors: SharedFloors): SharedTable {
     return { data: this.data.buffer as SharedArrayBuffer, count: this.count, floors };
   }
-  /** Fibonacci hashing: the product's top bits (its low bits depend only on the key's low bits, which states share). */
   private home(s: number): number {
-    return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> this.shift;
+    return homeSlot(s, this.shift);
   }
   /** Where a state's figures start in `data`, or -1. Stable until the table grows. */
   find(s: number): number {
