@@ -272,6 +272,12 @@ async function caseStartup() {
   };
 }
 
+/** A plain search of a model on a mesh, named so that workloadSpeedup can run it in threads of its own. */
+function workloadCase(workload, goal) {
+  const { model, mesh, device } = workload;
+  return { what: `${model} on ${mesh} (${device})`, goal, workload, run: (w) => search({ spec: getPreset(model), mesh, profile: getDevice(device), workers: w }) };
+}
+
 /**
  * Search at scale (issue 14): inline, then 1 and 2 workers where inline takes over 5 s, with the
  * spin-loop control (and, for a plain search, two of it at once) measured in the same run; each
@@ -280,7 +286,7 @@ async function caseStartup() {
 const SCALE = {
   'devices-512': { what: '--devices 512 --model transformer-5b (tpu-v2)', goal: 10, run: (w) => searchDevices({ spec: getPreset('transformer-5b'), devices: 512, profile: getDevice('tpu-v2'), workers: w }) },
   'devices-1024': { what: '--devices 1024 --model gpt3-175b --device a100-80g', goal: 10, run: (w) => searchDevices({ spec: getPreset('gpt3-175b'), devices: 1024, profile: getDevice('a100-80g'), workers: w }) },
-  'axes-7': { what: 'llama2-70b on a:2;b:2;c:2;d:2;e:2;f:2;g:2 (a100-80g)', goal: 5, workload: { model: 'llama2-70b', mesh: 'a:2;b:2;c:2;d:2;e:2;f:2;g:2', device: 'a100-80g' }, run: (w) => search({ spec: getPreset('llama2-70b'), mesh: 'a:2;b:2;c:2;d:2;e:2;f:2;g:2', profile: getDevice('a100-80g'), workers: w }) },
+  'axes-7': workloadCase({ model: 'llama2-70b', mesh: 'a:2;b:2;c:2;d:2;e:2;f:2;g:2', device: 'a100-80g' }, 5),
   'axes-10': { what: 'gpt3-175b on ten axes of 2, 1024 devices (a100-80g)', goal: 30, run: (w) => search({ spec: getPreset('gpt3-175b'), mesh: Array.from({ length: 10 }, (_, i) => `a${i}:2`).join(';'), profile: getDevice('a100-80g'), workers: w }) },
 };
 

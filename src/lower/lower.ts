@@ -571,7 +571,6 @@ function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<nu
   });
 }
 
-
 /**
  * The lightest recompute mode that runs a layer op's forward again in the backward: the attention
  * core's from selective on (under a fused kernel, whose output is otherwise kept, from minimal on),
