@@ -93,9 +93,15 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     return entry;
   };
 
+  /** The layout's lowering for a plan, or why the plan is invalid (its layout, or its strategy on it). */
+  const lowered = (entry: LayoutEntry, plan: Plan): LayoutLowering | string => {
+    const l = entry.lowering;
+    return typeof l === 'string' ? l : strategyProblem(graph, l.layout, plan) ?? l;
+  };
+
   const memory = (plan: Plan): number => {
-    const l = entryOf(plan).lowering;
-    if (typeof l === 'string' || strategyProblem(graph, l.layout, plan)) return NaN;
+    const l = lowered(entryOf(plan), plan);
+    if (typeof l === 'string') return NaN;
     try {
       return planMemory(l, plan).total;
     } catch (err) {
@@ -106,10 +112,8 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
 
   const pricer = (plan: Plan): PlanCost => {
     const entry = entryOf(plan);
-    const l = entry.lowering;
+    const l = lowered(entry, plan);
     if (typeof l === 'string') return INVALID(l);
-    const problem = strategyProblem(graph, l.layout, plan);
-    if (problem) return INVALID(problem);
     const key = plan.microbatches * RECOMPUTE.length + RECOMPUTE_LEVEL[plan.recompute];
     let w = entry.walks.get(key);
     if (!w) {
