@@ -112,7 +112,7 @@ describe('state floors shared between threads (src/search/floors.ts)', () => {
         expect([records.sequenceParallel, records.seqMask, records.layout]).toEqual([full.sequenceParallel, full.seqMask, full.layout]);
         checked++;
         if (sequenceParallel) withSp++;
-      }), { seed, numRuns: 150 });
+      }), { seed, numRuns: 200 });
       // Most draws are valid layouts, some of them sequence-parallel.
       expect(checked).toBeGreaterThan(50);
       if (seed === 71) expect(withSp).toBeGreaterThan(5);

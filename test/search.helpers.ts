@@ -56,20 +56,22 @@ export function tinyMesh(maxAxes = 3): fc.Arbitrary<Mesh> {
 
 /**
  * A hardware profile whose memory makes some plans fit and others not, with links that make
- * axes interchangeable (one level) or not (small nodes, or an axis override).
+ * axes interchangeable (one level) or not (small nodes, a torus whose dimensions axes of one size
+ * span differently, or an axis override).
  */
 export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
   return fc.record({
     base: fc.constantFrom('tpu-v2', 'a100-80g'),
     memoryLog2: fc.integer({ min: 9, max: 17 }),
     nodeDevices: fc.constantFrom(2, 4, 1e9),
+    torus: fc.constantFrom(0, 0, 2, 3),
     override: fc.boolean(),
-  }).map(({ base, memoryLog2, nodeDevices, override }) => {
+  }).map(({ base, memoryLog2, nodeDevices, torus, override }) => {
     const p = getDevice(base);
     return {
       ...p,
       memoryBytes: 2 ** memoryLog2,
-      levels: [{ ...p.levels[0], devices: nodeDevices }, p.levels[1]],
+      levels: [{ ...p.levels[0], devices: nodeDevices, ...(torus ? { torus: { dims: torus } } : {}) }, p.levels[1]],
       axisLinks: override ? { a1: { bandwidth: 1e9, latency: 1e-5 } } : undefined,
     };
   });

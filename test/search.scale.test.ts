@@ -35,6 +35,8 @@ describe('the mesh shape as part of the search', () => {
       { name: 'rack', devices: 4, link: { bandwidth: 50e9, latency: 5e-6 } },
       { name: 'ib', devices: 1e9, link: { bandwidth: 25e9, latency: 1e-5 } }] }],
     // HBM so slow that norms and residuals dominate: sequence parallelism, which splits them, wins.
+    // A 3x4 torus (cost/torus.ts) with slow links: which torus dimensions an axis spans depends on its place in the mesh.
+    ['a 2D torus (tpu-v5e, slow ICI)', { ...getDevice('tpu-v5e'), memoryBytes: 2 ** 21, levels: [{ ...getDevice('tpu-v5e').levels[0], link: { bandwidth: 2e8, latency: 1e-6 } }, { ...getDevice('tpu-v5e').levels[1], link: { bandwidth: 1e8, latency: 2e-5 } }] }],
     ['slow HBM, nodes of 4 (a100-80g): sequence parallelism wins', { ...getDevice('a100-80g'), memoryBandwidth: 1e6, levels: [{ ...getDevice('a100-80g').levels[0], devices: 4 }, getDevice('a100-80g').levels[1]] }],
   ];
   for (const [name, profile] of profiles) {

@@ -1,5 +1,6 @@
 import type { HardwareProfile } from './profile.js';
 import { profileError } from './profile.js';
+import type { Torus } from './torus.js';
 
 const GiB = 2 ** 30;
 const GB = 1e9;
@@ -20,18 +21,24 @@ const GEMM_SOURCE = 'shape curve x/(x+64) per GEMM dimension: tiles of 64-256 (N
 // Overlap 1: gradient sync may hide behind the whole backward (Li et al. 2020, PyTorch DDP, Sec. 3.2.3).
 const OVERLAP_SOURCE = 'Li et al. 2020 (PyTorch DDP) bucketed overlap of allreduce with backward';
 
+// Cloud TPU system architecture docs: v4 and v5p chips link to six neighbours in a 3D torus, slices
+// built of 4x4x4 cubes; v5e and v6e chips to four in a 2D torus. ICI below is a chip's over all links.
+const TORUS3: Torus = { dims: 3, cube: 4 };
+const TORUS2: Torus = { dims: 2 };
+const TORUS_SOURCE = 'Cloud TPU system architecture docs: the slice is a torus (v4, v5p: 3D of 4x4x4 cubes; v5e, v6e: 2D); ICI is the chip\'s over all links, and an axis gets the share of the torus dimensions it spans (src/cost/torus.ts)';
+
 /** The same achieved fraction of a link for every collective kind. */
 function ringEff(f: number): Record<'allreduce' | 'allgather' | 'reduce-scatter' | 'all-to-all' | 'send', number> {
   return { allreduce: f, allgather: f, 'reduce-scatter': f, 'all-to-all': f, send: f };
 }
 
-function tpu(name: string, description: string, perCore: { tpOverlap?: number; flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
+function tpu(name: string, description: string, perCore: { torus?: Torus; tpOverlap?: number; flops: number; mem: number; hbm: number; ici: number; pod: number; dcn?: number; dcnSource?: string }, src: string): HardwareProfile {
   return {
     name, description,
     peakFlops: { bfloat16: perCore.flops, float16: perCore.flops, float32: perCore.flops / 4 },
     memoryBytes: perCore.mem, memoryBandwidth: perCore.hbm,
     levels: [
-      { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 } },
+      { name: 'ici', devices: perCore.pod, link: { bandwidth: perCore.ici, latency: 2e-6 }, ...(perCore.torus ? { torus: perCore.torus } : {}) },
       { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
     efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: perCore.tpOverlap ?? 0,
@@ -43,6 +50,7 @@ function tpu(name: string, description: string, perCore: { tpOverlap?: number; f
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
       dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
+      ...(perCore.torus ? { torus: TORUS_SOURCE } : {}),
       efficiency: EFF_SOURCE, overlap: OVERLAP_SOURCE,
     },
   };
@@ -85,20 +93,20 @@ const PRESETS: HardwareProfile[] = [
     { flops: 61.5 * T, mem: 16 * GiB, hbm: 450 * GB, ici: 82 * GB, pod: 2048 },
     'Jouppi et al. 2020 (CACM 63:7), Table 3: 123 TFLOPS bf16, 32 GiB, 900 GB/s per chip; ICI 656 Gbit/s per link'),
   tpu('tpu-v4', 'TPU v4 chip (megacore); 4096-chip pod',
-    { tpOverlap: 1, flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
+    { torus: TORUS3, tpOverlap: 1, flops: 275 * T, mem: 32 * GiB, hbm: 1200 * GB, ici: 268 * GB, pod: 4096 },
     'Cloud TPU v4 docs: 275 TFLOPS bf16, 32 GiB at 1200 GB/s per chip; all-reduce 1.1 PB/s per 4096-chip pod = 268 GB/s per chip'),
   // v5e/v5p/v6e: ICI each way per chip = half the docs' bidirectional ICI bandwidth per chip
   // (which is also the docs' all-reduce bandwidth per pod / chips, as for v4 above).
   tpu('tpu-v5e', 'TPU v5e chip; 256-chip pod (16x16, 2D torus)',
-    { tpOverlap: 1, flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
+    { torus: TORUS2, tpOverlap: 1, flops: 197 * T, mem: 16 * GB, hbm: 819 * GB, ici: 200 * GB, pod: 256, dcn: 3.125 * GB,
       dcnSource: 'Cloud TPU v5e docs: 2 x 100 Gbps NIC per 8-chip host = 25 Gbit/s per chip (6.4 Tbps per 256-chip pod)' },
     'Cloud TPU v5e docs (system architecture): 197 TFLOPs bf16, 16 GB HBM2 at 819 GBps, ICI 400 GBps bidirectional per chip, 256 chips per pod'),
   tpu('tpu-v5p', 'TPU v5p chip (2 TensorCores as one device); slices up to 6144 chips (16x16x24, 3D torus)',
-    { tpOverlap: 1, flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
+    { torus: TORUS3, tpOverlap: 1, flops: 459 * T, mem: 95 * GiB, hbm: 2765 * GB, ici: 600 * GB, pod: 6144, dcn: 6.25 * GB,
       dcnSource: 'Cloud TPU v5p docs: data center network (DCN) bandwidth 50 Gbps per chip' },
     'Cloud TPU v5p docs (system architecture): 459 TFLOPs bf16, 95 GiB HBM2e at 2765 GBps, ICI 1200 GBps bidirectional per chip, largest slice 6144 of the 8960-chip pod'),
   tpu('tpu-v6e', 'TPU v6e (Trillium) chip; 256-chip pod (16x16, 2D torus)',
-    { tpOverlap: 1, flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
+    { torus: TORUS2, tpOverlap: 1, flops: 918 * T, mem: 32 * GB, hbm: 1638 * GB, ici: 400 * GB, pod: 256,
       dcnSource: 'not in the stored copy of the v6e docs page: assumed 100 Gbit/s per chip; calibrate' },
     'Cloud TPU v6e docs (system architecture): 918 TFLOPs bf16, 32 GB HBM at 1638 GBps, ICI 800 GBps bidirectional per chip, 256 chips per pod'),
   gpu('a100-40g', 'NVIDIA A100 SXM 40 GB, 8 per node on NVLink 3, InfiniBand HDR between nodes',

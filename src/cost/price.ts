@@ -10,23 +10,45 @@ import type { Collective, LoweredOp, MemoryBreakdown, Program } from '../lower/p
 import { linAt, type GemmShape, type OpRecord } from '../lower/records.js';
 import type { Estimate } from './estimate.js';
 import type { HardwareProfile, Link } from './profile.js';
+import { torusAxes, torusShare, type TorusAxes } from './torus.js';
 
-/** The link of one mesh axis: an override, else the first level that holds the axis's devices. */
+/** The link of one mesh axis: an override, else the first level that holds the axis's devices (on a torus level, the share of it the axis's torus dimensions carry: torus.ts). */
 export function axisLink(profile: HardwareProfile, mesh: Mesh, axis: number): Link {
   const name = mesh.axes[axis].name;
   const o = profile.axisLinks?.[name];
   if (o) return o;
-  return profile.levels[networkLevel(profile, mesh, axis)].link;
+  const level = networkLevel(profile, mesh, axis);
+  const link = profile.levels[level].link;
+  const t = torusOf(profile, mesh);
+  const share = t?.on[axis] ? torusShare(t, 1 << axis) : 1;
+  return share === 1 ? link : { ...link, bandwidth: link.bandwidth * share };
 }
 
-/** Several axes at once run at the slowest achieved bandwidth and the largest latency (DESIGN.md, Pricing). */
+/** The torus dimensions each axis spans on the profile's torus level (torus.ts), axes with an axisLinks override off it. */
+export function torusOf(profile: HardwareProfile, mesh: Mesh): TorusAxes | null {
+  return torusAxes(profile, mesh, (i) => (profile.axisLinks?.[mesh.axes[i].name] ? -1 : networkLevel(profile, mesh, i)));
+}
+
+/**
+ * Several axes at once run at the slowest achieved bandwidth and the largest latency (DESIGN.md,
+ * Pricing), except that axes on a torus level pool their dimensions' links: a collective over
+ * axes spanning every dimension of the slice gets all of the chip's bandwidth (torus.ts).
+ */
 export function maskLink(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind = 'allreduce'): Link {
   let bw = Infinity;
   let lat = 0;
+  const t = torusOf(profile, mesh);
+  let onTorus = 0;
   for (let i = 0; i < mesh.axes.length; i++) {
     if (!(mask & (1 << i))) continue;
+    if (t?.on[i]) { onTorus |= 1 << i; continue; }
     const l = axisLink(profile, mesh, i);
     bw = Math.min(bw, l.bandwidth * (l.efficiency?.[kind] ?? 1));
+    lat = Math.max(lat, l.latency);
+  }
+  if (t && onTorus) {
+    const l = profile.levels[t.level].link;
+    bw = Math.min(bw, l.bandwidth * torusShare(t, onTorus) * (l.efficiency?.[kind] ?? 1));
     lat = Math.max(lat, l.latency);
   }
   return { bandwidth: bw, latency: lat };

@@ -2,6 +2,7 @@ import { InputError, check } from '../errors.js';
 import type { CollectiveKind } from '../lower/collectives.js';
 import { COLLECTIVE_KINDS } from '../lower/collectives.js';
 import type { Dtype } from '../model/spec.js';
+import type { Torus } from './torus.js';
 
 /** One direction of a link, per device: bandwidth in bytes/s and latency per ring step in s. */
 export interface Link {
@@ -25,6 +26,11 @@ export interface Level {
   readonly name: string;
   readonly devices: number;
   readonly link: Link;
+  /**
+   * Optional: the level is a torus of chips (a TPU slice), and link.bandwidth is a chip's over all
+   * its dimensions' links; an axis gets the share of the dimensions it spans (cost/torus.ts).
+   */
+  readonly torus?: Torus;
 }
 
 export type OpClassName = 'matmul' | 'elementwise' | 'softmax' | 'reduction';
@@ -104,7 +110,14 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     check(typeof link === 'object' && link !== null, `${where}: levels[${i}].link must be an object`);
     pos(link.bandwidth, `levels[${i}].link.bandwidth`, 1e3, 1e18, ' bytes/s');
     latency(link.latency, `levels[${i}].link.latency`);
+    if (l.torus !== undefined) {
+      const t = l.torus as Record<string, unknown>;
+      check(typeof t === 'object' && t !== null && !Array.isArray(t), `${where}: levels[${i}].torus must be an object like {"dims": 3, "cube": 4}`);
+      check(Number.isInteger(t.dims) && (t.dims as number) >= 1 && (t.dims as number) <= 6, `${where}: levels[${i}].torus.dims must be a whole number from 1 to 6, got ${JSON.stringify(t.dims)}`);
+      check(t.cube === undefined || (Number.isInteger(t.cube) && (t.cube as number) >= 1 && (t.cube as number) <= 64), `${where}: levels[${i}].torus.cube must be a whole number from 1 to 64, got ${JSON.stringify(t.cube)}`);
+    }
   }
+  check((o.levels as Record<string, unknown>[]).filter((l) => l.torus !== undefined).length <= 1, `${where}: at most one level may be a torus`);
   if (o.axisLinks !== undefined) {
     check(typeof o.axisLinks === 'object' && o.axisLinks !== null && !Array.isArray(o.axisLinks), `${where}: "axisLinks" must be an object`);
     for (const [a, l] of Object.entries(o.axisLinks as Record<string, Record<string, unknown>>)) {

@@ -73,14 +73,37 @@ function segments(devices: number, profile: HardwareProfile): { name: string; si
   return out;
 }
 
-/** The finest mesh: prime axes, outer segments first; and each axis's segment index. */
-export function finestMesh(devices: number, profile: HardwareProfile): { mesh: Mesh; segment: number[]; names: string[] } {
+/** The segment of a torus level (cost/torus.ts), where the order of the axes changes their links; -1 if none. */
+function torusSegment(devices: number, profile: HardwareProfile): number {
+  const segs = segments(devices, profile);
+  const level = profile.levels.findIndex((l) => l.torus !== undefined);
+  return level < 0 ? -1 : segs.findIndex((s) => s.name === profile.levels[level].name);
+}
+
+/** Every distinct order of a list of primes. */
+function orders(ps: readonly number[]): number[][] {
+  if (ps.length <= 1) return [[...ps]];
+  const out: number[][] = [];
+  for (const p of new Set(ps)) {
+    const rest = [...ps];
+    rest.splice(rest.indexOf(p), 1);
+    for (const o of orders(rest)) out.push([p, ...o]);
+  }
+  return out;
+}
+
+/**
+ * The finest mesh: prime axes, outer segments first; and each axis's segment index. `order`, for
+ * the torus segment: its primes in this order (outer first) instead of ascending.
+ */
+export function finestMesh(devices: number, profile: HardwareProfile, order?: readonly number[]): { mesh: Mesh; segment: number[]; names: string[]; consecutive: number } {
   if (!Number.isSafeInteger(devices) || devices < 1) throw new InputError(`--devices must be a positive integer, got ${devices}`);
   const segs = segments(devices, profile);
+  const torus = torusSegment(devices, profile);
   const axes: { name: string; size: number }[] = [];
   const segment: number[] = [];
   for (let k = segs.length - 1; k >= 0; k--) {
-    for (const p of primes(segs[k].size)) {
+    for (const p of k === torus && order ? order : primes(segs[k].size)) {
       axes.push({ name: `s${k}_${axes.length}`, size: p });
       segment.push(k);
     }
@@ -90,7 +113,7 @@ export function finestMesh(devices: number, profile: HardwareProfile): { mesh: M
   if (axes.length > MAX_AXES) {
     throw new InputError(`--devices ${devices} factors into ${axes.length} prime axes (${axes.map((a) => a.size).join('x')}); the search handles at most ${MAX_AXES}: give fewer devices, or a --mesh of merged axes`);
   }
-  return { mesh: makeMesh(axes), segment, names: segs.map((s) => axisName(s.name)) };
+  return { mesh: makeMesh(axes), segment, names: segs.map((s) => axisName(s.name)), consecutive: torus };
 }
 
 const axisName = (level: string) => {
@@ -101,14 +124,21 @@ const axisName = (level: string) => {
 /**
  * A plan on the finest mesh on the coarsest mesh that runs it: within each level segment, the
  * axes that split the same dimensions merge into one (named after the level). Outer segments
- * first; within a segment, merged axes in the order of their first part.
+ * first; within a segment, merged axes in the order of their first part. On a torus segment only
+ * neighbouring axes merge: an axis's place there decides which torus dimensions it spans.
  */
 export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { mesh: Mesh; layout: string; axisOf: ReadonlyMap<string, string> } {
   const parsed = parseLayout(layout);
   const dimsOf = fine.mesh.axes.map((a) => [...parsed].filter(([, axes]) => axes.includes(a.name)).map(([d]) => d).sort().join(','));
   const groups: { segment: number; key: string; size: number; dims: string }[] = [];
+  const run: number[] = [];
+  fine.mesh.axes.forEach((_, i) => {
+    const same = i > 0 && fine.segment[i - 1] === fine.segment[i] && dimsOf[i - 1] === dimsOf[i];
+    run.push(fine.segment[i] !== fine.consecutive ? 0 : i > 0 && !same ? run[i - 1] + 1 : run[i - 1] ?? 0);
+  });
+  const keyOf = (i: number) => `${fine.segment[i]}|${dimsOf[i]}|${run[i]}`;
   fine.mesh.axes.forEach((a, i) => {
-    const key = `${fine.segment[i]}|${dimsOf[i]}`;
+    const key = keyOf(i);
     const g = groups.find((x) => x.key === key);
     if (g) g.size *= a.size;
     else groups.push({ segment: fine.segment[i], key, size: a.size, dims: dimsOf[i] });
@@ -126,13 +156,37 @@ export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { 
   const out = new Map<DimName, string[]>();
   for (const [d] of parsed) out.set(d, named.filter((g) => g.dims.split(',').includes(d)).map((g) => g.name));
   // Each fine axis's coarse axis: what a hybrid plan's zeroAxes become (its axes share a level, so a group).
-  const axisOf = new Map(fine.mesh.axes.map((a, i) => [a.name, named.find((g) => g.key === `${fine.segment[i]}|${dimsOf[i]}`)!.name]));
+  const axisOf = new Map(fine.mesh.axes.map((a, i) => [a.name, named.find((g) => g.key === keyOf(i))!.name]));
   return { mesh, layout: formatLayout(out), axisOf };
 }
 
-/** Search every mesh of `devices` devices jointly with the plan: the best mesh and its plan. */
+/**
+ * Search every mesh of `devices` devices jointly with the plan: the best mesh and its plan. On a
+ * torus, where the order of a slice's axes decides their links, one search per distinct order of
+ * the slice's primes (one when they are all equal, as in every power-of-two slice), and the best of them.
+ */
 export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSearchResult> {
-  const fine = finestMesh(opts.devices, opts.profile);
+  const torus = torusSegment(opts.devices, opts.profile);
+  const ps = torus < 0 ? [] : primes(segments(opts.devices, opts.profile)[torus].size).reverse();
+  const results: DeviceSearchResult[] = [];
+  for (const order of orders(ps)) results.push(await searchOrder(opts, torus < 0 ? undefined : order));
+  if (results.length === 1) return results[0];
+  const key = (e: Estimate) => (opts.objective === 'memory' ? [e.memory.total, e.time.step] : [e.time.step, e.memory.total]);
+  const cmp = (a: Estimate, b: Estimate) => key(a)[0] - key(b)[0] || key(a)[1] - key(b)[1];
+  const bestOf = results.filter((r) => r.best).sort((a, b) => cmp(a.best!, b.best!))[0] ?? results[0];
+  const sum = (f: (r: DeviceSearchResult) => number | undefined) => results.reduce((t, r) => t + (f(r) ?? 0), 0);
+  const k = Math.max(...results.map((r) => r.top.length));
+  const pareto = results.flatMap((r) => r.pareto).sort(cmp).filter((e, i, all) => all.slice(0, i).every((f) => key(f)[1] > key(e)[1]));
+  return {
+    ...bestOf,
+    top: results.flatMap((r) => r.top).sort(cmp).slice(0, k),
+    pareto,
+    searched: { ...bestOf.searched, plans: sum((r) => r.searched.plans), valid: sum((r) => r.searched.valid), feasible: sum((r) => r.searched.feasible), pruned: sum((r) => r.searched.pruned), seconds: sum((r) => r.searched.seconds), sequenceParallel: sum((r) => r.searched.sequenceParallel), hybrid: sum((r) => r.searched.hybrid) },
+  };
+}
+
+async function searchOrder(opts: DeviceSearchOptions, order: readonly number[] | undefined): Promise<DeviceSearchResult> {
+  const fine = finestMesh(opts.devices, opts.profile, order);
   // Per-axis overrides name another mesh's axes: they do not apply to meshes made here.
   const profile: HardwareProfile = { ...opts.profile, axisLinks: undefined };
   const r = await search({ ...opts, mesh: fine.mesh, profile });

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
-import { axisLevel, axisLink } from '../cost/price.js';
+import { axisLevel, axisLink, torusOf } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { RECOMPUTE, type Plan, type Recompute, type ZeroStage } from '../lower/plan.js';
 
@@ -73,7 +73,13 @@ export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number,
   if (a.bandwidth !== b.bandwidth || a.latency !== b.latency) return false;
   const level = axisLevel(profile, mesh, i);
   for (let k = Math.min(i, j); k <= Math.max(i, j); k++) if (axisLevel(profile, mesh, k) !== level) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (JSON.stringify(a) !== JSON.stringify(b)) return false;
+  // On a torus, a collective's bandwidth is that of the dimensions its axes span together: equal
+  // alone is not enough unless no other axis shares a dimension with either (torus.ts).
+  const t = torusOf(profile, mesh);
+  if (!t || !t.on[i] || t.spans[i] === t.spans[j]) return true;
+  const both = t.spans[i] | t.spans[j];
+  return t.spans.every((s, k) => k === i || k === j || (s & both) === 0);
 }
 
 /**

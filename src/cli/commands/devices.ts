@@ -16,7 +16,7 @@ export const devicesCommand: CommandModule<object, { json?: boolean }> = {
       ['name', 'bf16 peak', 'memory', 'HBM', 'links', 'description'],
       ps.map((p) => [
         p.name, `${(p.peakFlops.bfloat16 / 1e12).toFixed(1)} TFLOP/s`, fmtBytes(p.memoryBytes), `${(p.memoryBandwidth / 1e9).toFixed(0)} GB/s`,
-        p.levels.map((l) => `${l.name} ${(l.link.bandwidth / 1e9).toFixed(1)} GB/s${l.devices < 1e9 ? ` ≤${l.devices}` : ''}`).join(', '),
+        p.levels.map((l) => `${l.name} ${(l.link.bandwidth / 1e9).toFixed(1)} GB/s${l.torus ? ` (${l.torus.dims}D torus)` : ''}${l.devices < 1e9 ? ` ≤${l.devices}` : ''}`).join(', '),
         p.description,
       ]),
     ) + '\n');
