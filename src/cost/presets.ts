@@ -159,7 +159,7 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
   'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
-  'tpu-v5e': { matmul: 0.901, gemmHalfSize: 73, elementwise: 0.717, tensorParallelOverlap: 0.732, links: { ici: 0.762, dcn: 0.809 }, linkOverlap: { ici: 0.808, dcn: 0 }, linkLatency: { dcn: 27.8e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
+  'tpu-v5e': { matmul: 0.938, gemmHalfSize: 70, elementwise: 0.669, tensorParallelOverlap: 0.769, links: { ici: 0.814, dcn: 0.877 }, linkOverlap: { ici: 0.608, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
   'h100-sxm': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.109, links: { nvlink: 1, infiniband: 0.92 }, linkOverlap: { nvlink: 0.084 }, rows: H100_ROWS },
   'h100-a3-high': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.109, links: { nvlink: 1, tcpx: 0.451 }, linkOverlap: { nvlink: 0.084, tcpx: 0.193 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency` },
@@ -169,7 +169,7 @@ const FITTED: Readonly<Record<string, Fitted>> = {
  * What a TPU preset with no published rows of its own takes from a fitted one: v5p's and v6e's
  * slices meet over the same data-centre network, and their collectives are scheduled by the same
  * XLA with the same MaxText flags, as v5e's. The v5e fit hides none of the gradient all-reduce
- * across slices (linkOverlap dcn 0) and 0.73 of the tensor-parallel collectives (its 128B rows):
+ * across slices (linkOverlap dcn 0) and 0.77 of the tensor-parallel collectives (its 128B rows):
  * measured figures, where the datasheet profile assumes every tensor-parallel collective hidden (1).
  */
 const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Record<string, number>>; readonly tensorParallelOverlap: number; readonly from: string }>> = {
