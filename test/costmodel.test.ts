@@ -44,6 +44,13 @@ describe('activation memory against Korthikanti et al. 2022 (Sec. 4, Table 2)', 
     expect(layers('heads:t;d_ff:t', { recompute: 'minimal' })).toBe(48 * s * b * h * (6 + 14 / t));
     expect(layers('heads:t;d_ff:t', { sequenceParallel: true, recompute: 'minimal' })).toBe(48 * s * b * h * (20 / t));
   });
+  it('minimal recompute without dropout keeps no MLP output (it feeds only the residual sum, which no backward reads, as JAX saves only what the backward needs): sbh(4 + 14/t), 18sbh/t', () => {
+    const g0 = gpt22b({ dropout: false });
+    const at = (opts: Parameters<typeof makePlan>[1]) => lower(g0, mesh, makePlan('heads:t;d_ff:t', opts)).savedBytes.decoder! * 48;
+    const s = 2048, b = 4, h = 6144, t = 8;
+    expect(at({ recompute: 'minimal' })).toBe(48 * s * b * h * (4 + 14 / t));
+    expect(at({ sequenceParallel: true, recompute: 'minimal' })).toBe(48 * s * b * h * (18 / t));
+  });
   it('fused attention keeps no s² tensors: like selective recompute without sequence parallelism', () => {
     const f = lower(gpt22b({ flashAttention: true }), mesh, makePlan('heads:t;d_ff:t')).savedBytes.decoder! * 48;
     expect(f).toBe(layers('heads:t;d_ff:t', { recompute: 'selective' }));

@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { isProjection, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { minimalRecompute, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
@@ -576,9 +576,9 @@ function gradSum(ctx: Ctx, block: Block, id: string, pending: Map<string, Set<nu
  * core's from selective on (under a fused kernel, whose output is otherwise kept, from minimal on),
  * every other op but the projections from minimal on, the projections only under full.
  */
-function recomputedFrom(ctx: Ctx, op: OpSpec): 'selective' | 'minimal' | 'full' {
+function recomputedFrom(ctx: Ctx, block: Block, op: OpSpec): 'selective' | 'minimal' | 'full' {
   if (op.attentionCore) return ctx.flash ? 'minimal' : 'selective';
-  return isProjection(ctx.graph, op) ? 'full' : 'minimal';
+  return minimalRecompute(ctx.graph, block).rerun.has(op) ? 'minimal' : 'full';
 }
 
 /** Saved tensors of one block execution under a recompute mode (canonical ids). */
@@ -589,12 +589,12 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
     return saved;
   }
   if (block.layered && mode === 'minimal') {
-    // The layer input and the projections' outputs; the rest is rebuilt from them. What the ops
-    // read from outside the layer (an encoder output) stays saved, as in every mode.
+    // The layer input and the projections' outputs the backward needs; the rest is rebuilt from
+    // them. What the ops read from outside the layer (an encoder output) stays saved, as in every mode.
     const produced = new Set(block.ops.map((o) => o.output));
     saved.add(canonical(ctx, block.input!));
+    for (const id of minimalRecompute(ctx.graph, block).keep) saved.add(canonical(ctx, id));
     for (const op of block.ops) {
-      if (isProjection(ctx.graph, op)) saved.add(canonical(ctx, op.output));
       for (const id of [...op.inputs, ...op.saves]) {
         const t = ctx.graph.tensors.get(id)!;
         if (!produced.has(id) && id !== block.input && t.role !== 'weight' && t.role !== 'mask') saved.add(canonical(ctx, id));
@@ -735,7 +735,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     const b = graph.blocks[bi];
     if (b.layered) {
       // A recompute runs the block's forward again, ops and collectives alike: its records are the forward's.
-      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: recomputedFrom(ctx, op) });
+      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: recomputedFrom(ctx, b, op) });
       if (ctx.flash) {
         // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
         ctx.gathered = new Set();

@@ -423,3 +423,37 @@ function countParams(graph: Graph, expertShare: number): number {
 export function isProjection(graph: Graph, op: OpSpec): boolean {
   return op.kind === 'einsum' && op.inputs.some((id) => graph.tensors.get(id)!.role === 'weight');
 }
+
+const minimalCache = new WeakMap<Block, { keep: ReadonlySet<string>; rerun: ReadonlySet<OpSpec> }>();
+
+/**
+ * Recompute minimal on a layer (JAX's checkpoint_dots_with_no_batch_dims, as MaxText and t5x run
+ * it): of what the backward reads (the ops' `saves`), keep the projections' outputs and rebuild the
+ * rest from them and the layer input, as JAX's remat saves only the residuals the backward needs
+ * and reruns only the forward ops that rebuild them. `keep`: the projection outputs kept (the MLP's
+ * output projection, which feeds only the residual sum, is not); `rerun`: the ops run again.
+ */
+export function minimalRecompute(graph: Graph, block: Block): { keep: ReadonlySet<string>; rerun: ReadonlySet<OpSpec> } {
+  const hit = minimalCache.get(block);
+  if (hit) return hit;
+  const producer = new Map(block.ops.map((o) => [o.output, o]));
+  // A dropout mask is made again by running its op again, which reads the op's input.
+  for (const o of block.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask' && !producer.has(id)) producer.set(id, o);
+  const keep = new Set<string>();
+  const rerun = new Set<OpSpec>();
+  const work = block.ops.flatMap((o) => o.saves);
+  while (work.length > 0) {
+    const id = work.pop()!;
+    const op = producer.get(id);
+    // The layer input, weights, masks and what other blocks made are kept as in every mode.
+    if (!op || id === block.input) continue;
+    if (isProjection(graph, op)) keep.add(id);
+    else if (!rerun.has(op)) {
+      rerun.add(op);
+      for (const x of op.inputs) if (graph.tensors.get(x)!.role !== 'weight') work.push(x);
+    }
+  }
+  const out = { keep, rerun };
+  minimalCache.set(block, out);
+  return out;
+}

@@ -2,7 +2,7 @@ import { axesOf } from '../layout/layout.js';
 import { zeroGroupMask } from '../lower/instantiate.js';
 import type { Collective, LoweredOp, Program } from '../lower/program.js';
 import { deviceCoords, type Mesh } from '../mesh/mesh.js';
-import { isProjection, type Block, type DimName, type OpSpec } from '../model/graph.js';
+import { minimalRecompute, type Block, type DimName, type OpSpec } from '../model/graph.js';
 import { adamUpdate, type AdamConfig } from './adam.js';
 import { initWeight } from './init.js';
 import { backward, forward, renameKind } from './ops.js';
@@ -783,20 +783,29 @@ export class Executor {
 
   /**
    * Keep only what the backward reads without recomputing: the layer input (full), it and the
-   * projections' outputs (minimal), or all but the attention core (selective).
+   * projections' outputs the backward needs (minimal: model/graph.ts minimalRecompute), or all but
+   * the attention core (selective).
    */
   private dropForRecompute(d: Device, b: Block, layer: number): void {
     const mode = this.program.plan.recompute;
     if (mode === 'none') return;
     const tensors = this.program.graph.tensors;
     const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => tensors.get(s)!.role === 'mask')]));
-    const projections = new Set(b.ops.filter((o) => isProjection(this.program.graph, o)).map((o) => o.output));
+    const { keep: projections, rerun } = minimalRecompute(this.program.graph, b);
+    const producer = new Map(b.ops.map((o) => [o.output, o]));
     for (const k of [...d.store.keys()]) {
       const pre = layerKey(b, layer);
       if (!k.startsWith(pre)) continue;
       const id = k.slice(pre.length).split('#')[0].split('@')[0];
       const keep = mode === 'full' ? k === `${pre}${b.input}@in` : mode === 'minimal' ? k === `${pre}${b.input}@in` || projections.has(id) : !core.has(id);
-      if (!keep) d.store.delete(k);
+      if (keep) continue;
+      const op = producer.get(id);
+      if (mode === 'minimal' && op && !rerun.has(op) && k !== `${pre}${b.input}@in`) {
+        // Not rebuilt, since no backward reads its values (the MLP's output, the layer's sum): its
+        // backward still asks its shape, so its shape stays, without its data.
+        const x = d.store.get(k)!;
+        d.store.set(k, { dims: x.dims, shape: x.shape, data: new Float32Array(0) });
+      } else d.store.delete(k);
     }
   }
 
