@@ -163,7 +163,8 @@ export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { 
 /**
  * Search every mesh of `devices` devices jointly with the plan: the best mesh and its plan. On a
  * torus, where the order of a slice's axes decides their links, one search per distinct order of
- * the slice's primes (one when they are all equal, as in every power-of-two slice), and the best of them.
+ * the slice's primes (one when they are all equal, as in every power-of-two slice), and the best of
+ * them; its counts add up those searches' (a mesh two orders both reach counts in both).
  */
 export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSearchResult> {
   const torus = torusSegment(opts.devices, opts.profile);
