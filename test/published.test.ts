@@ -170,7 +170,7 @@ describe('data/published/steps.csv', () => {
   it('held-out rows (data/published/heldout): all read and valid on their meshes; each step time is the published throughput\'s', () => {
     const dir = fileURLToPath(new URL('../data/published/heldout/', import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith('.csv')).sort();
-    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'megatron-a100-2021.csv']);
+    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv']);
     let n = 0;
     for (const f of files) {
       const held = join(dir, f);
@@ -192,6 +192,21 @@ describe('data/published/steps.csv', () => {
           expect(Math.abs((m.stepTime * Number(mg[1]) * 1e12 * Number(mg[2])) / F - 1), where).toBeLessThan(1e-4);
           continue;
         }
+        // MaxText v5p (2023-12): its count 6·N·s·b + 12·H·L·hd·s²·b / 2 per chip (N the parameter
+        // pytree: V·E + L·(4·E·H·hd + 2·E·F + E + 3·hd) + E), over MFU × 459 TFLOP/s; v5p-n has n/2 chips.
+        const mx = /^published (\d+) TFLOP\/s\/chip and MFU ([\d.]+)% on (\d+)x v5p-(\d+) /.exec(note(m.source.line));
+        if (mx) {
+          const chips = Number(mx[3]) * Number(mx[4]) / 2;
+          expect(m.mesh.size, where).toBe(chips);
+          const [V, E, L, H, hd, F, q] = [s.vocab, s.dModel, s.decoderLayers, s.heads, s.dKv, s.dFf, s.seqLen];
+          const N = V * E + L * (4 * E * H * hd + 2 * E * F + E + 3 * hd) + E;
+          const b = s.batch / chips;
+          const flops = 6 * N * q * b + (12 * H * L * hd * q * q * b) / 2;
+          expect(Math.abs((m.stepTime * (Number(mx[2]) / 100) * 459e12) / flops - 1), where).toBeLessThan(1e-4);
+          // The TFLOP/s column is MFU × 459, rounded.
+          expect(Math.round((Number(mx[2]) / 100) * 459), where).toBe(Number(mx[1]));
+          continue;
+        }
         // llm-foundry: GlobalBatchSize x 2048 tokens / the table's T/s; dgxc: the step time itself, beside tokens/s.
         const lf = /^(\d+) GPUs .*GlobalBatchSize (\d+) x 2048 tokens \/ (\d+) T\/s/.exec(note(m.source.line));
         const dg = /^(\d+) GPUs: ([\d.]+) s per step as published \(([\d.]+) tokens\/s/.exec(note(m.source.line));
@@ -201,7 +216,7 @@ describe('data/published/steps.csv', () => {
         expect(Math.abs((m.stepTime * tokensPerSecond) / (s.batch * s.seqLen) - 1), where).toBeLessThan(1e-4);
       }
     }
-    expect(n).toBe(20);
+    expect(n).toBe(36);
     // Parameter counts as published: llm-foundry's NumParams column for MPT-70B at 2048 tokens
     // (tied embeddings, learned positions); Llama 3 70B's 70,553,706,496 (Meta's model card).
     const spec = (file: string) => parseModelSpec(JSON.parse(readFileSync(join(dir, file), 'utf8')));
