@@ -51,7 +51,7 @@ describe('the mesh shape as part of the search', () => {
         const cand = { step: r.best.time.step, memory: r.best.memory.total };
         if (!best || cand.step < best.step || (cand.step === best.step && cand.memory < best.memory)) best = cand;
       }
-      const got = await searchDevices({ spec, devices: 12, profile, workers: 0, top: 3 });
+      const got = await searchDevices({ spec, devices: 12, profile, workers: 0, top: profile.levels[0].torus ? 24 : 3 });
       expect(best).not.toBeNull();
       expect(got.best!.time.step).toBe(best!.step);
       expect(got.best!.memory.total).toBe(best!.memory);
@@ -62,8 +62,21 @@ describe('the mesh shape as part of the search', () => {
       expect(allowedMesh(mesh, profile)).toBe(true);
       const again = estimatePlan(buildGraph(spec), mesh, makePlan(got.best!.plan.layout, got.best!.plan), profile);
       expect(again.time.step).toBe(got.best!.time.step);
+      // One entry per mesh and plan (on a torus several searches reach the same meshes), best first.
+      const keys = got.top.map((e) => JSON.stringify([e.mesh, e.plan]));
+      expect(new Set(keys).size).toBe(keys.length);
+      expect(got.top.map((e) => e.time.step)).toEqual([...got.top.map((e) => e.time.step)].sort((a, b) => a - b));
     });
   }
+
+  it('on a torus, searches every order of the slice\'s primes and lists each mesh and plan once', async () => {
+    // 12 chips of tpu-v5e (a 3x4 torus): three orders of 3, 2, 2, which all reach the one-axis mesh.
+    const got = await searchDevices({ spec, devices: 12, profile: getDevice('tpu-v5e'), workers: 0, top: 40 });
+    const keys = got.top.map((e) => JSON.stringify([e.mesh, e.plan]));
+    expect(keys.length).toBe(40);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(got.top.some((e) => e.mesh.axes.length === 1)).toBe(true);
+  });
 
   it('searches the finest mesh: prime axes inside each level', () => {
     const f = finestMesh(1024, getDevice('a100-80g'));

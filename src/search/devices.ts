@@ -169,21 +169,31 @@ export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { 
 export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSearchResult> {
   const torus = torusSegment(opts.devices, opts.profile);
   const ps = torus < 0 ? [] : primes(segments(opts.devices, opts.profile)[torus].size).reverse();
+  const all = orders(ps);
+  // A time limit is the whole search's: each order gets its share.
+  const each = opts.timeLimit !== undefined ? { ...opts, timeLimit: opts.timeLimit / all.length } : opts;
   const results: DeviceSearchResult[] = [];
-  for (const order of orders(ps)) results.push(await searchOrder(opts, torus < 0 ? undefined : order));
+  for (const order of all) results.push(await searchOrder(each, torus < 0 ? undefined : order));
   if (results.length === 1) return results[0];
   const key = (e: Estimate) => (opts.objective === 'memory' ? [e.memory.total, e.time.step] : [e.time.step, e.memory.total]);
   const cmp = (a: Estimate, b: Estimate) => key(a)[0] - key(b)[0] || key(a)[1] - key(b)[1];
+  // Two orders reach the meshes their merges share: one entry per mesh and plan.
+  const once = (es: Estimate[]) => es.filter((e, i) => es.findIndex((f) => JSON.stringify([f.mesh, f.plan]) === JSON.stringify([e.mesh, e.plan])) === i);
   const bestOf = results.filter((r) => r.best).sort((a, b) => cmp(a.best!, b.best!))[0] ?? results[0];
   const sum = (f: (r: DeviceSearchResult) => number | undefined) => results.reduce((t, r) => t + (f(r) ?? 0), 0);
   const k = Math.max(...results.map((r) => r.top.length));
-  const pareto = results.flatMap((r) => r.pareto).sort(cmp).filter((e, i, all) => all.slice(0, i).every((f) => key(f)[1] > key(e)[1]));
-  return {
-    ...bestOf,
-    top: results.flatMap((r) => r.top).sort(cmp).slice(0, k),
-    pareto,
-    searched: { ...bestOf.searched, plans: sum((r) => r.searched.plans), valid: sum((r) => r.searched.valid), feasible: sum((r) => r.searched.feasible), pruned: sum((r) => r.searched.pruned), seconds: sum((r) => r.searched.seconds), sequenceParallel: sum((r) => r.searched.sequenceParallel), hybrid: sum((r) => r.searched.hybrid) },
-  };
+  const pareto = once(results.flatMap((r) => r.pareto).sort(cmp)).filter((e, i, es) => es.slice(0, i).every((f) => key(f)[1] > key(e)[1]));
+  const searched: SearchResult['searched'] = { ...bestOf.searched, plans: sum((r) => r.searched.plans), valid: sum((r) => r.searched.valid), feasible: sum((r) => r.searched.feasible), pruned: sum((r) => r.searched.pruned), seconds: sum((r) => r.searched.seconds), sequenceParallel: sum((r) => r.searched.sequenceParallel), hybrid: sum((r) => r.searched.hybrid) };
+  delete searched.lowerBound;
+  delete searched.gap;
+  if (results.some((r) => r.searched.lowerBound !== undefined)) {
+    // What no order has ruled out: the least of each order's proven bound (its best, where it finished).
+    const best = bestOf.best ? key(bestOf.best)[0] : Infinity;
+    const lowerBound = Math.min(...results.map((r) => r.searched.lowerBound ?? (r.best ? key(r.best)[0] : Infinity)));
+    searched.lowerBound = lowerBound;
+    searched.gap = best === Infinity ? Infinity : best / lowerBound - 1;
+  }
+  return { ...bestOf, top: once(results.flatMap((r) => r.top).sort(cmp)).slice(0, k), pareto, searched };
 }
 
 async function searchOrder(opts: DeviceSearchOptions, order: readonly number[] | undefined): Promise<DeviceSearchResult> {
