@@ -11,6 +11,8 @@
 //    several kernels, the row statistics read back) over the `small` model's tensors, in seconds
 //    per element beyond one kernel's overhead (src/cost/host.ts turns them into the efficiency the
 //    cost model's one-kernel pricing needs to match them);
+//  - the model's own einsums: every einsum of the small model, forward and both backward forms,
+//    through the runtime's einsum at a 2-device data-parallel shard's shapes (FLOPs over seconds);
 //  - shared-memory bandwidth and latency: two worker threads passing buffers through the runtime's
 //    SharedExchange (SharedArrayBuffer + Atomics), ping-pong, one way: 1 float gives the latency,
 //    4 MiB (latency off) the bandwidth.
@@ -24,6 +26,8 @@ import { initBackend, tf } from '../dist/runtime/backend.js';
 import { einsum, run } from '../dist/runtime/kernels.js';
 import { forward } from '../dist/runtime/ops.js';
 import { exchangeMemory, SharedExchange } from '../dist/runtime/exchange.js';
+import { buildGraph } from '../dist/model/graph.js';
+import { getPreset } from '../dist/model/presets.js';
 
 const backendChoice = process.env.BENCH_BACKEND ?? 'wasm';
 const backend = await initBackend(backendChoice);
@@ -103,6 +107,29 @@ const ln = opSeconds('layernorm', ['batch', 'd_model'], [512, 256], {
 });
 const perElement = (m) => Math.max(0, m.seconds - tiny) / m.elements;
 
+// The model's own einsums: every einsum of the small model (projections, attention core, logits),
+// forward and the two backward forms the runtime runs (src/runtime/ops.ts: dy against the other
+// operand), at the local shapes of a 2-device data-parallel shard (8 sequences), through the
+// runtime's einsum (operands transposed to [batch, free, contracted], heads as a loop of 2-D
+// products). Their FLOPs over their time is the rate a step's matmuls reach, below the plain 2-D
+// GEMMs' above: src/cost/host.ts takes the ratio as the matmul efficiency.
+const smallGraph = buildGraph(getPreset('small'));
+const localSize = (d) => (d === 'batch' ? smallGraph.dimSizes.batch / 2 : smallGraph.dimSizes[d]);
+let einsumFlops = 0, einsumSeconds = 0;
+for (const b of smallGraph.blocks) {
+  for (const o of b.ops.filter((x) => x.kind === 'einsum')) {
+    const [ad, bd, od] = [o.inputs[0], o.inputs[1], o.output].map((id) => smallGraph.tensors.get(id).dims);
+    const flops = 2 * [...new Set([...ad, ...bd, ...od])].reduce((p, d) => p * localSize(d), 1);
+    const [A, B, DY] = [ad, bd, od].map((dims) => tf.randomUniform(dims.map(localSize)));
+    for (const [x, xd, y, yd, zd] of [[A, ad, B, bd, od], [DY, od, B, bd, ad], [DY, od, A, ad, bd]]) {
+      einsumSeconds += (b.repeat ?? 1) * time(() => run(zd, () => einsum(x, xd, y, yd, zd, true)), 5);
+      einsumFlops += (b.repeat ?? 1) * flops;
+    }
+    A.dispose(); B.dispose(); DY.dispose();
+  }
+}
+const modelEinsumFlops = einsumFlops / einsumSeconds;
+
 // Shared memory: thread 0 (here) posts, thread 1 (a worker) reads and posts back; round trips.
 const exchangeUrl = new URL('../dist/runtime/exchange.js', import.meta.url).href;
 const sizes = [1, 1024, 65536, 262144, 1048576];
@@ -156,7 +183,8 @@ const measured = {
   matmulOverheadSeconds: mmOverhead,
   sharedMemoryBandwidth: shBandwidth,
   sharedMemoryLatency: shLatency,
-  ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln) },
+  ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln),
+    modelEinsum: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, flopsPerSecond: modelEinsumFlops } },
   points: { elementwise: ew, matmul: mm, sharedMemory: sh, softmax: sm, layernorm: ln },
 };
 console.log(JSON.stringify({ ...measured, bench: 'host', points: undefined }));

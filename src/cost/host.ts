@@ -25,6 +25,8 @@ export interface HostMeasured {
     readonly runs: number;
     readonly softmaxSecondsPerElement: number;
     readonly layernormSecondsPerElement: number;
+    /** The small model's einsums through the runtime's einsum, forward and backward forms: FLOPs per second (absent in older files). */
+    readonly modelEinsum?: { readonly date: string; readonly loadAverage: number; readonly runs: number; readonly flopsPerSecond: number };
   };
 }
 
@@ -43,6 +45,7 @@ export const HOST_MEASURED = new URL('../../data/host-measured.json', import.met
 export function hostProfile(m: HostMeasured): HardwareProfile {
   const at = `bench/host.bench.mjs, ${m.date.slice(0, 10)}, ${m.backend}, load average ${m.loadAverage}`;
   const peak = m.matmulFlops;
+  const einsum = m.ops?.modelEinsum;
   const profile = {
     name: 'host',
     description: `this machine as a simulated mesh: ${m.cores} cores, tfjs ${m.backend} kernels, devices on worker threads`,
@@ -55,7 +58,9 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     // softmax's exponentials bound it (bench/host): priced as one kernel of their bytes, they need
     // the share of the bandwidth that matches their measured time.
     efficiency: {
-      matmul: 1, elementwise: 1,
+      // The model's einsums transpose their operands and loop over heads: the share of the 2-D GEMMs' rate they reach.
+      matmul: einsum ? Math.min(1, einsum.flopsPerSecond / m.matmulFlops) : 1,
+      elementwise: 1,
       softmax: m.ops ? Math.min(1, SOFTMAX_BYTES_PER_ELEMENT / (m.memoryBandwidth * m.ops.softmaxSecondsPerElement)) : 1,
       reduction: m.ops ? Math.min(1, LAYERNORM_BYTES_PER_ELEMENT / (m.memoryBandwidth * m.ops.layernormSecondsPerElement)) : 1,
     },
@@ -66,7 +71,10 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     launchOverhead: m.kernelOverheadSeconds,
     concurrentDevices: m.cores,
     sources: {
-      peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes (efficiency 1: it is the achieved rate)`,
+      peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes, as plain 2-D GEMMs`,
+      'efficiency.matmul': einsum
+        ? `bench/host.bench.mjs, ${einsum.date.slice(0, 10)}, load average ${einsum.loadAverage}, ${einsum.runs === 1 ? 'one run' : `median of ${einsum.runs} runs`}: every einsum of the small model, forward and both backward forms, through the runtime's einsum at a 2-device data-parallel shard's shapes, FLOPs per second, over the 2-D GEMMs' rate above`
+        : 'taken as 1: the 2-D GEMMs\' rate above; calibration fits it',
       memoryBandwidth: `${at}: an elementwise add of 2^20 floats through the runtime's kernel wrapper, its overhead taken off`,
       'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate and the launch overhead`,
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
