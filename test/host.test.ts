@@ -42,6 +42,27 @@ describe('the host profile', () => {
     }
   });
 
+  it('prices the small model\'s einsums, every matmul record the lowering makes of a 2-device data-parallel step, at the rate bench/host measured of them', () => {
+    const p = loadHostProfile();
+    const rate = measured.ops.modelEinsum.flopsPerSecond;
+    expect(p.efficiency.matmul).toBeCloseTo(Math.min(1, rate / measured.matmulFlops), 12);
+    // bench/host timed each einsum forward and in both backward forms at this shard: the lowering's
+    // matmul records are those (no more, no fewer: the FLOPs agree), each at the measured rate plus
+    // the per-kernel costs (launch, and the small-GEMM overhead of efficiencyHalfWork).
+    const ops = lower(buildGraph(getPreset('small')), parseMesh('x:2'), makePlan('batch:x')).ops.filter((o) => o.klass === 'matmul' && o.phase !== 'recompute');
+    const g = buildGraph(getPreset('small'));
+    const size = (d: string) => (d === 'batch' ? g.dimSizes.batch / 2 : g.dimSizes[d as keyof typeof g.dimSizes]);
+    let benchFlops = 0;
+    for (const b of g.blocks) for (const o of b.ops.filter((x) => x.kind === 'einsum')) {
+      const dims = new Set([...o.inputs, o.output].flatMap((id) => g.tensors.get(id)!.dims));
+      benchFlops += 3 * (b.repeat ?? 1) * 2 * [...dims].reduce((a, d) => a * size(d), 1);
+    }
+    const flops = ops.reduce((a, o) => a + o.flops * o.count, 0);
+    expect(flops / benchFlops).toBeCloseTo(1, 6);
+    const seconds = ops.reduce((a, o) => a + (opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)) * o.count, 0);
+    expect(Math.abs(seconds / (flops / rate) - 1)).toBeLessThan(0.02);
+  });
+
   it('--device host prices an estimate; an unknown device names host among the presets', () => {
     const r = cli(['estimate', '--mesh', '2x2', '--model', 'small', '--layout', 'batch:rows;heads:cols', '--device', 'host', '--json']);
     expect(r.code).toBe(0);
