@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/cost/host.js';
-import { opTime, price, priceParts } from '../src/cost/price.js';
+import { collectiveTime, opTime, price, priceParts } from '../src/cost/price.js';
 import { getDevice } from '../src/cost/presets.js';
 import { lower } from '../src/lower/lower.js';
 import { makePlan } from '../src/lower/plan.js';
@@ -18,7 +18,7 @@ describe('the host profile', () => {
     const p = loadHostProfile();
     expect(p.peakFlops.float32).toBe(measured.matmulFlops);
     expect(p.memoryBandwidth).toBe(measured.memoryBandwidth);
-    expect(p.levels[0].link).toEqual({ bandwidth: measured.sharedMemoryBandwidth, latency: measured.sharedMemoryLatency });
+    expect(p.levels[0].link).toEqual({ bandwidth: measured.sharedMemoryBandwidth, latency: measured.sharedMemoryLatency, reduction: 'gather' });
     for (const k of ['peakFlops', 'memoryBandwidth', 'levels.shared memory', 'concurrentDevices', 'launchOverhead']) expect(p.sources[k]).toMatch(/bench\/host\.bench\.mjs/);
   });
 
@@ -61,6 +61,23 @@ describe('the host profile', () => {
     expect(flops / benchFlops).toBeCloseTo(1, 6);
     const seconds = ops.reduce((a, o) => a + (opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)) * o.count, 0);
     expect(Math.abs(seconds / (flops / rate) - 1)).toBeLessThan(0.02);
+  });
+
+  it('prices a reduction as the device threads run it: each reads every peer\'s whole buffer and sums all of them, where a ring sends 2(n-1)/n', () => {
+    const p = loadHostProfile();
+    const link = p.levels[0].link;
+    const S = 4 * 2 ** 20;
+    for (const n of [2, 4, 8]) {
+      const mesh = parseMesh(`x:${n}`);
+      const fixed = (n - 1) * link.latency + (p.collectiveLatency ?? 0);
+      const ar = collectiveTime(p, mesh, { kind: 'allreduce', mask: 1, sent: ((2 * (n - 1)) / n) * S });
+      expect(ar - 2 * fixed).toBeCloseTo(((n - 1) / link.bandwidth + n / p.memoryBandwidth) * S, 9);
+      const rs = collectiveTime(p, mesh, { kind: 'reduce-scatter', mask: 1, sent: ((n - 1) / n) * S });
+      expect(rs - fixed).toBeCloseTo(((n - 1) / link.bandwidth + n / p.memoryBandwidth) * S, 9);
+      // An allgather is a ring's: each thread reads the n - 1 other pieces.
+      const ag = collectiveTime(p, mesh, { kind: 'allgather', mask: 1, sent: ((n - 1) / n) * S });
+      expect(ag - fixed).toBeCloseTo(((n - 1) / n) * S / link.bandwidth, 9);
+    }
   });
 
   it('--device host prices an estimate; an unknown device names host among the presets', () => {

@@ -53,7 +53,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     peakFlops: { bfloat16: peak, float16: peak, float32: peak },
     memoryBytes: m.memoryBytes,
     memoryBandwidth: m.memoryBandwidth,
-    levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency } }],
+    levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency, reduction: 'gather' as const } }],
     // Softmax and layer norm run as several kernels with their row statistics read back, and the
     // softmax's exponentials bound it (bench/host): priced as one kernel of their bytes, they need
     // the share of the bandwidth that matches their measured time.
@@ -82,6 +82,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       concurrentDevices: `${at}: os.availableParallelism()`,
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
+      'levels.shared memory.reduction': 'src/runtime/executor.ts: every device posts its whole buffer, reads each peer\'s and reduces all of them itself (no ring)',
       'efficiency.softmax, efficiency.reduction': m.ops
         ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, ${m.ops.runs === 1 ? 'one run' : `median of ${m.ops.runs} runs`}: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
         : 'taken as elementwise; calibration fits them',

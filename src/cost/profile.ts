@@ -19,6 +19,13 @@ export interface Link {
    * they hide behind); the rest is exposed. Absent: 1. Calibration fits it per network level.
    */
   readonly overlap?: number;
+  /**
+   * Optional: how a reduction (allreduce, reduce-scatter) moves its data. Absent: a ring, each
+   * device sending 2(n−1)/n (allreduce) or (n−1)/n of the buffer. `gather`: every device reads
+   * each peer's whole buffer and sums all n itself, at the profile's memory bandwidth, as the
+   * simulated mesh's device threads do (src/runtime/executor.ts).
+   */
+  readonly reduction?: 'gather';
 }
 
 /** A level of the network: up to `devices` consecutive devices share this link. */
@@ -167,6 +174,7 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     const link = l.link as Record<string, unknown>;
     linkEff(link, `levels[${i}].link`);
     check(link.overlap === undefined || (typeof link.overlap === 'number' && link.overlap >= 0 && link.overlap <= 1), `${where}: levels[${i}].link.overlap must be in [0, 1], got ${JSON.stringify(link.overlap)}`);
+    check(link.reduction === undefined || link.reduction === 'gather', `${where}: levels[${i}].link.reduction must be "gather" or absent (a ring), got ${JSON.stringify(link.reduction)}`);
   });
   for (const [a, l] of Object.entries((o.axisLinks ?? {}) as Record<string, Record<string, unknown>>)) linkEff(l, `axisLinks.${a}`);
   return { description: '', sources: {}, ...(o as object) } as HardwareProfile;
