@@ -1,3 +1,4 @@
+import { popcount } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { HardwareProfile } from './profile.js';
 
@@ -104,12 +105,6 @@ export function torusAxes(profile: HardwareProfile, mesh: Mesh, levelOf: (axis: 
   }
   byMesh.set(mesh, out);
   return out;
-}
-
-function popcount(x: number): number {
-  let c = 0;
-  for (; x; x &= x - 1) c++;
-  return c;
 }
 
 /** The share of the torus level's bandwidth a collective over these axes gets: the dimensions they span together, over all (at least one). */

@@ -94,6 +94,13 @@ export function maskAxes(mesh: Mesh, mask: number): readonly string[] {
   return out;
 }
 
+/** How many axes (bits) a mask has. */
+export function popcount(x: number): number {
+  let n = 0;
+  for (let v = x; v; v &= v - 1) n++;
+  return n;
+}
+
 export function maskSize(mesh: Mesh, mask: number): number {
   let n = 1;
   for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) n *= mesh.axes[i].size;

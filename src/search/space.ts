@@ -1,5 +1,5 @@
 import { InputError } from '../errors.js';
-import { splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
+import { popcount, splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 import { axisLevel, axisLink, torusOf } from '../cost/price.js';
@@ -42,12 +42,6 @@ export interface Strategy {
 
 /** The most mesh axes searched; layout ranks must stay exact integers (20 choices: 20^12 < 2^53; 24 with q_group: 11 axes). */
 export const MAX_AXES = 12;
-
-function popcount(x: number): number {
-  let n = 0;
-  for (let v = x; v; v &= v - 1) n++;
-  return n;
-}
 
 /** Dimension pairs that share a tensor (with `layers` in every tensor): bit masks per dimension. */
 export function conflicts(graph: Graph): number[] {
