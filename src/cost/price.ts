@@ -98,22 +98,22 @@ function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Coll
     const groups = new Map<number, number>(); // level -> mask of its axes
     for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
     const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
-    // Seconds per byte of the buffer on one level's link; a gathering level reads k − 1 whole peer
-    // buffers and sums k at memory bandwidth where a ring sends share(k) of one.
-    const gathers = (lm: number) => (kind === 'allreduce' || kind === 'reduce-scatter') && [...Array(mesh.axes.length).keys()].some((i) => lm & (1 << i) && axisLevel(profile, mesh, i) < profile.levels.length && profile.levels[axisLevel(profile, mesh, i)].link.reduction === 'gather');
+    // A reduction on a gathering level (an axisLinks override is a level of its own, past the
+    // list) reads k − 1 whole peer buffers and sums k at memory bandwidth, where a ring sends share(k) of one.
+    const gathers = (level: number) => (kind === 'allreduce' || kind === 'reduce-scatter') && profile.levels[level]?.link.reduction === 'gather';
     const perBuffer = (k: number, bw: number) => (k - 1) / bw + k / profile.memoryBandwidth;
     if (n <= 1) r = { inv: 0, fixed: 0 };
     else if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
       const link = maskLink(profile, mesh, mask, kind);
-      r = { inv: gathers(mask) ? perBuffer(n, link.bandwidth) / share(n) : 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
+      r = { inv: groups.size === 1 && gathers(groups.keys().next().value!) ? perBuffer(n, link.bandwidth) / share(n) : 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
     } else {
       // Innermost level first: the level's axes are the mesh's later (inner) ones.
-      const levels = [...groups.values()].sort((a, b) => b - a);
+      const levels = [...groups].sort((a, b) => b[1] - a[1]);
       let perByte = 0, fixed = call, inner = 1;
-      for (const lm of levels) {
+      for (const [level, lm] of levels) {
         const k = maskSize(mesh, lm);
         const link = maskLink(profile, mesh, lm, kind);
-        perByte += gathers(lm) ? perBuffer(k, link.bandwidth) / inner : share(k) / inner / link.bandwidth;
+        perByte += gathers(level) ? perBuffer(k, link.bandwidth) / inner : share(k) / inner / link.bandwidth;
         fixed += latencySteps(kind, k) * link.latency;
         inner *= k;
       }
