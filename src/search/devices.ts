@@ -131,10 +131,11 @@ export function coarsen(fine: ReturnType<typeof finestMesh>, layout: string): { 
   const parsed = parseLayout(layout);
   const dimsOf = fine.mesh.axes.map((a) => [...parsed].filter(([, axes]) => axes.includes(a.name)).map(([d]) => d).sort().join(','));
   const groups: { segment: number; key: string; size: number; dims: string }[] = [];
-  const run: number[] = [];
-  fine.mesh.axes.forEach((_, i) => {
-    const same = i > 0 && fine.segment[i - 1] === fine.segment[i] && dimsOf[i - 1] === dimsOf[i];
-    run.push(fine.segment[i] !== fine.consecutive ? 0 : i > 0 && !same ? run[i - 1] + 1 : run[i - 1] ?? 0);
+  // On the torus segment, each run of neighbouring axes with the same dimensions is a group of its own.
+  let runs = 0;
+  const run = fine.mesh.axes.map((_, i) => {
+    if (i > 0 && (fine.segment[i - 1] !== fine.segment[i] || dimsOf[i - 1] !== dimsOf[i])) runs++;
+    return fine.segment[i] === fine.consecutive ? runs : 0;
   });
   const keyOf = (i: number) => `${fine.segment[i]}|${dimsOf[i]}|${run[i]}`;
   fine.mesh.axes.forEach((a, i) => {
