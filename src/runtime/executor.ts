@@ -791,16 +791,15 @@ export class Executor {
     if (mode === 'none') return;
     const tensors = this.program.graph.tensors;
     const core = new Set(b.ops.filter((o) => o.attentionCore).flatMap((o) => [o.output, ...o.saves.filter((s) => tensors.get(s)!.role === 'mask')]));
-    const { keep: projections, rerun } = minimalRecompute(this.program.graph, b);
-    const producer = new Map(b.ops.map((o) => [o.output, o]));
+    const minimal = mode === 'minimal' ? minimalRecompute(this.program.graph, b) : null;
     for (const k of [...d.store.keys()]) {
       const pre = layerKey(b, layer);
       if (!k.startsWith(pre)) continue;
       const id = k.slice(pre.length).split('#')[0].split('@')[0];
-      const keep = mode === 'full' ? k === `${pre}${b.input}@in` : mode === 'minimal' ? k === `${pre}${b.input}@in` || projections.has(id) : !core.has(id);
+      const keep = mode === 'full' ? k === `${pre}${b.input}@in` : minimal ? k === `${pre}${b.input}@in` || minimal.keep.has(id) : !core.has(id);
       if (keep) continue;
-      const op = producer.get(id);
-      if (mode === 'minimal' && op && !rerun.has(op) && k !== `${pre}${b.input}@in`) {
+      const op = minimal ? b.ops.find((o) => o.output === id) : undefined;
+      if (minimal && op && !minimal.rerun.has(op)) {
         // Not rebuilt, since no backward reads its values (the MLP's output, the layer's sum): its
         // backward still asks its shape, so its shape stays, without its data.
         const x = d.store.get(k)!;
