@@ -201,6 +201,22 @@ describe('recompute, by hand (Narayanan et al. 2021, Sec. 3.5: a layer\'s forwar
         expect(rel(compute(mesh, layout, 'minimal', M) - none, (L * 4 * b * s * s * h) / t / rate)).toBeLessThan(1e-9);
       }
     });
+    it(`full recompute as XLA compiles it (fullRecompute 'needed') leaves out the MLP's output projection (8bsh²) and its reduction, on ${mesh}`, () => {
+      // The MLP's output feeds only the residual sum, whose backward reads nothing: dead code in the rerun.
+      const needed: HardwareProfile = { ...flops, fullRecompute: 'needed' };
+      const est = (recompute: 'none' | 'full', p: HardwareProfile, M = 1) => estimatePlan(g, parseMesh(mesh), makePlan(layout, { recompute, microbatches: M }), p);
+      const rerun = L * (16 * b * s * h * h + 4 * b * s * s * h);
+      for (const M of [1, 2]) {
+        expect(rel(est('full', needed, M).time.compute - est('none', needed, M).time.compute, rerun / t / rate)).toBeLessThan(1e-9);
+      }
+      // The FLOPs it reports are the ones it runs: per device, and over the mesh.
+      expect(rel(est('full', needed).flops.perDevice - est('none', needed).flops.perDevice, rerun / t)).toBeLessThan(1e-12);
+      expect(rel(est('full', needed).flops.matmulPerStep - est('none', needed).flops.matmulPerStep, rerun)).toBeLessThan(1e-12);
+      // Under tensor parallelism the projection's output is a partial sum: its all-reduce of bsh
+      // 2-byte elements (2(t−1)/t of the buffer sent) is not run again either.
+      const dropped = est('full', flops).communication.bytesPerDevice - est('full', needed).communication.bytesPerDevice;
+      expect(dropped).toBeCloseTo(t === 1 ? 0 : L * ((2 * (t - 1)) / t) * 2 * b * s * h, 3);
+    });
     it(`minimal recompute also runs the elementwise ops again: between selective and full once memory traffic costs, on ${mesh}`, () => {
       const hbm = handProfile({ gemmHalfSize: 0, launchOverhead: 0, memoryBandwidth: 1e12, vectorFlops: undefined });
       const [sel, min, full] = (['selective', 'minimal', 'full'] as const).map((r) => compute(mesh, layout, r, 1, hbm));

@@ -27,6 +27,11 @@ const TORUS3: Torus = { dims: 3, cube: 4 };
 const TORUS2: Torus = { dims: 2 };
 const TORUS_SOURCE = 'Cloud TPU system architecture docs: the slice is a torus (v4, v5p: 3D of 4x4x4 cubes; v5e, v6e: 2D); ICI is the chip\'s over all links, and an axis gets the share of the torus dimensions it spans (src/cost/torus.ts)';
 
+// Every TPU program is compiled by XLA, which eliminates dead code: under JAX's remat
+// (jax.checkpoint with MaxText's and t5x's remat_policy full = nothing_saveable) and TF's
+// recompute_grad (Mesh-TF), the backward reruns only the forward ops whose results it reads.
+const XLA_REMAT_SOURCE = 'XLA compiles every TPU program: full recompute (jax.checkpoint, nothing saveable; TF recompute_grad) reruns only what the backward reads, dead forward ops (the MLP output projection) are eliminated';
+
 /** The same achieved fraction of a link for every collective kind. */
 function ringEff(f: number): Record<'allreduce' | 'allgather' | 'reduce-scatter' | 'all-to-all' | 'send', number> {
   return { allreduce: f, allgather: f, 'reduce-scatter': f, 'all-to-all': f, send: f };
@@ -42,7 +47,9 @@ function tpu(name: string, description: string, perCore: { torus?: Torus; tpOver
       { name: 'dcn', devices: 1e9, link: { bandwidth: perCore.dcn ?? 12.5 * GB, latency: 20e-6 } },
     ],
     efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 1e-6, collectiveLatency: 5e-6, tensorParallelOverlap: perCore.tpOverlap ?? 0,
+    fullRecompute: 'needed',
     sources: {
+      fullRecompute: XLA_REMAT_SOURCE,
       peak: src, memory: src, ici: src, gemmHalfSize: GEMM_SOURCE,
       launchOverhead: 'assumed 1 µs per XLA-fused op on TPU (ops are fused into few large programs); calibrate',
       collectiveLatency: 'assumed 5 µs per ICI collective call; calibrate',
@@ -158,24 +165,45 @@ const H100_ROWS = 'data/published/steps.csv rows 41-57 (MaxText A3 Llama2-7B tab
 const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
-  'tpu-v4': { matmul: 0.863, gemmHalfSize: 64, elementwise: 0.760, links: { ici: 0.996 }, linkOverlap: { ici: 0.842 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
-  'tpu-v5e': { matmul: 0.938, gemmHalfSize: 70, elementwise: 0.669, tensorParallelOverlap: 0.769, links: { ici: 0.814, dcn: 0.877 }, linkOverlap: { ici: 0.608, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
+  'tpu-v4': { matmul: 0.792, gemmHalfSize: 64, elementwise: 0.756, links: { ici: 0.991 }, linkOverlap: { ici: 0.761, dcn: 0.969 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
+  'tpu-v5e': { matmul: 0.862, gemmHalfSize: 70, elementwise: 0.668, tensorParallelOverlap: 0.761, links: { ici: 0.801, dcn: 0.871 }, linkOverlap: { ici: 0.607, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
   'h100-sxm': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.109, links: { nvlink: 1, infiniband: 0.92 }, linkOverlap: { nvlink: 0.084 }, rows: H100_ROWS },
   'h100-a3-high': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.652, tensorParallelOverlap: 0.109, links: { nvlink: 1, tcpx: 0.451 }, linkOverlap: { nvlink: 0.084, tcpx: 0.193 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency` },
 };
 
 /**
- * What a TPU preset with no published rows of its own takes from a fitted one: v5p's and v6e's
- * slices meet over the same data-centre network, and their collectives are scheduled by the same
- * XLA with the same MaxText flags, as v5e's. The v5e fit hides none of the gradient all-reduce
- * across slices (linkOverlap dcn 0) and 0.77 of the tensor-parallel collectives (its 128B rows):
- * measured figures, where the datasheet profile assumes every tensor-parallel collective hidden (1).
+ * What a TPU preset with no published rows of its own takes from fitted ones.
+ * - Overlaps, from v5e: v5p's and v6e's slices meet over the same data-centre network, and their
+ *   collectives are scheduled by the same XLA with the same MaxText flags, as v5e's. The v5e fit
+ *   hides none of the gradient all-reduce across slices (linkOverlap dcn 0) and 0.76 of the
+ *   tensor-parallel collectives (its 128B rows), where the datasheet profile assumes all (1).
+ * - The chip's kernel efficiencies (matmul, its GEMM curve, elementwise), from the fitted chip of
+ *   its line, where the datasheet profile has a starting point read off GPUs: v5p from v4 (two
+ *   TensorCores as one megacore device, 3D torus), v6e from v5e (one TensorCore, 2D torus).
  */
-const TRANSFERRED: Readonly<Record<string, { readonly linkOverlap: Readonly<Record<string, number>>; readonly tensorParallelOverlap: number; readonly from: string }>> = {
-  'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e' },
-  'tpu-v6e': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e' },
+interface Transfer {
+  readonly linkOverlap: Readonly<Record<string, number>>;
+  readonly tensorParallelOverlap: number;
+  readonly from: string;
+  readonly chipFrom: string;
+}
+const TRANSFERRED: Readonly<Record<string, Transfer>> = {
+  'tpu-v5p': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e', chipFrom: 'tpu-v4' },
+  'tpu-v6e': { linkOverlap: { dcn: FITTED['tpu-v5e'].linkOverlap!.dcn }, tensorParallelOverlap: FITTED['tpu-v5e'].tensorParallelOverlap!, from: 'tpu-v5e', chipFrom: 'tpu-v5e' },
 };
+
+/** A profile's kernel efficiencies as a fit gave them (softmax and reduction move with elementwise). */
+function withChip(p: HardwareProfile, f: Fitted): Pick<HardwareProfile, 'efficiency' | 'gemmHalfSize'> {
+  return {
+    efficiency: {
+      matmul: f.matmul, elementwise: f.elementwise,
+      softmax: Math.min(1, (p.efficiency.softmax * f.elementwise) / p.efficiency.elementwise),
+      reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
+    },
+    gemmHalfSize: f.gemmHalfSize,
+  };
+}
 
 function withLinkOverlap(levels: HardwareProfile['levels'], o: Readonly<Record<string, number>> | undefined): HardwareProfile['levels'] {
   return levels.map((l) => (o?.[l.name] === undefined ? l : { ...l, link: { ...l.link, overlap: o[l.name] } }));
@@ -185,19 +213,18 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
   const t = TRANSFERRED[p.name];
   if (t) {
     const from = `taken from the ${t.from} fit (${FITTED[t.from].rows})`;
-    return { ...p, tensorParallelOverlap: t.tensorParallelOverlap, levels: withLinkOverlap(p.levels, t.linkOverlap), sources: { ...p.sources, linkOverlap: from, tensorParallelOverlap: from } };
+    const chip = `taken from the ${t.chipFrom} fit, the fitted chip of its line (${FITTED[t.chipFrom].rows})`;
+    return {
+      ...p, ...withChip(p, FITTED[t.chipFrom]), tensorParallelOverlap: t.tensorParallelOverlap, levels: withLinkOverlap(p.levels, t.linkOverlap),
+      sources: { ...p.sources, efficiency: chip, gemmHalfSize: chip, linkOverlap: from, tensorParallelOverlap: from },
+    };
   }
   const f = FITTED[p.name];
   if (!f) return p;
   const note = `fitted by the physics fit (src/calibrate/physics.ts; mesh-search calibrate --fit physics --bench data/published/steps.csv --device ${p.name} runs it, from the datasheet profile in bench/accuracy) on ${f.rows}`;
   return {
     ...p,
-    efficiency: {
-      matmul: f.matmul, elementwise: f.elementwise,
-      softmax: Math.min(1, (p.efficiency.softmax * f.elementwise) / p.efficiency.elementwise),
-      reduction: Math.min(1, (p.efficiency.reduction * f.elementwise) / p.efficiency.elementwise),
-    },
-    gemmHalfSize: f.gemmHalfSize,
+    ...withChip(p, f),
     ...(f.tensorParallelOverlap !== undefined ? { tensorParallelOverlap: f.tensorParallelOverlap } : {}),
     levels: withLinkOverlap(p.levels.map((l) => (f.links[l.name] === undefined ? l : {
       ...l, link: { ...l.link, efficiency: ringEff(f.links[l.name]), ...(f.linkLatency?.[l.name] !== undefined ? { latency: f.linkLatency[l.name] } : {}) },

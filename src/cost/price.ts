@@ -311,7 +311,8 @@ export function walkBase(l: LayoutLowering, M: number, mb: number, profile: Hard
 
 /** The part a recompute mode adds: the forward records the backward runs again. */
 export function walkRecompute(l: LayoutLowering, recompute: Plan['recompute'], M: number, mb: number, profile: HardwareProfile, detail?: Detail): WalkPart {
-  return walkRecords(l, [l.recompute], (r) => recomputes(r, recompute), M, mb, profile, detail);
+  const needed = profile.fullRecompute === 'needed';
+  return walkRecords(l, [l.recompute], (r) => recomputes(r, recompute, needed), M, mb, profile, detail);
 }
 
 const addSums = (a: StageSums, b: StageSums): StageSums => ({ all: a.all + b.all, first: a.first + b.first, last: a.last + b.last });
@@ -475,6 +476,21 @@ export function priceParts(program: Program, profile: HardwareProfile): { step: 
   return { step: stepParts(lowering, plan, profile, w, s, program.memory).step, classTime: detail.classTime!, commTime: detail.commTime! };
 }
 
+/**
+ * The program's FLOPs as the profile's engine runs them: the program holds every op full recompute
+ * may rerun, and a compiler that drops dead code (fullRecompute 'needed') skips the unneeded ones.
+ */
+function flopsAsRun(program: Program, profile: HardwareProfile): Program['flops'] {
+  if (profile.fullRecompute !== 'needed' || program.plan.recompute !== 'full') return { ...program.flops };
+  let perDevice = 0, global = 0;
+  for (const op of program.ops) {
+    if (!op.unneeded || op.klass !== 'matmul') continue;
+    perDevice += op.flops * op.count;
+    global += (op.flops * op.count * program.mesh.size) / op.duplication;
+  }
+  return { ...program.flops, perDevice: program.flops.perDevice - perDevice, matmulPerStep: program.flops.matmulPerStep - global };
+}
+
 /** Price a lowered program on a hardware profile. */
 export function price(program: Program, profile: HardwareProfile): Estimate {
   const { graph, mesh, plan, lowering } = program;
@@ -497,7 +513,7 @@ export function price(program: Program, profile: HardwareProfile): Estimate {
     valid: true,
     feasible,
     reasons,
-    flops: { ...program.flops },
+    flops: flopsAsRun(program, profile),
     memory: { ...program.memory, capacity },
     communication: { bytesPerDevice: parts.bytesPerDevice, byAxis: detail.byAxis, collectives: [...detail.collectives.values()] },
     time: { compute: parts.compute, communication: parts.communication, exposedCommunication: parts.exposed, bubble: parts.bubble, step: parts.step },

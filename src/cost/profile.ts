@@ -82,6 +82,13 @@ export interface HardwareProfile {
   readonly overlap: number;
   /** Optional: fraction of tensor-parallel collectives hidden behind compute (0 unless the engine overlaps them). */
   readonly tensorParallelOverlap?: number;
+  /**
+   * Optional: what full recompute runs again. 'layer' (absent): the layer's whole forward, as
+   * PyTorch's checkpoint and Megatron-LM's full granularity do. 'needed': only the forward ops whose
+   * outputs the backward reads, or that rebuild those, as XLA compiles JAX's remat and TF's
+   * recompute_grad (it drops dead code: the MLP's output projection is not rerun).
+   */
+  readonly fullRecompute?: 'layer' | 'needed';
   /** Optional: how many devices of the mesh compute at once (a host's cores); beyond it they share. */
   readonly concurrentDevices?: number;
   /** Where each number came from. */
@@ -161,6 +168,7 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   optional('vectorFlops', (v) => v >= 1e6, 'a FLOP/s figure >= 1e6');
   optional('collectiveLatency', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
   optional('tensorParallelOverlap', (v) => v >= 0 && v <= 1, 'in [0, 1]');
+  check(o.fullRecompute === undefined || o.fullRecompute === 'layer' || o.fullRecompute === 'needed', `${where}: "fullRecompute" must be "layer" or "needed", got ${JSON.stringify(o.fullRecompute)}`);
   optional('concurrentDevices', (v) => Number.isInteger(v) && v >= 1, 'a whole number >= 1');
   const linkEff = (l: Record<string, unknown>, at: string) => {
     if (l.efficiency === undefined) return;

@@ -17,9 +17,13 @@ export function microBatchOf(l: LayoutLowering, plan: Plan): number {
   return l.graph.spec.batch / l.layout.split.batch / plan.microbatches;
 }
 
-/** Whether a recompute record runs under a recompute mode. */
-export function recomputes(rec: OpRecord, mode: Plan['recompute']): boolean {
+/**
+ * Whether a recompute record runs under a recompute mode; `needed`: full recompute reruns only what
+ * the backward reads (HardwareProfile.fullRecompute 'needed', a compiler that drops dead code).
+ */
+export function recomputes(rec: OpRecord, mode: Plan['recompute'], needed = false): boolean {
   if (rec.recomputeIn === 'always') return true;
+  if (needed && rec.unneeded) return false;
   // Each mode runs what the modes before it in RECOMPUTE run, and more.
   return rec.recomputeIn !== undefined && RECOMPUTE_LEVEL[rec.recomputeIn] <= RECOMPUTE_LEVEL[mode];
 }
@@ -46,7 +50,7 @@ function opAt(l: LayoutLowering, r: OpRecord, mb: number, count: number): Lowere
     name: r.name, block: r.block, phase: r.phase, kind: r.kind, klass: r.klass,
     inputs: r.inputs.map((t) => localTensor(l, t, mb)), output: localTensor(l, r.output, mb), wrt: r.wrt, partial: r.partial,
     flops: linAt(r.flops, mb), bytes: linAt(r.bytes, mb), gemm: r.gemm ? gemmAt(r.gemm, mb) : null, kernel: r.kernel, duplication: r.duplication, count,
-    collectives: r.collectives.map((c) => collectiveAt(c, mb)), model: r.model,
+    collectives: r.collectives.map((c) => collectiveAt(c, mb)), model: r.model, ...(r.unneeded ? { unneeded: true } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { minimalRecompute, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { minimalRecompute, neededRecompute, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
@@ -735,7 +735,15 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     const b = graph.blocks[bi];
     if (b.layered) {
       // A recompute runs the block's forward again, ops and collectives alike: its records are the forward's.
-      if (!recordsOnly) for (const op of b.ops) recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn: recomputedFrom(ctx, b, op) });
+      if (!recordsOnly) {
+        const needed = neededRecompute(graph, b);
+        for (const op of b.ops) {
+          const recomputeIn = recomputedFrom(ctx, b, op);
+          // Lighter modes rerun only what the backward reads (minimal's rerun set lies within the needed one).
+          const unneeded = recomputeIn === 'full' && !needed.has(op);
+          recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn, ...(unneeded ? { unneeded } : {}) });
+        }
+      }
       if (ctx.flash) {
         // The fused kernel's backward recomputes QKᵀ and the softmax, in every mode (Dao et al. 2022, Sec. 3.1).
         ctx.gathered = new Set();

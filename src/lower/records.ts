@@ -97,6 +97,12 @@ export interface OpRecord {
    * RECOMPUTE orders them); 'always': a fused attention kernel's own recompute, in every mode.
    */
   readonly recomputeIn?: 'selective' | 'minimal' | 'full' | 'always';
+  /**
+   * A full-recompute record whose output the backward never reads, nor anything rebuilt from it
+   * (model/graph.ts neededRecompute): run again only where the engine reruns whole layers
+   * (HardwareProfile.fullRecompute 'layer'), not where its compiler drops dead code ('needed').
+   */
+  readonly unneeded?: boolean;
 }
 
 /** A weight after the layout: its local elements and the axes its gradient is a partial sum over. */

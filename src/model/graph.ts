@@ -425,17 +425,14 @@ export function isProjection(graph: Graph, op: OpSpec): boolean {
 }
 
 const minimalCache = new WeakMap<Block, { keep: ReadonlySet<string>; rerun: ReadonlySet<OpSpec> }>();
+const neededCache = new WeakMap<Block, ReadonlySet<OpSpec>>();
 
 /**
- * Recompute minimal on a layer (JAX's checkpoint_dots_with_no_batch_dims, as MaxText and t5x run
- * it): of what the backward reads (the ops' `saves`), keep the projections' outputs and rebuild the
- * rest from them and the layer input, as JAX's remat saves only the residuals the backward needs
- * and reruns only the forward ops that rebuild them. `keep`: the projection outputs kept (the MLP's
- * output projection, which feeds only the residual sum, is not); `rerun`: the ops run again.
+ * The forward ops a layer's backward needs run again to rebuild what it reads (the ops' `saves`),
+ * from the layer input: walking back from each saved tensor to its producer, and on through that
+ * op's inputs, unless `stop` keeps the tensor instead. `keep`: the tensors `stop` kept.
  */
-export function minimalRecompute(graph: Graph, block: Block): { keep: ReadonlySet<string>; rerun: ReadonlySet<OpSpec> } {
-  const hit = minimalCache.get(block);
-  if (hit) return hit;
+function rerunClosure(graph: Graph, block: Block, stop: (op: OpSpec) => boolean): { keep: Set<string>; rerun: Set<OpSpec> } {
   const producer = new Map(block.ops.map((o) => [o.output, o]));
   // A dropout mask is made again by running its op again, which reads the op's input.
   for (const o of block.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask' && !producer.has(id)) producer.set(id, o);
@@ -447,13 +444,39 @@ export function minimalRecompute(graph: Graph, block: Block): { keep: ReadonlySe
     const op = producer.get(id);
     // The layer input, weights, masks and what other blocks made are kept as in every mode.
     if (!op || id === block.input) continue;
-    if (isProjection(graph, op)) keep.add(id);
+    if (stop(op)) keep.add(id);
     else if (!rerun.has(op)) {
       rerun.add(op);
       for (const x of op.inputs) if (graph.tensors.get(x)!.role !== 'weight') work.push(x);
     }
   }
-  const out = { keep, rerun };
+  return { keep, rerun };
+}
+
+/**
+ * Recompute minimal on a layer (JAX's checkpoint_dots_with_no_batch_dims, as MaxText and t5x run
+ * it): of what the backward reads (the ops' `saves`), keep the projections' outputs and rebuild the
+ * rest from them and the layer input, as JAX's remat saves only the residuals the backward needs
+ * and reruns only the forward ops that rebuild them. `keep`: the projection outputs kept (the MLP's
+ * output projection, which feeds only the residual sum, is not); `rerun`: the ops run again.
+ */
+export function minimalRecompute(graph: Graph, block: Block): { keep: ReadonlySet<string>; rerun: ReadonlySet<OpSpec> } {
+  const hit = minimalCache.get(block);
+  if (hit) return hit;
+  const out = rerunClosure(graph, block, (op) => isProjection(graph, op));
   minimalCache.set(block, out);
   return out;
+}
+
+/**
+ * Full recompute as a compiler that drops dead code runs it (XLA, under JAX's remat and TF's
+ * recompute_grad): only the layer's forward ops whose outputs the backward reads, or that rebuild
+ * those, run again, from the layer input alone. The MLP's output projection (with its partial-sum
+ * reduction) feeds only the residual sum, which the backward never reads, so it is not rerun;
+ * PyTorch's checkpoint and Megatron-LM's full granularity run the whole layer again.
+ */
+export function neededRecompute(graph: Graph, block: Block): ReadonlySet<OpSpec> {
+  let hit = neededCache.get(block);
+  if (!hit) neededCache.set(block, (hit = rerunClosure(graph, block, () => false).rerun));
+  return hit;
 }
