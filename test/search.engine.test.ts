@@ -5,13 +5,13 @@ import { getDevice } from '../src/cost/presets.js';
 import type { HardwareProfile } from '../src/cost/profile.js';
 import { ENGINES, whyNot, type Engine } from '../src/engine/index.js';
 import { compileLayout, layoutProblem, splittableDims, tensorDimSets, type Layout } from '../src/layout/layout.js';
-import { RECOMPUTE, type Plan, type ZeroStage } from '../src/lower/plan.js';
+import { planFromJson, RECOMPUTE, type Plan, type ZeroStage } from '../src/lower/plan.js';
 import { sequenceParallelProblem } from '../src/lower/lower.js';
 import { parseMesh, type Mesh } from '../src/mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type DimName } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import { parseModelSpec, type ModelSpec } from '../src/model/spec.js';
-import { pricingProfile, search } from '../src/search/index.js';
+import { engineProfile, pricingProfile, search } from '../src/search/index.js';
 import { tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 /**
@@ -40,7 +40,8 @@ function bruteForce(engine: Engine, spec: ModelSpec, mesh: Mesh, profile: Hardwa
         for (let microbatches = 1; perReplica % microbatches === 0; microbatches *= 2) {
           const plan: Plan = { layout, zero, recompute, microbatches, sequenceParallel, virtualStages: 1 };
           if (whyNot(engine, plan, mesh, spec, profile).length > 0) continue;
-          const e = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, profile));
+          // Priced as the engine runs it: its full recompute, and the gradient sync it does not hide.
+          const e = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, engineProfile({ engine }, profile)));
           if (e.feasible && (best === null || e.time.step < best)) best = e.time.step;
         }
       }
@@ -111,5 +112,27 @@ describe('search --engine is exact within the engine\'s space', () => {
     const ref = bruteForce('torchtitan', llama3, mesh, profile);
     expect(ref).not.toBeNull();
     expect((await searched('torchtitan', llama3, mesh, profile)).step).toBeCloseTo(ref!, 12);
+  });
+});
+
+describe('search --engine prices full recompute as the engine runs it', () => {
+  it('MaxText (XLA) leaves the rerun\'s dead code out, Megatron-LM reruns the whole layer, on a GPU profile that assumes the latter', async () => {
+    const spec = parseModelSpec({ name: 'rc', layers: 4, dModel: 64, heads: 4, dKv: 16, dFf: 256, vocab: 128, seqLen: 32, batch: 8, dropout: false, activation: 'gelu' });
+    const mesh = parseMesh('d:2');
+    const graph = buildGraph(spec);
+    const base = getDevice('a100-80g');
+    expect(base.fullRecompute ?? 'layer').toBe('layer');
+    for (const [engine, dropsDeadCode] of [['maxtext', true], ['megatron', false]] as const) {
+      const r = await search({ spec, mesh, profile: base, workers: 0, top: 1000, filter: { engine } });
+      const full = r.top.filter((e) => e.plan.recompute === 'full');
+      expect(full.length).toBeGreaterThan(0);
+      for (const e of full) {
+        const plan = planFromJson(e.plan);
+        const layer = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, base)).time.step;
+        const needed = estimatePlan(graph, mesh, plan, pricingProfile({ engine }, plan, { ...base, fullRecompute: 'needed' })).time.step;
+        expect(needed).toBeLessThan(layer);
+        expect(e.time.step).toBeCloseTo(dropsDeadCode ? needed : layer, 15);
+      }
+    }
   });
 });

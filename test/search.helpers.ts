@@ -66,13 +66,16 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
     nodeDevices: fc.constantFrom(2, 4, 1e9),
     torus: fc.constantFrom(0, 0, 2, 3),
     override: fc.boolean(),
-  }).map(({ base, memoryLog2, nodeDevices, torus, override }) => {
+    needed: fc.boolean(),
+  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed }) => {
     const p = getDevice(base);
     return {
       ...p,
       memoryBytes: 2 ** memoryLog2,
       levels: [{ ...p.levels[0], devices: nodeDevices, ...(torus ? { torus: { dims: torus } } : {}) }, p.levels[1]],
       axisLinks: override ? { a1: { bandwidth: 1e9, latency: 1e-5 } } : undefined,
+      // Full recompute as a compiler that drops dead code runs it, or the whole layer again.
+      fullRecompute: needed ? 'needed' : 'layer',
     };
   });
 }

@@ -57,6 +57,12 @@ export interface Capabilities {
    * hidden behind it): the search and estimate --engine price those plans with no overlap.
    */
   readonly reduceAfterBackward: readonly ZeroStage[];
+  /**
+   * What its full recompute runs again (HardwareProfile.fullRecompute): 'needed' where XLA compiles
+   * the step and drops the rerun's dead code (JAX's remat, TF's recompute_grad), 'layer' where the
+   * whole layer's forward runs again (torch.utils.checkpoint, Megatron-LM's full granularity).
+   */
+  readonly fullRecompute: 'layer' | 'needed';
   /** Conditions the fields above do not say (checked in rules.ts), for the README. */
   readonly also: readonly string[];
 }
@@ -70,7 +76,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Mesh-TF', kinds: ['decoder', 'encoder-decoder'], zero: [0], recompute: ['none', 'full'], pipeline: false,
     virtualStages: false, context: true, sequenceParallel: false, multiAxis: false, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned'], gqa: true,
-    dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
+    dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed',
     also: ['microbatches: tokens per microbatch per replica must divide the per-replica tokens'],
   },
   // t5x/partitioning.py PjitPartitioner (mesh axes replica, data, model; logical_axis_rules),
@@ -80,7 +86,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     recomputeKinds: ['encoder-decoder'], pipeline: false, virtualStages: false, context: false, sequenceParallel: false,
     multiAxis: true, freeLayout: true, partialTensor: true, vocabSplit: true, maxAxes: 2,
     deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: false, reduceAfterBackward: [],
+    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed',
     also: ['ZeRO-3 by a last (embed, data) rule: d_model must stay whole', 'the model axis lies within one slice (ici_mesh_shape)'],
   },
   // src/maxtext/configs/base.yml: mesh_axes, ici_/dcn_*_parallelism, logical_axis_rules,
@@ -89,7 +95,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'MaxText', kinds: ['decoder'], zero: [0, 1, 3], recompute: ['none', 'selective', 'minimal', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [],
+    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'needed',
     also: ['each axis splits at the slice boundary into ici_* and dcn_* parts', 'num_pipeline_microbatches a multiple of the stages', 'int(devices x per_device_batch_size) sequences per microbatch'],
   },
   // megatron/training/arguments.py: rank order tp-cp-ep-dp-pp (tp innermost); --use-distributed-optimizer,
@@ -98,7 +104,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Megatron-LM', kinds: ['decoder'], zero: [0, 1, 2, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false,
     vocabSplit: true, deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['gelu', 'swiglu'],
-    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: false, reduceAfterBackward: [],
+    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'layer',
     also: ['context parallelism needs seq_length % (2 x cp) == 0', 'global batch a multiple of micro batch x data-parallel size'],
   },
   // deepspeed/runtime: zero_optimization.stage 0-3, tensor_parallel.autotp_size (AutoTP splits
@@ -109,7 +115,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     vocabSplit: false, maxAxes: undefined, deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'],
     positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false,
     // runtime/engine.py allreduce_gradients: stages 0 and 1 reduce at the accumulation boundary, after the backward.
-    reduceAfterBackward: [0, 1],
+    reduceAfterBackward: [0, 1], fullRecompute: 'layer',
     also: ['AutoTP: one tensor group that splits heads and d_ff (Linear layers), vocab whole', 'train_batch_size counts every rank, TP ranks included (deepspeedai/DeepSpeed#7298)'],
   },
   // torchtitan/config/configs.py ParallelismConfig (mesh pp, dp_replicate, dp_shard, cp, tp), FSDP2
@@ -118,10 +124,21 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'torchtitan', kinds: ['decoder'], zero: [0, 3], recompute: ['none', 'full'], pipeline: true, virtualStages: true,
     context: false, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false, vocabSplit: true,
     deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['swiglu'], positions: ['rotary'], gqa: true,
-    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: true, reduceAfterBackward: [],
+    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'layer',
     also: ['the model is a shipped llama3 or qwen3 flavor (model_spec is off the command line)', 'cp > 1 shards parameters over cp (FSDP), which no plan here does'],
   },
 };
+
+/**
+ * A profile as the engine runs on it: full recompute reruns what the engine reruns
+ * (Capabilities.fullRecompute), whatever the profile assumed. The same object when nothing changes.
+ */
+export function asRunBy<P extends { readonly fullRecompute?: 'layer' | 'needed'; readonly sources: Readonly<Record<string, string>> }>(engine: Engine, profile: P): P {
+  const c = CAPABILITIES[engine];
+  if ((profile.fullRecompute ?? 'layer') === c.fullRecompute) return profile;
+  const why = c.fullRecompute === 'needed' ? 'XLA drops what the backward does not read' : 'the whole layer runs again';
+  return { ...profile, fullRecompute: c.fullRecompute, sources: { ...profile.sources, fullRecompute: `${c.title}'s full recompute: ${why}` } };
+}
 
 /**
  * A model torchtitan ships: the `--module` package, the config_registry function (`--config`) and

@@ -1,4 +1,4 @@
-import { CAPABILITIES, engineFilter, engineLayoutFilter, isEngine, ENGINES } from '../engine/index.js';
+import { asRunBy, CAPABILITIES, engineFilter, engineLayoutFilter, isEngine, ENGINES } from '../engine/index.js';
 import { InputError } from '../errors.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -18,6 +18,11 @@ export function planFilter(f: PlanFilter, mesh: Mesh, spec: ModelSpec, profile: 
 /** Whether any plan with sequence parallelism can pass the filter (the engine has it). */
 export function allowsSequenceParallel(f: PlanFilter | undefined): boolean {
   return !f || !isEngine(f.engine) || CAPABILITIES[f.engine].sequenceParallel;
+}
+
+/** The profile the filter's engine runs on (asRunBy: its full recompute); the same profile when nothing changes. */
+export function engineProfile(f: PlanFilter | undefined, profile: HardwareProfile): HardwareProfile {
+  return f && isEngine(f.engine) ? asRunBy(f.engine, profile) : profile;
 }
 
 /**

@@ -3,6 +3,6 @@ export { search, planFromCandidate, type SearchOptions, type SearchResult, type 
 export { exhaustive } from './exhaustive.js';
 export { SearchFailed, MESSAGES } from './pool.js';
 export type { Objective, PlanFilter } from './protocol.js';
-export { planFilter, pricingProfile } from './filter.js';
+export { engineProfile, planFilter, pricingProfile } from './filter.js';
 export { makeSpace, conflicts, interchangeable, type PlanSpace } from './space.js';
 export { searchDevices, finestMesh, coarsen, allowedMesh, type DeviceSearchOptions, type DeviceSearchResult } from './devices.js';

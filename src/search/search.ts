@@ -8,7 +8,7 @@ import { buildGraph } from '../model/graph.js';
 import type { ModelSpec } from '../model/spec.js';
 import type { Plan } from '../lower/plan.js';
 import { makeRunner, runShare, type Runner } from './pool.js';
-import { planFilter, pricingProfile } from './filter.js';
+import { engineProfile, planFilter, pricingProfile } from './filter.js';
 import type { Candidate, Context, ExploreResult, Objective, PlanFilter, Task } from './protocol.js';
 import { compare, dominated, mergeTop, paretoFront, primary } from './rank.js';
 import { Shared } from './shared.js';
@@ -90,8 +90,10 @@ function divisorReport(space: PlanSpace): string {
   return [none.length ? `${none.join(', ')} divide by no mesh axis` : '', some.length ? `${some.join(', ')}` : ''].filter(Boolean).join('; ');
 }
 
-export async function search(opts: SearchOptions): Promise<SearchResult> {
+export async function search(given: SearchOptions): Promise<SearchResult> {
   const t0 = performance.now();
+  // An engine's plans are priced as it runs them (its full recompute).
+  const opts: SearchOptions = given.filter ? { ...given, profile: engineProfile(given.filter, given.profile) } : given;
   const mesh = typeof opts.mesh === 'string' ? parseMesh(opts.mesh) : opts.mesh;
   const objective = opts.objective ?? 'time';
   const k = opts.top ?? 5;

@@ -4,7 +4,7 @@ import { estimatePlan } from '../../cost/estimatePlan.js';
 import { DEFAULT_DEVICE } from '../../cost/presets.js';
 import { buildGraph } from '../../model/graph.js';
 import { CAPABILITIES, ENGINES, whyNot } from '../../engine/index.js';
-import { pricingProfile } from '../../search/index.js';
+import { engineProfile, pricingProfile } from '../../search/index.js';
 import { engineArg } from './search.js';
 import { fmtBytes, fmtCount, fmtParams, fmtSeconds, table } from '../format.js';
 import { resolveDevice, resolvePlan, withNodeSize } from '../../inputs/index.js';
@@ -70,8 +70,8 @@ export const estimateCommand: CommandModule<object, Args> = {
     const { spec, mesh, plan, file } = resolvePlan(args);
     const profile = withNodeSize(resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE), args.nodeSize ?? file?.nodeSize);
     const engine = engineArg(args.engine);
-    // With --engine, priced as that engine runs it (pricingProfile: gradient sync it does not hide).
-    const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, profile) : profile);
+    // With --engine, priced as that engine runs it (its full recompute; pricingProfile: gradient sync it does not hide).
+    const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, engineProfile({ engine }, profile)) : profile);
     // An added field: whether the engine can run the plan, with its reasons (src/engine rules).
     const verdict = engine ? { name: engine, expressible: false, reasons: whyNot(engine, plan, mesh, spec, profile) } : null;
     if (verdict) verdict.expressible = verdict.reasons.length === 0;
