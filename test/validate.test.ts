@@ -100,6 +100,30 @@ describe('mesh-search validate', () => {
     expect(bad.stderr).toMatch(/no usable rows.*sequence_parallel must be true or false/);
   });
 
+  it('an engine column prices full recompute as that engine runs it, as estimate --engine does', async () => {
+    const row = { mesh: 'rows:2;cols:8', model: 'gpt3-1.3b', layout: 'batch:rows;heads:cols;d_ff:cols', zero: 1, recompute: 'full', microbatches: 4, device: 'a100-80g' };
+    const csv = 'model,mesh,layout,zero,recompute,microbatches,device,engine,step_time\n' +
+      ['', 'maxtext', 'megatron'].map((e) => `${row.model},"${row.mesh}",${row.layout},${row.zero},${row.recompute},${row.microbatches},${row.device},${e},1.0`).join('\n');
+    const r = await runMain(['validate', '--bench', write('engine.csv', csv), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const [plain, maxtext, megatron] = JSON.parse(r.stdout).rows.map((x: { estimated: number }) => x.estimated);
+    const withEngine = async (engine: string) => {
+      const e = await runMain(['estimate', '--mesh', row.mesh, '--model', row.model, '--layout', row.layout, '--zero', '1', '--recompute', 'full',
+        '--microbatches', '4', '--device', row.device, '--engine', engine, '--json']);
+      expect(e.code, e.stderr).toBe(0);
+      return JSON.parse(e.stdout).time.step;
+    };
+    expect(plain).toBe(await estimated(row));
+    expect(maxtext).toBe(await withEngine('maxtext'));
+    expect(megatron).toBe(await withEngine('megatron'));
+    // XLA reruns less than the whole layer; Megatron-LM reruns it, as the GPU profile assumes.
+    expect(maxtext).toBeLessThan(plain);
+    expect(megatron).toBe(plain);
+    const bad = await runMain(['validate', '--bench', write('badengine.csv', csv.replace(',maxtext,', ',jax,'))]);
+    expect(bad.code).toBe(0);
+    expect(JSON.parse((await runMain(['validate', '--bench', join(dir, 'badengine.csv'), '--json'])).stdout).rejections[0].reason).toMatch(/unknown engine "jax"; engines are mesh-tf, t5x, maxtext/);
+  });
+
   it('bad input: one line on stderr, exit 2', async () => {
     const cases: [string[], RegExp][] = [
       [['validate'], /needs --bench/],

@@ -10,12 +10,13 @@ import { OP_CLASSES } from './types.js';
  * model, mesh, layout, zero, zero_axes (hybrid sharding: the batch axes ZeRO shards over, joined by +), recompute, microbatches, sequence_parallel, virtual_stages, batch (global,
  * overrides the model's), device, step_time (seconds), and optional seconds per step per device:
  * matmul_time, elementwise_time, softmax_time, reduction_time, comm_time:<axes> (collectives over
- * those axes, e.g. comm_time:rows+cols); note and source (free text).
+ * those axes, e.g. comm_time:rows+cols); engine (the training engine that ran it, as --engine
+ * names it: its full recompute is priced as it runs, Capabilities.fullRecompute); note and source (free text).
  */
 export const REQUIRED_COLUMNS = ['model', 'mesh', 'layout', 'step_time'] as const;
 const PLAIN_COLUMNS = new Set([
   'model', 'mesh', 'layout', 'zero', 'zero_axes', 'recompute', 'microbatches', 'sequence_parallel', 'virtual_stages', 'batch', 'device', 'step_time',
-  'note', 'source', ...OP_CLASSES.map((k) => `${k}_time`),
+  'engine', 'note', 'source', ...OP_CLASSES.map((k) => `${k}_time`),
 ]);
 const COMM = /^comm_time:([A-Za-z_][A-Za-z0-9_]*(\+[A-Za-z_][A-Za-z0-9_]*)*)$/;
 
@@ -42,7 +43,7 @@ function rawFrom(get: (c: string) => unknown, columns: readonly string[], file: 
   return {
     source: { file, line }, model: get('model'), mesh: get('mesh'), layout: get('layout'), zero: get('zero'), zeroAxes: get('zero_axes'),
     recompute: get('recompute'), microbatches: get('microbatches'), sequenceParallel: get('sequence_parallel'),
-    virtualStages: get('virtual_stages'), batch: get('batch'), device: get('device'), stepTime: get('step_time'), compute, comm,
+    virtualStages: get('virtual_stages'), batch: get('batch'), device: get('device'), engine: get('engine'), stepTime: get('step_time'), compute, comm,
   };
 }
 

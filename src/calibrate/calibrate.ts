@@ -68,7 +68,7 @@ export function foldsOf(rows: readonly Measurement[]): number[] {
 export function accuracyOf(rows: readonly Measurement[], profile: HardwareProfile): Accuracy {
   const priced = new Map<Measurement['program'], number>();
   const step = (m: Measurement) => {
-    if (m.sibling) return price(m.program, rowProfile(m, { profile })).time.step;
+    if (m.sibling || m.engine) return price(m.program, rowProfile(m, { profile })).time.step;
     let s = priced.get(m.program);
     if (s === undefined) priced.set(m.program, (s = price(m.program, profile).time.step));
     return s;
@@ -109,7 +109,7 @@ export function crossValidate(rows: readonly Measurement[], base: HardwareProfil
     const priced = new Map<Measurement['program'], number>();
     rows.forEach((m, i) => {
       if (folds[i] !== fold) return;
-      if (m.sibling) {
+      if (m.sibling || m.engine) {
         predicted[i] = price(m.program, rowProfile(m, fit)).time.step;
         return;
       }

@@ -4,6 +4,7 @@ import { validateProfile, type HardwareProfile, type Link } from '../cost/profil
 import { axisIndex } from '../mesh/mesh.js';
 import type { Program } from '../lower/program.js';
 import { fitPhysics, fitPhysicsFamily } from './physics.js';
+import { asMeasured } from './resolve.js';
 import { inProfileUnits, makeSpace, toProfile, type ParamSpace } from './model.js';
 import { boundedLm, evaluate, groupJacobian, robustFit, unidentifiable, type LsqProblem } from './solve.js';
 import type { FitSummary, Measurement } from './types.js';
@@ -53,9 +54,9 @@ export interface FitResult {
   readonly siblings?: ReadonlyMap<string, HardwareProfile>;
 }
 
-/** The profile a row is priced under: the fitted one, or its sibling device's (fitted, when the fit gave it). */
+/** The profile a row is priced under: the fitted one, or its sibling device's (fitted, when the fit gave it), as its engine runs. */
 export function rowProfile(m: Measurement, fit: Pick<FitResult, 'profile' | 'siblings'>): HardwareProfile {
-  return m.sibling ? fit.siblings?.get(m.sibling.name) ?? m.sibling : fit.profile;
+  return asMeasured(m, m.sibling ? fit.siblings?.get(m.sibling.name) ?? m.sibling : fit.profile);
 }
 
 /** Robust weight below which a row counts as an outlier in the report. */
@@ -106,14 +107,16 @@ export interface FitSetup {
 }
 
 export function setupFit(rows: readonly Measurement[], base: HardwareProfile, opts: FitOptions = {}): FitSetup {
-  // Rows of one plan share one program: its prediction is worked out once.
-  const byProgram = new Map<Program, number>();
-  const unique: Program[] = [];
+  // Rows of one plan (and engine) share one program: its prediction is worked out once.
+  const byProgram = new Map<Program, Map<string, number>>();
+  const unique: { program: Program; engine?: Measurement['engine'] }[] = [];
   const slot = rows.map((m) => {
-    let k = byProgram.get(m.program);
+    let byEngine = byProgram.get(m.program);
+    if (!byEngine) byProgram.set(m.program, (byEngine = new Map()));
+    let k = byEngine.get(m.engine ?? '');
     if (k === undefined) {
-      byProgram.set(m.program, (k = unique.length));
-      unique.push(m.program);
+      byEngine.set(m.engine ?? '', (k = unique.length));
+      unique.push({ program: m.program, engine: m.engine });
     }
     return k;
   });
@@ -140,7 +143,7 @@ export function setupFit(rows: readonly Measurement[], base: HardwareProfile, op
   const none = space.defs.map(() => false);
   const valuesAt = (theta: Float64Array): Float64Array => {
     const profile = toProfile(base, space, theta, none);
-    const parts = unique.map((program) => priceParts(program, profile));
+    const parts = unique.map((u) => priceParts(u.program, asMeasured(u, profile)));
     return Float64Array.from(members, (g) => {
       const p = parts[g.program];
       return g.what.type === 'step' ? p.step : g.what.type === 'compute' ? p.classTime[g.what.klass] ?? 0 : p.commTime[g.what.key] ?? 0;

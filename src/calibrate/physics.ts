@@ -2,6 +2,7 @@ import { InputError } from '../errors.js';
 import { networkLevel, price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
 import { boundedLm, evaluate, type LsqProblem } from './solve.js';
+import { asMeasured } from './resolve.js';
 import type { FitSummary, Measurement } from './types.js';
 
 /**
@@ -144,7 +145,7 @@ export function fitPhysicsFamily(rows: readonly Measurement[], bases: readonly H
   const values = (theta: Float64Array): Float64Array => {
     const ps = profilesOf(theta);
     const v = new Float64Array(n);
-    rows.forEach((m, i) => { v[i] = price(m.program, ps[rowBase[i]]).time.step; });
+    rows.forEach((m, i) => { v[i] = price(m.program, asMeasured(m, ps[rowBase[i]])).time.step; });
     params.forEach((q, j) => {
       v[rows.length + j] = 1 + PRIOR * (q.log ? Math.log(Math.max(theta[j], 1e-12) / Math.max(q.base, 1e-12)) : (theta[j] - q.base) / q.scale);
     });

@@ -1,7 +1,8 @@
 import { dirname, resolve as resolvePath } from 'node:path';
+import { asRunBy, ENGINES, isEngine, type Engine } from '../engine/index.js';
 import { InputError } from '../errors.js';
 import { findProfile } from '../cost/host.js';
-import type { OpClassName } from '../cost/profile.js';
+import type { HardwareProfile, OpClassName } from '../cost/profile.js';
 import { decimal, readJsonFile } from '../inputs/index.js';
 import type { Program } from '../lower/program.js';
 import { lower } from '../lower/lower.js';
@@ -27,6 +28,8 @@ export interface RawRow {
   /** Global batch in sequences: overrides the model spec's (one spec serves runs of every size). */
   readonly batch?: unknown;
   readonly device?: unknown;
+  /** The training engine that ran it (as --engine names it), when known. */
+  readonly engine?: unknown;
   readonly stepTime: unknown;
   readonly compute: Partial<Record<OpClassName, unknown>>;
   readonly comm: Readonly<Record<string, unknown>>;
@@ -117,6 +120,12 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
       sibling = own;
     }
   }
+  let engine: Engine | undefined;
+  if (raw.engine !== undefined && raw.engine !== null && raw.engine !== '') {
+    const e = String(raw.engine).trim();
+    if (!isEngine(e)) throw new InputError(`unknown engine ${describe(raw.engine)}; engines are ${ENGINES.join(', ')}`);
+    engine = e;
+  }
   const spec = withBatch(loadSpec(raw.model, raw.source.file), raw.batch);
   const specKey = JSON.stringify(spec);
   let graph = ctx.graphs.get(specKey);
@@ -158,10 +167,16 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
     comm[key] = seconds(v, `communication time over ${key}`);
   }
   return {
-    source: raw.source, modelName: spec.name, ...(sibling ? { sibling } : {}), graph, mesh, plan, program, stepTime, components: { compute, comm },
-    planKey,
+    source: raw.source, modelName: spec.name, ...(sibling ? { sibling } : {}), ...(engine ? { engine } : {}), graph, mesh, plan, program, stepTime, components: { compute, comm },
+    // One plan run by two engines is two plans (their full recompute differs).
+    planKey: engine ? `${planKey}|${engine}` : planKey,
     problemKey: `${specKey}|${formatMesh(mesh)}`,
   };
+}
+
+/** A profile as the row's engine ran on it (its full recompute), when the row names one. */
+export function asMeasured(m: Pick<Measurement, 'engine'>, profile: HardwareProfile): HardwareProfile {
+  return m.engine ? asRunBy(m.engine, profile) : profile;
 }
 
 export function isRejection(x: Measurement | Rejection): x is Rejection {

@@ -1,3 +1,4 @@
+import type { Engine } from '../engine/index.js';
 import type { HardwareProfile, OpClassName } from '../cost/profile.js';
 import type { Graph } from '../model/graph.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -29,6 +30,8 @@ export interface Measurement {
    * fitting h100-sxm): that device's profile. The physics fit prices it there, chip constants shared.
    */
   readonly sibling?: HardwareProfile;
+  /** The engine that ran it, when the row says: priced as it runs (engine asRunBy). */
+  readonly engine?: Engine;
   readonly graph: Graph;
   readonly mesh: Mesh;
   readonly plan: Plan;

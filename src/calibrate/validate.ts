@@ -5,7 +5,7 @@ import type { HardwareProfile } from '../cost/profile.js';
 import { loadDevice } from '../inputs/index.js';
 import { describePlan } from '../lower/plan.js';
 import { formatMesh } from '../mesh/mesh.js';
-import { isRejection, newContext, resolveRow, type RawRow } from './resolve.js';
+import { asMeasured, isRejection, newContext, resolveRow, type RawRow } from './resolve.js';
 import type { Measurement, Rejection } from './types.js';
 
 /** One row: what was measured, what the cost model estimates, and the signed relative error. */
@@ -103,7 +103,7 @@ export function groupRowsByDevice(raw: readonly RawRow[], device?: string): { gr
 
 /** Compare one measured row with the cost model's estimate under a profile (the estimate command's). */
 export function compareRow(m: Measurement, profile: HardwareProfile, family = profile.name): RowComparison {
-  const e = estimatePlan(m.graph, m.mesh, m.plan, profile);
+  const e = estimatePlan(m.graph, m.mesh, m.plan, asMeasured(m, profile));
   return {
     file: m.source.file, line: m.source.line, model: m.modelName, device: family, mesh: formatMesh(m.mesh), plan: describePlan(m.plan),
     measured: m.stepTime, estimated: e.time.step, error: (e.time.step - m.stepTime) / m.stepTime, feasible: e.feasible,
