@@ -183,7 +183,9 @@ export async function searchDevices(opts: DeviceSearchOptions): Promise<DeviceSe
   const bestOf = results.filter((r) => r.best).sort((a, b) => cmp(a.best!, b.best!))[0] ?? results[0];
   const sum = (f: (r: DeviceSearchResult) => number | undefined) => results.reduce((t, r) => t + (f(r) ?? 0), 0);
   const k = Math.max(...results.map((r) => r.top.length));
-  const pareto = once(results.flatMap((r) => r.pareto).sort(cmp)).filter((e, i, es) => es.slice(0, i).every((f) => key(f)[1] > key(e)[1]));
+  // Each order's front reaches (1 + slack) × its own best; the whole space's, of the best of all.
+  const cap = bestOf.best ? key(bestOf.best)[0] * (1 + (opts.paretoSlack ?? 0.25)) : Infinity;
+  const pareto = once(results.flatMap((r) => r.pareto).filter((e) => key(e)[0] <= cap).sort(cmp)).filter((e, i, es) => es.slice(0, i).every((f) => key(f)[1] > key(e)[1]));
   const searched: SearchResult['searched'] = { ...bestOf.searched, plans: sum((r) => r.searched.plans), valid: sum((r) => r.searched.valid), feasible: sum((r) => r.searched.feasible), pruned: sum((r) => r.searched.pruned), seconds: sum((r) => r.searched.seconds), sequenceParallel: sum((r) => r.searched.sequenceParallel), hybrid: sum((r) => r.searched.hybrid) };
   delete searched.lowerBound;
   delete searched.gap;
