@@ -3,7 +3,7 @@ import type { Mesh } from '../mesh/mesh.js';
 import { innerSize } from '../mesh/mesh.js';
 import { paramCount } from '../model/graph.js';
 import { latencySteps, sentBytes, type CollectiveKind } from '../lower/collectives.js';
-import { microBatchOf, recomputes, strategyOps } from '../lower/instantiate.js';
+import { microBatchOf, recomputes, recordFlops, strategyOps } from '../lower/instantiate.js';
 import type { LayoutLowering } from '../lower/lower.js';
 import { planToJson, type Plan } from '../lower/plan.js';
 import type { Collective, LoweredOp, MemoryBreakdown, Program } from '../lower/program.js';
@@ -482,13 +482,8 @@ export function priceParts(program: Program, profile: HardwareProfile): { step: 
  */
 function flopsAsRun(program: Program, profile: HardwareProfile): Program['flops'] {
   if (profile.fullRecompute !== 'needed' || program.plan.recompute !== 'full') return { ...program.flops };
-  let perDevice = 0, global = 0;
-  for (const op of program.ops) {
-    if (!op.unneeded || op.klass !== 'matmul') continue;
-    perDevice += op.flops * op.count;
-    global += (op.flops * op.count * program.mesh.size) / op.duplication;
-  }
-  return { ...program.flops, perDevice: program.flops.perDevice - perDevice, matmulPerStep: program.flops.matmulPerStep - global };
+  const skipped = recordFlops(program.lowering, program.plan, (r) => r.phase === 'recompute' && r.unneeded === true && recomputes(r, program.plan.recompute));
+  return { ...program.flops, perDevice: program.flops.perDevice - skipped.perDevice, matmulPerStep: program.flops.matmulPerStep - skipped.matmulPerStep };
 }
 
 /** Price a lowered program on a hardware profile. */

@@ -251,35 +251,61 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   return { params: s.params, gradients: s.gradients, optimizer: s.optimizer, activations: busier ? actsLast : actsFirst, temporary, total: busier ? lastTotal : firstTotal };
 }
 
-/** The per-device program of one plan: the layout's records at the plan's microbatch size, with its strategy. */
+/**
+ * The records `pick` keeps, in program order, each with its executions per step: the forward, then
+ * block by block in reverse each layer block's recompute and its backward.
+ */
+function eachRecord(l: LayoutLowering, plan: Plan, pick: (r: OpRecord) => boolean, f: (r: OpRecord, count: number) => void): void {
+  const count = (r: OpRecord) => blockCount(l, r.layered, l.blocks.find((b) => b.name === r.block)!.repeat, plan.microbatches);
+  for (const r of l.forward) if (pick(r)) f(r, count(r));
+  for (const b of [...l.blocks].reverse()) {
+    for (const r of l.recompute) if (r.block === b.name && pick(r)) f(r, count(r));
+    for (const r of l.backward) if (r.block === b.name && pick(r)) f(r, count(r));
+  }
+}
+
+/** The records a plan runs: every forward and backward record, and the recompute its mode runs. */
+export const runsIn = (plan: Plan) => (r: OpRecord): boolean => r.phase !== 'recompute' || recomputes(r, plan.recompute);
+
+/**
+ * Matmul FLOPs of the records `pick` keeps (the strategy's ops are elementwise): per device, over
+ * the mesh, and over the mesh less recompute (the model's).
+ */
+export function recordFlops(l: LayoutLowering, plan: Plan, pick: (r: OpRecord) => boolean): Program['flops'] {
+  const mb = microBatchOf(l, plan);
+  let modelPerStep = 0, matmulPerStep = 0, perDevice = 0;
+  eachRecord(l, plan, pick, (r, count) => {
+    if (r.klass !== 'matmul') return;
+    const dev = linAt(r.flops, mb) * count;
+    perDevice += dev;
+    const global = (dev * l.mesh.size) / r.duplication;
+    matmulPerStep += global;
+    if (r.model) modelPerStep += global;
+  });
+  return { modelPerStep, matmulPerStep, perDevice };
+}
+
+/**
+ * The per-device program of one plan: the layout's records at the plan's microbatch size, with its
+ * strategy. Its ops are built when first read (the runtime reads them; pricing reads the records).
+ */
 export function instantiate(l: LayoutLowering, plan: Plan): Program {
   const { graph, mesh, layout: c } = l;
-  const M = plan.microbatches;
   const mb = microBatchOf(l, plan);
-  const ops: LoweredOp[] = [];
-  const count = (r: OpRecord) => blockCount(l, r.layered, l.blocks.find((b) => b.name === r.block)!.repeat, M);
-  for (const r of l.forward) ops.push(opAt(l, r, mb, count(r)));
-  // The backward runs block by block in reverse, each layer block's recompute first.
-  for (const b of [...l.blocks].reverse()) {
-    for (const r of l.recompute) if (r.block === b.name && recomputes(r, plan.recompute)) ops.push(opAt(l, r, mb, count(r)));
-    for (const r of l.backward) if (r.block === b.name) ops.push(opAt(l, r, mb, count(r)));
-  }
-  ops.push(...strategyOps(l, plan));
+  const runs = runsIn(plan);
+  let ops: LoweredOp[] | undefined;
+  const build = (): LoweredOp[] => {
+    const out: LoweredOp[] = [];
+    eachRecord(l, plan, runs, (r, count) => out.push(opAt(l, r, mb, count)));
+    out.push(...strategyOps(l, plan));
+    return out;
+  };
   let localParams = 0;
   for (const w of l.weights) localParams += w.elems * w.perStage;
-  let modelPerStep = 0, matmulPerStep = 0, perDevice = 0;
-  for (const op of ops) {
-    if (op.klass !== 'matmul') continue;
-    const dev = op.flops * op.count;
-    perDevice += dev;
-    const global = (dev * mesh.size) / op.duplication;
-    matmulPerStep += global;
-    if (op.model) modelPerStep += global;
-  }
   const savedBytes: Program['savedBytes'] = {};
   for (const b of l.blocks) (savedBytes as Record<string, number>)[b.name] = linAt(b.saved[b.layered ? plan.recompute : 'none'], mb);
   return {
-    graph, mesh, plan, layout: c, lowering: l, ops, microBatch: mb, stages: c.split.layers, dataParallel: c.split.batch,
-    localParams, savedBytes, memory: planMemory(l, plan), flops: { modelPerStep, matmulPerStep, perDevice },
+    graph, mesh, plan, layout: c, lowering: l, get ops() { return (ops ??= build()); }, microBatch: mb, stages: c.split.layers, dataParallel: c.split.batch,
+    localParams, savedBytes, memory: planMemory(l, plan), flops: recordFlops(l, plan, runs),
   };
 }
