@@ -31,7 +31,7 @@ export const reportCommand: CommandModule<object, Args> = {
       .option('top', { type: 'string', default: '10', describe: 'plans in the table and the bar chart' })
       .option('workers', { type: 'string', describe: 'search worker threads' })
       .option('out', { type: 'string', demandOption: true, describe: 'the HTML file to write' })
-      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express' }),
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express, priced as it runs them' }),
   handler: async (args) => {
     if ((args.from === undefined) === (args.mesh === undefined)) {
       throw new InputError('report needs either --from result.json or --mesh with --model');

@@ -172,7 +172,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('out', { type: 'string', describe: 'write the best plan to this file (estimate/run/train/export --plan read it)' })
       .option('explain', { type: 'boolean', describe: 'show where the best plan beats the runner-up, term by term' })
       .option('report', { type: 'string', describe: 'also write a self-contained HTML report of the search to this file' })
-      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express (mesh-search README: what each engine can express)' })
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'search only the plans this training engine can express, priced as it runs them (mesh-search README: what each engine can express)' })
       .option('export', { type: 'string', choices: ENGINES as unknown as string[], describe: "print the best plan as this engine's configuration (implies --engine of the same name unless given)" }),
   handler: async (args) => {
     if (args.mesh !== undefined && args.devices !== undefined) throw new InputError('give --mesh or --devices, not both');
