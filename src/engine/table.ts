@@ -17,6 +17,7 @@ const ROWS: [string, (c: Capabilities) => string][] = [
   ['device order, outer to inner', (c) => (c.deviceOrder ? c.deviceOrder.join(' > ') : 'as the layout names')],
   ['ZeRO with context parallelism', (c) => yes(c.zeroWithContext)],
   ['hybrid sharding (--zero-axes, ZeRO-3)', (c) => yes(c.hybridZero)],
+  ['full recompute reruns', (c) => (c.fullRecompute === 'needed' ? 'what the backward reads (XLA)' : 'the whole layer')],
   ['gradient sync hidden behind the backward', (c) => (c.reduceAfterBackward.length === 0 ? 'yes' : `not at ZeRO ${c.reduceAfterBackward.join(', ')}`)],
   ['grouped-query attention', (c) => yes(c.gqa)],
   ['feed-forward', (c) => c.activations.join(', ')],
