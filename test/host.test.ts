@@ -5,6 +5,9 @@ import { collectiveTime, opTime, price, priceParts } from '../src/cost/price.js'
 import { getDevice } from '../src/cost/presets.js';
 import { lower } from '../src/lower/lower.js';
 import { makePlan } from '../src/lower/plan.js';
+import { microBatchOf, strategyOps } from '../src/lower/instantiate.js';
+import { linAt, type OpRecord } from '../src/lower/records.js';
+import type { HardwareProfile } from '../src/cost/profile.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
@@ -96,12 +99,59 @@ describe('the host profile', () => {
     const shared = { ...alone, concurrentDevices: 2 };
     const graph = buildGraph(getPreset('small'));
     const mesh = parseMesh('2x2');
-    for (const [layout, zero] of [['batch:rows+cols', 2], ['batch:rows;heads:cols;d_ff:cols', 1], ['d_model:rows;heads:cols;d_ff:cols', 0], ['batch:rows;layers:cols', 0]] as const) {
+    // A pipeline whose stage axis is outer to the threads' blocks of devices (each thread runs one stage); an inner one is below.
+    for (const [layout, zero] of [['batch:rows+cols', 2], ['batch:rows;heads:cols;d_ff:cols', 1], ['d_model:rows;heads:cols;d_ff:cols', 0], ['batch:cols;layers:rows', 0]] as const) {
       const program = lower(graph, mesh, makePlan(layout, { zero, microbatches: layout.includes('layers') ? 4 : 1 }));
       expect(price(program, shared).time.step / price(program, alone).time.step).toBeCloseTo(2, 9);
       const a = priceParts(program, alone), b = priceParts(program, shared);
       for (const k of Object.keys(a.classTime)) expect(b.classTime[k]).toBeCloseTo(a.classTime[k], 12);
       expect(b.commTime).toEqual(a.commTime);
     }
+  });
+
+  describe('a pipeline on shared cores, against closed forms', () => {
+    // A hand profile where every kernel takes exactly one second and nothing else takes any time
+    // (rates at their validation limits: the rest is a billionth of it), on 2 cores.
+    const lambda = 1;
+    const base = getDevice('tpu-v2');
+    const kernelOnly: HardwareProfile = {
+      ...base, name: 'kernels only', peakFlops: { bfloat16: 1e18, float16: 1e18, float32: 1e18 }, memoryBandwidth: 1e16, vectorFlops: undefined,
+      levels: [{ name: 'free', devices: 1 << 20, link: { bandwidth: 1e18, latency: 0 } }], axisLinks: undefined,
+      efficiency: { matmul: 1, elementwise: 1, softmax: 1, reduction: 1 }, efficiencyHalfWork: undefined, gemmHalfSize: undefined,
+      launchOverhead: lambda, collectiveLatency: 0, overlap: 0, tensorParallelOverlap: 0, concurrentDevices: 2,
+    };
+    const graph = buildGraph(getPreset('small'));
+    const mesh = parseMesh('rows:2;cols:2;z:2');
+    const M = 2;
+    // The same work per device (batch, heads and layers each split in 2), with the stage axis inner
+    // (z: each thread's block of 4 devices, rows fixed, holds 2 devices of each stage) or outer (rows:
+    // the first thread holds stage 0's 4 devices, the second stage 1's).
+    const inner = lower(graph, mesh, makePlan('batch:rows;heads:cols;layers:z', { microbatches: M }));
+    const outer = lower(graph, mesh, makePlan('layers:rows;heads:cols;batch:z', { microbatches: M }));
+    // Kernels a device of the slower stage launches per microbatch (an op with no work launches none), and per step in the optimizer.
+    const launches = (r: { kernel: boolean; flops: number; bytes: number }) => (r.kernel && (r.flops > 0 || r.bytes > 0) ? 1 : 0);
+    const perMicrobatch = (program: typeof inner) => {
+      const l = program.lowering, mb = microBatchOf(l, program.plan);
+      const by = { all: 0, first: 0, last: 0 };
+      for (const r of [...l.forward, ...l.backward] as OpRecord[]) by[r.stage] += launches({ kernel: r.kernel, flops: linAt(r.flops, mb), bytes: linAt(r.bytes, mb) }) * r.perStage;
+      return by.all + Math.max(by.first, by.last);
+    };
+    const optimizer = (program: typeof inner) => strategyOps(program.lowering, program.plan).filter((o) => o.kind !== 'send').reduce((n, o) => n + launches(o) * o.count, 0);
+    const T = perMicrobatch(inner), O = optimizer(inner);
+    const near = (x: number, y: number) => expect(Math.abs(x / y - 1)).toBeLessThan(1e-6);
+
+    it('the two layouts have the same work per device', () => {
+      expect(perMicrobatch(outer)).toBe(T);
+      expect(optimizer(outer)).toBe(O);
+      expect(T).toBeGreaterThan(0);
+    });
+
+    it('1F1B: a thread of one stage runs M + p − 1 microbatches of its 4 devices; a thread of both stages, the larger of its own M microbatches of 4 and the pipeline\'s M + p − 1 of 2', () => {
+      near(price(outer, kernelOnly).time.step, (M + 1) * 4 * T * lambda + 4 * O * lambda);
+      near(price(inner, kernelOnly).time.step, Math.max(M * 4, (M + 1) * 2) * T * lambda + 4 * O * lambda);
+      // On cores of their own: M + p − 1 microbatches of one device, either way.
+      const alone = { ...kernelOnly, concurrentDevices: undefined };
+      for (const program of [inner, outer]) near(price(program, alone).time.step, (M + 1) * T * lambda + O * lambda);
+    });
   });
 });

@@ -8,7 +8,9 @@ import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
 import { sequenceParallelProblem } from '../src/lower/lower.js';
 import { layoutFloor, matmulBound, stateFloor } from '../src/search/bounds.js';
 import { getDevice } from '../src/cost/presets.js';
+import { pipelineFactor } from '../src/cost/price.js';
 import { parseMesh } from '../src/mesh/mesh.js';
+import { makePlan } from '../src/lower/plan.js';
 import { getPreset } from '../src/model/presets.js';
 import { makeRemaining } from '../src/search/remaining.js';
 import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
@@ -55,7 +57,7 @@ describe('the plan space and its bounds', () => {
         for (const sp of sequenceParallelProblem(graph, mesh, layout) === null ? [false, true] : [false]) {
         const s = stepBound(space, pricer, layout, masks, split, sp);
         const m = memoryBound(space, pricer, layout, masks, split, sp);
-        const f = flopsBound(space, matmul, split);
+        const f = flopsBound(space, profile, matmul, split);
         // The floor of this variant priced on the layout's own axes, with the least bubble share.
         const vf = rem.floor(state).variants[sp ? 1 : 0];
         const lf = vf ? layoutFloor(profile, mesh, vf, split[LAYERS], masks) : 0;
@@ -72,7 +74,7 @@ describe('the plan space and its bounds', () => {
           prev = { zero: st.zero, recompute: st.recompute, compute: c.compute };
           expect(c.step).toBeGreaterThanOrEqual(s);
           expect(c.step).toBeGreaterThanOrEqual(floor);
-          expect(c.step).toBeGreaterThanOrEqual(lf * (1 + (split[LAYERS] - 1) / st.microbatches) * (1 - 1e-9));
+          expect(c.step).toBeGreaterThanOrEqual(lf * pipelineFactor(profile, mesh, split[LAYERS], st.microbatches, masks[LAYERS]) * (1 - 1e-9));
           if (lf > floor * 1.01) layoutTighter++;
           expect(c.memory).toBeGreaterThanOrEqual(m);
           checked++;
@@ -119,6 +121,20 @@ describe('the plan space and its bounds', () => {
       expect(stepped).toEqual(all);
       expect(covered).toBe(space.ranks);
     }), { numRuns: 40, seed: 17 });
+  });
+
+  it('where devices share cores, axes are interchangeable only on one side of the threads\' blocks: a pipeline prices by the stages each thread holds', () => {
+    // 8 devices on 2 cores: each thread runs a block of 4 (rows fixed), so cols and z lie within a block, rows across them.
+    const graph = buildGraph(getPreset('small'));
+    const mesh = parseMesh('rows:2;cols:2;z:2');
+    const shared = { ...getDevice('tpu-v2'), concurrentDevices: 2 };
+    expect(makeSpace(graph, mesh, getDevice('tpu-v2')).twin).toEqual([-1, 0, 1]);
+    expect(makeSpace(graph, mesh, shared).twin).toEqual([-1, -1, 1]);
+    const pricer = makePricer(graph, mesh, shared);
+    const step = (layout: string) => pricer(makePlan(layout, { microbatches: 2 })).step;
+    // Stages over rows: a thread holds one stage; over z or cols: both stages, on every thread.
+    expect(step('layers:rows;batch:z')).not.toBe(step('layers:z;batch:rows'));
+    expect(step('layers:cols;batch:rows')).toBe(step('layers:z;batch:rows'));
   });
 
   it('interchangeable axes (equal size, equal link) give equal costs to mirror-image plans', () => {

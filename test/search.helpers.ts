@@ -57,7 +57,7 @@ export function tinyMesh(maxAxes = 3): fc.Arbitrary<Mesh> {
 /**
  * A hardware profile whose memory makes some plans fit and others not, with links that make
  * axes interchangeable (one level) or not (small nodes, a torus whose dimensions axes of one size
- * span differently, or an axis override).
+ * span differently, or an axis override), some on a few shared cores.
  */
 export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
   return fc.record({
@@ -67,7 +67,9 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
     torus: fc.constantFrom(0, 0, 2, 3),
     override: fc.boolean(),
     needed: fc.boolean(),
-  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed }) => {
+    // Devices beyond this many share cores (the host profile's simulated mesh); 0: each has its own.
+    cores: fc.constantFrom(0, 0, 0, 2, 3),
+  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed, cores }) => {
     const p = getDevice(base);
     return {
       ...p,
@@ -76,6 +78,7 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
       axisLinks: override ? { a1: { bandwidth: 1e9, latency: 1e-5 } } : undefined,
       // Full recompute as a compiler that drops dead code runs it, or the whole layer again.
       fullRecompute: needed ? 'needed' : 'layer',
+      ...(cores ? { concurrentDevices: cores } : {}),
     };
   });
 }

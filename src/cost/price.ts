@@ -197,7 +197,108 @@ function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: numb
  * measures them.
  */
 export function coreShare(profile: HardwareProfile, mesh: Mesh): number {
-  return profile.concurrentDevices && mesh.size > profile.concurrentDevices ? mesh.size / profile.concurrentDevices : 1;
+  return mesh.size / threadsOf(profile, mesh);
+}
+
+/** How a pipeline's stages sit on the threads that run a mesh whose devices share cores (threadStages). */
+export interface ThreadStages {
+  /** Devices per thread: mesh size / threads (coreShare; 1 when every device has a core of its own). */
+  readonly perThread: number;
+  /** The most devices of one stage that one thread holds. */
+  readonly busiest: number;
+}
+
+/** Threads that run a mesh: one per core, at most one per device (src/runtime/threads.ts defaultThreads). */
+function threadsOf(profile: HardwareProfile, mesh: Mesh): number {
+  return Math.min(profile.concurrentDevices ?? mesh.size, mesh.size);
+}
+
+const stageCache = new WeakMap<Mesh, Map<number, ThreadStages>>();
+
+/**
+ * Which pipeline stages each thread's devices belong to, where devices share cores: thread j runs
+ * the contiguous block of device indices d with floor(d · threads / size) = j, devices numbered
+ * row-major over the mesh axes (src/runtime/threads.ts ThreadedMesh.start, its owner rule;
+ * mesh.ts deviceCoords), and a device's stage is its index over the axes that split `layers`. A
+ * stage axis outer to the blocks gives each thread devices of one stage; an inner one, of several.
+ */
+export function threadStages(profile: HardwareProfile, mesh: Mesh, layersMask: number): ThreadStages {
+  const size = mesh.size;
+  const k = threadsOf(profile, mesh);
+  // A device per thread, or no stages: a thread's devices are all of one stage.
+  if (k >= size) return { perThread: 1, busiest: 1 };
+  if (layersMask === 0) return { perThread: size / k, busiest: size / k };
+  let byMesh = stageCache.get(mesh);
+  if (!byMesh) stageCache.set(mesh, (byMesh = new Map()));
+  let r = byMesh.get(layersMask);
+  if (!r) {
+    const p = maskSize(mesh, layersMask);
+    // Per axis: its stride in the device index (row-major) and in the stage index.
+    const A = mesh.axes.length;
+    const inner = new Array<number>(A), stageStride = new Array<number>(A).fill(0);
+    for (let i = A - 1, m = 1, st = 1; i >= 0; i--) {
+      inner[i] = m;
+      m *= mesh.axes[i].size;
+      if (layersMask & (1 << i)) { stageStride[i] = st; st *= mesh.axes[i].size; }
+    }
+    const counts = new Int32Array(k * p);
+    for (let d = 0; d < size; d++) {
+      let stage = 0;
+      for (let i = 0; i < A; i++) if (stageStride[i]) stage += (Math.floor(d / inner[i]) % mesh.axes[i].size) * stageStride[i];
+      counts[Math.floor((d * k) / size) * p + stage]++;
+    }
+    let busiest = 0;
+    for (let i = 0; i < counts.length; i++) busiest = Math.max(busiest, counts[i]);
+    byMesh.set(layersMask, (r = { perThread: size / k, busiest }));
+  }
+  return r;
+}
+
+/**
+ * Whether swapping mesh axes i and j maps every thread's block of devices onto a block (so the
+ * stages each thread holds, threadStages, stay the same): both axes lie within one block (their
+ * span divides the block's devices) or both run across blocks (their stride is a multiple of it).
+ * Always, where every device has a core of its own.
+ */
+export function sameThreadBlocks(profile: HardwareProfile, mesh: Mesh, i: number, j: number): boolean {
+  const k = threadsOf(profile, mesh);
+  if (k >= mesh.size) return true;
+  if (mesh.size % k !== 0) return false;
+  const n = mesh.size / k;
+  const within = (a: number) => n % (innerSize(mesh, a) * mesh.axes[a].size) === 0;
+  const across = (a: number) => innerSize(mesh, a) % n === 0;
+  return (within(i) && within(j)) || (across(i) && across(j));
+}
+
+/**
+ * The pipeline's bubble in microbatch times of the slowest stage (each coreShare times a device's
+ * own). 1F1B (Narayanan et al. 2021, Sec. 2.2): (p − 1)/V. Where a thread holds devices of several
+ * stages it runs one stage's devices while another's wait, so the step is the larger of the
+ * thread's own work, M microbatches of all its devices, and the pipeline's, M + (p − 1)/V
+ * microbatches of the most devices of one stage on one thread (threadStages).
+ */
+export function bubbleShare(profile: HardwareProfile, mesh: Mesh, layersMask: number, M: number, V: number): number {
+  const p = maskSize(mesh, layersMask);
+  if (p <= 1) return 0;
+  const t = threadStages(profile, mesh, layersMask);
+  // A thread of one stage's devices (each device on a core of its own, or stage axes outer to the blocks): as ever.
+  if (t.busiest === t.perThread) return (p - 1) / V;
+  return Math.max(0, ((M + (p - 1) / V) * t.busiest) / t.perThread - M);
+}
+
+/**
+ * The least of step / (M microbatch times of the slowest stage) over plans of p stages and at most
+ * mMax microbatches (the search's bounds): 1 + bubbleShare / M, least at the most microbatches. With
+ * the layers axes' mask, that layout's; without, the least over layouts: a thread holds at least
+ * ⌊size / threads⌋ devices, of at most p stages, so one stage has at least ⌈⌊size / threads⌋ / p⌉ of them.
+ */
+export function pipelineFactor(profile: HardwareProfile, mesh: Mesh, p: number, mMax: number, layersMask?: number): number {
+  if (p <= 1) return 1;
+  const k = threadsOf(profile, mesh);
+  const t = layersMask !== undefined ? threadStages(profile, mesh, layersMask)
+    : k >= mesh.size ? { perThread: 1, busiest: 1 } : { perThread: mesh.size / k, busiest: Math.max(1, Math.ceil(Math.floor(mesh.size / k) / p)) };
+  if (t.busiest === t.perThread) return 1 + (p - 1) / mMax;
+  return Math.max(1, ((1 + (p - 1) / mMax) * t.busiest) / t.perThread);
 }
 
 /** Sums of some of a layout's records at one microbatch count (a Walk is the sum of two). */
@@ -453,7 +554,7 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
   const send = sendTime(l, plan, profile);
   const computeMb = slowFwd + slowBwd;
   const mbTime = computeMb + slowBlocking + (p > 1 ? send.perMicrobatch : 0);
-  const bubble = p > 1 ? ((p - 1) / V) * mbTime : 0;
+  const bubble = p > 1 ? bubbleShare(profile, l.mesh, l.layout.mask.layers, M, V) * mbTime : 0;
   const gatherMb = hide(s.gatherPerMicrobatch / 2, slowFwd) + hide(s.gatherPerMicrobatch / 2, slowBwd);
   const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slowBwd) + gatherMb + s.unhiddenPerMicrobatch;
   const exposed = M * exposedMb + hide(s.gradientPerStep, slowBwd) + hide(s.gatherPerStep, slowFwd) + s.unhiddenPerStep;

@@ -1,3 +1,4 @@
+import { pipelineFactor } from '../cost/price.js';
 import { stateBytes } from '../lower/lower.js';
 import { RECOMPUTE } from '../lower/plan.js';
 import { DIM_NAMES, type Graph } from '../model/graph.js';
@@ -211,13 +212,14 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     // ZeRO (only where batch has an axis) shards over the batch and length axes at most (lower.ts zeroMask).
     return (n * perParam) / (b ? split[BATCH] * split[LENGTH] : 1);
   };
-  // Compute C at one microbatch bounds a step with its bubble: (M + p − 1) stage times of a
-  // microbatch each at least C / M (src/search/task.ts stepBound), least at the most microbatches.
+  // Compute C at one microbatch bounds a step with its bubble: M microbatch times each at least
+  // C / M (src/search/task.ts stepBound), times the least pipeline factor of any layout of the
+  // splits (price.ts pipelineFactor: with 1F1B on cores of their own, 1 + (p − 1)/M), least at the most microbatches.
   const withBubble = (split: readonly number[], compute: number): number => {
     const perReplica = space.dimSizes[BATCH] / split[BATCH];
     let mMax = 1;
     while (perReplica % (mMax * 2) === 0) mMax *= 2;
-    return compute * (1 + (split[LAYERS] - 1) / mMax) * SLACK_ROUNDING;
+    return compute * pipelineFactor(profile, space.mesh, split[LAYERS], mMax) * SLACK_ROUNDING;
   };
   const flops = (split: readonly number[]): number => withBubble(split, matmul(split));
   const floorOf = stateFloor(graph, space.mesh, profile);

@@ -2,7 +2,7 @@ import { InputError } from '../errors.js';
 import { popcount, splittableDims, tensorDimSets, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
-import { axisLevel, axisLink, torusOf } from '../cost/price.js';
+import { axisLevel, axisLink, sameThreadBlocks, torusOf } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { RECOMPUTE, type Plan, type Recompute, type ZeroStage } from '../lower/plan.js';
 
@@ -58,10 +58,13 @@ export function conflicts(graph: Graph): number[] {
 /**
  * Axes i and j are interchangeable when swapping them leaves every cost equal: same size, same
  * link, same level, and no axis of another level between them (a collective over several levels
- * runs level by level in mesh order, so a swap across another level's axis would reorder it).
+ * runs level by level in mesh order, so a swap across another level's axis would reorder it),
+ * and, where devices share cores, the same side of the threads' blocks (a pipeline's stages on a
+ * thread depend on where its axes lie: price.ts threadStages).
  */
 export function interchangeable(mesh: Mesh, profile: HardwareProfile, i: number, j: number): boolean {
   if (mesh.axes[i].size !== mesh.axes[j].size) return false;
+  if (!sameThreadBlocks(profile, mesh, i, j)) return false;
   const a = axisLink(profile, mesh, i);
   const b = axisLink(profile, mesh, j);
   if (a.bandwidth !== b.bandwidth || a.latency !== b.latency) return false;

@@ -1,4 +1,6 @@
+import { pipelineFactor } from '../cost/price.js';
 import { makePricer, type Pricer } from '../cost/pricer.js';
+import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
@@ -79,26 +81,28 @@ export function runTask(task: Task): TaskResult {
 /**
  * Lower bounds of a layout, sound by the lowering's structure (test/search.bounds.test.ts checks
  * them on random plans). Compute time is least at ZeRO ≥ 1 (Adam on a shard), no recompute and
- * one microbatch (more microbatches re-read the weights and launch more kernels). The bubble,
- * (stages − 1) microbatch times of the slowest stage, is least at the smallest microbatch (the
- * most microbatches) and no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
+ * one microbatch (more microbatches re-read the weights and launch more kernels). The bubble
+ * (price.ts bubbleShare: microbatch times of the slowest stage, a share that never grows with
+ * microbatches, of a microbatch time that shrinks with them) is least at one end of the
+ * microbatch counts, with no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
   const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel, virtualStages: 1 });
   return (c.compute + bubbleBound(space, pricer, layout, masks, split, sequenceParallel)) * SLACK_ROUNDING;
 }
 
-/** The least pipeline bubble of any plan of the layout (see stepBound); 0 without stages. */
+/** The least pipeline bubble of any plan of the layout (see stepBound): the lesser of its ends; 0 without stages. */
 export function bubbleBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
   if (split[LAYERS] === 1) return 0;
   const ms = microbatchCounts(space, split);
-  return pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: ms[ms.length - 1], sequenceParallel, virtualStages: 1 }).bubble;
+  const at = (microbatches: number) => pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches, sequenceParallel, virtualStages: 1 }).bubble;
+  return ms.length === 1 ? at(1) : Math.min(at(1), at(ms[ms.length - 1]));
 }
 
-/** The matmul-FLOPs bound of a layout, with the least bubble share (see stepBound). */
-export function flopsBound(space: PlanSpace, matmul: Prepared['matmul'], split: readonly number[]): number {
+/** The matmul-FLOPs bound of a layout's splits, with the least pipeline factor of any layout of them (price.ts pipelineFactor). */
+export function flopsBound(space: PlanSpace, profile: HardwareProfile, matmul: Prepared['matmul'], split: readonly number[]): number {
   const ms = microbatchCounts(space, split);
-  return matmul(split) * (1 + (split[LAYERS] - 1) / ms[ms.length - 1]) * SLACK_ROUNDING;
+  return matmul(split) * pipelineFactor(profile, space.mesh, split[LAYERS], ms[ms.length - 1]) * SLACK_ROUNDING;
 }
 
 /**
@@ -217,7 +221,8 @@ function explore(p: Prepared, task: Task): ExploreResult {
     const all = strategies(space, split, masks);
     const floor = rem.floor(state);
     const ms = microbatchCounts(space, split);
-    const share = 1 + (split[LAYERS] - 1) / ms[ms.length - 1];
+    // The layout's least step / (compute + blocking) over its microbatch counts (price.ts pipelineFactor).
+    const share = pipelineFactor(ctx.profile, space.mesh, split[LAYERS], ms[ms.length - 1], masks[LAYERS]);
     // Each strategy without sequence parallelism, then (where the layout takes it) with it.
     const variant = (sp: boolean) => {
       // Its splits' floor with its own axes' collectives, before any lowering of the layout (memory: the state's law).
