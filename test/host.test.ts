@@ -153,5 +153,21 @@ describe('the host profile', () => {
       const alone = { ...kernelOnly, concurrentDevices: undefined };
       for (const program of [inner, outer]) near(price(program, alone).time.step, (M + 1) * T * lambda + O * lambda);
     });
+
+    it('one microbatch at a time (the runtime): each microbatch runs stage after stage, each stage on its threads at once', () => {
+      const sequential: HardwareProfile = { ...kernelOnly, pipelineSchedule: 'sequential' };
+      // Inner: each thread runs its 2 devices of stage 0, then its 2 of stage 1, on its own: 4 per microbatch.
+      near(price(inner, sequential).time.step, M * (2 + 2) * T * lambda + 4 * O * lambda);
+      // Outer: the first thread's 4 devices of stage 0, then the second's 4 of stage 1, the other idle: 8.
+      near(price(outer, sequential).time.step, M * (4 + 4) * T * lambda + 4 * O * lambda);
+      // On cores of their own: p stages one after another, per microbatch.
+      const alone = { ...sequential, concurrentDevices: undefined };
+      for (const program of [inner, outer]) near(price(program, alone).time.step, M * 2 * T * lambda + O * lambda);
+    });
+
+    it('the host profile runs its pipelines one microbatch at a time, as the runtime does', () => {
+      expect(loadHostProfile().pipelineSchedule).toBe('sequential');
+      expect(loadHostProfile().sources.pipelineSchedule).toMatch(/src\/runtime\/executor\.ts/);
+    });
   });
 });

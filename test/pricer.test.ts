@@ -16,8 +16,9 @@ const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(Math.
 describe('the fast pricer', () => {
   it('gives the numbers price(lower(...)) gives, for random models, meshes, layouts and strategies', () => {
     const meshes = ['2x2', '2x2x2', '4x2', '8'].map(parseMesh);
-    // And devices that share 2 cores (the host profile's simulated mesh: price.ts coreShare, threadStages).
-    const devices = [...['tpu-v2', 'a100-80g', 'h100-sxm'].map(getDevice), { ...getDevice('tpu-v2'), name: 'tpu-v2 on 2 cores', concurrentDevices: 2 }];
+    // And devices that share 2 cores (the host profile's simulated mesh: price.ts coreShare, threadStages), 1F1B or one microbatch at a time.
+    const onTwo = { ...getDevice('tpu-v2'), name: 'tpu-v2 on 2 cores', concurrentDevices: 2 };
+    const devices = [...['tpu-v2', 'a100-80g', 'h100-sxm'].map(getDevice), onTwo, { ...onTwo, pipelineSchedule: 'sequential' as const }];
     const arb = fc.tuple(smallSpec(), fc.constantFrom(...meshes), fc.constantFrom(...devices)).chain(([spec, mesh, dev]) => {
       const g = buildGraph(spec);
       return fc.tuple(fc.constant(g), fc.constant(mesh), fc.constant(dev), validLayout(g, mesh),

@@ -69,7 +69,9 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
     needed: fc.boolean(),
     // Devices beyond this many share cores (the host profile's simulated mesh); 0: each has its own.
     cores: fc.constantFrom(0, 0, 0, 2, 3),
-  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed, cores }) => {
+    // A pipeline as 1F1B, or one microbatch at a time through every stage (the runtime's schedule).
+    sequential: fc.boolean(),
+  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed, cores, sequential }) => {
     const p = getDevice(base);
     return {
       ...p,
@@ -79,6 +81,7 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
       // Full recompute as a compiler that drops dead code runs it, or the whole layer again.
       fullRecompute: needed ? 'needed' : 'layer',
       ...(cores ? { concurrentDevices: cores } : {}),
+      ...(sequential ? { pipelineSchedule: 'sequential' as const } : {}),
     };
   });
 }

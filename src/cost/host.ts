@@ -70,6 +70,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     overlap: 0,
     launchOverhead: m.kernelOverheadSeconds,
     concurrentDevices: m.cores,
+    pipelineSchedule: 'sequential' as const,
     sources: {
       peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes, as plain 2-D GEMMs`,
       'efficiency.matmul': einsum
@@ -82,6 +83,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       concurrentDevices: `${at}: os.availableParallelism()`,
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
+      pipelineSchedule: 'src/runtime/executor.ts step: each microbatch runs its forward through every stage and its backward back before the next microbatch starts, on every thread',
       'levels.shared memory.reduction': 'src/runtime/executor.ts: every device posts its whole buffer, reads each peer\'s and reduces all of them itself (no ring)',
       'efficiency.softmax, efficiency.reduction': m.ops
         ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, ${m.ops.runs === 1 ? 'one run' : `median of ${m.ops.runs} runs`}: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`

@@ -206,6 +206,8 @@ export interface ThreadStages {
   readonly perThread: number;
   /** The most devices of one stage that one thread holds. */
   readonly busiest: number;
+  /** Σ over the stages of the most devices of that stage that one thread holds. */
+  readonly serial: number;
 }
 
 /** Threads that run a mesh: one per core, at most one per device (src/runtime/threads.ts defaultThreads). */
@@ -226,8 +228,8 @@ export function threadStages(profile: HardwareProfile, mesh: Mesh, layersMask: n
   const size = mesh.size;
   const k = threadsOf(profile, mesh);
   // A device per thread, or no stages: a thread's devices are all of one stage.
-  if (k >= size) return { perThread: 1, busiest: 1 };
-  if (layersMask === 0) return { perThread: size / k, busiest: size / k };
+  if (k >= size) return { perThread: 1, busiest: 1, serial: maskSize(mesh, layersMask) };
+  if (layersMask === 0) return { perThread: size / k, busiest: size / k, serial: size / k };
   let byMesh = stageCache.get(mesh);
   if (!byMesh) stageCache.set(mesh, (byMesh = new Map()));
   let r = byMesh.get(layersMask);
@@ -247,9 +249,14 @@ export function threadStages(profile: HardwareProfile, mesh: Mesh, layersMask: n
       for (let i = 0; i < A; i++) if (stageStride[i]) stage += (Math.floor(d / inner[i]) % mesh.axes[i].size) * stageStride[i];
       counts[Math.floor((d * k) / size) * p + stage]++;
     }
-    let busiest = 0;
-    for (let i = 0; i < counts.length; i++) busiest = Math.max(busiest, counts[i]);
-    byMesh.set(layersMask, (r = { perThread: size / k, busiest }));
+    let busiest = 0, serial = 0;
+    for (let st = 0; st < p; st++) {
+      let most = 0;
+      for (let j = 0; j < k; j++) most = Math.max(most, counts[j * p + st]);
+      busiest = Math.max(busiest, most);
+      serial += most;
+    }
+    byMesh.set(layersMask, (r = { perThread: size / k, busiest, serial }));
   }
   return r;
 }
@@ -276,11 +283,17 @@ export function sameThreadBlocks(profile: HardwareProfile, mesh: Mesh, i: number
  * stages it runs one stage's devices while another's wait, so the step is the larger of the
  * thread's own work, M microbatches of all its devices, and the pipeline's, M + (p − 1)/V
  * microbatches of the most devices of one stage on one thread (threadStages).
+ *
+ * profile.pipelineSchedule 'sequential': one microbatch at a time, its forward through every stage
+ * and its backward back before the next starts (src/runtime/executor.ts step, on every thread), so
+ * a microbatch takes, stage after stage, the most devices of that stage on one thread: M ·
+ * (serial / perThread − 1) besides the M microbatches of the device's own (on cores of their own, M(p − 1)).
  */
 export function bubbleShare(profile: HardwareProfile, mesh: Mesh, layersMask: number, M: number, V: number): number {
   const p = maskSize(mesh, layersMask);
   if (p <= 1) return 0;
   const t = threadStages(profile, mesh, layersMask);
+  if (profile.pipelineSchedule === 'sequential') return M * (t.serial / t.perThread - 1);
   // A thread of one stage's devices (each device on a core of its own, or stage axes outer to the blocks): as ever.
   if (t.busiest === t.perThread) return (p - 1) / V;
   return Math.max(0, ((M + (p - 1) / V) * t.busiest) / t.perThread - M);
@@ -288,15 +301,19 @@ export function bubbleShare(profile: HardwareProfile, mesh: Mesh, layersMask: nu
 
 /**
  * The least of step / (M microbatch times of the slowest stage) over plans of p stages and at most
- * mMax microbatches (the search's bounds): 1 + bubbleShare / M, least at the most microbatches. With
- * the layers axes' mask, that layout's; without, the least over layouts: a thread holds at least
- * ⌊size / threads⌋ devices, of at most p stages, so one stage has at least ⌈⌊size / threads⌋ / p⌉ of them.
+ * mMax microbatches (the search's bounds): 1 + bubbleShare / M, least at the most microbatches
+ * (sequential: the same at every count). With the layers axes' mask, that layout's; without, the
+ * least over layouts: a thread holds at least ⌊size / threads⌋ devices, of at most p stages, so one
+ * stage has at least ⌈⌊size / threads⌋ / p⌉ of them; a stage's size / p devices lie on the threads,
+ * at least ⌈size / (p · threads)⌉ on one; and one thread holds at least ⌈size / threads⌉ devices.
  */
 export function pipelineFactor(profile: HardwareProfile, mesh: Mesh, p: number, mMax: number, layersMask?: number): number {
   if (p <= 1) return 1;
-  const k = threadsOf(profile, mesh);
+  const size = mesh.size, k = threadsOf(profile, mesh);
   const t = layersMask !== undefined ? threadStages(profile, mesh, layersMask)
-    : k >= mesh.size ? { perThread: 1, busiest: 1 } : { perThread: mesh.size / k, busiest: Math.max(1, Math.ceil(Math.floor(mesh.size / k) / p)) };
+    : k >= size ? { perThread: 1, busiest: 1, serial: p }
+      : { perThread: size / k, busiest: Math.max(1, Math.ceil(Math.floor(size / k) / p)), serial: Math.max(Math.ceil(size / k), p * Math.ceil(size / (p * k))) };
+  if (profile.pipelineSchedule === 'sequential') return t.serial / t.perThread;
   if (t.busiest === t.perThread) return 1 + (p - 1) / mMax;
   return Math.max(1, ((1 + (p - 1) / mMax) * t.busiest) / t.perThread);
 }

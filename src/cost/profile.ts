@@ -91,6 +91,13 @@ export interface HardwareProfile {
   readonly fullRecompute?: 'layer' | 'needed';
   /** Optional: how many devices of the mesh compute at once (a host's cores); beyond it they share. */
   readonly concurrentDevices?: number;
+  /**
+   * Optional: how the engine runs a pipeline's microbatches. '1f1b' (absent): 1F1B, interleaved
+   * over virtual stages (Narayanan et al. 2021). 'sequential': one microbatch at a time, its
+   * forward through every stage and its backward back before the next starts (no two stages ever
+   * run at once), as the simulated mesh's runtime runs them (src/runtime/executor.ts step).
+   */
+  readonly pipelineSchedule?: '1f1b' | 'sequential';
   /** Where each number came from. */
   readonly sources: Readonly<Record<string, string>>;
   /** Set by calibration: what the profile was fitted from. */
@@ -170,6 +177,7 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   optional('tensorParallelOverlap', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   check(o.fullRecompute === undefined || o.fullRecompute === 'layer' || o.fullRecompute === 'needed', `${where}: "fullRecompute" must be "layer" or "needed", got ${JSON.stringify(o.fullRecompute)}`);
   optional('concurrentDevices', (v) => Number.isInteger(v) && v >= 1, 'a whole number >= 1');
+  check(o.pipelineSchedule === undefined || o.pipelineSchedule === '1f1b' || o.pipelineSchedule === 'sequential', `${where}: "pipelineSchedule" must be "1f1b" or "sequential", got ${JSON.stringify(o.pipelineSchedule)}`);
   const linkEff = (l: Record<string, unknown>, at: string) => {
     if (l.efficiency === undefined) return;
     check(typeof l.efficiency === 'object' && l.efficiency !== null && !Array.isArray(l.efficiency), `${where}: ${at}.efficiency must be an object by collective kind`);

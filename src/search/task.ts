@@ -82,9 +82,10 @@ export function runTask(task: Task): TaskResult {
  * Lower bounds of a layout, sound by the lowering's structure (test/search.bounds.test.ts checks
  * them on random plans). Compute time is least at ZeRO ≥ 1 (Adam on a shard), no recompute and
  * one microbatch (more microbatches re-read the weights and launch more kernels). The bubble
- * (price.ts bubbleShare: microbatch times of the slowest stage, a share that never grows with
- * microbatches, of a microbatch time that shrinks with them) is least at one end of the
- * microbatch counts, with no recompute, whatever the ZeRO stage: step ≥ that compute + that bubble.
+ * (price.ts bubbleShare: a share, times a microbatch of the slowest stage, that shrinks with
+ * microbatches, 1F1B; or M times a share, sequential, where M microbatch times only grow with M)
+ * is least at one end of the microbatch counts, with no recompute, whatever the ZeRO stage:
+ * step ≥ that compute + that bubble.
  */
 export function stepBound(space: PlanSpace, pricer: Pricer, layout: Layout, masks: readonly number[], split: readonly number[], sequenceParallel = false): number {
   const c = pricer({ layout, zero: masks[BATCH] ? 1 : 0, recompute: 'none', microbatches: 1, sequenceParallel, virtualStages: 1 });
