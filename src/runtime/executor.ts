@@ -7,7 +7,7 @@ import { adamUpdate, type AdamConfig } from './adam.js';
 import { initWeight } from './init.js';
 import { backward, forward, renameKind } from './ops.js';
 import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
-import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter } from './ring.js';
+import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter, type Wanted } from './ring.js';
 import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, swap01, type Local } from './shard.js';
 import type { Exchange } from './exchange.js';
 import type { TraceEvent } from './trace.js';
@@ -347,10 +347,12 @@ export class Executor {
         return withPayload(first, x);
       });
       for (const r of mreqs) if (r.kind !== first.kind || r.index !== first.index) throw new Error(`${rec.name}: devices disagree on the next collective`);
-      const t0 = this.now();
-      const { out, sent } = this.ring(mreqs, members, c);
-      const t1 = this.now();
       const local = members.filter((dev) => slot.has(dev) && reqs.has(slot.get(dev)!));
+      // Only this thread's devices' results are worked out.
+      const mine = new Set(local.map((dev) => members.indexOf(dev)));
+      const t0 = this.now();
+      const { out, sent } = this.ring(mreqs, members, c, (m) => mine.has(m));
+      const t1 = this.now();
       // Simulated clocks: the collective starts when its last member arrives. Real ones: each member's own wait counts.
       const start = Math.max(...local.map((dev) => devs[slot.get(dev)!].clock));
       for (const dev of local) {
@@ -370,19 +372,20 @@ export class Executor {
     }
   }
 
-  private ring(reqs: Request[], members: number[], c: Collective): { out: Reply[]; sent: number[] } {
+  private ring(reqs: Request[], members: number[], c: Collective, wanted: Wanted): { out: Reply[]; sent: number[] } {
     const r0 = reqs[0];
     switch (r0.kind) {
       case 'allreduce':
-        return allreduce(reqs.map((r) => (r as typeof r0).data), r0.combine);
+        return allreduce(reqs.map((r) => (r as typeof r0).data), r0.combine, wanted);
       case 'reduce-scatter':
-        return reduceScatter(reqs.map((r) => (r as typeof r0).data));
+        return reduceScatter(reqs.map((r) => (r as typeof r0).data), 'sum', wanted);
       case 'allgather-flat':
-        return allgatherFlat(reqs.map((r) => (r as typeof r0).chunk));
+        return allgatherFlat(reqs.map((r) => (r as typeof r0).chunk), wanted);
       case 'allgather': {
         const wrap = reqs.map((r) => ({ local: (r as typeof r0).local, byteLength: (r as typeof r0).local.data.byteLength }));
-        const ag = allgatherChunks(wrap, (x) => ({ local: { ...x.local, data: x.local.data.slice() }, byteLength: x.byteLength }));
-        return { out: ag.out.map((parts) => concatDim(parts.map((p) => p.local), r0.k, r0.dims)), sent: ag.sent };
+        const ag = allgatherChunks(wrap, (x) => ({ local: { ...x.local, data: x.local.data.slice() }, byteLength: x.byteLength }), wanted);
+        // Another thread's member gets nothing worked out here (its own thread assembles it).
+        return { out: ag.out.map((parts, j) => (wanted(j) ? concatDim(parts.map((p) => p.local), r0.k, r0.dims) : parts[j].local)), sent: ag.sent };
       }
       case 'all-to-all':
         return this.allToAll(reqs as (typeof r0)[], members);

@@ -1,7 +1,9 @@
 /**
- * Collectives as ring algorithms over the members of one group (in rank order), moving real
- * copies of the data step by step. Each returns what every member ends with and the bytes each
- * member sent, which the tests hold against the lowering's `sent` (collectives.ts sentBytes).
+ * Collectives over the members of one group (in rank order), on real copies of the data. Each
+ * returns what every member it is asked for ends with, and the bytes each member sends as a ring
+ * sends them, which the tests hold against the lowering's `sent` (collectives.ts sentBytes). A
+ * thread works out only its own devices' results: reductions fold the members' buffers in rank
+ * order, so every thread, and the lockstep path, gets the same numbers.
  */
 
 /** How two reduction units combine: `unit` floats per element, folded into `acc` in place. */
@@ -40,77 +42,81 @@ export interface RingResult<T> {
   readonly sent: number[];
 }
 
-/** Ring reduce-scatter: member r ends with the reduced chunk r. */
-export function reduceScatter(bufs: readonly Float32Array[], combine: Combine = 'sum'): RingResult<Float32Array> {
+/** Which members a collective's results are wanted for (the devices of the calling thread); absent: all. */
+export type Wanted = (member: number) => boolean;
+const ALL: Wanted = () => true;
+
+/** Bytes each member sends in a ring pass that skips one chunk: member i sends every chunk but chunk (i + skip) mod n. */
+function ringSent(chunkBytes: readonly number[], skip: number): number[] {
+  const n = chunkBytes.length;
+  const all = chunkBytes.reduce((a, b) => a + b, 0);
+  return chunkBytes.map((_, i) => all - chunkBytes[mod(i + skip, n)]);
+}
+
+/** Chunk c of every member's buffer folded in rank order, into a fresh array. */
+function foldChunk(bufs: readonly Float32Array[], combine: Combine, lo: number, hi: number): Float32Array {
+  const acc = bufs[0].slice(lo, hi);
+  for (let m = 1; m < bufs.length; m++) fold(combine, acc, bufs[m].subarray(lo, hi));
+  return acc;
+}
+
+/**
+ * Reduce-scatter: member r ends with chunk r reduced over every member, folded in rank order (the
+ * same numbers on every thread that asks, whichever of its devices it runs). Only the `wanted`
+ * members' chunks are worked out (the others' are empty); each member sends what a ring sends,
+ * every chunk but its own.
+ */
+export function reduceScatter(bufs: readonly Float32Array[], combine: Combine = 'sum', wanted: Wanted = ALL): RingResult<Float32Array> {
   const n = bufs.length;
-  const len = bufs[0].length;
-  const b = chunkBounds(len, n, UNIT[combine]);
-  const acc = bufs.map((x) => Float32Array.from(x));
-  const sent = new Array<number>(n).fill(0);
-  for (let s = 0; s < n - 1; s++) {
-    // Lockstep: every member sends first, then every member folds what it received.
-    const msgs = acc.map((a, i) => {
-      const c = mod(i - s - 1, n);
-      const m = a.slice(b[c], b[c + 1]);
-      sent[i] += m.byteLength;
-      return { to: (i + 1) % n, c, m };
-    });
-    for (const { to, c, m } of msgs) fold(combine, acc[to].subarray(b[c], b[c + 1]), m);
-  }
-  return { out: acc.map((a, i) => a.slice(b[i], b[i + 1])), sent };
+  const b = chunkBounds(bufs[0].length, n, UNIT[combine]);
+  const out = bufs.map((_, r) => (wanted(r) ? foldChunk(bufs, combine, b[r], b[r + 1]) : new Float32Array(0)));
+  return { out, sent: ringSent(bufs.map((_, c) => 4 * (b[c + 1] - b[c])), 0) };
 }
 
-/** Ring allgather of one chunk per member: every member ends with all chunks, in rank order. */
-export function allgatherChunks<T extends { byteLength: number }>(chunks: readonly T[], copy: (x: T) => T): RingResult<T[]> {
-  const n = chunks.length;
-  const have: (T | undefined)[][] = chunks.map((c, i) => {
-    const row = new Array<T | undefined>(n).fill(undefined);
-    row[i] = c;
-    return row;
-  });
-  const sent = new Array<number>(n).fill(0);
-  for (let s = 0; s < n - 1; s++) {
-    const msgs = have.map((row, i) => {
-      const c = mod(i - s, n);
-      const m = copy(row[c]!);
-      sent[i] += m.byteLength;
-      return { to: (i + 1) % n, c, m };
-    });
-    for (const { to, c, m } of msgs) have[to][c] = m;
-  }
-  return { out: have.map((row) => row.map((x) => x!)), sent };
+/**
+ * Allgather of one chunk per member: every wanted member ends with copies of all chunks, in rank
+ * order (the others with the chunks themselves, uncopied); each member sends what a ring sends,
+ * every chunk but its successor's.
+ */
+export function allgatherChunks<T extends { byteLength: number }>(chunks: readonly T[], copy: (x: T) => T, wanted: Wanted = ALL): RingResult<T[]> {
+  const out = chunks.map((_, r) => (wanted(r) ? chunks.map((c, i) => (i === r ? c : copy(c))) : [...chunks]));
+  return { out, sent: ringSent(chunks.map((c) => c.byteLength), 1) };
 }
 
-/** Ring allreduce = reduce-scatter then allgather: 2(n−1)/n of the buffer sent per member. */
-export function allreduce(bufs: readonly Float32Array[], combine: Combine = 'sum'): RingResult<Float32Array> {
+/**
+ * Allreduce: the members' buffers folded in rank order, once; each wanted member ends with its own
+ * copy (the others share the one result). Each sends what a ring sends, reduce-scatter then
+ * allgather: 2(n−1)/n of the buffer.
+ */
+export function allreduce(bufs: readonly Float32Array[], combine: Combine = 'sum', wanted: Wanted = ALL): RingResult<Float32Array> {
   const n = bufs.length;
   if (n === 1) return { out: [Float32Array.from(bufs[0])], sent: [0] };
-  const rs = reduceScatter(bufs, combine);
-  const ag = allgatherChunks(rs.out, (x) => x.slice());
-  const len = bufs[0].length;
-  const out = ag.out.map((parts) => {
-    const o = new Float32Array(len);
-    let at = 0;
-    for (const p of parts) {
-      o.set(p, at);
-      at += p.length;
-    }
-    return o;
+  const sum = foldChunk(bufs, combine, 0, bufs[0].length);
+  const b = chunkBounds(bufs[0].length, n, UNIT[combine]);
+  const chunkBytes = bufs.map((_, c) => 4 * (b[c + 1] - b[c]));
+  const rs = ringSent(chunkBytes, 0), ag = ringSent(chunkBytes, 1);
+  let first = true;
+  const out = bufs.map((_, r) => {
+    if (!wanted(r)) return sum;
+    // The first wanted member takes the result itself, the others a copy each.
+    if (first) { first = false; return sum; }
+    return sum.slice();
   });
-  return { out, sent: rs.sent.map((x, i) => x + ag.sent[i]) };
+  return { out, sent: rs.map((x, i) => x + ag[i]) };
 }
 
-/** Allgather of flat chunks (ZeRO): every member ends with the concatenation. */
-export function allgatherFlat(chunks: readonly Float32Array[]): RingResult<Float32Array> {
-  const ag = allgatherChunks(chunks, (x) => x.slice());
-  const out = ag.out.map((parts) => {
-    const o = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+/** Allgather of flat chunks (ZeRO): every wanted member ends with the concatenation (the others with nothing). */
+export function allgatherFlat(chunks: readonly Float32Array[], wanted: Wanted = ALL): RingResult<Float32Array> {
+  const length = chunks.reduce((s, p) => s + p.length, 0);
+  const out = chunks.map((_, r) => {
+    if (!wanted(r)) return new Float32Array(0);
+    const o = new Float32Array(length);
     let at = 0;
-    for (const p of parts) {
+    for (const p of chunks) {
       o.set(p, at);
       at += p.length;
     }
     return o;
   });
-  return { out, sent: ag.sent };
+  return { out, sent: ringSent(chunks.map((c) => c.byteLength), 1) };
 }
