@@ -11,6 +11,8 @@
 //    several kernels, the row statistics read back) over the `small` model's tensors, in seconds
 //    per element beyond one kernel's overhead (src/cost/host.ts turns them into the efficiency the
 //    cost model's one-kernel pricing needs to match them);
+//  - the activation: the runtime's GELU forward and gradient over a [batch, length, d_ff] shard,
+//    seconds per element beyond one kernel's overhead;
 //  - the model's own einsums: every einsum of the small model, forward and both backward forms,
 //    through the runtime's einsum at a 2-device data-parallel shard's shapes (FLOPs over seconds);
 //  - shared-memory bandwidth and latency: two worker threads passing buffers through the runtime's
@@ -23,7 +25,7 @@ import { availableParallelism, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { initBackend, tf } from '../dist/runtime/backend.js';
-import { einsum, run } from '../dist/runtime/kernels.js';
+import { einsum, gelu, geluGrad, run } from '../dist/runtime/kernels.js';
 import { forward } from '../dist/runtime/ops.js';
 import { exchangeMemory, SharedExchange } from '../dist/runtime/exchange.js';
 import { buildGraph } from '../dist/model/graph.js';
@@ -107,6 +109,14 @@ const ln = opSeconds('layernorm', ['batch', 'd_model'], [512, 256], {
 });
 const perElement = (m) => Math.max(0, m.seconds - tiny) / m.elements;
 
+// The activation, GELU as the runtime runs it (kernels.ts: about 7 tfjs kernels forward, the
+// gradient dy · geluGrad about 12) over a [batch, length, d_ff] shard of the small model: seconds
+// per element beyond one kernel's overhead, forward and backward (src/cost/host.ts elementSeconds).
+const actShape = [8, 128, 1024], actN = actShape.reduce((a, b) => a * b, 1), actDims = ['batch', 'length', 'd_ff'];
+const actX = Float32Array.from({ length: actN }, (_, i) => Math.sin(i)), actDy = Float32Array.from({ length: actN }, (_, i) => Math.cos(i));
+const actForward = { elements: actN, seconds: time(() => run(actDims, () => gelu(tf.tensor(actX, actShape))), 10) };
+const actBackward = { elements: actN, seconds: time(() => run(actDims, () => tf.mul(tf.tensor(actDy, actShape), geluGrad(tf.tensor(actX, actShape)))), 10) };
+
 // The model's own einsums: every einsum of the small model (projections, attention core, logits),
 // forward and the two backward forms the runtime runs (src/runtime/ops.ts: dy against the other
 // operand), at the local shapes of a 2-device data-parallel shard (8 sequences), through the
@@ -184,7 +194,8 @@ const measured = {
   sharedMemoryBandwidth: shBandwidth,
   sharedMemoryLatency: shLatency,
   ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln),
-    modelEinsum: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, flopsPerSecond: modelEinsumFlops } },
+    modelEinsum: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, flopsPerSecond: modelEinsumFlops },
+    act: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, forwardSecondsPerElement: perElement(actForward), backwardSecondsPerElement: perElement(actBackward) } },
   points: { elementwise: ew, matmul: mm, sharedMemory: sh, softmax: sm, layernorm: ln },
 };
 console.log(JSON.stringify({ ...measured, bench: 'host', points: undefined }));

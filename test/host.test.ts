@@ -7,7 +7,7 @@ import { lower } from '../src/lower/lower.js';
 import { makePlan } from '../src/lower/plan.js';
 import { microBatchOf, strategyOps } from '../src/lower/instantiate.js';
 import { linAt, type OpRecord } from '../src/lower/records.js';
-import type { HardwareProfile } from '../src/cost/profile.js';
+import { validateProfile, type HardwareProfile } from '../src/cost/profile.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
@@ -64,6 +64,28 @@ describe('the host profile', () => {
     expect(flops / benchFlops).toBeCloseTo(1, 6);
     const seconds = ops.reduce((a, o) => a + (opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)) * o.count, 0);
     expect(Math.abs(seconds / (flops / rate) - 1)).toBeLessThan(0.02);
+  });
+
+  it('prices the activation, forward and backward, at the seconds per element bench/host measured of the runtime\'s GELU', () => {
+    const p = loadHostProfile();
+    const act = measured.ops.act;
+    expect(p.elementSeconds?.act).toEqual({ forward: act.forwardSecondsPerElement, backward: act.backwardSecondsPerElement });
+    expect(p.sources['elementSeconds.act']).toMatch(/bench\/host\.bench\.mjs/);
+    // A 2-device data-parallel step: each device's GELU runs over 8 sequences x 128 positions x 1024 (d_ff).
+    const ops = lower(buildGraph(getPreset('small')), parseMesh('x:2'), makePlan('batch:x')).ops.filter((o) => o.kind === 'act');
+    const elements = 8 * 128 * 1024;
+    const forward = ops.filter((o) => o.phase === 'forward'), backward = ops.filter((o) => o.phase === 'backward');
+    expect(forward.length).toBeGreaterThan(0);
+    expect(backward.length).toBeGreaterThan(0);
+    for (const o of forward) expect(opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)).toBeCloseTo(elements * act.forwardSecondsPerElement, 12);
+    for (const o of backward) expect(opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)).toBeCloseTo(elements * act.backwardSecondsPerElement, 12);
+    // A profile file may say it too, for an elementwise kind with work only, in seconds.
+    expect(() => validateProfile({ ...p, elementSeconds: { einsum: { forward: 1e-9, backward: 1e-9 } } })).toThrow(/elementSeconds\.einsum is not an elementwise op kind/);
+    expect(() => validateProfile({ ...p, elementSeconds: { act: { forward: -1, backward: 1e-9 } } })).toThrow(/elementSeconds\.act\.forward must be a number from 0 to 1 s/);
+    // The step's price reads the same figure: without it the step is cheaper by at least the difference.
+    const program = lower(buildGraph(getPreset('small')), parseMesh('x:2'), makePlan('batch:x'));
+    const without = { ...p, elementSeconds: undefined };
+    expect(price(program, p).time.step).toBeGreaterThan(price(program, without).time.step);
   });
 
   it('prices a reduction as the device threads run it: each reads every peer\'s whole buffer and sums all of them, where a ring sends 2(n-1)/n', () => {

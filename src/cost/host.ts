@@ -27,6 +27,11 @@ export interface HostMeasured {
     readonly layernormSecondsPerElement: number;
     /** The small model's einsums through the runtime's einsum, forward and backward forms: FLOPs per second (absent in older files). */
     readonly modelEinsum?: { readonly date: string; readonly loadAverage: number; readonly runs: number; readonly flopsPerSecond: number };
+    /**
+     * The runtime's GELU (kernels.ts gelu; the backward dy · geluGrad) over the small model's
+     * [batch, length, d_ff] shard, seconds per element beyond one kernel's overhead (absent in older files).
+     */
+    readonly act?: { readonly date: string; readonly loadAverage: number; readonly runs: number; readonly forwardSecondsPerElement: number; readonly backwardSecondsPerElement: number };
   };
 }
 
@@ -69,6 +74,8 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     // Collectives run on the device's own thread, between its kernels: nothing hides them.
     overlap: 0,
     launchOverhead: m.kernelOverheadSeconds,
+    // The activation runs as several kernels (GELU about 7, its gradient about 12): priced per element as measured.
+    ...(m.ops?.act ? { elementSeconds: { act: { forward: m.ops.act.forwardSecondsPerElement, backward: m.ops.act.backwardSecondsPerElement } } } : {}),
     concurrentDevices: m.cores,
     pipelineSchedule: 'sequential' as const,
     sources: {
@@ -81,6 +88,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
+      ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${m.ops.act.runs === 1 ? 'one run' : `median of ${m.ops.act.runs} runs`}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
       pipelineSchedule: 'src/runtime/executor.ts step: each microbatch runs its forward through every stage and its backward back before the next microbatch starts, on every thread',

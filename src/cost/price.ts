@@ -4,7 +4,7 @@ import { innerSize } from '../mesh/mesh.js';
 import { paramCount } from '../model/graph.js';
 import { latencySteps, sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { microBatchOf, recomputes, recordFlops, strategyOps } from '../lower/instantiate.js';
-import type { LayoutLowering } from '../lower/lower.js';
+import { ELEMENT_FLOPS, type LayoutLowering } from '../lower/lower.js';
 import { planToJson, type Plan } from '../lower/plan.js';
 import type { Collective, LoweredOp, MemoryBreakdown, Program } from '../lower/program.js';
 import { linAt, type GemmShape, type OpRecord } from '../lower/records.js';
@@ -162,6 +162,21 @@ export interface OpWork {
   readonly bytes: number;
   readonly gemm: GemmShape | null;
   readonly kernel: boolean;
+  /** The op's kind and phase, where the profile prices some kinds per element (elementSeconds). */
+  readonly kind?: string;
+  readonly phase?: string;
+}
+
+/**
+ * Seconds of an elementwise op the profile prices per element (HardwareProfile.elementSeconds):
+ * its elements (its FLOPs over the lowering's FLOPs per element) at the measured seconds each, a
+ * backward at the backward's, plus its launch; null where the profile has no figure for its kind.
+ */
+function kindSeconds(profile: HardwareProfile, kind: string | undefined, phase: string | undefined, flops: number, kernel: boolean): number | null {
+  const es = kind !== undefined ? profile.elementSeconds?.[kind] : undefined;
+  if (!es || flops <= 0) return null;
+  const elements = flops / ELEMENT_FLOPS[kind!];
+  return elements * (phase === 'backward' ? es.backward : es.forward) + (kernel ? (profile.launchOverhead ?? 0) : 0);
 }
 
 /**
@@ -171,7 +186,7 @@ export interface OpWork {
  * `efficiencyHalfWork` (calibration fits it) adds a per-kernel cost in units of work.
  */
 export function opTime(profile: HardwareProfile, op: OpWork, peak: number, mb = 1): number {
-  return opSeconds(profile, op.klass, op.flops, op.bytes, op.gemm, op.kernel, peak, mb);
+  return (op.klass !== 'matmul' ? kindSeconds(profile, op.kind, op.phase, op.flops, op.kernel) : null) ?? opSeconds(profile, op.klass, op.flops, op.bytes, op.gemm, op.kernel, peak, mb);
 }
 
 function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: number, bytes: number, gemm: GemmShape | null, kernel: boolean, peak: number, mb: number): number {
@@ -379,6 +394,7 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
   const sums = new Float64Array(9);
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
   const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
+  const perKind = profile.elementSeconds !== undefined;
   // Indexed loops: the one loop every estimate runs, where for-of left iterator objects to collect.
   for (let g = 0; g < groups.length; g++) {
     const records = groups[g];
@@ -390,7 +406,8 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
       const flops = r.flops.perSeq * mb + r.flops.fixed;
       const stage = r.stage === 'all' ? 0 : r.stage === 'first' ? 1 : 2;
       // The device's own time (what its trace measures), and what it takes on a shared core.
-      const own = opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb) * perMb;
+      const byKind = perKind && r.klass !== 'matmul' ? kindSeconds(profile, r.kind, r.phase, flops, r.kernel) : null;
+      const own = (byKind ?? opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb)) * perMb;
       sums[(r.phase === 'forward' ? 0 : 3) + stage] += own * share;
       if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + own * M;
       if (r.model && r.phase !== 'recompute' && r.klass === 'matmul') modelFlops += (flops * perMb * M * mesh.size) / r.duplication;

@@ -1,3 +1,4 @@
+import { ELEMENT_FLOPS } from '../lower/lower.js';
 import { InputError, check } from '../errors.js';
 import type { CollectiveKind } from '../lower/collectives.js';
 import { COLLECTIVE_KINDS } from '../lower/collectives.js';
@@ -70,6 +71,13 @@ export interface HardwareProfile {
   readonly gemmHalfSize?: number;
   /** Optional: seconds each kernel launch costs beyond its roofline time. */
   readonly launchOverhead?: number;
+  /**
+   * Optional, by op kind (`act`, ...): seconds per element of an op's output (forward and its rerun)
+   * and of its gradient (backward), kernel launches aside, where a backend runs the op as several
+   * kernels whose time its bytes do not tell (the host's tfjs GELU is about 7 of them, its gradient
+   * about 12: bench/host). Replaces the class's bandwidth pricing for that kind.
+   */
+  readonly elementSeconds?: Readonly<Partial<Record<string, { readonly forward: number; readonly backward: number }>>>;
   /** Optional: peak FLOP/s of the vector units, which bound non-matmul ops with many FLOPs per byte. */
   readonly vectorFlops?: number;
   /** Optional: fixed seconds per collective call, beyond its ring steps (NCCL's launch and sync). */
@@ -173,6 +181,16 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   optional('gemmHalfSize', (v) => v >= 0 && v <= 1e9, 'a number of elements >= 0');
   optional('launchOverhead', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
   optional('vectorFlops', (v) => v >= 1e6, 'a FLOP/s figure >= 1e6');
+  if (o.elementSeconds !== undefined) {
+    const es = o.elementSeconds as Record<string, unknown>;
+    check(typeof es === 'object' && es !== null && !Array.isArray(es), `${where}: "elementSeconds" must be an object by op kind`);
+    for (const [k, v] of Object.entries(es)) {
+      check(k in ELEMENT_FLOPS && ELEMENT_FLOPS[k] > 0, `${where}: elementSeconds.${k} is not an elementwise op kind with work (${Object.keys(ELEMENT_FLOPS).filter((x) => ELEMENT_FLOPS[x] > 0).join(', ')})`);
+      const e = v as Record<string, unknown>;
+      check(typeof e === 'object' && e !== null, `${where}: elementSeconds.${k} must be {"forward": s, "backward": s}`);
+      for (const ph of ['forward', 'backward']) num(e[ph], `elementSeconds.${k}.${ph}`, 0, 1, ' s');
+    }
+  }
   optional('collectiveLatency', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
   optional('tensorParallelOverlap', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   check(o.fullRecompute === undefined || o.fullRecompute === 'layer' || o.fullRecompute === 'needed', `${where}: "fullRecompute" must be "layer" or "needed", got ${JSON.stringify(o.fullRecompute)}`);

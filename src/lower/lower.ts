@@ -13,7 +13,7 @@ import {
 } from './records.js';
 
 /** Non-matmul FLOPs per output element: what the vector units do (memory-bound ops are priced by bytes). */
-const ELEMENT_FLOPS: Record<string, number> = {
+export const ELEMENT_FLOPS: Record<string, number> = {
   gather: 0, add: 1, layernorm: 8, softmax: 5, causal: 1, dropout: 2, act: 8, swiglu: 6, rotary: 6, rename: 0, xent: 5,
   // route: top-k compares, the running count of each expert's slots, one write per slot (estimate).
   route: 4, regroup: 0,
