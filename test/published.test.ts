@@ -170,7 +170,7 @@ describe('data/published/steps.csv', () => {
   it('held-out rows (data/published/heldout): all read and valid on their meshes; each step time is the published throughput\'s', () => {
     const dir = fileURLToPath(new URL('../data/published/heldout/', import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith('.csv')).sort();
-    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv']);
+    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv', 'torchtitan-a100.csv']);
     let n = 0;
     for (const f of files) {
       const held = join(dir, f);
@@ -207,6 +207,15 @@ describe('data/published/steps.csv', () => {
           expect(Math.round((Number(mx[2]) / 100) * 459), where).toBe(Number(mx[1]));
           continue;
         }
+        // torchtitan: each GPU's local batch x sequence over its tokens per second (WPS).
+        const tt = /^(\d+) GPUs: local batch (\d+) x (\d+) tokens \/ (\d+) tokens\/s per GPU/.exec(note(m.source.line));
+        if (tt) {
+          const [gpus, local, tokens, wps] = tt.slice(1).map(Number);
+          expect(m.mesh.size, where).toBe(gpus);
+          expect([s.batch, s.seqLen], where).toEqual([local * gpus, tokens]);
+          expect(Math.abs((m.stepTime * wps) / (local * tokens) - 1), where).toBeLessThan(1e-5);
+          continue;
+        }
         // llm-foundry: GlobalBatchSize x 2048 tokens / the table's T/s; dgxc: the step time itself, beside tokens/s.
         const lf = /^(\d+) GPUs .*GlobalBatchSize (\d+) x 2048 tokens \/ (\d+) T\/s/.exec(note(m.source.line));
         const dg = /^(\d+) GPUs: ([\d.]+) s per step as published \(([\d.]+) tokens\/s/.exec(note(m.source.line));
@@ -216,7 +225,7 @@ describe('data/published/steps.csv', () => {
         expect(Math.abs((m.stepTime * tokensPerSecond) / (s.batch * s.seqLen) - 1), where).toBeLessThan(1e-4);
       }
     }
-    expect(n).toBe(36);
+    expect(n).toBe(37);
     // Parameter counts as published: llm-foundry's NumParams column for MPT-70B at 2048 tokens
     // (tied embeddings, learned positions); Llama 3 70B's 70,553,706,496 (Meta's model card).
     const spec = (file: string) => parseModelSpec(JSON.parse(readFileSync(join(dir, file), 'utf8')));
