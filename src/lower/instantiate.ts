@@ -50,7 +50,7 @@ function opAt(l: LayoutLowering, r: OpRecord, mb: number, count: number): Lowere
     name: r.name, block: r.block, phase: r.phase, kind: r.kind, klass: r.klass,
     inputs: r.inputs.map((t) => localTensor(l, t, mb)), output: localTensor(l, r.output, mb), wrt: r.wrt, partial: r.partial,
     flops: linAt(r.flops, mb), bytes: linAt(r.bytes, mb), gemm: r.gemm ? gemmAt(r.gemm, mb) : null, kernel: r.kernel, duplication: r.duplication, count,
-    collectives: r.collectives.map((c) => collectiveAt(c, mb)), model: r.model, ...(r.unneeded ? { unneeded: true } : {}),
+    collectives: r.collectives.map((c) => collectiveAt(c, mb)), model: r.model,
   };
 }
 

@@ -65,8 +65,6 @@ export interface LoweredOp {
   readonly collectives: readonly Collective[];
   /** For matmuls: whether the op is part of the model FLOPs (false for recompute). */
   readonly model: boolean;
-  /** A full-recompute op whose output the backward never reads (records.ts OpRecord.unneeded). */
-  readonly unneeded?: boolean;
 }
 
 export interface MemoryBreakdown {
