@@ -172,8 +172,8 @@ export interface OpWork {
  * its elements (its FLOPs over the lowering's FLOPs per element) at the measured seconds each, a
  * backward at the backward's, plus its launch; null where the profile has no figure for its kind.
  */
-function kindSeconds(profile: HardwareProfile, kind: string | undefined, phase: string | undefined, flops: number, kernel: boolean): number | null {
-  const es = kind !== undefined ? profile.elementSeconds?.[kind] : undefined;
+function kindSeconds(profile: HardwareProfile, klass: OpWork['klass'], kind: string | undefined, phase: string | undefined, flops: number, kernel: boolean): number | null {
+  const es = kind !== undefined && klass !== 'matmul' ? profile.elementSeconds?.[kind] : undefined;
   if (!es || flops <= 0) return null;
   const elements = flops / ELEMENT_FLOPS[kind!];
   return elements * (phase === 'backward' ? es.backward : es.forward) + (kernel ? (profile.launchOverhead ?? 0) : 0);
@@ -186,7 +186,7 @@ function kindSeconds(profile: HardwareProfile, kind: string | undefined, phase: 
  * `efficiencyHalfWork` (calibration fits it) adds a per-kernel cost in units of work.
  */
 export function opTime(profile: HardwareProfile, op: OpWork, peak: number, mb = 1): number {
-  return (op.klass !== 'matmul' ? kindSeconds(profile, op.kind, op.phase, op.flops, op.kernel) : null) ?? opSeconds(profile, op.klass, op.flops, op.bytes, op.gemm, op.kernel, peak, mb);
+  return kindSeconds(profile, op.klass, op.kind, op.phase, op.flops, op.kernel) ?? opSeconds(profile, op.klass, op.flops, op.bytes, op.gemm, op.kernel, peak, mb);
 }
 
 function opSeconds(profile: HardwareProfile, klass: OpWork['klass'], flops: number, bytes: number, gemm: GemmShape | null, kernel: boolean, peak: number, mb: number): number {
@@ -306,8 +306,11 @@ export function sameThreadBlocks(profile: HardwareProfile, mesh: Mesh, i: number
  */
 export function bubbleShare(profile: HardwareProfile, mesh: Mesh, layersMask: number, M: number, V: number): number {
   const p = maskSize(mesh, layersMask);
-  if (p <= 1) return 0;
-  const t = threadStages(profile, mesh, layersMask);
+  return p <= 1 ? 0 : bubbleOf(profile, threadStages(profile, mesh, layersMask), p, M, V);
+}
+
+/** bubbleShare of p stages sitting on the threads as `t` says: the schedule's rule, in one place. */
+function bubbleOf(profile: HardwareProfile, t: ThreadStages, p: number, M: number, V: number): number {
   if (profile.pipelineSchedule === 'sequential') return M * (t.serial / t.perThread - 1);
   // A thread of one stage's devices (each device on a core of its own, or stage axes outer to the blocks): as ever.
   if (t.busiest === t.perThread) return (p - 1) / V;
@@ -328,9 +331,7 @@ export function pipelineFactor(profile: HardwareProfile, mesh: Mesh, p: number, 
   const t = layersMask !== undefined ? threadStages(profile, mesh, layersMask)
     : k >= size ? { perThread: 1, busiest: 1, serial: p }
       : { perThread: size / k, busiest: Math.max(1, Math.ceil(Math.floor(size / k) / p)), serial: Math.max(Math.ceil(size / k), p * Math.ceil(size / (p * k))) };
-  if (profile.pipelineSchedule === 'sequential') return t.serial / t.perThread;
-  if (t.busiest === t.perThread) return 1 + (p - 1) / mMax;
-  return Math.max(1, ((1 + (p - 1) / mMax) * t.busiest) / t.perThread);
+  return 1 + bubbleOf(profile, t, p, mMax, 1) / mMax;
 }
 
 /** Sums of some of a layout's records at one microbatch count (a Walk is the sum of two). */
@@ -406,7 +407,7 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
       const flops = r.flops.perSeq * mb + r.flops.fixed;
       const stage = r.stage === 'all' ? 0 : r.stage === 'first' ? 1 : 2;
       // The device's own time (what its trace measures), and what it takes on a shared core.
-      const byKind = perKind && r.klass !== 'matmul' ? kindSeconds(profile, r.kind, r.phase, flops, r.kernel) : null;
+      const byKind = perKind ? kindSeconds(profile, r.klass, r.kind, r.phase, flops, r.kernel) : null;
       const own = (byKind ?? opSeconds(profile, r.klass, flops, r.bytes.perSeq * mb + r.bytes.fixed, r.gemm, r.kernel, peak, mb)) * perMb;
       sums[(r.phase === 'forward' ? 0 : 3) + stage] += own * share;
       if (detail?.classTime) detail.classTime[r.klass] = (detail.classTime[r.klass] ?? 0) + own * M;
