@@ -92,37 +92,38 @@ function ringCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Coll
   if (!m) byMesh.set(mesh, (m = new Map()));
   const key = mask * 8 + KIND_INDEX[kind];
   let r = m.get(key);
-  if (!r) {
-    const n = kind === 'send' ? 2 : maskSize(mesh, mask);
-    const call = profile.collectiveLatency ?? 0;
-    const groups = new Map<number, number>(); // level -> mask of its axes
-    for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
-    const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
-    // A reduction on a gathering level (an axisLinks override is a level of its own, past the
-    // list) reads k − 1 whole peer buffers and sums k at memory bandwidth, where a ring sends share(k) of one.
-    const gathers = (level: number) => (kind === 'allreduce' || kind === 'reduce-scatter') && profile.levels[level]?.link.reduction === 'gather';
-    const perBuffer = (k: number, bw: number) => (k - 1) / bw + k / profile.memoryBandwidth;
-    if (n <= 1) r = { inv: 0, fixed: 0 };
-    else if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
-      const link = maskLink(profile, mesh, mask, kind);
-      r = { inv: groups.size === 1 && gathers(groups.keys().next().value!) ? perBuffer(n, link.bandwidth) / share(n) : 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
-    } else {
-      // Innermost level first: the level's axes are the mesh's later (inner) ones.
-      const levels = [...groups].sort((a, b) => b[1] - a[1]);
-      let perByte = 0, fixed = call, inner = 1;
-      for (const [level, lm] of levels) {
-        const k = maskSize(mesh, lm);
-        const link = maskLink(profile, mesh, lm, kind);
-        perByte += gathers(level) ? perBuffer(k, link.bandwidth) / inner : share(k) / inner / link.bandwidth;
-        fixed += latencySteps(kind, k) * link.latency;
-        inner *= k;
-      }
-      // collectiveTime multiplies by the bytes a flat ring would send: share(n) · buffer.
-      r = { inv: perByte / share(n), fixed };
-    }
-    m.set(key, r);
-  }
+  if (!r) m.set(key, (r = ringCostOf(profile, mesh, mask, kind)));
   return r;
+}
+
+// Apart from ringCost, whose every call would otherwise allocate the context its closures capture.
+function ringCostOf(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind): { inv: number; fixed: number } {
+  const n = kind === 'send' ? 2 : maskSize(mesh, mask);
+  const call = profile.collectiveLatency ?? 0;
+  const groups = new Map<number, number>(); // level -> mask of its axes
+  for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
+  const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
+  // A reduction on a gathering level (an axisLinks override is a level of its own, past the
+  // list) reads k − 1 whole peer buffers and sums k at memory bandwidth, where a ring sends share(k) of one.
+  const gathers = (level: number) => (kind === 'allreduce' || kind === 'reduce-scatter') && profile.levels[level]?.link.reduction === 'gather';
+  const perBuffer = (k: number, bw: number) => (k - 1) / bw + k / profile.memoryBandwidth;
+  if (n <= 1) return { inv: 0, fixed: 0 };
+  if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
+    const link = maskLink(profile, mesh, mask, kind);
+    return { inv: groups.size === 1 && gathers(groups.keys().next().value!) ? perBuffer(n, link.bandwidth) / share(n) : 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
+  }
+  // Innermost level first: the level's axes are the mesh's later (inner) ones.
+  const levels = [...groups].sort((a, b) => b[1] - a[1]);
+  let perByte = 0, fixed = call, inner = 1;
+  for (const [level, lm] of levels) {
+    const k = maskSize(mesh, lm);
+    const link = maskLink(profile, mesh, lm, kind);
+    perByte += gathers(level) ? perBuffer(k, link.bandwidth) / inner : share(k) / inner / link.bandwidth;
+    fixed += latencySteps(kind, k) * link.latency;
+    inner *= k;
+  }
+  // collectiveTime multiplies by the bytes a flat ring would send: share(n) · buffer.
+  return { inv: perByte / share(n), fixed };
 }
 
 /** The share of a collective over these axes that can hide at all: its outermost level's link.overlap (absent: 1). */
@@ -565,7 +566,6 @@ export interface StepParts {
   readonly bubble: number;
   readonly step: number;
   readonly bytesPerDevice: number;
-  readonly memory: MemoryBreakdown;
   readonly mfu: number;
 }
 
@@ -577,7 +577,7 @@ export interface StepParts {
  * bucket (one layer's share); ZeRO-3's gathers hide behind the forward and backward compute of the
  * layer before, less the first layer's.
  */
-export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfile, w: Walk, s: StrategyCost, memory: MemoryBreakdown): StepParts {
+export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfile, w: Walk, s: StrategyCost): StepParts {
   const p = l.layout.split.layers;
   const V = plan.virtualStages;
   const M = plan.microbatches;
@@ -598,7 +598,7 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
   const peak = profile.peakFlops[l.graph.spec.dtype];
   return {
     compute, communication: w.communication + s.communicationPerStep + M * (s.communicationPerMicrobatch + send.perMicrobatch), exposed, bubble, step,
-    bytesPerDevice: w.bytesPerDevice + s.bytesPerStep + M * s.bytesPerMicrobatch + send.bytes, memory, mfu: w.modelFlops / (step * l.mesh.size * peak),
+    bytesPerDevice: w.bytesPerDevice + s.bytesPerStep + M * s.bytesPerMicrobatch + send.bytes, mfu: w.modelFlops / (step * l.mesh.size * peak),
   };
 }
 
@@ -609,7 +609,7 @@ export function priceParts(program: Program, profile: HardwareProfile): { step: 
   const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
   const s = strategyCost(lowering, plan, profile, detail);
   sendTime(lowering, plan, profile, detail);
-  return { step: stepParts(lowering, plan, profile, w, s, program.memory).step, classTime: detail.classTime!, commTime: detail.commTime! };
+  return { step: stepParts(lowering, plan, profile, w, s).step, classTime: detail.classTime!, commTime: detail.commTime! };
 }
 
 /**
@@ -629,7 +629,7 @@ export function price(program: Program, profile: HardwareProfile): Estimate {
   const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
   const s = strategyCost(lowering, plan, profile, detail);
   sendTime(lowering, plan, profile, detail);
-  const parts = stepParts(lowering, plan, profile, w, s, program.memory);
+  const parts = stepParts(lowering, plan, profile, w, s);
   const capacity = profile.memoryBytes;
   const feasible = program.memory.total <= capacity;
   const reasons: string[] = [];

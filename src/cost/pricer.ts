@@ -2,7 +2,7 @@ import { axisConflict, compileLayout, divisibilityProblem, type CompiledLayout }
 import { InputError } from '../errors.js';
 import type { Mesh } from '../mesh/mesh.js';
 import type { Graph } from '../model/graph.js';
-import { microBatchOf, planMemory } from '../lower/instantiate.js';
+import { microBatchOf, planMemoryTotal } from '../lower/instantiate.js';
 import { lowerLayout, sequenceParallelAxes, strategyProblem, type LayoutLowering } from '../lower/lower.js';
 import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { combineWalk, stepParts, strategyCost, walkBase, walkRecompute, type StrategyCost, type Walk, type WalkPart } from './price.js';
@@ -103,7 +103,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     const l = lowered(entryOf(plan), plan);
     if (typeof l === 'string') return NaN;
     try {
-      return planMemory(l, plan).total;
+      return planMemoryTotal(l, plan);
     } catch (err) {
       if (err instanceof InputError) return NaN; // hybrid axes the layout cannot shard over: the pricer says why
       throw err;
@@ -141,10 +141,11 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     } else {
       s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, once, profile));
     }
-    const p = stepParts(l, plan, profile, w, s, planMemory(l, plan));
+    const p = stepParts(l, plan, profile, w, s);
+    const m = planMemoryTotal(l, plan);
     return {
-      valid: true, problem: '', feasible: p.memory.total <= profile.memoryBytes, step: p.step, compute: p.compute,
-      communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: p.memory.total, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,
+      valid: true, problem: '', feasible: m <= profile.memoryBytes, step: p.step, compute: p.compute,
+      communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: m, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,
     };
   };
   return Object.assign(pricer, { memory });

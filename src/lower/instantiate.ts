@@ -210,10 +210,10 @@ function weightMemoryOf(l: LayoutLowering, zm: number): WeightMemory {
   return { stageParams, stageSharded, layerParams };
 }
 
-/** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on. */
-function stateParts(zero: number, sb: ReturnType<typeof stateBytes>, params: number, sharded: number): { params: number; gradients: number; optimizer: number } {
-  return { params: (zero >= 3 ? sharded : params) * sb.param, gradients: (zero >= 2 ? sharded : params) * sb.grad, optimizer: (zero >= 1 ? sharded : params) * sb.optimizer };
-}
+// The busier stage's memory parts, written by memoryParts: params, gradients, optimizer,
+// activations, temporary, total. The search asks for a plan's total about a million times in the
+// seven-axis case (bench/search); a breakdown object each time was a tenth of what it allocated.
+const PARTS = new Float64Array(6);
 
 /**
  * Memory per device of the busiest stage. 1F1B keeps min(stages, microbatches) microbatches in
@@ -221,7 +221,7 @@ function stateParts(zero: number, sb: ReturnType<typeof stateBytes>, params: num
  * interleaved (Korthikanti et al. 2022, Sec. 4.2.3); the last stage keeps one. The embedding
  * lives on the first stage, the head on the last.
  */
-export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
+function memoryParts(l: LayoutLowering, plan: Plan): void {
   const { graph, layout: c } = l;
   const sb = stateBytes(graph.spec.dtype);
   const stages = c.split.layers;
@@ -242,13 +242,36 @@ export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
   actsFirst *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
   const temporary = largest + linAt(l.recomputeBuffer[mode], mb) + (plan.zero >= 3 ? layerParams : 0);
-  const first = stateParts(plan.zero, sb, stageParams.first, stageSharded.first);
-  const last = stateParts(plan.zero, sb, stageParams.last, stageSharded.last);
-  const firstTotal = first.params + first.gradients + first.optimizer + actsFirst + temporary;
-  const lastTotal = last.params + last.gradients + last.optimizer + actsLast + temporary;
+  const z = plan.zero;
+  const first = stateOf(z, sb, stageParams.first, stageSharded.first);
+  const last = stateOf(z, sb, stageParams.last, stageSharded.last);
+  const firstTotal = first + actsFirst + temporary;
+  const lastTotal = last + actsLast + temporary;
   const busier = lastTotal > firstTotal;
-  const s = busier ? last : first;
-  return { params: s.params, gradients: s.gradients, optimizer: s.optimizer, activations: busier ? actsLast : actsFirst, temporary, total: busier ? lastTotal : firstTotal };
+  const all = busier ? stageParams.last : stageParams.first, sharded = busier ? stageSharded.last : stageSharded.first;
+  PARTS[0] = (z >= 3 ? sharded : all) * sb.param;
+  PARTS[1] = (z >= 2 ? sharded : all) * sb.grad;
+  PARTS[2] = (z >= 1 ? sharded : all) * sb.optimizer;
+  PARTS[3] = busier ? actsLast : actsFirst;
+  PARTS[4] = temporary;
+  PARTS[5] = busier ? lastTotal : firstTotal;
+}
+
+/** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on (3, 2, 1). */
+function stateOf(zero: number, sb: ReturnType<typeof stateBytes>, all: number, sharded: number): number {
+  return (zero >= 3 ? sharded : all) * sb.param + (zero >= 2 ? sharded : all) * sb.grad + (zero >= 1 ? sharded : all) * sb.optimizer;
+}
+
+/** Memory per device of the busiest stage, by part (memoryParts). */
+export function planMemory(l: LayoutLowering, plan: Plan): MemoryBreakdown {
+  memoryParts(l, plan);
+  return { params: PARTS[0], gradients: PARTS[1], optimizer: PARTS[2], activations: PARTS[3], temporary: PARTS[4], total: PARTS[5] };
+}
+
+/** planMemory's total alone, with nothing allocated. */
+export function planMemoryTotal(l: LayoutLowering, plan: Plan): number {
+  memoryParts(l, plan);
+  return PARTS[5];
 }
 
 /**

@@ -19,11 +19,14 @@ export const ELEMENT_FLOPS: Record<string, number> = {
   route: 4, regroup: 0,
 };
 
+// 16-bit training: 2 (fp16 params) + 2 (fp16 grads) + 12 (fp32 master, momentum, variance).
+const MIXED_STATE = Object.freeze({ param: 2, grad: 2, optimizer: 12 });
+// fp32 training: 4 + 4 + 8 (momentum, variance): also 16 bytes per parameter.
+const FP32_STATE = Object.freeze({ param: 4, grad: 4, optimizer: 8 });
+
 /** Bytes per parameter of model states under mixed precision (ZeRO, Rajbhandari et al. 2020, Sec. 3.1). */
-export function stateBytes(dtype: keyof typeof DTYPE_BYTES): { param: number; grad: number; optimizer: number } {
-  // 16-bit training: 2 (fp16 params) + 2 (fp16 grads) + 12 (fp32 master, momentum, variance).
-  // fp32 training: 4 + 4 + 8 (momentum, variance): also 16 bytes per parameter.
-  return DTYPE_BYTES[dtype] === 2 ? { param: 2, grad: 2, optimizer: 12 } : { param: 4, grad: 4, optimizer: 8 };
+export function stateBytes(dtype: keyof typeof DTYPE_BYTES): { readonly param: number; readonly grad: number; readonly optimizer: number } {
+  return DTYPE_BYTES[dtype] === 2 ? MIXED_STATE : FP32_STATE;
 }
 
 /** The lowering of one layout (and sequence-parallel choice): every plan on it is priced from these records. */
