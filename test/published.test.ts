@@ -170,7 +170,7 @@ describe('data/published/steps.csv', () => {
   it('held-out rows (data/published/heldout): all read and valid on their meshes; each step time is the published throughput\'s', () => {
     const dir = fileURLToPath(new URL('../data/published/heldout/', import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith('.csv')).sort();
-    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv', 'torchtitan-a100.csv']);
+    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-a100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv', 'torchtitan-a100.csv']);
     let n = 0;
     for (const f of files) {
       const held = join(dir, f);
@@ -216,20 +216,33 @@ describe('data/published/steps.csv', () => {
           expect(Math.abs((m.stepTime * wps) / (local * tokens) - 1), where).toBeLessThan(1e-5);
           continue;
         }
-        // llm-foundry: GlobalBatchSize x 2048 tokens / the table's T/s; dgxc: the step time itself, beside tokens/s.
-        const lf = /^(\d+) GPUs .*GlobalBatchSize (\d+) x 2048 tokens \/ (\d+) T\/s/.exec(note(m.source.line));
+        // llm-foundry: GlobalBatchSize x SeqLen tokens / the table's T/s (H100: all at 2048; A100: 2048 and 8192),
+        // with the table's MicroBatchSize x GradAccum x GPUs = GlobalBatchSize and its activation checkpointing;
+        // dgxc: the step time itself, beside tokens/s.
+        const lf = /^(\d+) GPUs .*GlobalBatchSize (\d+) x (\d+) tokens \/ (\d+) T\/s.*; MicroBatchSize (\d+) GradAccum (\d+).*; activation checkpointing (True|False)/.exec(note(m.source.line));
         const dg = /^(\d+) GPUs: ([\d.]+) s per step as published \(([\d.]+) tokens\/s/.exec(note(m.source.line));
-        const [gpus, tokensPerSecond] = lf ? [Number(lf[1]), Number(lf[3])] : [Number(dg![1]), Number(dg![3])];
+        const [gpus, tokensPerSecond] = lf ? [Number(lf[1]), Number(lf[4])] : [Number(dg![1]), Number(dg![3])];
         expect(m.mesh.size, where).toBe(gpus);
-        if (lf) expect(s.batch, where).toBe(Number(lf[2]));
+        if (lf) {
+          const [batch, seq, , micro, accum] = lf.slice(2, 7).map(Number);
+          expect([s.batch, s.seqLen, m.plan.microbatches], where).toEqual([batch, seq, accum]);
+          expect(micro * accum * gpus, where).toBe(batch);
+          expect(m.plan.recompute, where).toBe(lf[7] === 'True' ? 'full' : 'none');
+        }
         expect(Math.abs((m.stepTime * tokensPerSecond) / (s.batch * s.seqLen) - 1), where).toBeLessThan(1e-4);
       }
     }
-    expect(n).toBe(37);
-    // Parameter counts as published: llm-foundry's NumParams column for MPT-70B at 2048 tokens
-    // (tied embeddings, learned positions); Llama 3 70B's 70,553,706,496 (Meta's model card).
+    expect(n).toBe(49);
+    // Parameter counts as published: llm-foundry's NumParams column (tied embeddings, learned
+    // positions: 6144 x d_model more at 8192 tokens than at 2048), within 1e-3: the graph counts no
+    // linear biases, 9 x d_model per layer; Llama 3 70B's 70,553,706,496 (Meta's model card).
     const spec = (file: string) => parseModelSpec(JSON.parse(readFileSync(join(dir, file), 'utf8')));
-    expect(Math.abs(paramCount(buildGraph(spec('mpt-70b.json'))) / 64_862_437_376 - 1)).toBeLessThan(1e-3);
+    const mpt: [string, number][] = [
+      ['mpt-1b.json', 1_315_950_592], ['mpt-3b.json', 2_651_837_440], ['mpt-7b.json', 6_658_859_008], ['mpt-13b.json', 12_853_954_560],
+      ['mpt-30b.json', 29_975_214_080], ['mpt-70b.json', 64_862_437_376], ['mpt-1b-8k.json', 1_328_533_504], ['mpt-3b-8k.json', 2_667_566_080],
+      ['mpt-7b-8k.json', 6_684_024_832], ['mpt-13b-8k.json', 12_885_411_840], ['mpt-30b-8k.json', 30_019_254_272],
+    ];
+    for (const [file, published] of mpt) expect(Math.abs(paramCount(buildGraph(spec(file))) / published - 1), file).toBeLessThan(1e-3);
     expect(Math.abs(paramCount(buildGraph(spec('maxtext-llama3-70b.json'))) / 70_553_706_496 - 1)).toBeLessThan(1e-4);
     // Narayanan et al. 2021 Table 1 names the 2021 models by their Eq. 2 size: 1.7B to 1008.0B.
     for (const [file, billions] of [['narayanan-1.7b.json', 1.7], ['narayanan-145b.json', 145.6], ['narayanan-1t.json', 1008.0]] as const) {
