@@ -8,6 +8,8 @@ import { runTask } from './task.js';
 export interface Runner {
   readonly workers: number;
   run(task: Task): Promise<TaskResult>;
+  /** Start a pool's threads now (inline and auto: nothing), so that they load their code while this thread goes on. */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -42,6 +44,7 @@ class InlineRunner implements Runner {
     if (task.crash) throw new Error('worker exited (injected crash)');
     return runTask(task);
   }
+  async start(): Promise<void> {}
   async close(): Promise<void> {}
 }
 
@@ -55,6 +58,9 @@ class PoolRunner implements Runner {
   }
   async run(task: Task): Promise<TaskResult> {
     return (await this.pool).run(task) as Promise<TaskResult>;
+  }
+  async start(): Promise<void> {
+    await this.pool;
   }
   async close(): Promise<void> {
     await (await this.pool).destroy();
@@ -87,6 +93,7 @@ class AutoRunner implements Runner {
     this.pool ??= new PoolRunner(this.max);
     return this.pool.run(task);
   }
+  async start(): Promise<void> {}
   async close(): Promise<void> {
     await this.pool?.close();
   }
