@@ -100,6 +100,52 @@ for (const [chip, gs] of byChip) {
   families.push(summary);
   process.stdout.write(JSON.stringify(summary) + '\n');
 }
+// Eager engines: rows of an engine that runs PyTorch's kernels op by op fit the presets' one
+// constant for them, eagerCompute (src/cost/presets.ts EAGER), with the chip's own constants held at
+// the preset (fitted on steps.csv above): in-sample, and leave-one-model-out as for a family.
+const EAGER_FILE = join(root, 'data/published/llm-foundry-a100.csv');
+const HOLD_CHIP = ['efficiency', 'gemmHalfSize', 'launchOverhead', 'overlap', 'tensorParallelOverlap', 'levels'];
+const engines = [];
+{
+  const { groups: eg, rejected: er } = groupRowsByDevice(readBenchFile(EAGER_FILE));
+  for (const r of er) process.stderr.write(`  rejected ${relative(root, r.source.file)}:${r.source.line}: ${r.reason}\n`);
+  for (const g of eg) {
+    // From the preset without its eager constant, so that no row predicts itself through it.
+    const { eagerCompute: _, ...base } = g.profile;
+    const rows = g.rows.map((m) => ({ m, b: 0 }));
+    const fitEager = (train) => {
+      try {
+        return fitPhysicsFamily(train.map((t) => t.m), [base], () => 0, [...HOLD_CHIP, ...hold]).profiles[0];
+      } catch (e) {
+        if (e instanceof InputError) return null;
+        throw e;
+      }
+    };
+    const models = [...new Set(rows.map((r) => r.m.modelName))];
+    const preset = rows.map((r) => compareRow(r.m, g.profile));
+    const all = fitEager(rows);
+    const inSample = all ? rows.map((r) => compareRow(r.m, all)) : null;
+    const lomo = rows.map(() => null);
+    for (const model of models) {
+      const p = fitEager(rows.filter((r) => r.m.modelName !== model));
+      rows.forEach((r, i) => { if (p && r.m.modelName === model) lomo[i] = compareRow(r.m, p); });
+    }
+    rows.forEach((r, i) => process.stdout.write(JSON.stringify({
+      bench: 'accuracy', eager: true, row: `${relative(root, r.m.source.file)}:${r.m.source.line}`, device: g.profile.name, model: r.m.modelName, mesh: preset[i].mesh,
+      measured: r.m.stepTime, preset: r4(preset[i].estimated), presetError: r4(preset[i].error),
+      inSampleError: inSample ? r4(inSample[i].error) : null, leaveOneModelOutError: lomo[i] ? r4(lomo[i].error) : null,
+    }) + '\n'));
+    const summary = {
+      bench: 'accuracy', eager: true, file: relative(join(root, 'data/published'), EAGER_FILE), device: g.profile.name, rows: rows.length, models: models.length,
+      preset: short(summarizeErrors(preset.map((x) => x.error))),
+      inSample: inSample ? short(summarizeErrors(inSample.map((x) => x.error))) : { reason: 'the fit refused' },
+      leaveOneModelOut: short(summarizeErrors(lomo.filter(Boolean).map((x) => x.error))),
+      eagerCompute: { preset: g.profile.eagerCompute ?? 1, fitted: all ? r4(all.eagerCompute ?? 1) : null },
+    };
+    engines.push(summary);
+    process.stdout.write(JSON.stringify(summary) + '\n');
+  }
+}
 // Held out: published rows of engines the presets were not fitted on (data/published/heldout/),
 // priced under the shipped presets only: no fit reads them.
 const heldOutDir = join(root, 'data/published/heldout');
@@ -130,6 +176,7 @@ function readmeTable() {
     '| device | rows (models) | preset | in-sample fit | leave-one-model-out |',
     '| --- | --- | --- | --- | --- |',
     ...families.map((f) => `| ${f.device} | ${f.rows} (${f.models}) | ${cell(f.preset)} | ${cell(f.inSample)} | ${lomoCell(f.leaveOneModelOut)} |`),
+    ...engines.map((e) => `| ${e.device}, eager kernels (${e.file}: eagerCompute ${e.eagerCompute.fitted}) | ${e.rows} (${e.models}) | ${cell(e.preset)} | ${cell(e.inSample)} | ${lomoCell(e.leaveOneModelOut)} |`),
     ...heldOut.map((h) => `| ${h.device}, held out (${h.file}) | ${h.rows} (${h.models}) | ${cell(h.preset)} | not fitted | not fitted |`),
   ];
   const notes = families.flatMap((f) => [

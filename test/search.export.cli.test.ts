@@ -84,10 +84,15 @@ describe('mesh-search --engine E --export E', () => {
       expect(ds.time.exposedCommunication).toBeCloseTo(ds.time.communication, 9);
       expect(plain.time.exposedCommunication).toBeLessThan(plain.time.communication);
       expect(ds.time.step).toBeGreaterThan(plain.time.step);
-      expect(ds.time.compute).toBe(plain.time.compute);
+      // DeepSpeed runs eager PyTorch kernels: compute at the preset's eagerCompute of the fused speed
+      // (launch costs unscaled), the communication as it is.
+      const eager = getDevice('a100-80g').eagerCompute!;
+      expect(ds.time.compute / plain.time.compute).toBeGreaterThan(1 / eager - 0.02);
+      expect(ds.time.compute / plain.time.compute).toBeLessThanOrEqual(1 / eager + 1e-9);
+      expect(ds.time.communication).toBeCloseTo(plain.time.communication, 12);
     }
     // ZeRO-3 (partitioned gradients, overlap_comm): DeepSpeed overlaps as the profile says.
     const z3 = JSON.parse((await runMain([...base, '--zero', '3', '--engine', 'deepspeed'])).stdout);
-    expect(z3.time.step).toBe(JSON.parse((await runMain([...base, '--zero', '3'])).stdout).time.step);
+    expect(z3.time.exposedCommunication).toBeLessThan(z3.time.communication);
   });
 });

@@ -2,6 +2,7 @@ import { InputError } from '../errors.js';
 import { networkLevel, price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
 import { boundedLm, evaluate, type LsqProblem } from './solve.js';
+import { runSemantics } from '../engine/index.js';
 import { asMeasured } from './resolve.js';
 import type { FitSummary, Measurement } from './types.js';
 
@@ -78,6 +79,10 @@ function paramsFor(rows: readonly Measurement[], bases: readonly HardwareProfile
   // Only rows that split heads or d_ff say anything about hiding tensor-parallel collectives.
   if (rows.some((m) => m.program.layout.mask.heads || m.program.layout.mask.d_ff)) {
     out.push({ name: 'tensorParallelOverlap', lo: 0, hi: 1, base: base.tensorParallelOverlap ?? 0, log: false, scale: 0.5, get: (p) => p.tensorParallelOverlap ?? 0, set: (p, v) => ({ ...p, tensorParallelOverlap: v }) });
+  }
+  // Only rows an eager engine ran say how fast its kernels are against the fused ones.
+  if (rows.some((m) => m.engine && runSemantics(m.engine).kernels === 'eager')) {
+    out.push({ name: 'eagerCompute', lo: 0.2, hi: 1.5, base: base.eagerCompute ?? 1, log: true, scale: 1, get: (p) => p.eagerCompute ?? 1, set: (p, v) => ({ ...p, eagerCompute: v }) });
   }
   for (const name of levelsUsed(rows, baseOf)) {
     const owner = bases.find((b) => b.levels.some((l) => l.name === name))!;

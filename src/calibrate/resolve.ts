@@ -1,5 +1,5 @@
 import { dirname, resolve as resolvePath } from 'node:path';
-import { asRunBy, ENGINES, isEngine, type Engine } from '../engine/index.js';
+import { asRunBy, isRowEngine, ROW_ENGINES, type RowEngine } from '../engine/index.js';
 import { InputError } from '../errors.js';
 import { findProfile } from '../cost/host.js';
 import type { HardwareProfile, OpClassName } from '../cost/profile.js';
@@ -120,10 +120,10 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
       sibling = own;
     }
   }
-  let engine: Engine | undefined;
+  let engine: RowEngine | undefined;
   if (raw.engine !== undefined && raw.engine !== null && raw.engine !== '') {
     const e = String(raw.engine).trim();
-    if (!isEngine(e)) throw new InputError(`unknown engine ${describe(raw.engine)}; engines are ${ENGINES.join(', ')}`);
+    if (!isRowEngine(e)) throw new InputError(`unknown engine ${describe(raw.engine)}; engines are ${ROW_ENGINES.join(', ')}`);
     engine = e;
   }
   const spec = withBatch(loadSpec(raw.model, raw.source.file), raw.batch);

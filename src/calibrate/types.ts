@@ -1,4 +1,4 @@
-import type { Engine } from '../engine/index.js';
+import type { RowEngine } from '../engine/index.js';
 import type { HardwareProfile, OpClassName } from '../cost/profile.js';
 import type { Graph } from '../model/graph.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -31,7 +31,7 @@ export interface Measurement {
    */
   readonly sibling?: HardwareProfile;
   /** The engine that ran it, when the row says: priced as it runs (engine asRunBy). */
-  readonly engine?: Engine;
+  readonly engine?: RowEngine;
   readonly graph: Graph;
   readonly mesh: Mesh;
   readonly plan: Plan;

@@ -63,8 +63,11 @@ function tpu(name: string, description: string, perCore: { torus?: Torus; tpOver
   };
 }
 
+const GPUS = new Set<string>();
+
 function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string; netName?: string; netSource?: string; netEff?: number; netEffSource?: string; chip?: string }, src: string): HardwareProfile {
   const netName = g.netName ?? 'infiniband';
+  GPUS.add(name);
   return {
     name, description, ...(g.chip ? { chip: g.chip } : {}),
     peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.fp32 ?? g.flops / 16 },
@@ -209,6 +212,22 @@ function withLinkOverlap(levels: HardwareProfile['levels'], o: Readonly<Record<s
   return levels.map((l) => (o?.[l.name] === undefined ? l : { ...l, link: { ...l.link, overlap: o[l.name] } }));
 }
 
+/**
+ * Eager PyTorch's kernels against the fused ones the GPU presets were fitted on (engine asRunBy):
+ * fitted by `mesh-search calibrate --fit physics --bench data/published/llm-foundry-a100.csv
+ * --device a100-80g --hold efficiency,gemmHalfSize,launchOverhead,overlap,tensorParallelOverlap,levels`
+ * (the a100 preset's constants held, this one fitted). A property of the engine's kernels, not of
+ * the chip: every GPU preset takes it; llm-foundry's H100 rows and torchtitan's A100 row are held
+ * out to check that it carries.
+ */
+const EAGER = { value: 0.81, rows: 'data/published/llm-foundry-a100.csv (MosaicML llm-foundry on A100: MPT 1B to 70B, Composer with PyTorch FSDP; 12 rows)' };
+
+/** A GPU preset with the eager kernels' speed (TPUs run no eager PyTorch engine). */
+function withEager(p: HardwareProfile): HardwareProfile {
+  if (!GPUS.has(p.name)) return p;
+  return { ...p, eagerCompute: EAGER.value, sources: { ...p.sources, eagerCompute: `fitted by the physics fit on ${EAGER.rows}, the a100-80g preset's other constants held` } };
+}
+
 function applyFitted(p: HardwareProfile): HardwareProfile {
   const t = TRANSFERRED[p.name];
   if (t) {
@@ -234,7 +253,7 @@ function applyFitted(p: HardwareProfile): HardwareProfile {
   };
 }
 
-const FITTED_PRESETS: HardwareProfile[] = PRESETS.map(applyFitted);
+const FITTED_PRESETS: HardwareProfile[] = PRESETS.map((p) => withEager(applyFitted(p)));
 
 export function devicePresets(): readonly HardwareProfile[] {
   return FITTED_PRESETS;

@@ -97,6 +97,14 @@ export interface HardwareProfile {
    * recompute_grad (it drops dead code: the MLP's output projection is not rerun).
    */
   readonly fullRecompute?: 'layer' | 'needed';
+  /**
+   * Optional: the speed of eager PyTorch's kernels (torchtitan, DeepSpeed, llm-foundry: the model
+   * code run op by op) as a fraction of the fused ones (Transformer Engine, XLA) the efficiencies
+   * describe; absent: 1. An engine that runs eager kernels applies it (engine asRunBy).
+   */
+  readonly eagerCompute?: number;
+  /** Optional: whose kernels the efficiencies describe: 'fused' (absent), or 'eager' once asRunBy has applied eagerCompute. */
+  readonly kernels?: 'fused' | 'eager';
   /** Optional: how many devices of the mesh compute at once (a host's cores); beyond it they share. */
   readonly concurrentDevices?: number;
   /**
@@ -194,6 +202,8 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
   optional('collectiveLatency', (v) => v >= 0 && v <= 1, 'seconds >= 0 (at most 1)');
   optional('tensorParallelOverlap', (v) => v >= 0 && v <= 1, 'in [0, 1]');
   check(o.fullRecompute === undefined || o.fullRecompute === 'layer' || o.fullRecompute === 'needed', `${where}: "fullRecompute" must be "layer" or "needed", got ${JSON.stringify(o.fullRecompute)}`);
+  optional('eagerCompute', (v) => v > 0 && v <= 1.5, 'in (0, 1.5]');
+  check(o.kernels === undefined || o.kernels === 'fused' || o.kernels === 'eager', `${where}: "kernels" must be "fused" or "eager", got ${JSON.stringify(o.kernels)}`);
   optional('concurrentDevices', (v) => Number.isInteger(v) && v >= 1, 'a whole number >= 1');
   check(o.pipelineSchedule === undefined || o.pipelineSchedule === '1f1b' || o.pipelineSchedule === 'sequential', `${where}: "pipelineSchedule" must be "1f1b" or "sequential", got ${JSON.stringify(o.pipelineSchedule)}`);
   const linkEff = (l: Record<string, unknown>, at: string) => {

@@ -1,3 +1,4 @@
+import type { HardwareProfile } from '../cost/profile.js';
 import type { Recompute, ZeroStage } from '../lower/plan.js';
 import type { Activation, Dtype, ModelKind, Positions } from '../model/spec.js';
 import type { AxisRole } from './shape.js';
@@ -63,6 +64,13 @@ export interface Capabilities {
    * whole layer's forward runs again (torch.utils.checkpoint, Megatron-LM's full granularity).
    */
   readonly fullRecompute: 'layer' | 'needed';
+  /**
+   * Whose kernels run the step (HardwareProfile.kernels): 'fused' where a compiler or fused kernels
+   * run it (XLA; Megatron-LM with Transformer Engine and apex), as the presets' fitted rows were run,
+   * 'eager' where PyTorch runs the model code op by op (torchtitan without torch.compile, DeepSpeed
+   * on a Hugging Face model), priced at the profile's eagerCompute of the fused kernels' speed.
+   */
+  readonly kernels: 'fused' | 'eager';
   /** Conditions the fields above do not say (checked in rules.ts), for the README. */
   readonly also: readonly string[];
 }
@@ -76,7 +84,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Mesh-TF', kinds: ['decoder', 'encoder-decoder'], zero: [0], recompute: ['none', 'full'], pipeline: false,
     virtualStages: false, context: true, sequenceParallel: false, multiAxis: false, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned'], gqa: true,
-    dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed',
+    dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed', kernels: 'fused',
     also: ['microbatches: tokens per microbatch per replica must divide the per-replica tokens'],
   },
   // t5x/partitioning.py PjitPartitioner (mesh axes replica, data, model; logical_axis_rules),
@@ -86,7 +94,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     recomputeKinds: ['encoder-decoder'], pipeline: false, virtualStages: false, context: false, sequenceParallel: false,
     multiAxis: true, freeLayout: true, partialTensor: true, vocabSplit: true, maxAxes: 2,
     deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed',
+    gqa: false, dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'needed', kernels: 'fused',
     also: ['ZeRO-3 by a last (embed, data) rule: d_model must stay whole', 'the model axis lies within one slice (ici_mesh_shape)'],
   },
   // src/maxtext/configs/base.yml: mesh_axes, ici_/dcn_*_parallelism, logical_axis_rules,
@@ -95,7 +103,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'MaxText', kinds: ['decoder'], zero: [0, 1, 3], recompute: ['none', 'selective', 'minimal', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: true, partialTensor: true,
     vocabSplit: true, deviceOrder: null, activations: ['relu', 'gelu', 'swiglu'], positions: ['learned', 'rotary'],
-    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'needed',
+    gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'needed', kernels: 'fused',
     also: ['each axis splits at the slice boundary into ici_* and dcn_* parts', 'num_pipeline_microbatches a multiple of the stages', 'int(devices x per_device_batch_size) sequences per microbatch'],
   },
   // megatron/training/arguments.py: rank order tp-cp-ep-dp-pp (tp innermost); --use-distributed-optimizer,
@@ -104,7 +112,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'Megatron-LM', kinds: ['decoder'], zero: [0, 1, 2, 3], recompute: ['none', 'selective', 'full'], pipeline: true,
     virtualStages: true, context: true, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false,
     vocabSplit: true, deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['gelu', 'swiglu'],
-    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'layer',
+    positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: true, hybridZero: false, reduceAfterBackward: [], fullRecompute: 'layer', kernels: 'fused',
     also: ['context parallelism needs seq_length % (2 x cp) == 0', 'global batch a multiple of micro batch x data-parallel size'],
   },
   // deepspeed/runtime: zero_optimization.stage 0-3, tensor_parallel.autotp_size (AutoTP splits
@@ -115,7 +123,7 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     vocabSplit: false, maxAxes: undefined, deviceOrder: ['data', 'tensor'], activations: ['relu', 'gelu', 'swiglu'],
     positions: ['learned', 'rotary'], gqa: true, dtypes: ALL_DTYPES, zeroWithContext: false, hybridZero: false,
     // runtime/engine.py allreduce_gradients: stages 0 and 1 reduce at the accumulation boundary, after the backward.
-    reduceAfterBackward: [0, 1], fullRecompute: 'layer',
+    reduceAfterBackward: [0, 1], fullRecompute: 'layer', kernels: 'eager',
     also: ['AutoTP: one tensor group that splits heads and d_ff (Linear layers), vocab whole', 'train_batch_size counts every rank, TP ranks included (deepspeedai/DeepSpeed#7298)'],
   },
   // torchtitan/config/configs.py ParallelismConfig (mesh pp, dp_replicate, dp_shard, cp, tp), FSDP2
@@ -124,20 +132,55 @@ export const CAPABILITIES: Record<Engine, Capabilities> = {
     title: 'torchtitan', kinds: ['decoder'], zero: [0, 3], recompute: ['none', 'full'], pipeline: true, virtualStages: true,
     context: false, sequenceParallel: true, multiAxis: true, freeLayout: false, partialTensor: false, vocabSplit: true,
     deviceOrder: ['pipeline', 'data', 'context', 'tensor'], activations: ['swiglu'], positions: ['rotary'], gqa: true,
-    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'layer',
+    dtypes: ['bfloat16', 'float32'], zeroWithContext: false, hybridZero: true, reduceAfterBackward: [], fullRecompute: 'layer', kernels: 'eager',
     also: ['the model is a shipped llama3 or qwen3 flavor (model_spec is off the command line)', 'cp > 1 shards parameters over cp (FSDP), which no plan here does'],
   },
 };
 
 /**
- * A profile as the engine runs on it: full recompute reruns what the engine reruns
- * (Capabilities.fullRecompute), whatever the profile assumed. The same object when nothing changes.
+ * Engines a benchmark row may name (its `engine` column): every engine a plan exports to, and
+ * trainers whose published runs are read but not exported to. llm-foundry: MosaicML's Composer with
+ * PyTorch FSDP (torch.utils.checkpoint for activation checkpointing; no torch.compile in its
+ * benchmark yamls, scripts/train/benchmarking at 5e85bd62).
  */
-export function asRunBy<P extends { readonly fullRecompute?: 'layer' | 'needed'; readonly sources: Readonly<Record<string, string>> }>(engine: Engine, profile: P): P {
-  const c = CAPABILITIES[engine];
-  if ((profile.fullRecompute ?? 'layer') === c.fullRecompute) return profile;
-  const why = c.fullRecompute === 'needed' ? 'XLA drops what the backward does not read' : 'the whole layer runs again';
-  return { ...profile, fullRecompute: c.fullRecompute, sources: { ...profile.sources, fullRecompute: `${c.title}'s full recompute: ${why}` } };
+export const ROW_ENGINES = [...ENGINES, 'llm-foundry'] as const;
+export type RowEngine = (typeof ROW_ENGINES)[number];
+
+export function isRowEngine(s: string): s is RowEngine {
+  return (ROW_ENGINES as readonly string[]).includes(s);
+}
+
+/** How an engine runs a step, for pricing: what its full recompute reruns and whose kernels run it. */
+export type RunSemantics = Pick<Capabilities, 'title' | 'fullRecompute' | 'kernels'>;
+
+export function runSemantics(engine: RowEngine): RunSemantics {
+  if (engine === 'llm-foundry') return { title: 'llm-foundry', fullRecompute: 'layer', kernels: 'eager' };
+  return CAPABILITIES[engine];
+}
+
+/**
+ * A profile as the engine runs on it: full recompute reruns what the engine reruns
+ * (Capabilities.fullRecompute), whatever the profile assumed; an eager engine's kernels run at the
+ * profile's eagerCompute of its (fused) efficiencies. The same object when nothing changes; a
+ * profile already eager is not slowed again.
+ */
+export function asRunBy<P extends Pick<HardwareProfile, 'fullRecompute' | 'kernels' | 'eagerCompute' | 'efficiency' | 'sources'>>(engine: RowEngine, profile: P): P {
+  const c = runSemantics(engine);
+  let out = profile;
+  if ((profile.fullRecompute ?? 'layer') !== c.fullRecompute) {
+    const why = c.fullRecompute === 'needed' ? 'XLA drops what the backward does not read' : 'the whole layer runs again';
+    out = { ...out, fullRecompute: c.fullRecompute, sources: { ...out.sources, fullRecompute: `${c.title}'s full recompute: ${why}` } };
+  }
+  const f = profile.eagerCompute ?? 1;
+  if (c.kernels === 'eager' && (profile.kernels ?? 'fused') === 'fused' && f !== 1) {
+    const e = profile.efficiency;
+    out = {
+      ...out, kernels: 'eager',
+      efficiency: Object.fromEntries(Object.entries(e).map(([k, v]) => [k, v * f])) as P['efficiency'],
+      sources: { ...out.sources, kernels: `${c.title} runs eager PyTorch kernels: the efficiencies times eagerCompute ${f}` },
+    };
+  }
+  return out;
 }
 
 /**

@@ -18,6 +18,7 @@ const ROWS: [string, (c: Capabilities) => string][] = [
   ['ZeRO with context parallelism', (c) => yes(c.zeroWithContext)],
   ['hybrid sharding (--zero-axes, ZeRO-3)', (c) => yes(c.hybridZero)],
   ['full recompute reruns', (c) => (c.fullRecompute === 'needed' ? 'what the backward reads (XLA)' : 'the whole layer')],
+  ['kernels (priced at)', (c) => (c.kernels === 'fused' ? 'fused (the presets\' efficiencies)' : 'eager PyTorch (× eagerCompute)')],
   ['gradient sync hidden behind the backward', (c) => (c.reduceAfterBackward.length === 0 ? 'yes' : `not at ZeRO ${c.reduceAfterBackward.join(', ')}`)],
   ['grouped-query attention', (c) => yes(c.gqa)],
   ['feed-forward', (c) => c.activations.join(', ')],
