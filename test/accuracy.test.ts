@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readBenchFile } from '../src/calibrate/bench.js';
 import { compareRow, groupRowsByDevice, summarizeErrors } from '../src/calibrate/validate.js';
+import { datasheetDevice, getDevice } from '../src/cost/presets.js';
 
 // Published step times of real runs (data/published/README.md): recorded numbers, not timings of
 // this machine. A change to the cost model that moves the estimates off them fails here.
@@ -25,4 +26,9 @@ describe('the presets against published step times', () => {
       expect(Math.abs(s.signedMeanError)).toBeLessThanOrEqual(0.02);
     });
   }
+  it('A3 VMs start from the v5e fit\'s overlap between slices (MaxText under XLA, between hosts over Google\'s data-centre network)', () => {
+    const overlapOf = (p: ReturnType<typeof getDevice>, level: string) => p.levels.find((l) => l.name === level)!.link.overlap ?? 1;
+    expect(overlapOf(datasheetDevice('h100-a3-high'), 'tcpx')).toBe(overlapOf(getDevice('tpu-v5e'), 'dcn'));
+    expect(overlapOf(datasheetDevice('h100-sxm'), 'infiniband')).toBe(1);
+  });
 });
