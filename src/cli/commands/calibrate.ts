@@ -52,7 +52,7 @@ export const calibrateCommand: CommandModule<object, Args> = {
       .option('trace', { type: 'string', array: true, describe: 'trace JSON files written by mesh-search run --trace' })
       .option('bench', { type: 'string', array: true, describe: 'benchmark rows: .csv, .json or .jsonl (README, "Calibration")' })
       .option('steps', { type: 'string', default: 'min', choices: ['min', 'median'], describe: 'a trace\'s step time: the least or the median over its steps after the first' })
-      .option('hold', { type: 'string', array: true, describe: 'parameters to keep at the base value: efficiency, efficiencyHalfWork, bandwidth, latency, overlap, or one like latency.rows' })
+      .option('hold', { type: 'string', array: true, describe: 'parameters to keep at the base value, a group or one of it. --fit classes: efficiency, efficiencyHalfWork, bandwidth, latency, overlap (or one like latency.rows); --fit physics: efficiency, gemmHalfSize, launchOverhead, overlap, tensorParallelOverlap, eagerCompute, levels (or one like levels.nvlink.overlap)' })
       .option('fit', { type: 'string', default: 'classes', choices: ['classes', 'physics'], describe: 'classes: efficiency per op class and a link per mesh axis (traces); physics: the profile\'s hardware constants through the cost model itself (benchmarks of real clusters)' })
       .option('device', { type: 'string', describe: 'base profile: a preset or profile JSON (default: host for traces; for --bench the rows\' device, else tpu-v2)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
