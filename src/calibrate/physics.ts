@@ -1,8 +1,8 @@
 import { InputError } from '../errors.js';
 import { networkLevel, price } from '../cost/price.js';
 import { validateProfile, type HardwareProfile, type Level } from '../cost/profile.js';
-import { boundedLm, evaluate, type LsqProblem } from './solve.js';
 import { runSemantics } from '../engine/index.js';
+import { boundedLm, evaluate, type LsqProblem } from './solve.js';
 import { asMeasured } from './resolve.js';
 import type { FitSummary, Measurement } from './types.js';
 
