@@ -170,7 +170,7 @@ describe('data/published/steps.csv', () => {
   it('held-out rows (data/published/heldout) and the eager engine\'s (llm-foundry-a100.csv): all read and valid on their meshes; each step time is the published throughput\'s', () => {
     const dir = fileURLToPath(new URL('../data/published/heldout/', import.meta.url));
     const files = readdirSync(dir).filter((f) => f.endsWith('.csv')).sort();
-    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv', 'torchtitan-a100.csv']);
+    expect(files).toEqual(['dgxc-maxtext-h100.csv', 'llm-foundry-h100.csv', 'maxtext-tiering.csv', 'maxtext-v5p.csv', 'megatron-a100-2021.csv', 'torchtitan-a100.csv']);
     let n = 0;
     for (const f of [...files, '../llm-foundry-a100.csv']) {
       const held = join(dir, f);
@@ -207,6 +207,42 @@ describe('data/published/steps.csv', () => {
           expect(Math.round((Number(mx[2]) / 100) * 459), where).toBe(Number(mx[1]));
           continue;
         }
+        // MaxText tiering page: per_device_batch_size x max_target_length over the page's approximate
+        // tokens/s/device; the note also derives the step from the MFU column with MaxText's count at
+        // 92e59fdf, 3·(L·(ffn + qkv + out) + embedding) + 3·L·attention, attention halved for causality
+        // (PR #1988) or not (the older count), over MFU × the chip's bf16 peak.
+        const ti = /^(\d+) chips \(.*?\): published about ([\d,]+) tokens\/s\/device and MFU ([\d.]+)%; step = per_device_batch_size (\d+) x (\d+) tokens \/ (\d+) tokens\/s\/device = ([\d.]+) s .*?(\S+) FLOPs per chip with causal attention halved \(PR #1988\) = ([\d.]+) s .*?, (\S+) with the older non-causal count = ([\d.]+) s/.exec(note(m.source.line));
+        if (ti) {
+          const [chips, , mfu, pdbs, seq, tps, step, causal, causalStep, full, fullStep] = ti.slice(1).map((x) => Number(x.replace(/,/g, '')));
+          expect(Number(ti[2].replace(/,/g, '')), where).toBe(tps);
+          expect(m.mesh.size, where).toBe(chips);
+          expect([s.batch, s.seqLen, m.plan.microbatches], where).toEqual([pdbs * chips, seq, 1]);
+          expect(m.stepTime, where).toBe(step);
+          expect(Math.abs(m.stepTime - (pdbs * seq) / tps), where).toBeLessThan(5e-5);
+          // The spec is MaxText's model config (src/MaxText/configs/models/*.yml at 92e59fdf): layers, emb, query
+          // and K/V heads, head_dim, mlp, vocab; SwiGLU (mlp_activations silu, linear: two input matrices).
+          const maxtextModel: Record<string, number[]> = {
+            'llama2-70b': [80, 8192, 64, 8, 128, 28672, 32000], 'llama3-8b': [32, 4096, 32, 8, 128, 14336, 128256],
+            'llama3-70b': [80, 8192, 64, 8, 128, 28672, 128256], 'llama3.1-405b': [126, 16384, 128, 8, 128, 53248, 128256],
+          };
+          const [L, E, H, KV, hd, F, V] = maxtextModel[m.modelName];
+          expect([s.decoderLayers, s.dModel, s.heads, s.kvHeads, s.dKv, s.dFf, s.vocab, s.activation], where).toEqual([L, E, H, KV, hd, F, V, 'swiglu']);
+          const [B, S] = [pdbs, seq];
+          const weights = L * (2 * B * S * F * E * 3 + 2 * B * S * E * (H + 2 * KV) * hd + 2 * B * S * E * H * hd) + 2 * B * S * E * V;
+          const attention = L * 4 * B * S * S * H * hd;
+          const peak = ({ 'tpu-v5p': 459e12, 'tpu-v6e': 918e12 } as Record<string, number>)[g.profile.name];
+          expect(peak, where).toBeDefined();
+          for (const [flops, printed, at] of [[3 * weights + (3 * attention) / 2, causal, causalStep], [3 * weights + 3 * attention, full, fullStep]]) {
+            expect(Math.abs(printed / flops - 1), where).toBeLessThan(1e-6);
+            expect(Math.abs(flops / ((mfu / 100) * peak) - at), where).toBeLessThan(5e-5);
+          }
+          // The page's two figures agree within 3% under one of the counts (the v6e rows: the older one, to 0.5%),
+          // except 405B's, 8.7% apart at best (data/published/README.md).
+          const apart = Math.min(Math.abs(causalStep / step - 1), Math.abs(fullStep / step - 1));
+          if (m.modelName === 'llama3.1-405b') expect(apart, where).toBeGreaterThan(0.08);
+          else expect(apart, where).toBeLessThan(0.03);
+          continue;
+        }
         // torchtitan: each GPU's local batch x sequence over its tokens per second (WPS).
         const tt = /^(\d+) GPUs: local batch (\d+) x (\d+) tokens \/ (\d+) tokens\/s per GPU/.exec(note(m.source.line));
         if (tt) {
@@ -232,7 +268,7 @@ describe('data/published/steps.csv', () => {
         expect(Math.abs((m.stepTime * tokensPerSecond) / (s.batch * s.seqLen) - 1), where).toBeLessThan(1e-4);
       }
     }
-    expect(n).toBe(49);
+    expect(n).toBe(54);
     // Parameter counts as published: llm-foundry's NumParams column (tied embeddings, learned
     // positions: 6144 x d_model more at 8192 tokens than at 2048), within 1e-3: the graph counts no
     // linear biases, 9 x d_model per layer; Llama 3 70B's 70,553,706,496 (Meta's model card).
