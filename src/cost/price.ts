@@ -6,7 +6,7 @@ import { latencySteps, sentBytes, type CollectiveKind } from '../lower/collectiv
 import { microBatchOf, recomputes, recordFlops, strategyOps } from '../lower/instantiate.js';
 import { ELEMENT_FLOPS, type LayoutLowering } from '../lower/lower.js';
 import { planToJson, type Plan } from '../lower/plan.js';
-import type { Collective, LoweredOp, MemoryBreakdown, Program } from '../lower/program.js';
+import type { Collective, LoweredOp, Program } from '../lower/program.js';
 import { linAt, type GemmShape, type OpRecord } from '../lower/records.js';
 import type { Estimate } from './estimate.js';
 import type { HardwareProfile, Link } from './profile.js';

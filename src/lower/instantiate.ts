@@ -242,24 +242,30 @@ function memoryParts(l: LayoutLowering, plan: Plan): void {
   actsFirst *= inflight;
   const largest = Math.max(l.largestOutput.perSeq * mb, l.largestOutput.fixed);
   const temporary = largest + linAt(l.recomputeBuffer[mode], mb) + (plan.zero >= 3 ? layerParams : 0);
-  const z = plan.zero;
-  const first = stateOf(z, sb, stageParams.first, stageSharded.first);
-  const last = stateOf(z, sb, stageParams.last, stageSharded.last);
-  const firstTotal = first + actsFirst + temporary;
-  const lastTotal = last + actsLast + temporary;
+  const firstTotal = stateInto(STATE, 0, plan.zero, sb, stageParams.first, stageSharded.first) + actsFirst + temporary;
+  const lastTotal = stateInto(STATE, 3, plan.zero, sb, stageParams.last, stageSharded.last) + actsLast + temporary;
   const busier = lastTotal > firstTotal;
-  const all = busier ? stageParams.last : stageParams.first, sharded = busier ? stageSharded.last : stageSharded.first;
-  PARTS[0] = (z >= 3 ? sharded : all) * sb.param;
-  PARTS[1] = (z >= 2 ? sharded : all) * sb.grad;
-  PARTS[2] = (z >= 1 ? sharded : all) * sb.optimizer;
+  const at = busier ? 3 : 0;
+  PARTS[0] = STATE[at];
+  PARTS[1] = STATE[at + 1];
+  PARTS[2] = STATE[at + 2];
   PARTS[3] = busier ? actsLast : actsFirst;
   PARTS[4] = temporary;
   PARTS[5] = busier ? lastTotal : firstTotal;
 }
 
-/** Bytes of a stage's parameters, gradients and optimizer state: each sharded from its ZeRO stage on (3, 2, 1). */
-function stateOf(zero: number, sb: ReturnType<typeof stateBytes>, all: number, sharded: number): number {
-  return (zero >= 3 ? sharded : all) * sb.param + (zero >= 2 ? sharded : all) * sb.grad + (zero >= 1 ? sharded : all) * sb.optimizer;
+// Each stage's parameter, gradient and optimizer bytes (first stage, then last), written by stateInto.
+const STATE = new Float64Array(6);
+
+/**
+ * Bytes of a stage's parameters, gradients and optimizer state, each sharded from its ZeRO stage on
+ * (3, 2, 1), written to out[at..at + 2]; their sum.
+ */
+function stateInto(out: Float64Array, at: number, zero: number, sb: ReturnType<typeof stateBytes>, all: number, sharded: number): number {
+  out[at] = (zero >= 3 ? sharded : all) * sb.param;
+  out[at + 1] = (zero >= 2 ? sharded : all) * sb.grad;
+  out[at + 2] = (zero >= 1 ? sharded : all) * sb.optimizer;
+  return out[at] + out[at + 1] + out[at + 2];
 }
 
 /** Memory per device of the busiest stage, by part (memoryParts). */
