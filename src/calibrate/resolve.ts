@@ -174,7 +174,7 @@ function resolveOrThrow(raw: RawRow, ctx: ResolveContext): Measurement {
   };
 }
 
-/** A profile as the row's engine ran on it (its full recompute), when the row names one. */
+/** A profile as the row's engine ran on it (its full recompute, its kernels: engine asRunBy), when the row names one. */
 export function asMeasured(m: Pick<Measurement, 'engine'>, profile: HardwareProfile): HardwareProfile {
   return m.engine ? asRunBy(m.engine, profile) : profile;
 }

@@ -30,7 +30,7 @@ export interface Measurement {
    * fitting h100-sxm): that device's profile. The physics fit prices it there, chip constants shared.
    */
   readonly sibling?: HardwareProfile;
-  /** The engine that ran it, when the row says: priced as it runs (engine asRunBy). */
+  /** The engine that ran it, when the row says: priced as it runs (engine asRunBy: full recompute, kernels). */
   readonly engine?: RowEngine;
   readonly graph: Graph;
   readonly mesh: Mesh;

@@ -20,7 +20,7 @@ export function allowsSequenceParallel(f: PlanFilter | undefined): boolean {
   return !f || !isEngine(f.engine) || CAPABILITIES[f.engine].sequenceParallel;
 }
 
-/** The profile the filter's engine runs on (asRunBy: its full recompute); the same profile when nothing changes. */
+/** The profile the filter's engine runs on (asRunBy: its full recompute, its kernels); the same profile when nothing changes. */
 export function engineProfile(f: PlanFilter | undefined, profile: HardwareProfile): HardwareProfile {
   return f && isEngine(f.engine) ? asRunBy(f.engine, profile) : profile;
 }

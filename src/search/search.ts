@@ -92,7 +92,7 @@ function divisorReport(space: PlanSpace): string {
 
 export async function search(given: SearchOptions): Promise<SearchResult> {
   const t0 = performance.now();
-  // An engine's plans are priced as it runs them (its full recompute).
+  // An engine's plans are priced as it runs them (its full recompute, its kernels).
   const opts: SearchOptions = given.filter ? { ...given, profile: engineProfile(given.filter, given.profile) } : given;
   const mesh = typeof opts.mesh === 'string' ? parseMesh(opts.mesh) : opts.mesh;
   const objective = opts.objective ?? 'time';

@@ -65,12 +65,12 @@ export const estimateCommand: CommandModule<object, Args> = {
       .option('device', { type: 'string', describe: `hardware preset (mesh-search devices) or profile JSON (default: the plan file's, else ${DEFAULT_DEVICE})` })
       .option('node-size', { type: 'string', describe: "devices in the profile's innermost network level (72 for an NVL72 rack, a TPU slice's chips)" })
       .option('json', { type: 'boolean', describe: 'print one JSON object on stdout' })
-      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'also say whether this training engine can express the plan, and why not; priced as it runs it (what its full recompute reruns, the gradient sync it hides)' }),
+      .option('engine', { type: 'string', choices: ENGINES as unknown as string[], describe: 'also say whether this training engine can express the plan, and why not; priced as it runs it (what its full recompute reruns, eager or fused kernels, the gradient sync it hides)' }),
   handler: (args) => {
     const { spec, mesh, plan, file } = resolvePlan(args);
     const profile = withNodeSize(resolveDevice(args.device, file, args.plan, DEFAULT_DEVICE), args.nodeSize ?? file?.nodeSize);
     const engine = engineArg(args.engine);
-    // With --engine, priced as that engine runs it (its full recompute; pricingProfile: gradient sync it does not hide).
+    // With --engine, priced as that engine runs it (its full recompute and kernels; pricingProfile: gradient sync it does not hide).
     const e = estimatePlan(buildGraph(spec), mesh, plan, engine ? pricingProfile({ engine }, plan, engineProfile({ engine }, profile)) : profile);
     // An added field: whether the engine can run the plan, with its reasons (src/engine rules).
     const verdict = engine ? { name: engine, expressible: false, reasons: whyNot(engine, plan, mesh, spec, profile) } : null;
