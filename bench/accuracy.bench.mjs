@@ -37,10 +37,10 @@ const hold = holdArg > 0 ? String(process.argv[holdArg + 1] ?? '').split(',').ma
  * Fit on `train` (rows with the index of their base profile) from the family's datasheet profiles,
  * as calibrate --fit physics does for one profile; null with the reason when the fit refuses.
  */
-function fit(train, bases) {
+function fit(train, bases, held = []) {
   if (train.length === 0) return { profiles: null, reason: 'no rows left to fit on' };
   try {
-    return { profiles: fitPhysicsFamily(train.map((t) => t.m), bases, (i) => train[i].b, hold).profiles, reason: null };
+    return { profiles: fitPhysicsFamily(train.map((t) => t.m), bases, (i) => train[i].b, [...held, ...hold]).profiles, reason: null };
   } catch (e) {
     if (e instanceof InputError) return { profiles: null, reason: firstLine(e) };
     throw e;
@@ -113,14 +113,7 @@ const engines = [];
     // From the preset without its eager constant, so that no row predicts itself through it.
     const { eagerCompute: _, ...base } = g.profile;
     const rows = g.rows.map((m) => ({ m, b: 0 }));
-    const fitEager = (train) => {
-      try {
-        return fitPhysicsFamily(train.map((t) => t.m), [base], () => 0, [...HOLD_CHIP, ...hold]).profiles[0];
-      } catch (e) {
-        if (e instanceof InputError) return null;
-        throw e;
-      }
-    };
+    const fitEager = (train) => fit(train, [base], HOLD_CHIP).profiles?.[0] ?? null;
     const models = [...new Set(rows.map((r) => r.m.modelName))];
     const preset = rows.map((r) => compareRow(r.m, g.profile));
     const all = fitEager(rows);

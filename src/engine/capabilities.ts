@@ -153,9 +153,10 @@ export function isRowEngine(s: string): s is RowEngine {
 /** How an engine runs a step, for pricing: what its full recompute reruns and whose kernels run it. */
 export type RunSemantics = Pick<Capabilities, 'title' | 'fullRecompute' | 'kernels'>;
 
+const LLM_FOUNDRY: RunSemantics = { title: 'llm-foundry', fullRecompute: 'layer', kernels: 'eager' };
+
 export function runSemantics(engine: RowEngine): RunSemantics {
-  if (engine === 'llm-foundry') return { title: 'llm-foundry', fullRecompute: 'layer', kernels: 'eager' };
-  return CAPABILITIES[engine];
+  return engine === 'llm-foundry' ? LLM_FOUNDRY : CAPABILITIES[engine];
 }
 
 /**
