@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { initBackend, tf } from '../dist/runtime/backend.js';
 import { einsum, gelu, geluGrad, run } from '../dist/runtime/kernels.js';
-import { forward } from '../dist/runtime/ops.js';
+import { backward, forward } from '../dist/runtime/ops.js';
 import { exchangeMemory, SharedExchange } from '../dist/runtime/exchange.js';
 import { buildGraph } from '../dist/model/graph.js';
 import { getPreset } from '../dist/model/presets.js';
@@ -103,6 +103,40 @@ function opSeconds(kind, dims, shape, extra = {}) {
   return { elements: n, seconds: time(once, 15) };
 }
 const sm = opSeconds('softmax', ['batch', 'heads', 'length', 'memory_length'], [4, 4, 128, 128]);
+
+/**
+ * One op's forward and backward through the runtime's own generators (src/runtime/ops.ts) on one
+ * device that holds every dimension whole: seconds of each, the least of reps. The backward is
+ * handed the forward's output as its upstream gradient (any values; the kernels do not branch on them).
+ */
+function opPhases(kind, dims, shape, inputs, reps = 10) {
+  const tensors = new Map(Object.entries(inputs));
+  const first = Object.keys(inputs)[0];
+  const spec = { name: kind, kind, dim: dims.at(-1), inputs: Object.keys(inputs), output: 'y', saves: [] };
+  let dy = null;
+  const ctx = (rec) => ({
+    rec, spec, get: (id) => tensors.get(id), set: (id, x) => tensors.set(id, x), offset: () => 0,
+    globalSize: (d) => shape[dims.indexOf(d)], axes: () => [], axesSize: () => 1, partialMask: () => 0,
+    gradOut: () => dy ?? (dy = Float32Array.from(tensors.get('y').data.length > 1 ? tensors.get('y').data : [1])),
+    contribute: () => {}, tokens: shape.slice(0, -1).reduce((a, b) => a * b, 1), topK: 1,
+  });
+  const drain = (g) => { for (let r = g.next(); !r.done; r = g.next()); };
+  const fwd = ctx({ collectives: [], output: { dims: kind === 'xent' ? [] : dims } });
+  const bwd = ctx({ collectives: [], output: { dims }, wrt: first, partial: [] });
+  return { elements: shape.reduce((a, b) => a * b, 1), forward: time(() => drain(forward(fwd)), reps), backward: time(() => drain(backward(bwd)), reps) };
+}
+// The attention scores of one device of a 2x2 plan that splits one of batch, heads or length in
+// two (the small model: 16 sequences x 4 heads x 128 x 128 positions, halved), as tune runs them.
+const smDims = ['batch', 'heads', 'length', 'memory_length'], smShape = [8, 4, 128, 128];
+const smN = smShape.reduce((a, b) => a * b, 1);
+const softmaxPhases = opPhases('softmax', smDims, smShape, { x: { dims: smDims, shape: smShape, data: Float32Array.from({ length: smN }, (_, i) => Math.sin(i)) } });
+// The loss over the small model's logits on a device holding half the tokens (8 x 128 x 256 bytes of vocabulary).
+const xDims = ['batch', 'length', 'vocab'], xShape = [8, 128, 256];
+const xN = xShape.reduce((a, b) => a * b, 1);
+const xentPhases = opPhases('xent', xDims, xShape, {
+  logits: { dims: xDims, shape: xShape, data: Float32Array.from({ length: xN }, (_, i) => Math.sin(i)) },
+  targets: { dims: xDims.slice(0, 2), shape: xShape.slice(0, 2), data: Float32Array.from({ length: xN / 256 }, (_, i) => (i * 37) % 256) },
+});
 const ln = opSeconds('layernorm', ['batch', 'd_model'], [512, 256], {
   scale: { dims: ['d_model'], shape: [256], data: new Float32Array(256).fill(1) },
   bias: { dims: ['d_model'], shape: [256], data: new Float32Array(256) },
@@ -195,7 +229,11 @@ const measured = {
   sharedMemoryLatency: shLatency,
   ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln),
     modelEinsum: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, flopsPerSecond: modelEinsumFlops },
-    act: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, forwardSecondsPerElement: perElement(actForward), backwardSecondsPerElement: perElement(actBackward) } },
+    act: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, forwardSecondsPerElement: perElement(actForward), backwardSecondsPerElement: perElement(actBackward) },
+    phases: Object.fromEntries([['softmax', softmaxPhases], ['xent', xentPhases]].map(([k, m]) => [k, {
+      date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, shape: k === 'softmax' ? smShape : xShape,
+      forwardSecondsPerElement: perElement({ elements: m.elements, seconds: m.forward }), backwardSecondsPerElement: perElement({ elements: m.elements, seconds: m.backward }),
+    }])) },
   points: { elementwise: ew, matmul: mm, sharedMemory: sh, softmax: sm, layernorm: ln },
 };
 console.log(JSON.stringify({ ...measured, bench: 'host', points: undefined }));

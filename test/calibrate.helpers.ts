@@ -42,9 +42,9 @@ export const SYNTH_CASES: { mesh: string; layout: string; zero?: number; recompu
 ];
 
 /** Raw benchmark rows whose times are what `truth` prices, optionally with per-class and per-axis times. */
-export function synthRows(truth: HardwareProfile, model = 'mtf-lm-s0', opts: { components?: boolean } = {}): RawRow[] {
+export function synthRows(truth: HardwareProfile, model = 'mtf-lm-s0', opts: { components?: boolean; cases?: typeof SYNTH_CASES } = {}): RawRow[] {
   const graph = buildGraph(getPreset(model));
-  return SYNTH_CASES.map((c, i) => {
+  return (opts.cases ?? SYNTH_CASES).map((c, i) => {
     const mesh = parseMesh(c.mesh);
     const plan = makePlan(c.layout, c);
     const program = lower(graph, mesh, plan);

@@ -13,6 +13,9 @@ import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import type { LoweredOp } from '../src/lower/program.js';
 import { cli } from './support/cli.js';
+import { resolveRows } from '../src/calibrate/index.js';
+import { fitPhysics } from '../src/calibrate/physics.js';
+import { SYNTH_CASES, synthRows } from './calibrate.helpers.js';
 
 const measured = JSON.parse(readFileSync(HOST_MEASURED, 'utf8'));
 
@@ -34,7 +37,9 @@ describe('the host profile', () => {
   });
 
   it('prices the small model\'s softmax and layer norm, as the lowering records them, at the seconds per element bench/host measured', () => {
-    const p = loadHostProfile();
+    // The softmax's efficiency, for a copy of the profile without its per-phase figures (below).
+    const host = loadHostProfile();
+    const p = { ...host, elementSeconds: { ...host.elementSeconds, softmax: undefined } };
     // 4 devices of batch 4: each device's attention scores are bench/host's 4x4x128x128 tensor.
     const ops = lower(buildGraph(getPreset('small')), parseMesh('x:4'), makePlan('batch:x')).ops.filter((o) => o.phase === 'forward');
     for (const [name, perElement, elements] of [['decoder.self.softmax', measured.ops.softmaxSecondsPerElement, 4 * 4 * 128 * 128], ['decoder.ln1', measured.ops.layernormSecondsPerElement, 4 * 128 * 256]] as const) {
@@ -84,8 +89,50 @@ describe('the host profile', () => {
     expect(() => validateProfile({ ...p, elementSeconds: { act: { forward: -1, backward: 1e-9 } } })).toThrow(/elementSeconds\.act\.forward must be a number from 0 to 1 s/);
     // The step's price reads the same figure: without it the step is cheaper by at least the difference.
     const program = lower(buildGraph(getPreset('small')), parseMesh('x:2'), makePlan('batch:x'));
-    const without = { ...p, elementSeconds: undefined };
+    const without = { ...p, elementSeconds: { ...p.elementSeconds, act: undefined } };
     expect(price(program, p).time.step).toBeGreaterThan(price(program, without).time.step);
+  });
+
+  it('prices the softmax and the loss, forward and backward, at the seconds per element bench/host measured of each phase of the runtime\'s op', () => {
+    const p = loadHostProfile();
+    const phases = measured.ops.phases;
+    // A 2-device data-parallel step: each device holds 8 of the 16 sequences; the small model's
+    // attention scores are 8 x 4 heads x 128 x 128 positions and its logits 8 x 128 x 256 (its vocabulary).
+    const ops = lower(buildGraph(getPreset('small')), parseMesh('x:2'), makePlan('batch:x')).ops;
+    for (const [kind, elements] of [['softmax', 8 * 4 * 128 * 128], ['xent', 8 * 128 * 256]] as const) {
+      expect(p.elementSeconds?.[kind]).toEqual({ forward: phases[kind].forwardSecondsPerElement, backward: phases[kind].backwardSecondsPerElement });
+      expect(p.sources[`elementSeconds.${kind}`]).toMatch(/bench\/host\.bench\.mjs/);
+      for (const phase of ['forward', 'backward'] as const) {
+        const records = ops.filter((o) => o.kind === kind && o.phase === phase);
+        expect(records.length, `${kind} ${phase}`).toBeGreaterThan(0);
+        const per = phase === 'forward' ? phases[kind].forwardSecondsPerElement : phases[kind].backwardSecondsPerElement;
+        for (const o of records) expect(opTime(p, o, p.peakFlops.float32) - (o.kernel ? p.launchOverhead! : 0)).toBeCloseTo(elements * per, 12);
+      }
+    }
+    // The softmax's backward has no exponential: measured at a fifth of its forward or less, where
+    // pricing it by its bytes (the forward's twice over) would make it twice the forward.
+    expect(phases.softmax.backwardSecondsPerElement).toBeLessThan(phases.softmax.forwardSecondsPerElement / 5);
+  });
+
+  it('calibration slows the kinds it prices per element with the elementwise ops (synthetic rows, the rest held)', () => {
+    const p = loadHostProfile();
+    const slower = 1 / 0.7;
+    const truth: HardwareProfile = {
+      ...p,
+      efficiency: { ...p.efficiency, elementwise: 0.7 * p.efficiency.elementwise, softmax: 0.7 * p.efficiency.softmax, reduction: 0.7 * p.efficiency.reduction },
+      elementSeconds: Object.fromEntries(Object.entries(p.elementSeconds!).map(([k, x]) => [k, { forward: x!.forward * slower, backward: x!.backward * slower }])),
+    };
+    // The small model, on whichever of the synthetic plans its 4 heads allow (none over 8 devices of one axis).
+    const cases = SYNTH_CASES.filter((c) => !c.mesh.includes('8'));
+    expect(cases.length).toBeGreaterThanOrEqual(8);
+    const { rows, rejected } = resolveRows(synthRows(truth, 'small', { cases }), p);
+    expect(rejected).toEqual([]);
+    const fit = fitPhysics(rows, p, ['efficiency.matmul', 'gemmHalfSize', 'launchOverhead', 'overlap', 'tensorParallelOverlap', 'levels']);
+    expect(fit.summary.parameters.map((x) => x.name)).toEqual(['efficiency.elementwise']);
+    // The prior pulls toward the base (2% here); with the per-element kinds left unscaled the fit
+    // lands 11% off, as the elementwise ops alone must then make up their time.
+    expect(Math.abs(fit.profile.efficiency.elementwise / 0.7 - 1)).toBeLessThan(0.04);
+    for (const k of ['act', 'softmax', 'xent']) expect(fit.profile.elementSeconds![k]!.backward / truth.elementSeconds![k]!.backward).toBeCloseTo(1, 1);
   });
 
   it('prices a reduction as the device threads run it: each reads every peer\'s whole buffer and sums all of them, where a ring sends 2(n-1)/n', () => {

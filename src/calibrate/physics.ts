@@ -49,6 +49,11 @@ function levelsUsed(rows: readonly Measurement[], baseOf: (i: number) => Hardwar
   return [...used];
 }
 
+/** Per-element seconds of every kind and phase, times f. */
+function scaleElementSeconds(es: NonNullable<HardwareProfile['elementSeconds']>, f: number): NonNullable<HardwareProfile['elementSeconds']> {
+  return Object.fromEntries(Object.entries(es).map(([kind, x]) => [kind, x && { forward: x.forward * f, backward: x.backward * f }]));
+}
+
 /**
  * The constants to fit. The chip's (GEMM curve, memory-bound fraction, launch cost, overlap) are
  * read from the first profile and set on every profile of the family; a network level's are set on
@@ -60,14 +65,17 @@ function paramsFor(rows: readonly Measurement[], bases: readonly HardwareProfile
   const eff = (k: 'matmul' | 'elementwise'): Param => ({
     name: `efficiency.${k}`, lo: 0.05, hi: 1, base: base.efficiency[k], log: true, scale: 1,
     get: (p) => p.efficiency[k],
-    // The other memory-bound classes keep their ratio to elementwise.
-    set: (p, v) => ({
-      ...p, efficiency: k === 'matmul' ? { ...p.efficiency, matmul: v } : {
+    // The other memory-bound classes keep their ratio to elementwise, and kinds priced per element
+    // (elementSeconds) take as much longer as elementwise ops do.
+    set: (p, v) => k === 'matmul' ? { ...p, efficiency: { ...p.efficiency, matmul: v } } : {
+      ...p,
+      efficiency: {
         ...p.efficiency, elementwise: v,
         softmax: Math.min(1, (base.efficiency.softmax * v) / base.efficiency.elementwise),
         reduction: Math.min(1, (base.efficiency.reduction * v) / base.efficiency.elementwise),
       },
-    }),
+      ...(p.elementSeconds ? { elementSeconds: scaleElementSeconds(p.elementSeconds, p.efficiency.elementwise / v) } : {}),
+    },
   });
   const out: Param[] = [
     eff('matmul'),

@@ -3,6 +3,16 @@ import { findDevice } from './presets.js';
 import { validateProfile, type HardwareProfile } from './profile.js';
 import { InputError } from '../errors.js';
 
+/** One op kind's forward and backward through the runtime, per element (bench/host.bench.mjs). */
+export interface PhaseMeasured {
+  readonly date: string;
+  readonly loadAverage: number;
+  readonly runs: number;
+  readonly shape: readonly number[];
+  readonly forwardSecondsPerElement: number;
+  readonly backwardSecondsPerElement: number;
+}
+
 /** What bench/host.bench.mjs measured (data/host-measured.json). */
 export interface HostMeasured {
   readonly bench: string;
@@ -32,6 +42,12 @@ export interface HostMeasured {
      * [batch, length, d_ff] shard, seconds per element beyond one kernel's overhead (absent in older files).
      */
     readonly act?: { readonly date: string; readonly loadAverage: number; readonly runs: number; readonly forwardSecondsPerElement: number; readonly backwardSecondsPerElement: number };
+    /**
+     * The runtime's softmax and loss (src/runtime/ops.ts forward and backward) over one device's
+     * share of the small model's attention scores and logits, seconds per element of each phase
+     * beyond one kernel's overhead (absent in older files).
+     */
+    readonly phases?: Readonly<Partial<Record<'softmax' | 'xent', PhaseMeasured>>>;
   };
 }
 
@@ -51,6 +67,13 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
   const at = `bench/host.bench.mjs, ${m.date.slice(0, 10)}, ${m.backend}, load average ${m.loadAverage}`;
   const peak = m.matmulFlops;
   const einsum = m.ops?.modelEinsum;
+  const perElement = (x: { forwardSecondsPerElement: number; backwardSecondsPerElement: number }) => ({ forward: x.forwardSecondsPerElement, backward: x.backwardSecondsPerElement });
+  const phases = Object.entries(m.ops?.phases ?? {}).filter((e): e is [string, PhaseMeasured] => e[1] !== undefined);
+  const elementSeconds: Record<string, { forward: number; backward: number }> = {
+    ...(m.ops?.act ? { act: perElement(m.ops.act) } : {}),
+    ...Object.fromEntries(phases.map(([k, x]) => [k, perElement(x)])),
+  };
+  const runs = (x: { runs: number }) => (x.runs === 1 ? 'one run' : `median of ${x.runs} runs`);
   const profile = {
     name: 'host',
     description: `this machine as a simulated mesh: ${m.cores} cores, tfjs ${m.backend} kernels, devices on worker threads`,
@@ -74,8 +97,10 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     // Collectives run on the device's own thread, between its kernels: nothing hides them.
     overlap: 0,
     launchOverhead: m.kernelOverheadSeconds,
-    // The activation runs as several kernels (GELU about 7, its gradient about 12): priced per element as measured.
-    ...(m.ops?.act ? { elementSeconds: { act: { forward: m.ops.act.forwardSecondsPerElement, backward: m.ops.act.backwardSecondsPerElement } } } : {}),
+    // The activation runs as several kernels (GELU about 7, its gradient about 12), the softmax's
+    // forward exponentiates twice where its backward has no exponential, and the loss builds a
+    // one-hot of the targets both ways: each priced per element of each phase as measured.
+    ...(Object.keys(elementSeconds).length ? { elementSeconds } : {}),
     concurrentDevices: m.cores,
     pipelineSchedule: 'sequential' as const,
     sources: {
@@ -89,6 +114,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
       ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${m.ops.act.runs === 1 ? 'one run' : `median of ${m.ops.act.runs} runs`}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
+      ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : k} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard, seconds per element of each beyond one kernel's overhead`])),
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
       pipelineSchedule: 'src/runtime/executor.ts step: each microbatch runs its forward through every stage and its backward back before the next microbatch starts, on every thread',

@@ -388,7 +388,8 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
     gemm = gemmShape(ctx, op.name);
   } else {
-    flops = scaleLin(elemsLin(ctx, out), ELEMENT_FLOPS[op.kind] * causalShare(ctx.graph, op));
+    // The loss is one number, worked out over every logit.
+    flops = scaleLin(elemsLin(ctx, op.kind === 'xent' ? op.inputs[0] : out), ELEMENT_FLOPS[op.kind] * causalShare(ctx.graph, op));
     let bs = 0, bf = 0;
     for (let i = 0; i <= op.inputs.length; i++) {
       const id = i < op.inputs.length ? op.inputs[i] : out;
