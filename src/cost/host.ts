@@ -114,7 +114,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
       ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${m.ops.act.runs === 1 ? 'one run' : `median of ${m.ops.act.runs} runs`}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
-      ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : k} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard, seconds per element of each beyond one kernel's overhead`])),
+      ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : 'softmax'} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard${k === 'softmax' ? ' of causally masked scores' : ''}, seconds per element of each beyond one kernel's overhead`])),
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
       pipelineSchedule: 'src/runtime/executor.ts step: each microbatch runs its forward through every stage and its backward back before the next microbatch starts, on every thread',
