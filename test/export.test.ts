@@ -7,7 +7,7 @@ import { parseLayout } from '../src/layout/layout.js';
 import { makePlan } from '../src/lower/plan.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { getPreset } from '../src/model/presets.js';
-import { parseModelSpec, type ModelSpec } from '../src/model/spec.js';
+import { parseModelSpec } from '../src/model/spec.js';
 
 /** The plans every format is pinned on. */
 const CASES = {

@@ -94,7 +94,6 @@ export function strategyOps(l: LayoutLowering, plan: Plan): LoweredOp[] {
   const { mesh, layout: c, graph } = l;
   const zm = zeroGroupMask(l, plan);
   const sb = stateBytes(graph.spec.dtype);
-  const stages = c.split.layers;
   const M = plan.microbatches;
   const ops: LoweredOp[] = [];
   const mk = (kind: Collective['kind'], mask: number, tensor: string, bytes: number, role: Collective['role']): Collective => {

@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { minimalRecompute, neededRecompute, OP_CLASS, type Block, type BlockName, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { minimalRecompute, neededRecompute, OP_CLASS, type Block, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';

@@ -114,7 +114,7 @@ export class Executor {
   private readonly exchange: Exchange | null;
 
   constructor(readonly program: Program, readonly opts: ExecutorOptions) {
-    const { graph, mesh, plan, layout } = program;
+    const { graph, mesh, plan } = program;
     this.mesh = mesh;
     this.stages = program.stages;
     for (const b of graph.blocks) {

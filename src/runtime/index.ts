@@ -123,7 +123,7 @@ export function globalParams(ex: Executor): Map<string, Float32Array> {
         local = new Float32Array(n);
         for (const peer of ex.devices) {
           if (!sameBlock(ex, dev, peer, dims)) continue;
-          const [s, e] = ex.chunkOf(peer, n, w);
+          const [s] = ex.chunkOf(peer, n, w);
           local.set(peer.params.get(key)!, s);
         }
       }

@@ -89,7 +89,7 @@ export class ThreadedMesh {
     const owner = Array.from({ length: mesh.size }, (_, d) => Math.floor((d * k) / mesh.size));
     const memory = exchangeMemory(mesh.size, slotCapacity(o.program), owner);
     const workers = Array.from({ length: k }, takeWorker);
-    const replies = await guard(workers, () => all(workers, (w, thread) => ({
+    const replies = await guard(workers, () => all(workers, (_, thread) => ({
       type: 'setup', spec: o.spec, mesh, plan, seed: o.seed, adam: o.adam, trace: o.trace, backend: o.backend, memory, thread,
     })));
     // The loss is on the first device of the last stage.

@@ -8,7 +8,7 @@ import { buildGraph, DIM_NAMES } from '../model/graph.js';
 import { sequenceParallelAxes } from '../lower/lower.js';
 import { layoutFloor, matmulBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
-import type { Bounds, Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
+import type { Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
 import { makeRemaining, SLACK_ROUNDING, type Remaining } from './remaining.js';
 import { Shared } from './shared.js';
