@@ -106,21 +106,21 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     sources: {
       peakFlops: `${at}: median rate of the runtime's einsum at the small model's GEMM shapes, as plain 2-D GEMMs`,
       'efficiency.matmul': einsum
-        ? `bench/host.bench.mjs, ${einsum.date.slice(0, 10)}, load average ${einsum.loadAverage}, ${einsum.runs === 1 ? 'one run' : `median of ${einsum.runs} runs`}: every einsum of the small model, forward and both backward forms, through the runtime's einsum at a 2-device data-parallel shard's shapes, FLOPs per second, over the 2-D GEMMs' rate above`
+        ? `bench/host.bench.mjs, ${einsum.date.slice(0, 10)}, load average ${einsum.loadAverage}, ${runs(einsum)}: every einsum of the small model, forward and both backward forms, through the runtime's einsum at a 2-device data-parallel shard's shapes, FLOPs per second, over the 2-D GEMMs' rate above`
         : 'taken as 1: the 2-D GEMMs\' rate above; calibration fits it',
       memoryBandwidth: `${at}: an elementwise add of 2^20 floats through the runtime's kernel wrapper, its overhead taken off`,
       'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate and the launch overhead`,
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
-      ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${m.ops.act.runs === 1 ? 'one run' : `median of ${m.ops.act.runs} runs`}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
+      ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${runs(m.ops.act)}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
       ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : 'softmax'} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard${k === 'softmax' ? ' of causally masked scores' : ''}, seconds per element of each beyond one kernel's overhead`])),
       memoryBytes: `${at}: os.totalmem()`,
       overlap: 'src/runtime/executor.ts: a device thread runs its collectives inline',
       pipelineSchedule: 'src/runtime/executor.ts step: each microbatch runs its forward through every stage and its backward back before the next microbatch starts, on every thread',
       'levels.shared memory.reduction': 'src/runtime/executor.ts: every device posts its whole buffer, reads each peer\'s and reduces all of them itself (no ring)',
       'efficiency.softmax, efficiency.reduction': m.ops
-        ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, ${m.ops.runs === 1 ? 'one run' : `median of ${m.ops.runs} runs`}: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
+        ? `bench/host.bench.mjs, ${m.ops.date.slice(0, 10)}, load average ${m.ops.loadAverage}, ${runs(m.ops)}: the runtime's softmax (4x4x128x128) and layer norm (512x256) forwards, seconds per element, as the share of the bandwidth above that the lowering's bytes of a decoder's softmax and of a layer norm need to take as long; calibration scales them with elementwise`
         : 'taken as elementwise; calibration fits them',
     },
   };
