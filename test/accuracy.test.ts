@@ -31,4 +31,8 @@ describe('the presets against published step times', () => {
     expect(overlapOf(datasheetDevice('h100-a3-high'), 'tcpx')).toBe(overlapOf(getDevice('tpu-v5e'), 'dcn'));
     expect(overlapOf(datasheetDevice('h100-sxm'), 'infiniband')).toBe(1);
   });
+  it('and inside a VM from the v5e fit\'s overlap inside a slice (MaxText\'s FSDP under XLA, over the fast links)', () => {
+    const overlapOf = (p: ReturnType<typeof getDevice>, level: string) => p.levels.find((l) => l.name === level)!.link.overlap ?? 1;
+    expect(overlapOf(datasheetDevice('h100-a3-high'), 'nvlink')).toBe(overlapOf(getDevice('tpu-v5e'), 'ici'));
+  });
 });

@@ -65,7 +65,7 @@ function tpu(name: string, description: string, perCore: { torus?: Torus; tpOver
 
 const GPUS = new Set<string>();
 
-function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string; netName?: string; netSource?: string; netEff?: number; netEffSource?: string; netOverlap?: number; netOverlapSource?: string; chip?: string }, src: string): HardwareProfile {
+function gpu(name: string, description: string, g: { flops: number; mem: number; hbm: number; nvlink: number; net: number; fp32?: number; fp32Source?: string; nvlinkEff: number; nvlinkEffSource: string; netName?: string; netSource?: string; netEff?: number; netEffSource?: string; netOverlap?: number; netOverlapSource?: string; nvlinkOverlap?: number; nvlinkOverlapSource?: string; chip?: string }, src: string): HardwareProfile {
   const netName = g.netName ?? 'infiniband';
   GPUS.add(name);
   return {
@@ -73,7 +73,7 @@ function gpu(name: string, description: string, g: { flops: number; mem: number;
     peakFlops: { bfloat16: g.flops, float16: g.flops, float32: g.fp32 ?? g.flops / 16 },
     memoryBytes: g.mem, memoryBandwidth: g.hbm,
     levels: [
-      { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 1e-6, efficiency: ringEff(g.nvlinkEff) } },
+      { name: 'nvlink', devices: 8, link: { bandwidth: g.nvlink, latency: 1e-6, efficiency: ringEff(g.nvlinkEff), ...(g.nvlinkOverlap !== undefined ? { overlap: g.nvlinkOverlap } : {}) } },
       { name: netName, devices: 1e9, link: { bandwidth: g.net, latency: 5e-6, efficiency: ringEff(g.netEff ?? 0.9), ...(g.netOverlap !== undefined ? { overlap: g.netOverlap } : {}) } },
     ],
     efficiency: DEFAULT_EFFICIENCY, overlap: 1, gemmHalfSize: GEMM_HALF, launchOverhead: 4e-6, collectiveLatency: 10e-6, tensorParallelOverlap: 0,
@@ -83,6 +83,7 @@ function gpu(name: string, description: string, g: { flops: number; mem: number;
       [`${netName}Efficiency`]: g.netEffSource ?? 'assumed 0.9 of the NIC line rate for ring collectives across nodes; calibrate',
       ...(g.netSource ? { [netName]: g.netSource } : {}),
       ...(g.netOverlapSource ? { [`${netName}Overlap`]: g.netOverlapSource } : {}),
+      ...(g.nvlinkOverlapSource ? { nvlinkOverlap: g.nvlinkOverlapSource } : {}),
       launchOverhead: 'CUDA kernel launch, about 4 µs each (NVIDIA CUDA best-practices guide: launches cost a few µs); calibrate',
       collectiveLatency: 'about 10 µs per NCCL call at small sizes (nccl-tests all_reduce_perf latency on 8 GPUs); calibrate',
       tensorParallelOverlap: 'Megatron-LM overlaps no tensor-parallel collective unless --tp-comm-overlap (0)',
@@ -134,6 +135,9 @@ const PRESETS: HardwareProfile[] = [
       chip: 'h100', netName: 'tcpx', netEff: 0.5,
       // The tpu-v5e fit's dcn overlap (FITTED below; test/accuracy.test.ts holds them equal).
       netOverlap: 0,
+      // The tpu-v5e fit's ici overlap (FITTED below; test/accuracy.test.ts holds them equal).
+      nvlinkOverlap: 0.607,
+      nvlinkOverlapSource: 'as much of the FSDP traffic within a VM hides as the tpu-v5e fit found of the FSDP traffic within a slice (linkOverlap ici 0.607): both are MaxText runs whose collectives XLA schedules over the fast links inside the group; a starting point the A3 rows refit',
       netOverlapSource: 'none of the traffic between VMs hides, as the tpu-v5e fit found for the traffic between slices (linkOverlap dcn 0): both are MaxText runs whose collectives XLA schedules, between hosts over Google\'s data-centre network; a starting point the A3 rows refit',
       netEffSource: 'nccl-tests all_gather_perf on 2 A3 High VMs (16 GPUs) over GPUDirect-TCPX: busbw 50.2 GB/s at 8 GiB, 0.50 of the VMs\' 100 GB/s of data NICs (dstack, examples/distributed-training/a3high-clusters/README.md @3cfa83a8)',
       netSource: 'GKE docs, "Maximize GPU network bandwidth with GPUDirect-TCPX": four secondary NICs of 200 Gbps each for GPU data per 8-GPU A3 VM = 12.5 GB/s per GPU (Compute Engine GPU network docs: A3 High 1,000 Gbps in all, 200 of them on the primary NIC)' },
@@ -175,8 +179,8 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'tpu-v4': { matmul: 0.792, gemmHalfSize: 64, elementwise: 0.756, links: { ici: 0.991 }, linkOverlap: { ici: 0.761, dcn: 0.969 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
   'tpu-v5e': { matmul: 0.862, gemmHalfSize: 70, elementwise: 0.668, tensorParallelOverlap: 0.761, links: { ici: 0.801, dcn: 0.871 }, linkOverlap: { ici: 0.607, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
-  'h100-sxm': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.656, tensorParallelOverlap: 0.106, links: { nvlink: 1, infiniband: 0.916 }, linkOverlap: { nvlink: 0.166 }, rows: H100_ROWS },
-  'h100-a3-high': { matmul: 0.702, gemmHalfSize: 66, elementwise: 0.656, tensorParallelOverlap: 0.106, links: { nvlink: 1, tcpx: 0.503 }, linkOverlap: { nvlink: 0.166, tcpx: 0.06 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices` },
+  'h100-sxm': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, infiniband: 0.909 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
+  'h100-a3-high': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, tcpx: 0.505 }, linkOverlap: { nvlink: 0, tcpx: 0.084 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices` },
 };
 
 /**
