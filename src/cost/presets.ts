@@ -180,7 +180,7 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'tpu-v5e': { matmul: 0.862, gemmHalfSize: 70, elementwise: 0.668, tensorParallelOverlap: 0.761, links: { ici: 0.801, dcn: 0.871 }, linkOverlap: { ici: 0.607, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
   'h100-sxm': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, infiniband: 0.909 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
-  'h100-a3-high': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, tcpx: 0.505 }, linkOverlap: { nvlink: 0, tcpx: 0.084 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices` },
+  'h100-a3-high': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, tcpx: 0.505 }, linkOverlap: { nvlink: 0, tcpx: 0.084 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices; NVLink's overlap (MaxText's FSDP inside a VM) from the v5e fit's inside a slice` },
 };
 
 /**
