@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -140,9 +140,11 @@ describe('mesh-search run and train', () => {
     [['run', '--mesh', '2x2', '--model', 'gpt3-175b', '--layout', ''], /GiB across 4 simulated devices/],
     [['train', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows', '--data', '/no/such.txt'], /cannot read training text/],
     [['run', '--mesh', '2x2', '--model', 'tiny', '--layout', 'batch:rows;heads:cols;d_ff:cols', '--sequence-parallel', '--check'], /does not run sequence parallelism yet/],
-    [['run', '--mesh', '2', '--model', 'small', '--layout', 'layers:x', '--microbatches', '2', '--virtual-stages', '2'], /does not run interleaved pipelines yet/],
+    [['run', '--mesh', '2', '--model', 'ED_SPEC', '--layout', 'layers:x', '--microbatches', '2'], /pipelines \(layers on a mesh axis\) of decoder-only models only/],
   ])('refuses what it cannot run with one line and exit 2: %j', (args, why) => {
-    const r = cli(args as string[]);
+    const ed = join(mkdtempSync(join(tmpdir(), 'ms-ed-')), 'ed.json');
+    writeFileSync(ed, JSON.stringify({ name: 'ed', kind: 'encoder-decoder', layers: 2, dModel: 16, heads: 4, dKv: 4, dFf: 32, vocab: 32, seqLen: 8, batch: 4, dtype: 'float32' }));
+    const r = cli((args as string[]).map((a) => (a === 'ED_SPEC' ? ed : a)));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(why);
     expect(r.stderr.trim().split('\n').length).toBe(1);

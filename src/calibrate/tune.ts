@@ -64,8 +64,8 @@ const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.micro
  * The closed loop: search with the base profile, run its best plans on the simulated mesh,
  * calibrate on their traces, search again with the calibrated profile, and run its choice.
  */
-/** What the simulated mesh runs (src/runtime checkSimulable): no sequence parallelism or interleaving yet. */
-const runnable = (e: Estimate) => !e.plan.sequenceParallel && e.plan.virtualStages === 1;
+/** What the simulated mesh runs (src/runtime checkSimulable): no sequence parallelism yet. */
+const runnable = (e: Estimate) => !e.plan.sequenceParallel;
 
 /**
  * Which of the ranked plans to run: the best plan of each layout, the first ceil(runs/2) layouts

@@ -170,11 +170,21 @@ export class Executor {
     return { dims, shape: dims.map((d) => this.localSize(d)) };
   }
 
-  /** The layers a stage holds of a layered block (global layer indices), or [null] for other blocks. */
+  /**
+   * The layers a stage holds of a layered block (global layer indices), or [null] for other blocks.
+   * Interleaved (V virtual stages), the block splits into stages × V chunks of consecutive layers,
+   * chunk c on stage c mod stages (Narayanan et al. 2021, Sec. 2.2): a stage holds V chunks.
+   */
   layersOf(b: Block, stage: number): (number | null)[] {
     if (!b.layered) return [null];
-    const per = b.repeat / this.stages;
-    return Array.from({ length: per }, (_, i) => stage * per + i);
+    const V = this.program.plan.virtualStages;
+    return Array.from({ length: V }, (_, v) => this.chunkLayers(b, v * this.stages + stage)).flat();
+  }
+
+  /** The layers of chunk c of a layered block (stages × virtual stages chunks, in layer order). */
+  private chunkLayers(b: Block, c: number): number[] {
+    const per = b.repeat / (this.stages * this.program.plan.virtualStages);
+    return Array.from({ length: per }, (_, i) => c * per + i);
   }
 
   /** Which stage runs a non-layered block: the embedding on the first, the rest on the last. */
@@ -765,11 +775,14 @@ export class Executor {
         for (const rec of recs) this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, null)));
         continue;
       }
-      for (let s = 0; s < this.stages; s++) {
+      // Chunk by chunk in layer order; interleaved, the last stage hands its chunk's output on to the first.
+      const chunks = this.stages * plan.virtualStages;
+      for (let c = 0; c < chunks; c++) {
+        const s = c % this.stages;
         const devs = this.stageDevices(s);
-        if (s === 0) for (const d of devs) d.carry = d.store.get(`-:${b.input}`)!;
-        else this.send('forward', s - 1, s, (d) => d.carry!, (d, x) => void (d.carry = x));
-        for (const layer of this.layersOf(b, s)) {
+        if (c === 0) for (const d of devs) d.carry = d.store.get(`-:${b.input}`)!;
+        else this.send('forward', (c - 1) % this.stages, s, (d) => d.carry!, (d, x) => void (d.carry = x));
+        for (const layer of this.chunkLayers(b, c)) {
           this.gatherWeights(b, layer, devs);
           for (const d of devs) d.store.set(`${layerKey(b, layer)}${b.input}@in`, d.carry!);
           for (const rec of recs) this.exec(rec, devs, (d) => forward(this.ctx(d, rec, micro, layer)));
@@ -778,10 +791,9 @@ export class Executor {
             this.dropForRecompute(d, b, layer!);
           }
         }
-        if (s === this.stages - 1) for (const d of devs) d.store.set(`post:${b.input}`, d.carry!);
+        if (c === chunks - 1) for (const d of devs) d.store.set(`post:${b.input}`, d.carry!);
       }
     }
-    void plan;
   }
 
   /**
@@ -832,12 +844,14 @@ export class Executor {
         continue;
       }
       const input = b.input!;
-      for (let s = this.stages - 1; s >= 0; s--) {
+      const chunks = this.stages * this.program.plan.virtualStages;
+      for (let c = chunks - 1; c >= 0; c--) {
+        const s = c % this.stages;
         const devs = this.stageDevices(s);
-        if (s < this.stages - 1) {
-          this.send('backward', s + 1, s, (d) => this.sumPending(d, input), (d, x) => void d.pending.set(input, [{ mask: 0, data: x.data }]));
+        if (c < chunks - 1) {
+          this.send('backward', (c + 1) % this.stages, s, (d) => this.sumPending(d, input), (d, x) => void d.pending.set(input, [{ mask: 0, data: x.data }]));
         }
-        for (const layer of [...this.layersOf(b, s)].reverse()) {
+        for (const layer of this.chunkLayers(b, c).reverse()) {
           this.gatherWeights(b, layer, devs);
           runRecs(devs, layer);
           for (const d of devs) for (const k of [...d.store.keys()]) if (k.startsWith(layerKey(b, layer))) d.store.delete(k);

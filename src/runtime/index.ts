@@ -82,7 +82,6 @@ export function checkSimulable(program: Program): void {
   }
   // Not yet in the executor: refused rather than run as something else (its check would fail).
   if (program.plan.sequenceParallel) throw new InputError('the runtime does not run sequence parallelism yet; run the plan without --sequence-parallel');
-  if (program.plan.virtualStages > 1) throw new InputError('the runtime does not run interleaved pipelines yet; run the plan with --virtual-stages 1');
   if (program.stages > 1 && program.graph.spec.kind !== 'decoder') {
     throw new InputError('the runtime runs pipelines (layers on a mesh axis) of decoder-only models only');
   }
