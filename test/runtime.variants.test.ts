@@ -81,4 +81,14 @@ describe('interleaved pipelines', () => {
     expect(interleaved.steps.map((s) => s.loss)).toEqual(plain.steps.map((s) => s.loss));
     expect(interleaved.check!.maxRelativeError).toBeLessThan(1e-5);
   });
+
+  it('--check runs a linear step too where Adam\'s normalised step amplifies rounding (this model, data-parallel, default Adam)', async () => {
+    const r = await runPlan({ spec, mesh: parseMesh('x:2'), plan: makePlan('batch:x'), steps: 2, device: tpu, check: true, backend: 'wasm' });
+    // Default Adam: gradients near epsilon turn float32 rounding into whole steps.
+    expect(r.check!.params).toBeGreaterThan(1e-4);
+    expect(r.check!.linear!.params).toBeLessThan(1e-5);
+    // Under 1e-4 it is not run.
+    const quiet = await runPlan({ spec, mesh: parseMesh('x:2'), plan: makePlan('batch:x'), steps: 2, device: tpu, check: true, backend: 'wasm', adam: linear });
+    expect(quiet.check!.linear).toBeUndefined();
+  });
 });

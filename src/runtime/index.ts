@@ -66,7 +66,14 @@ export interface RunResult {
   readonly gc: GcMode;
   readonly steps: StepRecord[];
   readonly ops: OpReport[];
-  readonly check?: { readonly maxRelativeError: number; readonly loss: number; readonly params: number; readonly worst: string };
+  readonly check?: {
+    readonly maxRelativeError: number; readonly loss: number; readonly params: number; readonly worst: string;
+    /**
+     * When the weights differ by more than 1e-4: the same run with Adam's epsilon 1 (a step nearly
+     * linear in the gradient), against the unsplit model under the same epsilon.
+     */
+    readonly linear?: { readonly params: number; readonly worst: string };
+  };
   readonly trace: Trace;
 }
 
@@ -176,6 +183,10 @@ export function compareParams(a: Map<string, Float32Array>, b: Map<string, Float
   return { max, worst };
 }
 
+// Above this parameter difference, --check also runs the linear-step comparison (runPlan).
+const LINEAR_CHECK_ABOVE = 1e-4;
+const LINEAR_EPS = 1;
+
 /** Execute a plan on a simulated mesh for some steps: the programmatic `mesh-search run`. */
 export async function runPlan(opts: RunOptions): Promise<RunResult> {
   const graph = buildGraph(opts.spec);
@@ -218,6 +229,14 @@ export async function runPlan(opts: RunOptions): Promise<RunResult> {
     records.forEach((r, i) => (loss = Math.max(loss, Math.abs(r.loss - ref.losses[i]) / Math.abs(ref.losses[i]))));
     const p = compareParams(globalParams(ex), ref.params);
     check = { maxRelativeError: Math.max(loss, p.max), loss, params: p.max, worst: p.worst };
+    if (p.max > LINEAR_CHECK_ABOVE && adam.eps < LINEAR_EPS) {
+      // Adam's step is the gradient over its running magnitude: where that magnitude is near epsilon,
+      // float32 rounding that differs with the order of a sum (sharded or not) moves a weight by a
+      // whole step. Run again with epsilon 1, where the step is nearly linear in the gradient:
+      // that difference is the sharded program's own.
+      const again = await runPlan({ ...opts, trace: false, fault: undefined, adam: { ...adam, eps: LINEAR_EPS } });
+      check = { ...check, linear: { params: again.check!.params, worst: again.check!.worst } };
+    }
   }
   const gc = gcMode();
   const trace: Trace = {

@@ -47,6 +47,11 @@ export const runCommand: CommandModule<object, Args> = {
         [...out.ops].sort((a, b) => b.measured - a.measured).slice(0, 12).map((o) => [o.name, o.phase, fmtSeconds(o.measured), fmtSeconds(o.estimated)])),
     ];
     if (out.check) lines.push('', `check against the unsplit model: largest relative difference ${out.check.maxRelativeError.toExponential(2)} (loss ${out.check.loss.toExponential(2)}, parameters ${out.check.params.toExponential(2)} in ${out.check.worst})`);
+    if (out.check?.linear) {
+      lines.push(`with a step linear in the gradient (Adam's epsilon 1): parameters ${out.check.linear.params.toExponential(2)} in ${out.check.linear.worst}${out.check.linear.params <= 1e-4
+        ? ': the larger figure is Adam\'s normalised step on gradients near its epsilon, whose float32 rounding differs with the order of a sum'
+        : ''}`);
+    }
     if (args.trace !== undefined) lines.push('', `trace written to ${args.trace}`);
     process.stdout.write(lines.join('\n') + '\n');
   },
