@@ -89,27 +89,13 @@ for (const [m, k, n] of [[1024, 256, 256], [2048, 256, 128], [2048, 128, 256], [
 }
 console.log(JSON.stringify({ bench: 'host', case: 'GEMM rate at equal FLOPs, narrower sides relative to 1024x256x256', shapes: shape.map((x) => ({ mkn: `${x.m}x${x.k}x${x.n}`, relative: +(x.flopsPerSecond / shape[0].flopsPerSecond).toFixed(3) })) }));
 
-// Softmax and layer norm through the runtime's forward of the op: a device's attention scores of
-// the small model (4 sequences x 4 heads x 128 x 128 positions) and its residual stream (512 x 256).
-function opSeconds(kind, dims, shape, extra = {}) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const tensors = new Map([['x', { dims, shape, data: Float32Array.from({ length: n }, (_, i) => Math.sin(i)) }], ...Object.entries(extra)]);
-  const spec = { name: kind, kind, dim: dims.at(-1), inputs: ['x', ...Object.keys(extra)], output: 'y', saves: [] };
-  const ctx = {
-    rec: { collectives: [], output: { dims } }, spec, get: (id) => tensors.get(id), set: (id, x) => tensors.set(id, x),
-    globalSize: (d) => shape[dims.indexOf(d)],
-  };
-  const once = () => { const g = forward(ctx); for (let r = g.next(); !r.done; r = g.next()); };
-  return { elements: n, seconds: time(once, 15) };
-}
-const sm = opSeconds('softmax', ['batch', 'heads', 'length', 'memory_length'], [4, 4, 128, 128]);
-
 /**
  * One op's forward and backward through the runtime's own generators (src/runtime/ops.ts) on one
- * device that holds every dimension whole: seconds of each, the least of reps. The backward is
- * handed the forward's output as its upstream gradient (any values; the kernels do not branch on them).
+ * device that holds every dimension whole: seconds of each, the least of reps (the backward only
+ * when asked). The backward is handed the forward's output as its upstream gradient (any values;
+ * the kernels do not branch on them).
  */
-function opPhases(kind, dims, shape, inputs, reps = 10) {
+function opPhases(kind, dims, shape, inputs, { reps = 10, backward: withBackward = true } = {}) {
   const tensors = new Map(Object.entries(inputs));
   const first = Object.keys(inputs)[0];
   const spec = { name: kind, kind, dim: dims.at(-1), inputs: Object.keys(inputs), output: 'y', saves: [] };
@@ -123,8 +109,21 @@ function opPhases(kind, dims, shape, inputs, reps = 10) {
   const drain = (g) => { for (let r = g.next(); !r.done; r = g.next()); };
   const fwd = ctx({ collectives: [], output: { dims: kind === 'xent' ? [] : dims } });
   const bwd = ctx({ collectives: [], output: { dims }, wrt: first, partial: [] });
-  return { elements: shape.reduce((a, b) => a * b, 1), forward: time(() => drain(forward(fwd)), reps), backward: time(() => drain(backward(bwd)), reps) };
+  return {
+    elements: shape.reduce((a, b) => a * b, 1), forward: time(() => drain(forward(fwd)), reps),
+    ...(withBackward ? { backward: time(() => drain(backward(bwd)), reps) } : {}),
+  };
 }
+/** An op's forward alone over x (sin-filled) and the given extra inputs: elements and seconds. */
+function opSeconds(kind, dims, shape, extra = {}) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const m = opPhases(kind, dims, shape, { x: { dims, shape, data: Float32Array.from({ length: n }, (_, i) => Math.sin(i)) }, ...extra }, { reps: 15, backward: false });
+  return { elements: m.elements, seconds: m.forward };
+}
+// Softmax and layer norm through the runtime's forward of the op: a device's attention scores of
+// the small model (4 sequences x 4 heads x 128 x 128 positions) and its residual stream (512 x 256).
+const sm = opSeconds('softmax', ['batch', 'heads', 'length', 'memory_length'], [4, 4, 128, 128]);
+
 // The attention scores of one device of a 2x2 plan that splits one of batch, heads or length in
 // two (the small model: 16 sequences x 4 heads x 128 x 128 positions, halved), as tune runs them:
 // causally masked, as the decoder's are. The masked half's exponentials take the slow path of
