@@ -181,9 +181,14 @@ export class Executor {
     return Array.from({ length: V }, (_, v) => this.chunkLayers(b, v * this.stages + stage)).flat();
   }
 
-  /** The layers of chunk c of a layered block (stages × virtual stages chunks, in layer order). */
+  /** A layered block's chunks of consecutive layers: stages × virtual stages. */
+  private get chunks(): number {
+    return this.stages * this.program.plan.virtualStages;
+  }
+
+  /** The layers of chunk c of a layered block (in layer order). */
   private chunkLayers(b: Block, c: number): number[] {
-    const per = b.repeat / (this.stages * this.program.plan.virtualStages);
+    const per = b.repeat / this.chunks;
     return Array.from({ length: per }, (_, i) => c * per + i);
   }
 
@@ -766,7 +771,7 @@ export class Executor {
   }
 
   private forwardPass(micro: number): void {
-    const { graph, plan } = this.program;
+    const { graph } = this.program;
     for (const b of graph.blocks) {
       const recs = this.fwd.get(b.name)!;
       if (!b.layered) {
@@ -776,7 +781,7 @@ export class Executor {
         continue;
       }
       // Chunk by chunk in layer order; interleaved, the last stage hands its chunk's output on to the first.
-      const chunks = this.stages * plan.virtualStages;
+      const chunks = this.chunks;
       for (let c = 0; c < chunks; c++) {
         const s = c % this.stages;
         const devs = this.stageDevices(s);
@@ -844,7 +849,7 @@ export class Executor {
         continue;
       }
       const input = b.input!;
-      const chunks = this.stages * this.program.plan.virtualStages;
+      const chunks = this.chunks;
       for (let c = chunks - 1; c >= 0; c--) {
         const s = c % this.stages;
         const devs = this.stageDevices(s);

@@ -184,7 +184,7 @@ export function compareParams(a: Map<string, Float32Array>, b: Map<string, Float
 }
 
 // Above this parameter difference, --check also runs the linear-step comparison (runPlan).
-const LINEAR_CHECK_ABOVE = 1e-4;
+export const LINEAR_CHECK_ABOVE = 1e-4;
 const LINEAR_EPS = 1;
 
 /** Execute a plan on a simulated mesh for some steps: the programmatic `mesh-search run`. */

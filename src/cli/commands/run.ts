@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { BackendChoice } from '../../runtime/backend.js';
-import { runPlan } from '../../runtime/index.js';
+import { LINEAR_CHECK_ABOVE, runPlan } from '../../runtime/index.js';
 import { fmtSeconds, table } from '../format.js';
 import { checkWritable, writeAtomic } from '../../inputs/index.js';
 import { planOptions, resolvePlanArgs, type PlanArgs } from './runtimeArgs.js';
@@ -48,7 +48,7 @@ export const runCommand: CommandModule<object, Args> = {
     ];
     if (out.check) lines.push('', `check against the unsplit model: largest relative difference ${out.check.maxRelativeError.toExponential(2)} (loss ${out.check.loss.toExponential(2)}, parameters ${out.check.params.toExponential(2)} in ${out.check.worst})`);
     if (out.check?.linear) {
-      lines.push(`with a step linear in the gradient (Adam's epsilon 1): parameters ${out.check.linear.params.toExponential(2)} in ${out.check.linear.worst}${out.check.linear.params <= 1e-4
+      lines.push(`with a step linear in the gradient (Adam's epsilon 1): parameters ${out.check.linear.params.toExponential(2)} in ${out.check.linear.worst}${out.check.linear.params <= LINEAR_CHECK_ABOVE
         ? ': the larger figure is Adam\'s normalised step on gradients near its epsilon, whose float32 rounding differs with the order of a sum'
         : ''}`);
     }
