@@ -61,8 +61,9 @@ describe('activation memory against Korthikanti et al. 2022 (Sec. 4, Table 2)', 
 describe('sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2)', () => {
   const g = gpt22b();
   const mesh = parseMesh('t:8');
+  // The layer's activations' collectives (the weights' gradient syncs apart).
   const layerColls = (sp: boolean) => lower(g, mesh, makePlan('heads:t;d_ff:t', { sequenceParallel: sp })).ops
-    .filter((o) => o.block === 'decoder').flatMap((o) => o.collectives.map((c) => ({ c, count: o.count })));
+    .filter((o) => o.block === 'decoder' && o.phase !== 'sync').flatMap((o) => o.collectives.map((c) => ({ c, count: o.count })));
   it('turns every tensor-parallel allreduce of a layer into a reduce-scatter and an allgather of the same bytes on the wire', () => {
     const tp = layerColls(false), sp = layerColls(true);
     expect(tp.every(({ c }) => c.kind === 'allreduce')).toBe(true);
@@ -78,6 +79,14 @@ describe('sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2)', () => {
     const s = 2048, b = 4, h = 6144, t = 8;
     expect(sent(sp) - sent(tp)).toBeCloseTo(2 * 48 * ((t - 1) / t) * s * b * h * 2, -3);
   });
+  it('allreduces the norms\' weight gradients over the tensor-parallel axes (Megatron-LM finalize_model_grads.py, _allreduce_layernorm_grads)', () => {
+    // Each device sums its own share of the sequence; without SP every device sees the whole sequence.
+    const syncs = (sp: boolean) => lower(g, mesh, makePlan('heads:t;d_ff:t', { sequenceParallel: sp })).ops.filter((o) => o.phase === 'sync' && /\.ln\d\.|lnf/.test(o.name));
+    expect(syncs(false).every((o) => o.collectives.length === 0)).toBe(true);
+    const on = syncs(true);
+    expect(on.length).toBeGreaterThanOrEqual(4);
+    for (const o of on) expect(o.collectives.map((c) => `${c.kind}:${c.axes.join('+')}`)).toEqual(['allreduce:t']);
+  });
   it('is refused where no axis splits heads or d_ff, and where a device\'s share of length does not divide', () => {
     expect(() => lower(g, mesh, makePlan('vocab:t', { sequenceParallel: true }))).toThrow(/heads or d_ff/);
     const short = buildGraph(parseModelSpec({ name: 'short', layers: 2, dModel: 64, heads: 8, dKv: 8, dFf: 256, vocab: 64, seqLen: 8, batch: 2, dtype: 'bf16' }));
@@ -89,7 +98,7 @@ describe('sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2)', () => {
     // allgather of s/c tokens, plus the two re-gathers; what crosses c (K and V's gather) is the same in both.
     const cpMesh = parseMesh('c:2;t:8');
     const colls = (sp: boolean) => lower(g, cpMesh, makePlan('length:c;heads:t;d_ff:t', { sequenceParallel: sp })).ops
-      .filter((o) => o.block === 'decoder').flatMap((o) => o.collectives.map((c) => ({ c, count: o.count })));
+      .filter((o) => o.block === 'decoder' && o.phase !== 'sync').flatMap((o) => o.collectives.map((c) => ({ c, count: o.count })));
     const on = (xs: ReturnType<typeof colls>, axes: string) => xs.filter(({ c }) => c.axes.join('+') === axes);
     const tp = colls(false), sp = colls(true);
     const sent = (xs: typeof tp) => xs.reduce((a, { c, count }) => a + c.sent * count, 0);

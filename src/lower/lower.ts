@@ -237,9 +237,14 @@ function coll(ctx: Ctx, kind: CollectiveKind, mask: number, tensor: string, byte
   return { kind, axes: maskAxes(ctx.mesh, mask), mask, groupSize: maskSize(ctx.mesh, mask), tensor, bytes, role };
 }
 
-/** Reduce a partial sum over `mask`: an allreduce, or under sequence parallelism a reduce-scatter over T first. */
+/**
+ * Reduce a partial sum over `mask`: an allreduce. Under sequence parallelism, a sum over all of T
+ * is a reduce-scatter over T first; a sum over part of T allreduces the whole block of length, each
+ * device then keeping its share; a sum over none of T allreduces the share alone.
+ */
 function reduce(ctx: Ctx, id: string, mask: number, bytes: Lin): CollectiveRecord[] {
   if (seqSplit(ctx, id) && mask & ctx.T) {
+    if ((mask & ctx.T) !== ctx.T) return [coll(ctx, 'allreduce', mask, id, fullBytes(ctx, id))];
     const out = [coll(ctx, 'reduce-scatter', ctx.T, id, fullBytes(ctx, id))];
     if (mask & ~ctx.T) out.push(coll(ctx, 'allreduce', mask & ~ctx.T, id, tbytes(ctx, id)));
     return out;
@@ -526,6 +531,18 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
     } else {
       // The dimensions the gradient lacks were summed over: split ones leave a partial sum.
       for (const d of dims) if (!wrtDims.has(d)) partial |= ctx.c.mask[d];
+      if (ctx.T && op.kind !== 'einsum' && ts.role === 'weight' && [op.output, ...op.inputs].some((id) => seqSplit(ctx, id))) {
+        if (op.kind === 'gather') {
+          // The table's gradient from every position (Megatron-LM's backward of the scatter into the
+          // sequence-parallel region): rows split over T need them all, and a table tied to the
+          // output projection sums its two gradients over the same axes.
+          colls.push(coll(ctx, 'allgather', ctx.T, `${op.output}.grad`, fullBytes(ctx, op.output)));
+        } else {
+          // A weight read against the scattered sequence (a norm's scale, learned positions, the
+          // embedding's rows): each device sums its own positions, a partial sum over T.
+          partial |= ctx.T;
+        }
+      }
       if (op.kind === 'layernorm' && ts.role === 'activation' && ctx.c.mask.d_model) {
         colls.push(coll(ctx, 'allreduce', ctx.c.mask.d_model, `${wrt}.grad_stats`, scaleLin(elemsLin(ctx, wrt), 8 / localSize(ctx, 'd_model'))));
       }
