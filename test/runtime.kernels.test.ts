@@ -33,7 +33,7 @@ function opOnOneDevice(spec: OpSpec, inputs: Record<string, Local>, outDims: rea
   const sizes: Record<string, number> = {};
   for (const id of spec.inputs) inputs[id].dims.forEach((d, i) => (sizes[d] = inputs[id].shape[i]));
   const ctx: OpCtx = {
-    rec, spec, tokens: 1, topK: 1,
+    rec, spec, tokens: 1, topK: 1, seq: null,
     get: (id) => store.get(id) ?? (() => { throw new Error(`no ${id}`); })(),
     set: (id, x) => void store.set(id, x),
     offset: () => 0,

@@ -1,6 +1,7 @@
 import type { Estimate } from '../cost/estimate.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
+import { parseLayout } from '../layout/layout.js';
 import { planFromJson, planToJson, type Plan, type PlanJson } from '../lower/plan.js';
 import { price } from '../cost/price.js';
 import type { Mesh } from '../mesh/mesh.js';
@@ -58,14 +59,14 @@ export interface TuneReport extends CalibrationReport {
   };
 }
 
-const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.microbatches}`;
+const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.microbatches}|${p.sequenceParallel}|${p.virtualStages}|${p.zeroAxes ?? ''}`;
 
 /**
  * The closed loop: search with the base profile, run its best plans on the simulated mesh,
  * calibrate on their traces, search again with the calibrated profile, and run its choice.
  */
-/** What the simulated mesh runs (src/runtime checkSimulable): no sequence parallelism yet. */
-const runnable = (e: Estimate) => !e.plan.sequenceParallel;
+/** What the simulated mesh runs (src/runtime checkSimulable): pipelines of decoder-only models only. */
+const runnableOn = (spec: ModelSpec) => (e: Estimate) => spec.kind === 'decoder' || !parseLayout(e.plan.layout).has('layers');
 
 /**
  * Which of the ranked plans to run: the best plan of each layout, the first ceil(runs/2) layouts
@@ -91,6 +92,7 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
   // best plan of layouts spread evenly down the ranking, so the measured step times span a range
   // (the top plans alone are near ties, same layout under other strategies, whose order is noise).
   const searched = await search({ spec: opts.spec, mesh: opts.mesh, profile: opts.base, top: 64 * opts.runs, workers: opts.workers });
+  const runnable = runnableOn(opts.spec);
   const first = { best: searched.top.find(runnable) ?? null, top: searched.top.filter(runnable) };
   if (!first.best) throw new InputError(`no plan of ${opts.spec.name} fits on this mesh with ${opts.base.name}: nothing to tune`);
   const ctx = newContext(opts.base.name);

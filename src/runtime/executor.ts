@@ -5,8 +5,8 @@ import { deviceCoords, type Mesh } from '../mesh/mesh.js';
 import { minimalRecompute, type Block, type DimName, type OpSpec } from '../model/graph.js';
 import { adamUpdate, type AdamConfig } from './adam.js';
 import { initWeight } from './init.js';
-import { backward, forward, renameKind } from './ops.js';
-import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
+import { backward, forward, renameKind, sumScatter } from './ops.js';
+import type { OpCtx, OpGen, Reply, Request, SeqShare } from './protocol.js';
 import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter, type Wanted } from './ring.js';
 import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, swap01, type Local } from './shard.js';
 import type { Exchange } from './exchange.js';
@@ -112,6 +112,8 @@ export class Executor {
   /** Calls of exec (and sends): the same sequence on every thread, so it tags their collectives. */
   private seq = 0;
   private readonly exchange: Exchange | null;
+  /** Sequence parallelism's axes T (mesh order), empty without it. */
+  private readonly seqAxes: readonly string[];
 
   constructor(readonly program: Program, readonly opts: ExecutorOptions) {
     const { graph, mesh, plan } = program;
@@ -135,6 +137,7 @@ export class Executor {
       else if (rec.phase === 'forward') this.fwd.get(rec.block)!.push(rec);
       else this.bwd.get(rec.block)!.push(rec);
     }
+    this.seqAxes = axesOfMask(mesh, program.lowering.seqMask);
     const zm = zeroGroupMask(program.lowering, plan);
     for (const w of program.lowering.weights) this.zeroAxes.set(w.id, plan.zero > 0 ? axesOfMask(mesh, w.zeroMask & zm) : []);
     this.devices = [];
@@ -157,6 +160,28 @@ export class Executor {
   private localSize(d: DimName): number {
     if (d === 'batch') return this.program.microBatch;
     return this.program.graph.dimSizes[d] / this.program.layout.split[d];
+  }
+
+  /** A device's view of sequence parallelism (null without it). */
+  private seqShare(dev: Device): SeqShare | null {
+    if (!this.seqAxes.length) return null;
+    const split = this.program.lowering.seqSplit;
+    return { has: (id) => split.has(id), axes: this.seqAxes, size: axesSize(this.mesh, this.seqAxes), index: shardIndex(this.mesh, this.seqAxes, dev.coords) };
+  }
+
+  /**
+   * A gradient of a scattered tensor as the device keeps it: its share along length. A contribution
+   * over the whole block of length (one no reduce-scatter summed: a projection whose contraction
+   * T does not split) is sliced; a share is kept as it is.
+   */
+  private own(dev: Device, id: string, data: Float32Array): Float32Array {
+    const seq = this.seqShare(dev);
+    if (!seq || !seq.has(id)) return data;
+    const dims = this.program.graph.tensors.get(id)!.dims;
+    const shape = dims.map((d) => this.localSize(d));
+    if (data.length !== sizeOf(shape)) return data;
+    const n = shape[1] / seq.size;
+    return sliceDim({ dims, shape, data }, 1, seq.index * n, n).data;
   }
 
   offset(dev: Device, d: DimName, micro: number): number {
@@ -532,7 +557,7 @@ export class Executor {
     const graph = this.program.graph;
     const layout = this.program.plan.layout;
     return {
-      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen, topK: graph.spec.topK ?? 1,
+      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen, topK: graph.spec.topK ?? 1, seq: this.seqShare(dev),
       get: (id) => {
         const t = graph.tensors.get(id);
         if (t?.role === 'weight') {
@@ -560,8 +585,11 @@ export class Executor {
         const list = dev.pending.get(c);
         if (!list || list.length === 0) throw new Error(`no gradient reached ${c} on device ${dev.index}`);
         for (const x of list) if (x.mask) throw new Error(`the gradient of ${c} is still partial over ${axesOfMask(this.mesh, x.mask).join('+')}: no gradsum reduced it`);
-        const sum = Float32Array.from(list[0].data);
-        for (let k = 1; k < list.length; k++) for (let i = 0; i < sum.length; i++) sum[i] += list[k].data[i];
+        const sum = Float32Array.from(this.own(dev, c, list[0].data));
+        for (let k = 1; k < list.length; k++) {
+          const x = this.own(dev, c, list[k].data);
+          for (let i = 0; i < sum.length; i++) sum[i] += x[i];
+        }
         dev.pending.delete(c);
         dev.resolved.set(c, sum);
         return sum;
@@ -581,25 +609,49 @@ export class Executor {
     };
   }
 
-  /** Fold a tensor's gradient contributions: each group sharing a partial mask is allreduced once. */
+  /**
+   * Fold a tensor's gradient contributions: each group sharing a partial mask is reduced once, by
+   * the record's allreduce over it, or under sequence parallelism by its reduce-scatter over T
+   * (then the allreduce over the rest of the mask, if the mask has more).
+   */
   private *gradsum(dev: Device, rec: LoweredOp): OpGen {
     const id = rec.output.id;
     const list = dev.pending.get(id) ?? [];
     let total: Float32Array | null = null;
     const add = (x: Float32Array) => {
-      if (!total) total = Float32Array.from(x);
-      else for (let i = 0; i < total.length; i++) total[i] += x[i];
+      const y = this.own(dev, id, x);
+      if (!total) total = Float32Array.from(y);
+      else for (let i = 0; i < total.length; i++) total[i] += y[i];
     };
-    const known = new Set(rec.collectives.map((c) => c.mask));
-    for (const x of list) if (x.mask && !known.has(x.mask)) throw new Error(`${rec.name}: a contribution partial over ${axesOfMask(this.mesh, x.mask).join('+')} has no allreduce`);
     for (const x of list) if (!x.mask) add(x.data);
-    for (let i = 0; i < rec.collectives.length; i++) {
-      const group = list.filter((x) => x.mask === rec.collectives[i].mask);
-      if (!group.length) throw new Error(`${rec.name}: no contribution for its allreduce over ${rec.collectives[i].axes.join('+')}`);
+    const masks = new Set(list.filter((x) => x.mask).map((x) => x.mask));
+    const colls = rec.collectives;
+    for (let i = 0; i < colls.length; ) {
+      let mask = colls[i].mask, span = 1;
+      if (colls[i].kind === 'reduce-scatter' && colls[i + 1]?.kind === 'allreduce' && masks.has(mask | colls[i + 1].mask)) {
+        mask |= colls[i + 1].mask;
+        span = 2;
+      }
+      const group = list.filter((x) => x.mask === mask);
+      if (!group.length) throw new Error(`${rec.name}: no contribution for its reduction over ${axesOfMask(this.mesh, mask).join('+')}`);
       const s = Float32Array.from(group[0].data);
       for (let k = 1; k < group.length; k++) for (let j = 0; j < s.length; j++) s[j] += group[k].data[j];
-      add((yield { kind: 'allreduce', index: i, data: s, combine: 'sum' }) as Float32Array);
+      let x: Float32Array = s;
+      for (let j = i; j < i + span; j++) {
+        if (colls[j].kind === 'reduce-scatter') {
+          const dims = this.program.graph.tensors.get(id)!.dims;
+          x = (yield* sumScatter({ dims, shape: dims.map((d) => this.localSize(d)), data: x }, j)).data;
+        } else {
+          // A sum over none of T: its group shares this device's share, so the share alone is summed.
+          if (!(colls[j].mask & this.maskOf(this.seqAxes))) x = this.own(dev, id, x);
+          x = (yield { kind: 'allreduce', index: j, data: x, combine: 'sum' }) as Float32Array;
+        }
+      }
+      add(x);
+      masks.delete(mask);
+      i += span;
     }
+    if (masks.size) throw new Error(`${rec.name}: a contribution partial over ${axesOfMask(this.mesh, [...masks][0]).join('+')} has no reduction`);
     dev.pending.set(id, total ? [{ mask: 0, data: total }] : []);
   }
 
@@ -868,8 +920,11 @@ export class Executor {
   private sumPending(d: Device, id: string): Local {
     const list = d.pending.get(id) ?? [];
     d.pending.delete(id);
-    const sum = Float32Array.from(list[0].data);
-    for (let k = 1; k < list.length; k++) for (let i = 0; i < sum.length; i++) sum[i] += list[k].data[i];
+    const sum = Float32Array.from(this.own(d, id, list[0].data));
+    for (let k = 1; k < list.length; k++) {
+      const x = this.own(d, id, list[k].data);
+      for (let i = 0; i < sum.length; i++) sum[i] += x[i];
+    }
     return { dims: [], shape: [sum.length], data: sum };
   }
 

@@ -88,7 +88,6 @@ export function checkSimulable(program: Program): void {
     throw new InputError(`the shards would need ${(total / 2 ** 30).toFixed(1)} GiB across ${mesh.size} simulated devices, more than the ${MAX_SIMULATED_BYTES / 2 ** 30} GiB this simulator holds`);
   }
   // Not yet in the executor: refused rather than run as something else (its check would fail).
-  if (program.plan.sequenceParallel) throw new InputError('the runtime does not run sequence parallelism yet; run the plan without --sequence-parallel');
   if (program.stages > 1 && program.graph.spec.kind !== 'decoder') {
     throw new InputError('the runtime runs pipelines (layers on a mesh axis) of decoder-only models only');
   }

@@ -1,7 +1,7 @@
 import type { DimName } from '../model/graph.js';
 import { tf } from './backend.js';
 import { align, DROPOUT_KEEP, einsum, gelu, geluGrad, LN_EPS, MASKED, reduceTo, ROTARY_BASE, run, silu, siluGrad, toTensor } from './kernels.js';
-import type { OpCtx, OpGen, Reply } from './protocol.js';
+import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
 import { globalIndices, sizeOf, sliceDim, swap01, uniformAt, type Local } from './shard.js';
 
 /**
@@ -36,9 +36,92 @@ function withDims(x: Local, dims: readonly DimName[]): Local {
   return { dims, shape: x.shape, data: x.data };
 }
 
+// ---- sequence parallelism ----------------------------------------------------------------------
+
+/** Whether tensor id is scattered along length over T (sequence parallelism). */
+function scattered(ctx: OpCtx, id: string): boolean {
+  return !!ctx.seq?.has(id);
+}
+
+/** This device's block of length without sequence parallelism (the layout's split alone). */
+function blockLength(ctx: OpCtx): number {
+  return ctx.globalSize('length') / ctx.axesSize(ctx.axes('length'));
+}
+
+/** This device's share of a block holding its whole block of length (unchanged if it has no length, or holds a share already). */
+function share(ctx: OpCtx, x: Local): Local {
+  const k = x.dims.indexOf('length');
+  if (!ctx.seq || k < 0 || x.shape[k] !== blockLength(ctx)) return x;
+  const n = x.shape[k] / ctx.seq.size;
+  return sliceDim(x, k, ctx.seq.index * n, n);
+}
+
+/** A share placed in zeros of the whole block of length: what the other shares' devices contribute to a partial sum over T. */
+function unshare(ctx: OpCtx, x: Local): Local {
+  const k = x.dims.indexOf('length');
+  const L = blockLength(ctx);
+  if (!ctx.seq || k < 0 || x.shape[k] === L) return x;
+  const outer = sizeOf(x.shape.slice(0, k)), inner = sizeOf(x.shape.slice(k + 1)), n = x.shape[k];
+  const data = new Float32Array(outer * L * inner);
+  for (let o = 0; o < outer; o++) data.set(x.data.subarray(o * n * inner, (o + 1) * n * inner), (o * L + ctx.seq.index * n) * inner);
+  const shape = [...x.shape];
+  shape[k] = L;
+  return { dims: x.dims, shape, data };
+}
+
+/**
+ * A scattered tensor gathered over T, as an einsum reads it: through the record's allgather of
+ * `tag`, or, where an earlier op of the block gathered it (the lowering gathers once a block pass),
+ * that copy. Any other tensor as it is.
+ */
+function* whole(ctx: OpCtx, id: string, x: Local, tag = id): Generator<Request, Local, Reply> {
+  if (!scattered(ctx, id)) return x;
+  const key = tag === id ? `${id}#T` : `${id}#dT`;
+  const i = ctx.rec.collectives.findIndex((c) => c.kind === 'allgather' && c.tensor === tag);
+  if (i < 0) return ctx.get(key);
+  const full = asLocal(yield { kind: 'allgather', index: i, local: x, k: x.dims.indexOf('length'), axes: ctx.seq!.axes, dims: x.dims });
+  ctx.set(key, full);
+  return full;
+}
+
+/**
+ * A residual-stream block [batch, length, ..] summed over T and scattered along length: the
+ * `index`-th collective, a flat reduce-scatter over length-major data.
+ */
+export function* sumScatter(x: Local, index: number): Generator<Request, Local, Reply> {
+  if (x.dims[1] !== 'length') throw new Error(`a reduce-scatter along length of [${x.dims.join(', ')}]`);
+  const t = swap01(x, [x.dims[1], x.dims[0], ...x.dims.slice(2)]);
+  const part = asData(yield { kind: 'reduce-scatter', index, data: t.data });
+  const rows = part.length / sizeOf(t.shape.slice(1));
+  return swap01({ dims: t.dims, shape: [rows, ...t.shape.slice(1)], data: part }, x.dims);
+}
+
+/**
+ * An op's output after the record's reductions of it: allreduces, and under sequence parallelism
+ * a reduce-scatter over T first; a scattered output no reduction scattered is sliced to this
+ * device's share.
+ */
+function* reduceOut(ctx: OpCtx, x: Local): Generator<Request, Local, Reply> {
+  const out = scattered(ctx, ctx.spec.output);
+  const T = out ? ctx.partialMask(ctx.seq!.axes) : 0;
+  let y = x;
+  for (let i = 0; i < ctx.rec.collectives.length; i++) {
+    const c = ctx.rec.collectives[i];
+    if (c.tensor !== ctx.spec.output) continue;
+    if (c.kind === 'reduce-scatter') y = yield* sumScatter(y, i);
+    else if (c.kind === 'allreduce') {
+      // A sum over none of T: its group shares this device's share, so the share alone is summed.
+      if (out && !(c.mask & T)) y = share(ctx, y);
+      y = { ...y, data: asData(yield { kind: 'allreduce', index: i, data: y.data, combine: 'sum' }) };
+    }
+  }
+  return out ? share(ctx, y) : y;
+}
+
 /** Dropout keep-mask of this device's block, drawn from global element indices. */
-function dropoutMask(ctx: OpCtx, x: Local): Local {
-  const idx = globalIndices(x.shape, x.dims.map((d) => ctx.offset(d)), x.dims.map((d) => ctx.globalSize(d)));
+function dropoutMask(ctx: OpCtx, id: string, x: Local): Local {
+  const shareAt = (d: DimName, k: number) => (d === 'length' && scattered(ctx, id) ? ctx.seq!.index * x.shape[k] : 0);
+  const idx = globalIndices(x.shape, x.dims.map((d, k) => ctx.offset(d) + shareAt(d, k)), x.dims.map((d) => ctx.globalSize(d)));
   const seed = ctx.seed();
   const data = new Float32Array(idx.length);
   for (let i = 0; i < idx.length; i++) data[i] = uniformAt(seed, idx[i]) < DROPOUT_KEEP ? 1 / DROPOUT_KEEP : 0;
@@ -167,14 +250,17 @@ export function* forward(ctx: OpCtx): OpGen {
   const ins = () => spec.inputs.map((id) => ctx.get(id));
   switch (spec.kind) {
     case 'einsum': {
-      const [a, b] = ins();
-      let out = run(outDims, () => einsum(toTensor(a), a.dims, toTensor(b), b.dims, outDims, true));
-      if (rec.collectives.length) out = { ...out, data: asData(yield { kind: 'allreduce', index: 0, data: out.data, combine: 'sum' }) };
-      ctx.set(spec.output, out);
+      const a = yield* whole(ctx, spec.inputs[0], ctx.get(spec.inputs[0]));
+      const b = yield* whole(ctx, spec.inputs[1], ctx.get(spec.inputs[1]));
+      const out = run(outDims, () => einsum(toTensor(a), a.dims, toTensor(b), b.dims, outDims, true));
+      ctx.set(spec.output, yield* reduceOut(ctx, out));
       return;
     }
     case 'gather': {
-      const [ids, table] = ins();
+      const [all, table] = ins();
+      // Scattered, and summed over none of T (if at all), each device looks up its own share of the positions.
+      const T = ctx.seq ? ctx.partialMask(ctx.seq.axes) : 0;
+      const ids = scattered(ctx, spec.output) && rec.collectives.every((c) => !(c.mask & T)) ? share(ctx, all) : all;
       const voff = ctx.offset('vocab');
       const V = table.shape[0];
       const n = ids.data.length;
@@ -187,13 +273,12 @@ export function* forward(ctx: OpCtx): OpGen {
         const v = ids.data[i] - voff;
         if (v >= 0 && v < V) rows.set(table.data.subarray(v * d, (v + 1) * d), i * d);
       }
-      let out: Local = { dims: outDims, shape: [...ids.shape, d], data: rows };
-      if (rec.collectives.length) out = { ...out, data: asData(yield { kind: 'allreduce', index: 0, data: out.data, combine: 'sum' }) };
-      ctx.set(spec.output, out);
+      ctx.set(spec.output, yield* reduceOut(ctx, { dims: outDims, shape: [...ids.shape, d], data: rows }));
       return;
     }
     case 'add': {
-      const [a, b] = ins();
+      // Into the scattered residual stream, what it adds is read at this device's share (learned positions).
+      const [a, b] = ins().map((x) => (scattered(ctx, spec.output) ? share(ctx, x) : x));
       ctx.set(spec.output, run(a.dims, () => tf.add(toTensor(a), align(toTensor(b), b.dims, a.dims))));
       return;
     }
@@ -250,7 +335,7 @@ export function* forward(ctx: OpCtx): OpGen {
     }
     case 'dropout': {
       const [x] = ins();
-      const mask = dropoutMask(ctx, x);
+      const mask = dropoutMask(ctx, spec.inputs[0], x);
       ctx.set(spec.saves[0], mask);
       ctx.set(spec.output, run(x.dims, () => tf.mul(toTensor(x), toTensor(mask))));
       return;
@@ -348,12 +433,17 @@ export function* backward(ctx: OpCtx): OpGen {
   switch (spec.kind) {
     case 'einsum': {
       const other = spec.inputs[0] === wrt ? spec.inputs[1] : spec.inputs[0];
-      const b = ctx.get(other);
-      give(run(wrtDims, () => einsum(toTensor(dy), outDims, toTensor(b), b.dims, wrtDims, true)));
+      // Sequence parallelism: the output's gradient gathered (the reverse of its reduce-scatter),
+      // and the scattered input again for the weight's gradient.
+      const g = yield* whole(ctx, spec.output, dy, `${spec.output}.grad`);
+      const b = yield* whole(ctx, other, ctx.get(other));
+      give(run(wrtDims, () => einsum(toTensor(g), outDims, toTensor(b), b.dims, wrtDims, true)));
       return;
     }
     case 'gather': {
       const [ids, table] = spec.inputs.map((id) => ctx.get(id));
+      // Scattered, every position's gradient gathered first (the record's allgather).
+      const full = yield* whole(ctx, spec.output, dy, `${spec.output}.grad`);
       const voff = ctx.offset('vocab');
       const V = table.shape[0];
       const n = ids.data.length;
@@ -361,12 +451,14 @@ export function* backward(ctx: OpCtx): OpGen {
       // A scatter-add of dy's rows into the table's: what the cost model prices (memory-bound), where
       // a one-hot product would be a V x n x d GEMM.
       const d = table.shape[1];
-      give({ dims: wrtDims, shape: [V, d], data: scatterAddRows(idx, n, dy.data, V, d) });
+      give({ dims: wrtDims, shape: [V, d], data: scatterAddRows(idx, n, full.data, V, d) });
       return;
     }
     case 'add': {
       const x = ctx.get(wrt);
-      give(x.dims.length === dy.dims.length ? { ...dy, dims: x.dims } : run(x.dims, () => reduceTo(toTensor(dy), dy.dims, x.dims)));
+      if (x.dims.length === dy.dims.length) give({ ...dy, dims: x.dims });
+      // Learned positions read at this device's share: the gradient of the others' rows is theirs (a partial sum over T).
+      else give(unshare(ctx, run(x.dims, () => reduceTo(toTensor(dy), dy.dims, x.dims))));
       return;
     }
     case 'layernorm': {

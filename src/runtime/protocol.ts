@@ -29,8 +29,26 @@ export type Reply = Float32Array | Local;
 /** One device's execution of one lowered record: yields its collectives, in the record's order. */
 export type OpGen = Generator<Request, void, Reply>;
 
+/**
+ * Sequence parallelism on a device: the residual stream's tensors ([batch, length, d_model]) are
+ * scattered along length over the tensor-parallel axes T, each device holding its share of its
+ * block of length (docs/DESIGN.md, lowering rules).
+ */
+export interface SeqShare {
+  /** Whether tensor id is scattered (a residual-stream tensor). */
+  has(id: string): boolean;
+  /** T's axes, in mesh order: the order of the shares along length. */
+  readonly axes: readonly string[];
+  /** Devices in T. */
+  readonly size: number;
+  /** This device's share. */
+  readonly index: number;
+}
+
 /** What an op sees of its device. */
 export interface OpCtx {
+  /** Sequence parallelism's shares, or null without it. */
+  readonly seq: SeqShare | null;
   readonly rec: LoweredOp;
   readonly spec: OpSpec;
   /** A forward tensor of the current microbatch and layer (or a weight). */
