@@ -1,4 +1,4 @@
-// bench/calibrate: 20 plans over 4 simulated mesh shapes, measured on the runtime (devices on
+// bench/calibrate: 22 plans over 4 simulated mesh shapes, measured on the runtime (devices on
 // worker threads), then calibrated from the host profile (bench/host). Prints JSON lines: the
 // leave-one-plan-out step-time error (MAPE) and Kendall tau of the uncalibrated profile beside the
 // calibrated one's, from the same measurements; and, as a control, how well the fit recovers a

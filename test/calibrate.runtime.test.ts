@@ -17,7 +17,7 @@ const base = getDevice('tpu-v2');
 describe('calibration on the simulated mesh', () => {
   it('lowers the leave-one-plan-out step-time error on runtime traces below the uncalibrated preset', async () => {
     const cases = SIM_CASES.filter((c) => c.mesh === '2x2' || c.mesh === 'y:2');
-    expect(cases.length).toBe(10);
+    expect(cases.length).toBe(11);
     const loaded = resolveRows(await measureCases(cases, { base, steps: 4 }), base);
     expect(loaded.rejected).toEqual([]);
     expect(loaded.rows.every((m) => m.components.compute.matmul! > 0)).toBe(true);

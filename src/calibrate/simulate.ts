@@ -13,10 +13,11 @@ export interface SimCase {
   readonly zero?: number;
   readonly recompute?: string;
   readonly microbatches?: number;
+  readonly sequenceParallel?: boolean;
 }
 
 /**
- * 20 plans of the `tiny` model over 4 mesh shapes, with data, tensor and pipeline parallelism,
+ * 22 plans of the `tiny` model over 4 mesh shapes, with data, tensor, sequence and pipeline parallelism,
  * ZeRO, recompute and microbatches. Axes with one name have one size in every mesh here: the
  * simulator's collectives cost more on larger groups, and calibration fits one link per axis name.
  */
@@ -26,11 +27,13 @@ export const SIM_CASES: readonly SimCase[] = [
   { mesh: '2x2', layout: 'batch:rows+cols', zero: 3 },
   { mesh: '2x2', layout: 'd_ff:rows;heads:cols', recompute: 'full' },
   { mesh: '2x2', layout: 'layers:rows;batch:cols', microbatches: 2 },
+  { mesh: '2x2', layout: 'batch:rows;d_ff:cols;heads:cols;vocab:cols', sequenceParallel: true },
   { mesh: 'x:4', layout: 'batch:x' },
   { mesh: 'x:4', layout: 'd_ff:x;heads:x;vocab:x' },
   { mesh: 'x:4', layout: 'batch:x', zero: 2, microbatches: 2 },
   { mesh: 'x:4', layout: 'heads:x', recompute: 'selective' },
   { mesh: 'x:4', layout: 'vocab:x;d_ff:x' },
+  { mesh: 'x:4', layout: 'd_ff:x;heads:x;vocab:x', sequenceParallel: true },
   { mesh: 'y:2', layout: 'batch:y' },
   { mesh: 'y:2', layout: 'd_ff:y;heads:y' },
   { mesh: 'y:2', layout: 'layers:y', microbatches: 4 },
