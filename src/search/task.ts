@@ -32,6 +32,33 @@ export interface Prepared {
   readonly choiceDims: readonly (readonly number[])[];
   /** Whether a layout, given by each dimension's axes mask and split, can take sequence parallelism (the lowering's own rule). */
   readonly spLegal: (masks: readonly number[], split: readonly number[]) => boolean;
+  /** Whether the search asks the state floors (remaining.ts floor, floorStep) at all: see floorsPay. */
+  readonly floors: boolean;
+}
+
+/**
+ * Whether state floors (bounds.ts stateFloor) can pay for themselves on this mesh. A floor costs
+ * two stand-in lowerings (with and without sequence parallelism, records only) and is worked out
+ * once per state, for every layout with that state's splits; what it spares is the lowering of a
+ * layout variant it cuts (the pricer-based stepBound cuts after that lowering). Where no two sets
+ * of axes have equal products, a state's splits name each dimension's axes: one layout per state,
+ * so a floor serves one leaf, and two record lowerings stand against at most one full lowering per
+ * variant. transformer-5b on 16x32 (tpu-v2): 6 floors, 12 record lowerings, cut 4 of 12 variants
+ * that stepBound then cut as well; floors 1.2 ms and pricer lowerings 1.0 ms of a 7.2 ms search (2026-12-07).
+ * Meshes with repeated axis products (equal sizes, size-1 axes, 2x4 against 8) share a floor
+ * among the layouts of a state, and keep it.
+ */
+export function floorsPay(sizes: readonly number[]): boolean {
+  const A = sizes.length;
+  if (A > 20) return true;
+  const seen = new Set<number>();
+  for (let m = 0; m < 1 << A; m++) {
+    let f = 1;
+    for (let a = 0; a < A; a++) if (m & (1 << a)) f *= sizes[a];
+    if (seen.has(f)) return true;
+    seen.add(f);
+  }
+  return false;
 }
 
 let cached: { key: string; prepared: Prepared } | null = null;
@@ -57,6 +84,7 @@ export function prepare(ctx: Context): Prepared {
         split: { heads: split[HEADS], d_ff: split[D_FF], length: split[LENGTH] },
       }))
       : () => false,
+    floors: floorsPay(space.sizes),
   };
   cached = { key: ctx.key, prepared };
   return prepared;
@@ -220,14 +248,14 @@ function explore(p: Prepared, task: Task): ExploreResult {
     // A layout the filter refuses whatever its strategy is examined, never priced.
     if (p.admit && !p.admit.layout({ layout: lay(), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
     const all = strategies(space, split, masks);
-    const floor = rem.floor(state);
+    const floor = p.floors ? rem.floor(state) : null;
     const ms = microbatchCounts(space, split);
     // The layout's least step / (compute + blocking) over its microbatch counts (price.ts pipelineFactor).
     const share = pipelineFactor(ctx.profile, space.mesh, split[LAYERS], ms[ms.length - 1], masks[LAYERS]);
     // Each strategy without sequence parallelism, then (where the layout takes it) with it.
     const variant = (sp: boolean) => {
       // Its splits' floor with its own axes' collectives, before any lowering of the layout (memory: the state's law).
-      const vf = floor.variants[sp ? 1 : 0];
+      const vf = floor ? floor.variants[sp ? 1 : 0] : null;
       if (vf && prunable(objective, kth, cap, front, layoutFloor(ctx.profile, space.mesh, vf, split[LAYERS], masks) * share * SLACK_ROUNDING, () => rem.lbMemory(state))) return;
       const layout = lay();
       let memo = NaN;
@@ -298,7 +326,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
       const lm = rem.lbMemory(t);
       if (cut(ls, lm)) continue;
       // A complete layout: its splits' compute floor before any lowering of its own.
-      if (j === A - 1 && cut((ls = rem.floorStep(t)), lm)) continue;
+      if (j === A - 1 && p.floors && cut((ls = rem.floorStep(t)), lm)) continue;
       K.c[n] = c; K.t[n] = t; K.s[n] = ls; K.m[n] = lm; K.order[n] = n;
       n++;
     }
