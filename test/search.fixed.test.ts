@@ -1,9 +1,21 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
+import { planFromJson } from '../src/lower/plan.js';
+import { parseMesh } from '../src/mesh/mesh.js';
+import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
+import type { Estimate } from '../src/cost/estimate.js';
 import { exhaustive, search } from '../src/search/index.js';
 import { floorsPay } from '../src/search/task.js';
-import { answer } from './search.helpers.js';
+import { answer, tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
+
+/** Each estimate a search returns, against the plan's estimate worked out afresh (its own lowering, no cache). */
+function expectFresh(spec: Parameters<typeof buildGraph>[0], mesh: string, profile: Parameters<typeof estimatePlan>[3], es: readonly Estimate[]): void {
+  const graph = buildGraph(spec);
+  for (const e of es) expect(JSON.stringify(estimatePlan(graph, parseMesh(mesh), planFromJson(e.plan), profile))).toBe(JSON.stringify(e));
+}
 
 /**
  * The search's fixed costs (what it spends besides pricing plans) are cut where that cannot change
@@ -29,5 +41,20 @@ describe('the search without work its answer does not need', () => {
     expect(answer(got)).toEqual(answer(ref));
     expect(got.best!.time.step).toBe(ref.best!.time.step);
     expect(JSON.stringify([got.best, got.top, got.pareto])).toBe(JSON.stringify([ref.best, ref.top, ref.pareto]));
+    expectFresh(s.spec, s.mesh, s.profile, [...got.top, ...got.pareto]);
   }, 60_000);
+
+  it('prices its answers from the lowerings its pricer made (inline) exactly as from fresh ones', async () => {
+    await fc.assert(fc.asyncProperty(tinySpec(), tinyMesh(), tinyProfile(), fc.constantFrom(0, 0.25, 1), async (spec, mesh, profile, paretoSlack) => {
+      let r;
+      try {
+        r = await search({ spec, mesh, profile, workers: 0, top: 6, paretoSlack });
+      } catch {
+        fc.pre(false);
+        return;
+      }
+      const text = mesh.axes.map((a) => `${a.name}:${a.size}`).join(';');
+      expectFresh(spec, text, profile, [...r.top, ...r.pareto, ...(r.closest ? [r.closest] : [])]);
+    }), { numRuns: 40, seed: 21 });
+  }, 120_000);
 });

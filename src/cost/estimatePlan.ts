@@ -8,8 +8,13 @@ import type { Estimate } from './estimate.js';
 import { fmtBytes, price } from './price.js';
 import type { HardwareProfile } from './profile.js';
 
-/** Layout lowerings of one graph and mesh, by layout (estimatePlan's optional cache). */
+/** Layout lowerings of one graph and mesh, by layout (estimatePlan's optional cache, keyed by loweringKey). */
 export type LoweringCache = Map<string, LayoutLowering>;
+
+/** A plan's key in a LoweringCache: its layout and whether it takes sequence parallelism. */
+export function loweringKey(plan: Plan): string {
+  return `${formatLayout(plan.layout)}/${plan.sequenceParallel ? 'sp' : ''}`;
+}
 
 /**
  * Estimate one plan. A layout whose only fault is an indivisible split (or a microbatch count
@@ -23,7 +28,7 @@ export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: Hard
   if (divisibility === null && microProblem === null) {
     if (!lowerings) return price(lower(graph, mesh, plan), profile);
     // The layout's lowering is the same for every strategy: lower it once per cache.
-    const key = `${formatLayout(plan.layout)}/${plan.sequenceParallel ? 'sp' : ''}`;
+    const key = loweringKey(plan);
     let l = lowerings.get(key);
     if (!l) lowerings.set(key, (l = lowerLayout(graph, mesh, plan.layout, { sequenceParallel: plan.sequenceParallel })));
     return price(instantiate(l, plan), profile);

@@ -37,6 +37,8 @@ export type Pricer = ((plan: Plan) => PlanCost) & {
    * search asks it first: most plans of a large model do not fit, and their time cannot matter.
    */
   readonly memory: (plan: Plan) => number;
+  /** The layout lowering the pricer prices a plan from (its own, cached), or null where the layout (or sequence parallelism on it) is invalid. */
+  readonly lowering: (plan: Plan) => LayoutLowering | null;
 };
 
 const INVALID = (problem: string): PlanCost => ({
@@ -148,5 +150,9 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       communication: p.communication, exposed: p.exposed, bubble: p.bubble, memory: m, bytesPerDevice: p.bytesPerDevice, mfu: p.mfu,
     };
   };
-  return Object.assign(pricer, { memory });
+  const lowering = (plan: Plan): LayoutLowering | null => {
+    const l = entryOf(plan).lowering;
+    return typeof l === 'string' ? null : l;
+  };
+  return Object.assign(pricer, { memory, lowering });
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Estimate } from '../cost/estimate.js';
-import { estimatePlan, type LoweringCache } from '../cost/estimatePlan.js';
+import { estimatePlan, loweringKey, type LoweringCache } from '../cost/estimatePlan.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { InputError } from '../errors.js';
 import { formatMesh, parseMesh, type Mesh } from '../mesh/mesh.js';
@@ -228,8 +228,14 @@ export async function search(given: SearchOptions): Promise<SearchResult> {
     const estimateOf = (c: Candidate): Estimate => {
       const key = `${c.rank}/${c.strategy}`;
       let e = estimates.get(key);
-      const plan = planFromCandidate(space, c);
-      if (!e) estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile), lowerings)));
+      if (!e) {
+        const plan = planFromCandidate(space, c);
+        // The layout as this thread's pricer lowered it, if it did (inline): the same records.
+        const kept = prepared.kept.get(c.rank * 2 + (plan.sequenceParallel ? 1 : 0));
+        const lk = loweringKey(plan);
+        if (kept && !lowerings.has(lk)) lowerings.set(lk, kept);
+        estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile), lowerings)));
+      }
       return e;
     };
     const result: SearchResult = {

@@ -5,7 +5,7 @@ import type { Layout } from '../layout/layout.js';
 import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES } from '../model/graph.js';
-import { sequenceParallelAxes } from '../lower/lower.js';
+import { sequenceParallelAxes, type LayoutLowering } from '../lower/lower.js';
 import { layoutFloor, matmulBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
 import type { Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
@@ -34,6 +34,22 @@ export interface Prepared {
   readonly spLegal: (masks: readonly number[], split: readonly number[]) => boolean;
   /** Whether the search asks the state floors (remaining.ts floor, floorStep) at all: see floorsPay. */
   readonly floors: boolean;
+  /**
+   * The lowerings of the layouts of this thread's latest candidates that may rank, by layout rank
+   * (× 2, + 1 with sequence parallelism), at most KEPT_LOWERINGS, oldest out: an inline search's
+   * final estimates price their plans from them instead of lowering those layouts again.
+   */
+  readonly kept: Map<number, LayoutLowering>;
+}
+
+const KEPT_LOWERINGS = 16;
+
+/** Keep a lowering in `kept` (see Prepared.kept), as the most recent. */
+function keepLowering(kept: Map<number, LayoutLowering>, key: number, l: LayoutLowering | null): void {
+  if (!l) return;
+  kept.delete(key);
+  kept.set(key, l);
+  if (kept.size > KEPT_LOWERINGS) kept.delete(kept.keys().next().value!);
 }
 
 /**
@@ -85,6 +101,7 @@ export function prepare(ctx: Context): Prepared {
       }))
       : () => false,
     floors: floorsPay(space.sizes),
+    kept: new Map(),
   };
   cached = { key: ctx.key, prepared };
   return prepared;
@@ -295,7 +312,10 @@ function explore(p: Prepared, task: Task): ExploreResult {
             step: cost.step, memory: cost.memory, feasible: cost.feasible,
           };
           if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
-          if (mayRank) tighten(c);
+          if (mayRank) {
+            tighten(c);
+            if (cost.feasible) keepLowering(p.kept, c.rank * 2 + (sp ? 1 : 0), pr.lowering(plan));
+          }
         }
         if (objective === 'time') {
           // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
