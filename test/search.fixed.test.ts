@@ -4,7 +4,7 @@ import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
 import { planFromJson } from '../src/lower/plan.js';
 import { parseMesh } from '../src/mesh/mesh.js';
-import { buildGraph } from '../src/model/graph.js';
+import { activeParamCount, buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import type { Estimate } from '../src/cost/estimate.js';
 import { exhaustive, search } from '../src/search/index.js';
@@ -14,7 +14,11 @@ import { answer, tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 /** Each estimate a search returns, against the plan's estimate worked out afresh (its own lowering, no cache). */
 function expectFresh(spec: Parameters<typeof buildGraph>[0], mesh: string, profile: Parameters<typeof estimatePlan>[3], es: readonly Estimate[]): void {
   const graph = buildGraph(spec);
-  for (const e of es) expect(JSON.stringify(estimatePlan(graph, parseMesh(mesh), planFromJson(e.plan), profile))).toBe(JSON.stringify(e));
+  for (const e of es) {
+    expect(JSON.stringify(estimatePlan(graph, parseMesh(mesh), planFromJson(e.plan), profile))).toBe(JSON.stringify(e));
+    // paramCount is kept per graph: against the count worked out afresh (a dense model's active parameters are all of them).
+    expect(e.model.params).toBe(activeParamCount(graph));
+  }
 }
 
 /**

@@ -394,9 +394,13 @@ export function weightBlock(graph: Graph, weight: string): Block {
   throw new Error(`weight ${weight} is read by no op`);
 }
 
-/** Exact parameter count: layer weights × their layer count, shared weights once. */
+const paramCounts = new WeakMap<Graph, number>();
+
+/** Exact parameter count: layer weights × their layer count, shared weights once (once per graph: every estimate reports it). */
 export function paramCount(graph: Graph): number {
-  return countParams(graph, 1);
+  let n = paramCounts.get(graph);
+  if (n === undefined) paramCounts.set(graph, (n = countParams(graph, 1)));
+  return n;
 }
 
 /**

@@ -63,6 +63,9 @@ const STRIDE = FIELDS + 1;
 // A full table grows fourfold: a third of the rehashing of doubling (the seven-axis case's 308k
 // states were rehashed 524k times, 37% of the solve, on the main thread before any share starts).
 const GROWTH = 4;
+// A fresh table's slots: 48 KiB, filled before anything is solved (transformer-5b on 16x32 has 362
+// states; 4096 slots, 196 KiB, cost its fill ~0.1 ms of a 7 ms search). Larger tables grow fourfold.
+const INITIAL_SLOTS = 1 << 10;
 
 /** Open addressing over states (non-negative integers below 2^53); -1 marks a free slot. */
 class Table {
@@ -71,7 +74,7 @@ class Table {
   private slots: number;
   private mask: number;
   private shift: number;
-  constructor(capacity = 1 << 12, data?: Float64Array, count = 0) {
+  constructor(capacity = INITIAL_SLOTS, data?: Float64Array, count = 0) {
     this.data = data ?? new Float64Array(new SharedArrayBuffer(capacity * STRIDE * 8)).fill(-1);
     this.slots = this.data.length / STRIDE;
     this.mask = this.slots - 1;
@@ -134,10 +137,9 @@ const D = DIM_NAMES.length;
 // Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
 export const SLACK_ROUNDING = 1 - 1e-9;
 
-export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile, shared?: SharedTable): Remaining {
+export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile, shared?: SharedTable, matmul = matmulBound(graph, profile)): Remaining {
   const A = space.sizes.length;
   const S = space.choices.length;
-  const matmul = matmulBound(graph, profile);
   // Per dimension: the splits reachable by products of axis sizes that divide it.
   const values: number[][] = [];
   for (let d = 0; d < D; d++) {

@@ -108,7 +108,7 @@ export async function search(given: SearchOptions): Promise<SearchResult> {
   // and never reuses one warmed by an earlier search, so every search costs what it costs.
   const ctx: Context = { key: `${process.pid}/${++searches}`, spec: opts.spec, mesh: meshText, profile: opts.profile, objective, ...(opts.filter ? { filter: opts.filter } : {}) };
   // This thread's share of the work: the space and bound tables it explores inline (workers build their own).
-  const prepared = prepare(ctx);
+  const prepared = prepare(ctx, graph);
   const space = prepared.space;
 
   let submitted = 0;

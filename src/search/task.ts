@@ -4,7 +4,7 @@ import type { HardwareProfile } from '../cost/profile.js';
 import type { Layout } from '../layout/layout.js';
 import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
-import { buildGraph, DIM_NAMES } from '../model/graph.js';
+import { buildGraph, DIM_NAMES, type Graph } from '../model/graph.js';
 import { sequenceParallelAxes, type LayoutLowering } from '../lower/lower.js';
 import { layoutFloor, matmulBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
@@ -79,19 +79,24 @@ export function floorsPay(sizes: readonly number[]): boolean {
 
 let cached: { key: string; prepared: Prepared } | null = null;
 
-/** The graph, space, pricer and bound tables of a context: built once per search and thread. */
-export function prepare(ctx: Context): Prepared {
+/**
+ * The graph, space, pricer and bound tables of a context: built once per search and thread. The
+ * search's own thread hands over the graph it built of ctx.spec (buildGraph of the same spec).
+ */
+export function prepare(ctx: Context, built?: Graph): Prepared {
   if (cached?.key === ctx.key) return cached.prepared;
-  const graph = buildGraph(ctx.spec);
+  const graph = built ?? buildGraph(ctx.spec);
   const mesh = parseMesh(ctx.mesh);
   // A filter may tell mirror images apart (an engine's device order): no symmetry reduction then.
   const space = makeSpace(graph, mesh, ctx.profile, { symmetric: !ctx.filter });
+  // One matmul bound for the prepared search and its table (einsumPasses once).
+  const matmul = matmulBound(graph, ctx.profile);
   const prepared: Prepared = {
     admit: ctx.filter ? planFilter(ctx.filter, mesh, ctx.spec, ctx.profile) : null,
-    space, pricer: makePricer(graph, mesh, ctx.profile), matmul: matmulBound(graph, ctx.profile),
+    space, pricer: makePricer(graph, mesh, ctx.profile), matmul,
     // Overlap 0 only slows plans down, so the bounds of the overlapping pricer stay admissible.
     exposedPricer: ctx.filter ? makePricer(graph, mesh, { ...ctx.profile, overlap: 0 }) : null,
-    remaining: makeRemaining(space, graph, ctx.profile, ctx.table),
+    remaining: makeRemaining(space, graph, ctx.profile, ctx.table, matmul),
     choiceDims: space.choices.map((c) => DIM_NAMES.map((_, d) => d).filter((d) => c & (1 << d))),
     // An engine without sequence parallelism never sees those variants (not even their bounds).
     spLegal: allowsSequenceParallel(ctx.filter)
