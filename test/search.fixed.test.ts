@@ -9,6 +9,10 @@ import { getPreset } from '../src/model/presets.js';
 import type { Estimate } from '../src/cost/estimate.js';
 import { exhaustive, search } from '../src/search/index.js';
 import { floorsPay } from '../src/search/task.js';
+import { matmulBound } from '../src/search/bounds.js';
+import { shapeFactor } from '../src/cost/price.js';
+import { einsumPasses } from '../src/lower/lower.js';
+import { DIM_NAMES } from '../src/model/graph.js';
 import { answer, tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
 
 /** Each estimate a search returns, against the plan's estimate worked out afresh (its own lowering, no cache). */
@@ -36,6 +40,34 @@ describe('the search without work its answer does not need', () => {
     expect(floorsPay([1, 2])).toBe(true);
     expect(floorsPay([4, 4, 4, 8])).toBe(true);
     expect(floorsPay([2, 2, 2, 2, 2, 2, 2])).toBe(true);
+  });
+
+  it('works out the matmul bound with each distinct pass once, to the bit what pass by pass gives', () => {
+    const B = DIM_NAMES.indexOf('batch'), G = DIM_NAMES.indexOf('group'), L = DIM_NAMES.indexOf('layers');
+    for (const name of ['transformer-5b', 'gpt3-175b', 'llama2-7b', 't5-11b', 'mixtral-8x7b', 'switch-base-128', 'deepseek-moe-16b', 'tiny-moe']) {
+      const graph = buildGraph(getPreset(name));
+      for (const device of ['tpu-v2', 'a100-80g']) {
+        const profile = getDevice(device);
+        const bound = matmulBound(graph, profile);
+        const rate = profile.peakFlops[graph.spec.dtype] * profile.efficiency.matmul, h = profile.gemmHalfSize ?? 0;
+        const passes = einsumPasses(graph);
+        fc.assert(fc.property(fc.array(fc.constantFrom(1, 2, 3, 4, 8, 16), { minLength: DIM_NAMES.length, maxLength: DIM_NAMES.length }), (split) => {
+          // Pass by pass, as bounds.ts did before it merged alike passes.
+          const local = DIM_NAMES.map((d, i) => graph.dimSizes[d] / split[i]);
+          local[G] = local[B];
+          const product = (ds: readonly string[]) => ds.reduce((x, d) => x * local[DIM_NAMES.indexOf(d as (typeof DIM_NAMES)[number])], 1);
+          const part = (p: (typeof passes)[number], q: string) => p.parts.filter(([, x]) => x === q).map(([d]) => d);
+          let t = 0;
+          for (const p of passes) {
+            let f = 2 * p.block.repeat * p.share * product(p.dims);
+            if (p.block.layered) f /= split[L];
+            if (h > 0) f /= shapeFactor(h, product(part(p, 'm')), product(part(p, 'n')), product(part(p, 'k')));
+            t += f;
+          }
+          expect(bound(split)).toBe(t / rate);
+        }), { numRuns: 50, seed: 5 });
+      }
+    }
   });
 
   it('finds the headline case\'s answer as the plain scan does: best, top, Pareto front, every figure', async () => {

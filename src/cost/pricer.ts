@@ -56,6 +56,9 @@ interface LayoutEntry {
   hybrid: Map<string, StrategyCost>;
 }
 
+/** The plan at one microbatch, uninterleaved: what its strategy terms are worked out at (made only where they are not cached). */
+const once = (plan: Plan): Plan => ({ ...plan, microbatches: 1, virtualStages: 1 });
+
 // Layouts whose lowering and walks a pricer keeps (least recently used out).
 const WORKING_SET = 4;
 
@@ -125,7 +128,6 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       w = combineWalk(M, base, walkRecompute(l, plan.recompute, M, mb, profile));
       entry.walks.set(key, w);
     }
-    const once = { ...plan, microbatches: 1, virtualStages: 1 };
     let s: StrategyCost | undefined;
     if (plan.zeroAxes) {
       // A hybrid plan: its strategy terms cached by stage and axes; axes the layout cannot shard over make it invalid.
@@ -133,7 +135,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
       s = entry.hybrid.get(hk);
       if (!s) {
         try {
-          s = strategyCost(l, once, profile);
+          s = strategyCost(l, once(plan), profile);
         } catch (err) {
           if (err instanceof InputError) return INVALID(err.message);
           throw err;
@@ -141,7 +143,7 @@ export function makePricer(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
         entry.hybrid.set(hk, s);
       }
     } else {
-      s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, once, profile));
+      s = entry.strategies[plan.zero] ?? (entry.strategies[plan.zero] = strategyCost(l, once(plan), profile));
     }
     const p = stepParts(l, plan, profile, w, s);
     const m = planMemoryTotal(l, plan);

@@ -145,7 +145,11 @@ export async function search(given: SearchOptions): Promise<SearchResult> {
       }
       prefixes = deeper;
     }
-    prefixes.sort((a, b) => prim(a.state) - prim(b.state) || compareChoices(a.choice, b.choice));
+    // Sorted by their bound, each looked up once (not once per comparison); distinct prefixes never tie.
+    {
+      const all = prefixes, bound = all.map((q) => prim(q.state));
+      prefixes = all.map((_, i) => i).sort((i, j) => bound[i] - bound[j] || compareChoices(all[i].choice, all[j].choice)).map((i) => all[i]);
+    }
     const weights = prefixes.map((q) => rem.valid(q.state));
     const totalWeight = weights.reduce((x, y) => x + y, 0);
     // Consecutive prefixes form a share, so that shares stay few enough to hand out cheaply.
