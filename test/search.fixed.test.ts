@@ -9,11 +9,13 @@ import { getPreset } from '../src/model/presets.js';
 import type { Estimate } from '../src/cost/estimate.js';
 import { exhaustive, search } from '../src/search/index.js';
 import { floorsPay } from '../src/search/task.js';
+import { conflicts, makeSpace } from '../src/search/space.js';
+import { popcount, splittableDims } from '../src/layout/layout.js';
 import { matmulBound } from '../src/search/bounds.js';
 import { shapeFactor } from '../src/cost/price.js';
 import { einsumPasses } from '../src/lower/lower.js';
 import { DIM_NAMES } from '../src/model/graph.js';
-import { answer, tinyMesh, tinyProfile, tinySpec } from './search.helpers.js';
+import { answer, tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.js';
 
 /** Each estimate a search returns, against the plan's estimate worked out afresh (its own lowering, no cache). */
 function expectFresh(spec: Parameters<typeof buildGraph>[0], mesh: string, profile: Parameters<typeof estimatePlan>[3], es: readonly Estimate[]): void {
@@ -40,6 +42,22 @@ describe('the search without work its answer does not need', () => {
     expect(floorsPay([1, 2])).toBe(true);
     expect(floorsPay([4, 4, 4, 8])).toBe(true);
     expect(floorsPay([2, 2, 2, 2, 2, 2, 2])).toBe(true);
+  });
+
+  it('offers as axis choices exactly the sets of present dimensions no two of which share a tensor, in the order it did', () => {
+    fc.assert(fc.property(fc.oneof(tinySpec(), tinyMoeSpec()), tinyMesh(), tinyProfile(), (spec, mesh, profile) => {
+      const graph = buildGraph(spec);
+      const conf = conflicts(graph), present = splittableDims(graph);
+      // Every subset of DIM_NAMES, filtered, as space.ts once enumerated them.
+      const want: number[] = [];
+      for (let s = 0; s < 1 << DIM_NAMES.length; s++) {
+        let ok = DIM_NAMES.every((d, k) => !(s & (1 << k)) || present.has(d));
+        for (let k = 0; k < DIM_NAMES.length && ok; k++) if (s & (1 << k) && s & conf[k]) ok = false;
+        if (ok) want.push(s);
+      }
+      want.sort((a, b) => popcount(a) - popcount(b) || a - b);
+      expect(makeSpace(graph, mesh, profile).choices).toEqual(want);
+    }), { numRuns: 40, seed: 9 });
   });
 
   it('works out the matmul bound with each distinct pass once, to the bit what pass by pass gives', () => {

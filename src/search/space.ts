@@ -89,12 +89,17 @@ export function makeSpace(graph: Graph, mesh: Mesh, profile: HardwareProfile, op
   const present = splittableDims(graph);
   let absent = 0;
   DIM_NAMES.forEach((d, k) => { if (!present.has(d)) absent |= 1 << k; });
+  // Every set of present dimensions no two of which conflict (conflicts are symmetric): grown a
+  // dimension at a time, so only such sets are visited (not all 2^dims).
   const choices: number[] = [];
-  for (let s = 0; s < 1 << DIM_NAMES.length; s++) {
-    let ok = (s & absent) === 0;
-    for (let k = 0; k < DIM_NAMES.length && ok; k++) if (s & (1 << k) && s & conf[k]) ok = false;
-    if (ok) choices.push(s);
-  }
+  const offered = DIM_NAMES.map((_, k) => k).filter((k) => !(absent & (1 << k)));
+  const grow = (i: number, s: number): void => {
+    if (i === offered.length) { choices.push(s); return; }
+    grow(i + 1, s);
+    const k = offered[i];
+    if ((s & conf[k]) === 0) grow(i + 1, s | (1 << k));
+  };
+  grow(0, 0);
   choices.sort((a, b) => popcount(a) - popcount(b) || a - b);
   const A = mesh.axes.length;
   const ranks = choices.length ** A;
