@@ -235,7 +235,7 @@ export async function search(given: SearchOptions): Promise<SearchResult> {
       if (!e) {
         const plan = planFromCandidate(space, c);
         // The layout as this thread's pricer lowered it, if it did (inline): the same records.
-        const kept = prepared.kept.get(c.rank * 2 + (plan.sequenceParallel ? 1 : 0));
+        const kept = prepared.kept?.get(c.rank * 2 + (plan.sequenceParallel ? 1 : 0));
         const lk = loweringKey(plan);
         if (kept && !lowerings.has(lk)) lowerings.set(lk, kept);
         estimates.set(key, (e = estimatePlan(graph, mesh, plan, pricingProfile(opts.filter, plan, opts.profile), lowerings)));

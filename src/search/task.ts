@@ -37,9 +37,10 @@ export interface Prepared {
   /**
    * The lowerings of the layouts of this thread's latest candidates that may rank, by layout rank
    * (× 2, + 1 with sequence parallelism), at most KEPT_LOWERINGS, oldest out: an inline search's
-   * final estimates price their plans from them instead of lowering those layouts again.
+   * final estimates price their plans from them instead of lowering those layouts again. Only on
+   * the search's own thread (which prepares with the graph it built); a worker keeps none.
    */
-  readonly kept: Map<number, LayoutLowering>;
+  readonly kept: Map<number, LayoutLowering> | null;
 }
 
 const KEPT_LOWERINGS = 16;
@@ -106,7 +107,7 @@ export function prepare(ctx: Context, built?: Graph): Prepared {
       }))
       : () => false,
     floors: floorsPay(space.sizes),
-    kept: new Map(),
+    kept: built ? new Map() : null,
   };
   cached = { key: ctx.key, prepared };
   return prepared;
@@ -319,7 +320,7 @@ function explore(p: Prepared, task: Task): ExploreResult {
           if (mayBeLeast && (!leastMemory || compare('memory', c, leastMemory) < 0)) leastMemory = c;
           if (mayRank) {
             tighten(c);
-            if (cost.feasible) keepLowering(p.kept, c.rank * 2 + (sp ? 1 : 0), pr.lowering(plan));
+            if (p.kept && cost.feasible) keepLowering(p.kept, c.rank * 2 + (sp ? 1 : 0), pr.lowering(plan));
           }
         }
         if (objective === 'time') {
