@@ -132,4 +132,21 @@ describe('sequence parallelism, sharded, equals the unsplit model', () => {
     expect(Object.fromEntries([...drawn].map(([k, s]) => [k, s.size]))).toEqual({ kind: 2, activation: 3, positions: 2, dropout: 2, tiedEmbeddings: 2, recompute: 4, 'vocab on T': 2 });
     expect(scatteredLength).toBeGreaterThanOrEqual(24);
   });
+
+  // Cases the draws above may miss: T on two axes with the vocabulary on one of them (a sum over
+  // part of T: the whole block of length allreduced, each device keeping its share), context
+  // parallelism beside it (each device's share of its share of length), and a pipeline.
+  it.each([
+    ['heads:rows+cols;d_ff:rows+cols;vocab:cols', { tiedEmbeddings: true }],
+    ['heads:cols+rows;d_ff:cols+rows;vocab:rows', { dropout: true }],
+    ['length:rows;heads:cols;d_ff:cols;vocab:cols', { positions: 'learned' }],
+    ['layers:rows;heads:cols;d_ff:cols', { tiedEmbeddings: true, microbatches: 2 }],
+  ] as const)('on 2x2 with %s %j: weights to 2e-5 after 2 steps', async (layout, o) => {
+    const { microbatches = 1, ...v } = o as { microbatches?: number } & Partial<Variant>;
+    const spec = specOf({ kind: 'decoder', activation: 'gelu', positions: 'rotary', dropout: false, tiedEmbeddings: false, ...v });
+    const plan = makePlan(layout, { microbatches, sequenceParallel: true });
+    const r = await runPlan({ spec, mesh: parseMesh('2x2'), plan, steps: 2, device: tpu, check: true, backend: 'wasm', adam: linear });
+    expect(r.check!.loss).toBeLessThan(1e-5);
+    expect(r.check!.maxRelativeError).toBeLessThan(2e-5);
+  });
 });
