@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/cost/host.js';
-import { collectiveTime, opTime, price, priceParts } from '../src/cost/price.js';
+import { collectiveTime, networkLevel, opTime, price, priceParts } from '../src/cost/price.js';
 import { getDevice } from '../src/cost/presets.js';
 import { lower } from '../src/lower/lower.js';
 import { makePlan } from '../src/lower/plan.js';
@@ -13,6 +13,9 @@ import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import type { LoweredOp } from '../src/lower/program.js';
 import { cli } from './support/cli.js';
+import fc from 'fast-check';
+import { threadOwners } from '../src/runtime/threads.js';
+import { groupOf } from '../src/runtime/shard.js';
 import { resolveRows } from '../src/calibrate/index.js';
 import { fitPhysics } from '../src/calibrate/physics.js';
 import { SYNTH_CASES, synthRows } from './calibrate.helpers.js';
@@ -24,8 +27,9 @@ describe('the host profile', () => {
     const p = loadHostProfile();
     expect(p.peakFlops.float32).toBe(measured.matmulFlops);
     expect(p.memoryBandwidth).toBe(measured.memoryBandwidth);
-    expect(p.levels[0].link).toEqual({ bandwidth: measured.sharedMemoryBandwidth, latency: measured.sharedMemoryLatency, reduction: 'gather' });
-    for (const k of ['peakFlops', 'memoryBandwidth', 'levels.shared memory', 'concurrentDevices', 'launchOverhead']) expect(p.sources[k]).toMatch(/bench\/host\.bench\.mjs/);
+    expect(p.levels[0]).toMatchObject({ name: 'thread', perThread: true, link: { bandwidth: measured.memoryBandwidth, latency: 0, reduction: 'gather' } });
+    expect(p.levels[1].link).toEqual({ bandwidth: measured.sharedMemoryBandwidth, latency: measured.sharedMemoryLatency, reduction: 'gather' });
+    for (const k of ['peakFlops', 'memoryBandwidth', 'levels.shared memory', 'levels.thread', 'concurrentDevices', 'launchOverhead']) expect(p.sources[k]).toMatch(/bench\/host\.bench\.mjs/);
   });
 
   it('prices a kernel of no size at the measured per-kernel overhead, and a large one at the measured rate', () => {
@@ -136,8 +140,9 @@ describe('the host profile', () => {
   });
 
   it('prices a reduction as the device threads run it: each reads every peer\'s whole buffer and sums all of them, where a ring sends 2(n-1)/n', () => {
+    // One axis over all the devices: across threads, the shared-memory level.
     const p = loadHostProfile();
-    const link = p.levels[0].link;
+    const link = p.levels.find((l) => l.name === 'shared memory')!.link;
     const S = 4 * 2 ** 20;
     for (const n of [2, 4, 8]) {
       const mesh = parseMesh(`x:${n}`);
@@ -150,6 +155,31 @@ describe('the host profile', () => {
       const ag = collectiveTime(p, mesh, { kind: 'allgather', mask: 1, sent: ((n - 1) / n) * S });
       expect(ag - fixed).toBeCloseTo(((n - 1) / n) * S / link.bandwidth, 9);
     }
+  });
+
+  it('prices an axis on the thread level exactly where every one of its groups lies within one thread\'s devices (the runtime\'s assignment)', () => {
+    fc.assert(fc.property(fc.array(fc.constantFrom(1, 2, 3, 4), { minLength: 1, maxLength: 4 }), fc.constantFrom(1, 2, 3, 4, 8), (sizes, cores) => {
+      const p = { ...loadHostProfile(), concurrentDevices: cores };
+      const mesh = parseMesh(sizes.map((n, i) => `a${i}:${n}`).join(';'));
+      const owner = threadOwners(mesh, Math.min(cores, mesh.size));
+      for (let a = 0; a < mesh.axes.length; a++) {
+        if (mesh.axes[a].size === 1) continue;
+        const within = Array.from({ length: mesh.size }, (_, d) => groupOf(mesh, [mesh.axes[a].name], d)).every((g) => g.every((d) => owner[d] === owner[g[0]]));
+        expect(p.levels[networkLevel(p, mesh, a)].name).toBe(within ? 'thread' : 'shared memory');
+      }
+    }), { numRuns: 300, seed: 7 });
+  });
+
+  it('a collective within a thread costs what reading and summing its buffers in memory costs, less than across threads', () => {
+    // 2x2 on two threads: devices 0-1 on one, 2-3 on the other, so cols lies within a thread and rows across.
+    const p = { ...loadHostProfile(), concurrentDevices: 2 };
+    const mesh = parseMesh('rows:2;cols:2');
+    const S = 4 * 2 ** 20;
+    const within = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b10, sent: S });
+    const across = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b01, sent: S });
+    // Each of the 2 members reads the other's buffer (1 MiB-scale copies at memory bandwidth) and sums both; no latency.
+    expect(within).toBeCloseTo((1 / p.memoryBandwidth + 2 / p.memoryBandwidth) * S, 9);
+    expect(across).toBeGreaterThan(within);
   });
 
   it('--device host prices an estimate; an unknown device names host among the presets', () => {

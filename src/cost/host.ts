@@ -81,7 +81,11 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     peakFlops: { bfloat16: peak, float16: peak, float32: peak },
     memoryBytes: m.memoryBytes,
     memoryBandwidth: m.memoryBandwidth,
-    levels: [{ name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency, reduction: 'gather' as const } }],
+    levels: [
+      // Devices of one thread reduce their buffers on that thread: no copy into shared memory, no wait for another thread.
+      { name: 'thread', devices: 1, perThread: true, link: { bandwidth: m.memoryBandwidth, latency: 0, reduction: 'gather' as const } },
+      { name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency, reduction: 'gather' as const } },
+    ],
     // Softmax and layer norm run as several kernels with their row statistics read back, and the
     // softmax's exponentials bound it (bench/host): priced as one kernel of their bytes, they need
     // the share of the bandwidth that matches their measured time.
@@ -112,6 +116,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate and the launch overhead`,
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
       'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
+      'levels.thread': `${at}: the bandwidth of an elementwise add (memoryBandwidth), as the members of a collective within one thread read each other's buffers from that thread's memory; no latency: src/runtime/exchange.ts posts nothing for a group with no member on another thread, and src/runtime/executor.ts reduces it in place (calibration fits both)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
       ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${runs(m.ops.act)}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
       ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : 'softmax'} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard${k === 'softmax' ? ' of causally masked scores' : ''}, seconds per element of each beyond one kernel's overhead`])),

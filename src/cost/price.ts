@@ -74,8 +74,15 @@ export function networkLevel(profile: HardwareProfile, mesh: Mesh, axis: number)
   const last = profile.levels.length - 1;
   if (mesh.axes[axis].name === 'dcn') return last;
   const span = innerSize(mesh, axis) * mesh.axes[axis].size;
-  const i = profile.levels.findIndex((l) => span <= l.devices);
+  // A thread's devices are a contiguous block of indices: an axis lies within every block where its span divides the block.
+  const i = profile.levels.findIndex((l) => (l.perThread ? threadBlock(profile, mesh) % span === 0 : span <= l.devices));
   return i < 0 ? last : i;
+}
+
+/** Devices per thread of the simulated mesh where the threads split it evenly, else 1 (no axis then lies within a thread). */
+function threadBlock(profile: HardwareProfile, mesh: Mesh): number {
+  const threads = threadsOf(profile, mesh);
+  return mesh.size % threads === 0 ? mesh.size / threads : 1;
 }
 
 /**

@@ -39,6 +39,12 @@ export interface Level {
    * its dimensions' links; an axis gets the share of the dimensions it spans (cost/torus.ts).
    */
   readonly torus?: Torus;
+  /**
+   * Optional: the level holds the devices one thread of the simulated mesh runs (the `host`
+   * profile): its device count is the mesh's devices per thread, each thread a contiguous block of
+   * device indices (src/runtime/threads.ts), and `devices` is not read.
+   */
+  readonly perThread?: boolean;
 }
 
 export type OpClassName = 'matmul' | 'elementwise' | 'softmax' | 'reduction';
@@ -147,6 +153,7 @@ export function validateProfile(value: unknown, where = 'profile'): HardwareProf
     check(typeof link === 'object' && link !== null, `${where}: levels[${i}].link must be an object`);
     pos(link.bandwidth, `levels[${i}].link.bandwidth`, 1e3, 1e18, ' bytes/s');
     latency(link.latency, `levels[${i}].link.latency`);
+    check(l.perThread === undefined || typeof l.perThread === 'boolean', `${where}: levels[${i}].perThread must be true or false, got ${JSON.stringify(l.perThread)}`);
     if (l.torus !== undefined) {
       const t = l.torus as Record<string, unknown>;
       check(typeof t === 'object' && t !== null && !Array.isArray(t), `${where}: levels[${i}].torus must be an object like {"dims": 3, "cube": 4}`);

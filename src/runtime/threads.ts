@@ -80,13 +80,18 @@ export interface ThreadedOptions {
   readonly threads?: number;
 }
 
+/** The thread of each device: thread j runs the contiguous block of device indices d with floor(d · threads / devices) = j. */
+export function threadOwners(mesh: Mesh, threads: number): number[] {
+  return Array.from({ length: mesh.size }, (_, d) => Math.floor((d * threads) / mesh.size));
+}
+
 export class ThreadedMesh {
   private constructor(private readonly workers: Worker[], private readonly lossThread: number, readonly backend: string) {}
 
   static async start(o: ThreadedOptions): Promise<ThreadedMesh> {
     const { mesh, plan } = o.program;
     const k = Math.max(1, Math.min(o.threads ?? defaultThreads(mesh), mesh.size));
-    const owner = Array.from({ length: mesh.size }, (_, d) => Math.floor((d * k) / mesh.size));
+    const owner = threadOwners(mesh, k);
     const memory = exchangeMemory(mesh.size, slotCapacity(o.program), owner);
     const workers = Array.from({ length: k }, takeWorker);
     const replies = await guard(workers, () => all(workers, (_, thread) => ({

@@ -28,7 +28,7 @@ export type DeviceSearchResult = SearchResult & { mesh: string };
 
 /** The finite level units below the device count, innermost first. */
 function units(devices: number, profile: HardwareProfile): { name: string; devices: number }[] {
-  return profile.levels.filter((l) => l.devices < devices).map((l) => ({ name: l.name, devices: l.devices }));
+  return profile.levels.filter((l) => !l.perThread && l.devices < devices).map((l) => ({ name: l.name, devices: l.devices }));
 }
 
 /** Whether a mesh respects the levels: an axis crossing a unit boundary covers whole units. */
