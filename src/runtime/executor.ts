@@ -5,7 +5,7 @@ import { deviceCoords, type Mesh } from '../mesh/mesh.js';
 import { minimalRecompute, type Block, type DimName, type OpSpec } from '../model/graph.js';
 import { adamUpdate, type AdamConfig } from './adam.js';
 import { initWeight } from './init.js';
-import { backward, forward, renameKind, sumScatter } from './ops.js';
+import { backward, forward, renameKind, seqSlice, sumScatter } from './ops.js';
 import type { OpCtx, OpGen, Reply, Request, SeqShare } from './protocol.js';
 import { allgatherChunks, allgatherFlat, allreduce, chunkBounds, reduceScatter, type Wanted } from './ring.js';
 import { axesOfMask, axesSize, concatDim, groupOf, shardIndex, sizeOf, sliceDim, swap01, type Local } from './shard.js';
@@ -49,6 +49,8 @@ export interface Device {
   readonly store: Map<string, Local>;
   readonly pending: Map<string, Contribution[]>;
   readonly resolved: Map<string, Float32Array>;
+  /** Its share of the scattered residual stream under sequence parallelism (null without it). */
+  readonly seq: SeqShare | null;
   carry: Local | null;
   clock: number;
   /** Bytes sent, per `phase|record name#collective index`. */
@@ -112,8 +114,6 @@ export class Executor {
   /** Calls of exec (and sends): the same sequence on every thread, so it tags their collectives. */
   private seq = 0;
   private readonly exchange: Exchange | null;
-  /** Sequence parallelism's axes T (mesh order), empty without it. */
-  private readonly seqAxes: readonly string[];
 
   constructor(readonly program: Program, readonly opts: ExecutorOptions) {
     const { graph, mesh, plan } = program;
@@ -137,7 +137,9 @@ export class Executor {
       else if (rec.phase === 'forward') this.fwd.get(rec.block)!.push(rec);
       else this.bwd.get(rec.block)!.push(rec);
     }
-    this.seqAxes = axesOfMask(mesh, program.lowering.seqMask);
+    const T = program.lowering.seqMask;
+    const seqAxes = axesOfMask(mesh, T);
+    const scattered = program.lowering.seqSplit;
     const zm = zeroGroupMask(program.lowering, plan);
     for (const w of program.lowering.weights) this.zeroAxes.set(w.id, plan.zero > 0 ? axesOfMask(mesh, w.zeroMask & zm) : []);
     this.devices = [];
@@ -147,6 +149,7 @@ export class Executor {
         index: i, coords, stage: shardIndex(mesh, axesOf(plan.layout, 'layers'), coords),
         params: new Map(), adamM: new Map(), adamV: new Map(), grads: new Map(), reduced: new Map(), gathered: new Map(),
         store: new Map(), pending: new Map(), resolved: new Map(), carry: null, clock: 0, sent: new Map(),
+        seq: T ? { has: (id) => scattered.has(id), mask: T, axes: seqAxes, size: axesSize(mesh, seqAxes), index: shardIndex(mesh, seqAxes, coords) } : null,
       });
     }
     this.exchange = opts.exchange ?? null;
@@ -162,26 +165,28 @@ export class Executor {
     return this.program.graph.dimSizes[d] / this.program.layout.split[d];
   }
 
-  /** A device's view of sequence parallelism (null without it). */
-  private seqShare(dev: Device): SeqShare | null {
-    if (!this.seqAxes.length) return null;
-    const split = this.program.lowering.seqSplit;
-    return { has: (id) => split.has(id), axes: this.seqAxes, size: axesSize(this.mesh, this.seqAxes), index: shardIndex(this.mesh, this.seqAxes, dev.coords) };
-  }
-
   /**
    * A gradient of a scattered tensor as the device keeps it: its share along length. A contribution
    * over the whole block of length (one no reduce-scatter summed: a projection whose contraction
    * T does not split) is sliced; a share is kept as it is.
    */
   private own(dev: Device, id: string, data: Float32Array): Float32Array {
-    const seq = this.seqShare(dev);
+    const seq = dev.seq;
     if (!seq || !seq.has(id)) return data;
     const dims = this.program.graph.tensors.get(id)!.dims;
     const shape = dims.map((d) => this.localSize(d));
     if (data.length !== sizeOf(shape)) return data;
-    const n = shape[1] / seq.size;
-    return sliceDim({ dims, shape, data }, 1, seq.index * n, n).data;
+    return seqSlice({ dims, shape, data }, 1, seq).data;
+  }
+
+  /** The sum of a tensor's gradient contributions, each as the device keeps it (own). */
+  private sumOwn(dev: Device, id: string, list: readonly Contribution[]): Float32Array {
+    const sum = Float32Array.from(this.own(dev, id, list[0].data));
+    for (let k = 1; k < list.length; k++) {
+      const x = this.own(dev, id, list[k].data);
+      for (let i = 0; i < sum.length; i++) sum[i] += x[i];
+    }
+    return sum;
   }
 
   offset(dev: Device, d: DimName, micro: number): number {
@@ -557,7 +562,7 @@ export class Executor {
     const graph = this.program.graph;
     const layout = this.program.plan.layout;
     return {
-      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen, topK: graph.spec.topK ?? 1, seq: this.seqShare(dev),
+      rec, spec, tokens: graph.spec.batch * graph.spec.seqLen, topK: graph.spec.topK ?? 1, seq: dev.seq,
       get: (id) => {
         const t = graph.tensors.get(id);
         if (t?.role === 'weight') {
@@ -585,11 +590,7 @@ export class Executor {
         const list = dev.pending.get(c);
         if (!list || list.length === 0) throw new Error(`no gradient reached ${c} on device ${dev.index}`);
         for (const x of list) if (x.mask) throw new Error(`the gradient of ${c} is still partial over ${axesOfMask(this.mesh, x.mask).join('+')}: no gradsum reduced it`);
-        const sum = Float32Array.from(this.own(dev, c, list[0].data));
-        for (let k = 1; k < list.length; k++) {
-          const x = this.own(dev, c, list[k].data);
-          for (let i = 0; i < sum.length; i++) sum[i] += x[i];
-        }
+        const sum = this.sumOwn(dev, c, list);
         dev.pending.delete(c);
         dev.resolved.set(c, sum);
         return sum;
@@ -643,7 +644,7 @@ export class Executor {
           x = (yield* sumScatter({ dims, shape: dims.map((d) => this.localSize(d)), data: x }, j)).data;
         } else {
           // A sum over none of T: its group shares this device's share, so the share alone is summed.
-          if (!(colls[j].mask & this.maskOf(this.seqAxes))) x = this.own(dev, id, x);
+          if (!(colls[j].mask & this.program.lowering.seqMask)) x = this.own(dev, id, x);
           x = (yield { kind: 'allreduce', index: j, data: x, combine: 'sum' }) as Float32Array;
         }
       }
@@ -920,11 +921,7 @@ export class Executor {
   private sumPending(d: Device, id: string): Local {
     const list = d.pending.get(id) ?? [];
     d.pending.delete(id);
-    const sum = Float32Array.from(this.own(d, id, list[0].data));
-    for (let k = 1; k < list.length; k++) {
-      const x = this.own(d, id, list[k].data);
-      for (let i = 0; i < sum.length; i++) sum[i] += x[i];
-    }
+    const sum = this.sumOwn(d, id, list);
     return { dims: [], shape: [sum.length], data: sum };
   }
 

@@ -1,7 +1,7 @@
 import type { DimName } from '../model/graph.js';
 import { tf } from './backend.js';
 import { align, DROPOUT_KEEP, einsum, gelu, geluGrad, LN_EPS, MASKED, reduceTo, ROTARY_BASE, run, silu, siluGrad, toTensor } from './kernels.js';
-import type { OpCtx, OpGen, Reply, Request } from './protocol.js';
+import type { OpCtx, OpGen, Reply, Request, SeqShare } from './protocol.js';
 import { globalIndices, sizeOf, sliceDim, swap01, uniformAt, type Local } from './shard.js';
 
 /**
@@ -48,12 +48,17 @@ function blockLength(ctx: OpCtx): number {
   return ctx.globalSize('length') / ctx.axesSize(ctx.axes('length'));
 }
 
+/** The device's share along dimension k of a block holding its whole block of length there. */
+export function seqSlice(x: Local, k: number, seq: SeqShare): Local {
+  const n = x.shape[k] / seq.size;
+  return sliceDim(x, k, seq.index * n, n);
+}
+
 /** This device's share of a block holding its whole block of length (unchanged if it has no length, or holds a share already). */
 function share(ctx: OpCtx, x: Local): Local {
   const k = x.dims.indexOf('length');
   if (!ctx.seq || k < 0 || x.shape[k] !== blockLength(ctx)) return x;
-  const n = x.shape[k] / ctx.seq.size;
-  return sliceDim(x, k, ctx.seq.index * n, n);
+  return seqSlice(x, k, ctx.seq);
 }
 
 /** A share placed in zeros of the whole block of length: what the other shares' devices contribute to a partial sum over T. */
@@ -103,7 +108,7 @@ export function* sumScatter(x: Local, index: number): Generator<Request, Local, 
  */
 function* reduceOut(ctx: OpCtx, x: Local): Generator<Request, Local, Reply> {
   const out = scattered(ctx, ctx.spec.output);
-  const T = out ? ctx.partialMask(ctx.seq!.axes) : 0;
+  const T = out ? ctx.seq!.mask : 0;
   let y = x;
   for (let i = 0; i < ctx.rec.collectives.length; i++) {
     const c = ctx.rec.collectives[i];
@@ -259,7 +264,7 @@ export function* forward(ctx: OpCtx): OpGen {
     case 'gather': {
       const [all, table] = ins();
       // Scattered, and summed over none of T (if at all), each device looks up its own share of the positions.
-      const T = ctx.seq ? ctx.partialMask(ctx.seq.axes) : 0;
+      const T = ctx.seq?.mask ?? 0;
       const ids = scattered(ctx, spec.output) && rec.collectives.every((c) => !(c.mask & T)) ? share(ctx, all) : all;
       const voff = ctx.offset('vocab');
       const V = table.shape[0];

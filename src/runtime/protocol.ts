@@ -37,6 +37,8 @@ export type OpGen = Generator<Request, void, Reply>;
 export interface SeqShare {
   /** Whether tensor id is scattered (a residual-stream tensor). */
   has(id: string): boolean;
+  /** T as a mask of mesh axes (the lowering's seqMask). */
+  readonly mask: number;
   /** T's axes, in mesh order: the order of the shares along length. */
   readonly axes: readonly string[];
   /** Devices in T. */
