@@ -61,10 +61,6 @@ export interface TuneReport extends CalibrationReport {
 
 const planKey = (p: PlanJson) => `${p.layout}|${p.zero}|${p.recompute}|${p.microbatches}|${p.sequenceParallel}|${p.virtualStages}|${p.zeroAxes ?? ''}`;
 
-/**
- * The closed loop: search with the base profile, run its best plans on the simulated mesh,
- * calibrate on their traces, search again with the calibrated profile, and run its choice.
- */
 /** What the simulated mesh runs (src/runtime checkSimulable): pipelines of decoder-only models only. */
 const runnableOn = (spec: ModelSpec) => (e: Estimate) => spec.kind === 'decoder' || !parseLayout(e.plan.layout).has('layers');
 
@@ -86,6 +82,10 @@ export function spreadRuns(ranked: readonly Estimate[], runs: number): Estimate[
   return chosen;
 }
 
+/**
+ * The closed loop: search with the base profile, run its best plans on the simulated mesh,
+ * calibrate on their traces, search again with the calibrated profile, and run its choice.
+ */
 export async function tune(opts: TuneOptions): Promise<TuneReport> {
   const say = opts.onProgress ?? (() => {});
   // Runs that teach the fit: the best plan of each of the best layouts for half of them, then the

@@ -538,8 +538,8 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
           // output projection sums its two gradients over the same axes.
           colls.push(coll(ctx, 'allgather', ctx.T, `${op.output}.grad`, fullBytes(ctx, op.output)));
         } else {
-          // A weight read against the scattered sequence (a norm's scale, learned positions, the
-          // embedding's rows): each device sums its own positions, a partial sum over T.
+          // A weight read against the scattered sequence (a norm's scale and bias, learned
+          // positions): each device sums its own positions, a partial sum over T.
           partial |= ctx.T;
         }
       }
