@@ -215,6 +215,66 @@ await echo.terminate();
 const shLatency = sh.seconds[0];
 const shBandwidth = sh.bytes.at(-1) / (sh.seconds.at(-1) - shLatency);
 
+// Collectives as the simulated mesh runs them (src/runtime/executor.ts collective over
+// SharedExchange, the sums of src/runtime/ring.ts): two threads of two devices each, both at once,
+// as a 2x2 mesh runs on two cores, on 1 MiB buffers (a small-model activation shard). `within`: each
+// thread's two devices allreduce together (no shared memory); `across`: each device with its peer on
+// the other thread (post, read, sum); `four`: all four devices. Least seconds of each thread, then
+// the mean of the two. src/cost/host.ts takes the thread level's rate from `within` and the shared-
+// memory level's from `across`; `four` checks the pricing of a group that spans both (test/host).
+const ringUrl = new URL('../dist/runtime/ring.js', import.meta.url).href;
+const collFloats = 262144;
+const collMem = exchangeMemory(4, collFloats, [0, 0, 1, 1]);
+const collSync = new SharedArrayBuffer(8);
+const collWorkers = [0, 1].map((thread) => new Worker(`
+  const { parentPort, workerData } = require('node:worker_threads');
+  Promise.all([import(workerData.exchangeUrl), import(workerData.ringUrl)]).then(([{ SharedExchange }, { allreduce }]) => {
+    const { mem, thread, sync } = workerData;
+    const ex = new SharedExchange(mem, thread);
+    const gate = new Int32Array(sync);
+    const own = thread === 0 ? [0, 1] : [2, 3];
+    const peerOf = (d) => (d + 2) % 4;
+    parentPort.on('message', ({ cfg, reps, tag0, n }) => {
+      const bufs = own.map((d) => ({ dims: ['d_model'], shape: [n], data: new Float32Array(n).fill(d + 1) }));
+      const seconds = [];
+      for (let r = 0; r < reps; r++) {
+        // Both threads start each repetition together.
+        const target = 2 * (tag0 + r);
+        Atomics.add(gate, 0, 1);
+        Atomics.notify(gate, 0);
+        for (let v = Atomics.load(gate, 0); v < target; v = Atomics.load(gate, 0)) Atomics.wait(gate, 0, v, 50);
+        const tag = tag0 + r, t0 = performance.now();
+        if (cfg === 'within') allreduce(bufs.map((b) => b.data));
+        else if (cfg === 'across') {
+          own.forEach((d, i) => ex.post(d, tag, [Math.min(d, peerOf(d)), Math.max(d, peerOf(d))], bufs[i]));
+          own.forEach((d, i) => {
+            const x = ex.read(peerOf(d), tag).data;
+            allreduce(d < 2 ? [bufs[i].data, x] : [x, bufs[i].data], 'sum', (m) => m === (d < 2 ? 0 : 1));
+          });
+        } else {
+          own.forEach((d, i) => ex.post(d, tag, [0, 1, 2, 3], bufs[i]));
+          const got = own.map((d) => ex.read(peerOf(d), tag).data);
+          const all = thread === 0 ? [bufs[0].data, bufs[1].data, ...got] : [...got, bufs[0].data, bufs[1].data];
+          allreduce(all, 'sum', (m) => (thread === 0 ? m < 2 : m >= 2));
+        }
+        seconds.push((performance.now() - t0) / 1e3);
+      }
+      parentPort.postMessage(Math.min(...seconds.slice(3)));
+    });
+    parentPort.postMessage('ready');
+  });`, { eval: true, workerData: { exchangeUrl, ringUrl, mem: collMem, thread, sync: collSync } }));
+await Promise.all(collWorkers.map((w) => new Promise((res) => w.once('message', res))));
+const collectiveSeconds = {};
+let collTag = 1;
+for (const cfg of ['within', 'across', 'four']) {
+  const reps = 40;
+  const least = await Promise.all(collWorkers.map((w) => new Promise((res) => { w.once('message', res); w.postMessage({ cfg, reps, tag0: collTag, n: collFloats }); })));
+  collTag += reps;
+  collectiveSeconds[cfg] = (least[0] + least[1]) / 2;
+}
+await Promise.all(collWorkers.map((w) => w.terminate()));
+const collectives = { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, floats: collFloats, withinSeconds: collectiveSeconds.within, acrossSeconds: collectiveSeconds.across, fourSeconds: collectiveSeconds.four };
+
 const measured = {
   bench: 'bench/host.bench.mjs',
   date: new Date().toISOString(),
@@ -229,6 +289,7 @@ const measured = {
   matmulOverheadSeconds: mmOverhead,
   sharedMemoryBandwidth: shBandwidth,
   sharedMemoryLatency: shLatency,
+  collectives,
   ops: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, softmaxSecondsPerElement: perElement(sm), layernormSecondsPerElement: perElement(ln),
     modelEinsum: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, flopsPerSecond: modelEinsumFlops },
     act: { date: new Date().toISOString(), loadAverage: +loadavg()[0].toFixed(2), runs: 1, forwardSecondsPerElement: perElement(actForward), backwardSecondsPerElement: perElement(actBackward) },

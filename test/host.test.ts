@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { HOST_MEASURED, hostProfile, loadHostProfile } from '../src/cost/host.js';
+import { HOST_MEASURED, hostLinks, hostProfile, loadHostProfile } from '../src/cost/host.js';
 import { collectiveTime, networkLevel, opTime, price, priceParts } from '../src/cost/price.js';
 import { getDevice } from '../src/cost/presets.js';
 import { lower } from '../src/lower/lower.js';
@@ -9,6 +9,7 @@ import { microBatchOf, strategyOps } from '../src/lower/instantiate.js';
 import { linAt, type OpRecord } from '../src/lower/records.js';
 import { validateProfile, type HardwareProfile } from '../src/cost/profile.js';
 import { parseMesh } from '../src/mesh/mesh.js';
+import { maskSize } from '../src/layout/layout.js';
 import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
 import type { LoweredOp } from '../src/lower/program.js';
@@ -27,8 +28,9 @@ describe('the host profile', () => {
     const p = loadHostProfile();
     expect(p.peakFlops.float32).toBe(measured.matmulFlops);
     expect(p.memoryBandwidth).toBe(measured.memoryBandwidth);
-    expect(p.levels[0]).toMatchObject({ name: 'thread', perThread: true, link: { bandwidth: measured.memoryBandwidth, latency: 0, reduction: 'gather' } });
-    expect(p.levels[1].link).toEqual({ bandwidth: measured.sharedMemoryBandwidth, latency: measured.sharedMemoryLatency, reduction: 'gather' });
+    const links = hostLinks(measured.collectives);
+    expect(p.levels[0]).toMatchObject({ name: 'thread', perThread: true, link: { bandwidth: links.thread, latency: 0, reduction: 'gather' } });
+    expect(p.levels[1].link).toEqual({ bandwidth: links.shared, latency: measured.sharedMemoryLatency, reduction: 'gather' });
     for (const k of ['peakFlops', 'memoryBandwidth', 'levels.shared memory', 'levels.thread', 'concurrentDevices', 'launchOverhead']) expect(p.sources[k]).toMatch(/bench\/host\.bench\.mjs/);
   });
 
@@ -139,22 +141,44 @@ describe('the host profile', () => {
     for (const k of ['act', 'softmax', 'xent']) expect(fit.profile.elementSeconds![k]!.backward / truth.elementSeconds![k]!.backward).toBeCloseTo(1, 1);
   });
 
-  it('prices a reduction as the device threads run it: each reads every peer\'s whole buffer and sums all of them, where a ring sends 2(n-1)/n', () => {
-    // One axis over all the devices: across threads, the shared-memory level.
-    const p = loadHostProfile();
-    const link = p.levels.find((l) => l.name === 'shared memory')!.link;
-    const S = 4 * 2 ** 20;
-    for (const n of [2, 4, 8]) {
+  it('prices a reduction as the device threads run it: each device posts its buffer once, each thread reads the ones it lacks and sums once for its own devices', () => {
+    // One axis over all the devices, B a device's buffer, L of a group's n devices on each thread.
+    const host = loadHostProfile();
+    const shared = host.levels.find((l) => l.name === 'shared memory')!.link;
+    const rate = host.levels.find((l) => l.name === 'thread')!.link.bandwidth;
+    const B = 4 * 2 ** 20;
+    for (const [n, threads, L] of [[2, 2, 1], [4, 4, 1], [8, 8, 1], [4, 2, 2], [8, 2, 4], [8, 4, 2]]) {
+      const p = { ...host, concurrentDevices: threads };
       const mesh = parseMesh(`x:${n}`);
-      const fixed = (n - 1) * link.latency + (p.collectiveLatency ?? 0);
-      const ar = collectiveTime(p, mesh, { kind: 'allreduce', mask: 1, sent: ((2 * (n - 1)) / n) * S });
-      expect(ar - 2 * fixed).toBeCloseTo(((n - 1) / link.bandwidth + n / p.memoryBandwidth) * S, 9);
-      const rs = collectiveTime(p, mesh, { kind: 'reduce-scatter', mask: 1, sent: ((n - 1) / n) * S });
-      expect(rs - fixed).toBeCloseTo(((n - 1) / link.bandwidth + n / p.memoryBandwidth) * S, 9);
-      // An allgather is a ring's: each thread reads the n - 1 other pieces.
-      const ag = collectiveTime(p, mesh, { kind: 'allgather', mask: 1, sent: ((n - 1) / n) * S });
-      expect(ag - fixed).toBeCloseTo(((n - 1) / n) * S / link.bandwidth, 9);
+      // Each thread: L posts and n − L reads, B each, one crossing (post and read) at the shared-memory rate.
+      const crossings = (n / (2 * L)) * B / shared.bandwidth;
+      const fixed = (n / L - 1) * shared.latency + (p.collectiveLatency ?? 0);
+      const ar = collectiveTime(p, mesh, { kind: 'allreduce', mask: 1, sent: ((2 * (n - 1)) / n) * B });
+      // The allreduce sums the n buffers once (a copy, then 3B per buffer added) and copies the sum to the L − 1 others.
+      expect(ar - 2 * fixed).toBeCloseTo(crossings + ((2 + 3 * (n - 1) + 2 * (L - 1)) / L) * B / rate, 9);
+      // A reduce-scatter sums each device's 1/n chunk over the n.
+      const rs = collectiveTime(p, mesh, { kind: 'reduce-scatter', mask: 1, sent: ((n - 1) / n) * B });
+      expect(rs - fixed).toBeCloseTo(crossings + ((2 + 3 * (n - 1)) / n) * B / rate, 9);
+      // An allgather is a ring's: each thread reads the n - 1 other pieces, a latency each.
+      const ag = collectiveTime(p, mesh, { kind: 'allgather', mask: 1, sent: ((n - 1) / n) * B });
+      expect(ag - (n - 1) * shared.latency).toBeCloseTo(((n - 1) / n) * B / shared.bandwidth, 9);
     }
+  });
+
+  it('prices the allreduces bench/host measured, on a 2x2 mesh of two threads, at their measured times: two of them exactly (they set the two links), the third within 10%', () => {
+    const p = { ...loadHostProfile(), concurrentDevices: 2 };
+    const mesh = parseMesh('rows:2;cols:2');
+    const c = measured.collectives;
+    const B = 4 * c.floats;
+    // Per thread: its two devices' share of the collective, one after the other.
+    const perThread = (mask: number) => 2 * collectiveTime(p, mesh, { kind: 'allreduce', mask, sent: ((2 * (maskSize(mesh, mask) - 1)) / maskSize(mesh, mask)) * B });
+    expect(perThread(0b10) / c.withinSeconds).toBeCloseTo(1, 9);
+    // The measured `across` has no latency in it beyond what a crossing costs: take the priced one off.
+    const lat = p.levels.find((l) => l.name === 'shared memory')!.link.latency;
+    expect((perThread(0b01) - 2 * 2 * lat) / c.acrossSeconds).toBeCloseTo(1, 9);
+    // All four: a group spanning both threads, two devices on each, from the two links above.
+    const four = perThread(0b11) - 2 * 2 * lat;
+    expect(Math.abs(four / c.fourSeconds - 1)).toBeLessThan(0.1);
   });
 
   it('prices an axis on the thread level exactly where every one of its groups lies within one thread\'s devices (the runtime\'s assignment)', () => {
@@ -170,15 +194,15 @@ describe('the host profile', () => {
     }), { numRuns: 300, seed: 7 });
   });
 
-  it('a collective within a thread costs what reading and summing its buffers in memory costs, less than across threads', () => {
+  it('a collective within a thread costs its sums at the thread\'s rate, with no crossing and no latency, less than across threads', () => {
     // 2x2 on two threads: devices 0-1 on one, 2-3 on the other, so cols lies within a thread and rows across.
     const p = { ...loadHostProfile(), concurrentDevices: 2 };
     const mesh = parseMesh('rows:2;cols:2');
-    const S = 4 * 2 ** 20;
-    const within = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b10, sent: S });
-    const across = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b01, sent: S });
-    // Each of the 2 members reads the other's buffer (1 MiB-scale copies at memory bandwidth) and sums both; no latency.
-    expect(within).toBeCloseTo((1 / p.memoryBandwidth + 2 / p.memoryBandwidth) * S, 9);
+    const B = 4 * 2 ** 20;
+    const within = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b10, sent: B });
+    const across = collectiveTime(p, mesh, { kind: 'allreduce', mask: 0b01, sent: B });
+    // The thread sums the two buffers once (2B + 3B) and copies the sum for the other device (2B): 7B over 2 devices.
+    expect(within).toBeCloseTo((3.5 * B) / p.levels[0].link.bandwidth, 9);
     expect(across).toBeGreaterThan(within);
   });
 

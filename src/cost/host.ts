@@ -28,6 +28,13 @@ export interface HostMeasured {
   readonly matmulOverheadSeconds: number;
   readonly sharedMemoryBandwidth: number;
   readonly sharedMemoryLatency: number;
+  /**
+   * Collectives as the simulated mesh runs them, two threads of two devices at once, seconds each
+   * thread takes per allreduce of `floats` floats a device (absent in older files): `within`, each
+   * thread's two devices together; `across`, each device with its peer on the other thread; `four`,
+   * all four devices.
+   */
+  readonly collectives?: { readonly date: string; readonly loadAverage: number; readonly runs: number; readonly floats: number; readonly withinSeconds: number; readonly acrossSeconds: number; readonly fourSeconds: number };
   /** The runtime's softmax and layer norm forwards, seconds per element beyond one kernel's overhead (absent in older files). */
   readonly ops?: {
     readonly date: string;
@@ -60,6 +67,18 @@ const SOFTMAX_BYTES_PER_ELEMENT = 4;
 export const HOST_MEASURED = new URL('../../data/host-measured.json', import.meta.url);
 
 /**
+ * The two links of the host profile from bench/host's collectives, by the pricing of a reduction as
+ * the simulated mesh runs it (src/cost/price.ts gatherCost; B the buffer): `within` is a thread
+ * summing two devices' buffers, 7B of traffic, at the thread's rate; `across` is two devices each
+ * crossing one buffer (posted and read, B at the shared-memory rate) and summing 5B at the thread's.
+ */
+export function hostLinks(c: NonNullable<HostMeasured['collectives']>): { thread: number; shared: number } {
+  const B = 4 * c.floats;
+  const thread = (7 * B) / c.withinSeconds;
+  return { thread, shared: B / (c.acrossSeconds / 2 - (5 * B) / thread) };
+}
+
+/**
  * The `host` profile: one simulated device is one tfjs (wasm) kernel stream on one core of this
  * machine; devices beyond the cores share them; collectives are copies through shared memory.
  */
@@ -74,6 +93,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     ...Object.fromEntries(phases.map(([k, x]) => [k, perElement(x)])),
   };
   const runs = (x: { runs: number }) => (x.runs === 1 ? 'one run' : `median of ${x.runs} runs`);
+  const links = m.collectives ? hostLinks(m.collectives) : { thread: m.memoryBandwidth, shared: m.sharedMemoryBandwidth };
   const profile = {
     name: 'host',
     description: `this machine as a simulated mesh: ${m.cores} cores, tfjs ${m.backend} kernels, devices on worker threads`,
@@ -83,8 +103,8 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     memoryBandwidth: m.memoryBandwidth,
     levels: [
       // Devices of one thread reduce their buffers on that thread: no copy into shared memory, no wait for another thread.
-      { name: 'thread', devices: 1, perThread: true, link: { bandwidth: m.memoryBandwidth, latency: 0, reduction: 'gather' as const } },
-      { name: 'shared memory', devices: 1 << 20, link: { bandwidth: m.sharedMemoryBandwidth, latency: m.sharedMemoryLatency, reduction: 'gather' as const } },
+      { name: 'thread', devices: 1, perThread: true, link: { bandwidth: links.thread, latency: 0, reduction: 'gather' as const } },
+      { name: 'shared memory', devices: 1 << 20, link: { bandwidth: links.shared, latency: m.sharedMemoryLatency, reduction: 'gather' as const } },
     ],
     // Softmax and layer norm run as several kernels with their row statistics read back, and the
     // softmax's exponentials bound it (bench/host): priced as one kernel of their bytes, they need
@@ -115,8 +135,12 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
       memoryBandwidth: `${at}: an elementwise add of 2^20 floats through the runtime's kernel wrapper, its overhead taken off`,
       'efficiencyHalfWork.matmul': `${at}: a 64³ einsum's time beyond its FLOPs at that rate and the launch overhead`,
       launchOverhead: `${at}: a one-float add through the runtime's kernel wrapper`,
-      'levels.shared memory': `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
-      'levels.thread': `${at}: the bandwidth of an elementwise add (memoryBandwidth), as the members of a collective within one thread read each other's buffers from that thread's memory; no latency: src/runtime/exchange.ts posts nothing for a group with no member on another thread, and src/runtime/executor.ts reduces it in place (calibration fits both)`,
+      'levels.shared memory': m.collectives
+        ? `bench/host.bench.mjs, ${m.collectives.date.slice(0, 10)}, load average ${m.collectives.loadAverage}, ${runs(m.collectives)}: bandwidth from an allreduce of 1 MiB a device between two threads of two devices each, as the runtime runs it (hostLinks); latency: ${at}, ping-pong through SharedExchange, one float one way`
+        : `${at}: ping-pong through SharedExchange between two threads, one way (1 float: latency; 4 MiB: bandwidth)`,
+      'levels.thread': m.collectives
+        ? `bench/host.bench.mjs, ${m.collectives.date.slice(0, 10)}, load average ${m.collectives.loadAverage}, ${runs(m.collectives)}: the rate at which a thread sums its two devices' 1 MiB buffers in an allreduce (src/runtime/ring.ts), both threads at once (hostLinks); no latency: src/runtime/exchange.ts posts nothing for a group with no member on another thread`
+        : `${at}: the bandwidth of an elementwise add (memoryBandwidth), as the members of a collective within one thread read each other's buffers from that thread's memory; no latency: src/runtime/exchange.ts posts nothing for a group with no member on another thread, and src/runtime/executor.ts reduces it in place (calibration fits both)`,
       concurrentDevices: `${at}: os.availableParallelism()`,
       ...(m.ops?.act ? { 'elementSeconds.act': `bench/host.bench.mjs, ${m.ops.act.date.slice(0, 10)}, load average ${m.ops.act.loadAverage}, ${runs(m.ops.act)}: the runtime's GELU forward and gradient (src/runtime/kernels.ts) over an 8x128x1024 shard, seconds per element beyond one kernel's overhead (ReLU is priced the same)` } : {}),
       ...Object.fromEntries(phases.map(([k, x]) => [`elementSeconds.${k}`, `bench/host.bench.mjs, ${x.date.slice(0, 10)}, load average ${x.loadAverage}, ${runs(x)}: the runtime's ${k === 'xent' ? 'loss' : 'softmax'} forward and backward (src/runtime/ops.ts) over a ${x.shape.join('x')} shard${k === 'softmax' ? ' of causally masked scores' : ''}, seconds per element of each beyond one kernel's overhead`])),

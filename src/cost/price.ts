@@ -110,27 +110,69 @@ function ringCostOf(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Co
   const groups = new Map<number, number>(); // level -> mask of its axes
   for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i)) groups.set(axisLevel(profile, mesh, i), (groups.get(axisLevel(profile, mesh, i)) ?? 0) | (1 << i));
   const share = (k: number) => (kind === 'allreduce' ? (2 * (k - 1)) / k : (k - 1) / k);
-  // A reduction on a gathering level (an axisLinks override is a level of its own, past the
-  // list) reads k − 1 whole peer buffers and sums k at memory bandwidth, where a ring sends share(k) of one.
-  const gathers = (level: number) => (kind === 'allreduce' || kind === 'reduce-scatter') && profile.levels[level]?.link.reduction === 'gather';
-  const perBuffer = (k: number, bw: number) => (k - 1) / bw + k / profile.memoryBandwidth;
   if (n <= 1) return { inv: 0, fixed: 0 };
+  // A gathering level (an axisLinks override is a level of its own, past the list) reduces as the
+  // simulated mesh does, not by ring: gatherCost.
+  const reduces = kind === 'allreduce' || kind === 'reduce-scatter';
+  if (reduces && [...groups.keys()].some((level) => profile.levels[level]?.link.reduction === 'gather')) return gatherCost(profile, mesh, mask, kind, n, call);
   if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
     const link = maskLink(profile, mesh, mask, kind);
-    return { inv: groups.size === 1 && gathers(groups.keys().next().value!) ? perBuffer(n, link.bandwidth) / share(n) : 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
+    return { inv: 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
   }
   // Innermost level first: the level's axes are the mesh's later (inner) ones.
   const levels = [...groups].sort((a, b) => b[1] - a[1]);
   let perByte = 0, fixed = call, inner = 1;
-  for (const [level, lm] of levels) {
+  for (const [, lm] of levels) {
     const k = maskSize(mesh, lm);
     const link = maskLink(profile, mesh, lm, kind);
-    perByte += gathers(level) ? perBuffer(k, link.bandwidth) / inner : share(k) / inner / link.bandwidth;
+    perByte += share(k) / inner / link.bandwidth;
     fixed += latencySteps(kind, k) * link.latency;
     inner *= k;
   }
   // collectiveTime multiplies by the bytes a flat ring would send: share(n) · buffer.
   return { inv: perByte / share(n), fixed };
+}
+
+/**
+ * A reduction as the simulated mesh runs it (src/runtime/executor.ts collective, ring.ts): of a
+ * group of n devices, L on each thread, every device posts its whole buffer to shared memory for
+ * the other threads and each thread reads the n − L buffers it lacks (one crossing, post and read,
+ * at the shared-memory level's bandwidth); each thread then sums what its own devices need: an
+ * allreduce the n buffers once (a copy of the first, 2 buffers of traffic, then 3 for each one
+ * added) and a copy for each further local device (2 each), a reduce-scatter each local device's
+ * 1/n chunk over the n. Per device, of a buffer B:
+ *   crossings n·B / (2L) at the outer level, when the group spans threads;
+ *   sums (3n + 2L − 3)·B / L (allreduce) or (3n − 1)·B / n (reduce-scatter) at the thread's rate,
+ * the rate bench/host measures of these very loops (the perThread level's link; without one, the
+ * memory bandwidth). Latency: the outer levels' per call.
+ */
+function gatherCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind, n: number, call: number): { inv: number; fixed: number } {
+  const threadLevel = profile.levels.find((l) => l.perThread);
+  const L = threadLevel ? localMembers(profile, mesh, mask) : 1;
+  let outerMask = 0;
+  for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i) && !profile.levels[axisLevel(profile, mesh, i)]?.perThread) outerMask |= 1 << i;
+  const outer = L < n ? maskLink(profile, mesh, outerMask || mask, kind) : null;
+  const sumRate = threadLevel ? threadLevel.link.bandwidth * (threadLevel.link.efficiency?.[kind] ?? 1) : profile.memoryBandwidth;
+  const crossings = outer ? n / (2 * L) / outer.bandwidth : 0;
+  const sums = (kind === 'allreduce' ? (3 * n + 2 * L - 3) / L : (3 * n - 1) / n) / sumRate;
+  const share = kind === 'allreduce' ? (2 * (n - 1)) / n : (n - 1) / n;
+  // collectiveTime multiplies by the bytes a flat ring would send: share · buffer.
+  return { inv: (crossings + sums) / share, fixed: call + (outer ? latencySteps(kind, n / L) * outer.latency : 0) };
+}
+
+/**
+ * Members of device 0's group over `mask` that run on device 0's thread: the runtime gives thread j
+ * a contiguous block of device indices (src/runtime/threads.ts threadOwners), threadBlock of them.
+ */
+function localMembers(profile: HardwareProfile, mesh: Mesh, mask: number): number {
+  const block = threadBlock(profile, mesh);
+  let members = [0];
+  for (let i = 0; i < mesh.axes.length; i++) {
+    if (!(mask & (1 << i))) continue;
+    const stride = innerSize(mesh, i);
+    members = members.flatMap((m) => Array.from({ length: mesh.axes[i].size }, (_, j) => m + j * stride));
+  }
+  return Math.max(1, members.filter((m) => m < block).length);
 }
 
 /** The share of a collective over these axes that can hide at all: its outermost level's link.overlap (absent: 1). */
