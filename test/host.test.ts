@@ -28,10 +28,16 @@ describe('the host profile', () => {
     const p = loadHostProfile();
     expect(p.peakFlops.float32).toBe(measured.matmulFlops);
     expect(p.memoryBandwidth).toBe(measured.memoryBandwidth);
-    const links = hostLinks(measured.collectives);
+    const links = hostLinks(measured.collectives, measured.sharedMemoryBandwidth);
     expect(p.levels[0]).toMatchObject({ name: 'thread', perThread: true, link: { bandwidth: links.thread, latency: 0, reduction: 'gather' } });
     expect(p.levels[1].link).toEqual({ bandwidth: links.shared, latency: measured.sharedMemoryLatency, reduction: 'gather' });
     for (const k of ['peakFlops', 'memoryBandwidth', 'levels.shared memory', 'levels.thread', 'concurrentDevices', 'launchOverhead']) expect(p.sources[k]).toMatch(/bench\/host\.bench\.mjs/);
+  });
+
+  it('takes the shared-memory level from the ping-pong when a re-measured crossing comes out as taking no time', () => {
+    const c = { ...measured.collectives, acrossSeconds: measured.collectives.withinSeconds };
+    expect(hostLinks(c, 1.5e9).shared).toBe(1.5e9);
+    expect(hostProfile({ ...measured, collectives: c, sharedMemoryBandwidth: 1.5e9 }).levels[1].link.bandwidth).toBe(1.5e9);
   });
 
   it('prices a kernel of no size at the measured per-kernel overhead, and a large one at the measured rate', () => {

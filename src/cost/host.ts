@@ -72,10 +72,12 @@ export const HOST_MEASURED = new URL('../../data/host-measured.json', import.met
  * summing two devices' buffers, 7B of traffic, at the thread's rate; `across` is two devices each
  * crossing one buffer (posted and read, B at the shared-memory rate) and summing 5B at the thread's.
  */
-export function hostLinks(c: NonNullable<HostMeasured['collectives']>): { thread: number; shared: number } {
+export function hostLinks(c: NonNullable<HostMeasured['collectives']>, fallback: number): { thread: number; shared: number } {
   const B = 4 * c.floats;
   const thread = (7 * B) / c.withinSeconds;
-  return { thread, shared: B / (c.acrossSeconds / 2 - (5 * B) / thread) };
+  const crossing = c.acrossSeconds / 2 - (5 * B) / thread;
+  // A crossing measured as taking no time (noise in a re-measurement) leaves the ping-pong's figure.
+  return { thread, shared: crossing > 0 ? B / crossing : fallback };
 }
 
 /**
@@ -93,7 +95,7 @@ export function hostProfile(m: HostMeasured): HardwareProfile {
     ...Object.fromEntries(phases.map(([k, x]) => [k, perElement(x)])),
   };
   const runs = (x: { runs: number }) => (x.runs === 1 ? 'one run' : `median of ${x.runs} runs`);
-  const links = m.collectives ? hostLinks(m.collectives) : { thread: m.memoryBandwidth, shared: m.sharedMemoryBandwidth };
+  const links = m.collectives ? hostLinks(m.collectives, m.sharedMemoryBandwidth) : { thread: m.memoryBandwidth, shared: m.sharedMemoryBandwidth };
   const profile = {
     name: 'host',
     description: `this machine as a simulated mesh: ${m.cores} cores, tfjs ${m.backend} kernels, devices on worker threads`,
