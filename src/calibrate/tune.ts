@@ -28,9 +28,10 @@ export interface TuneOptions {
   /** How to fit (default: physics, the profile's constants through the cost model itself). */
   readonly fit?: FitOptions['method'];
   /**
-   * Round-robin passes over the plans (default 1): each plan is measured once per pass, in the same
-   * order every pass, and keeps its fastest run. Load from outside only slows a run, and a burst of
-   * it hits one pass of every plan alike rather than all the passes of one plan.
+   * Round-robin passes over the plans (default 1): each plan is measured once per pass and keeps its
+   * fastest run. Load from outside only slows a run, and a burst of it hits one pass of every plan
+   * alike rather than all the passes of one plan. Every other pass runs the plans in reverse order,
+   * so load that grows or falls over a tune does not always favour the plans run first.
    */
   readonly passes?: number;
 }
@@ -116,7 +117,11 @@ export async function tune(opts: TuneOptions): Promise<TuneReport> {
   /** Plans not measured yet, each `passes` times round-robin; a plan measured before keeps its runs. */
   const measureAll = async (es: readonly Estimate[], from: number): Promise<void> => {
     const todo = es.filter((e, j) => !fastest.has(planKey(e.plan)) && es.findIndex((x) => planKey(x.plan) === planKey(e.plan)) === j);
-    for (let pass = 0; pass < passes; pass++) for (const [j, e] of todo.entries()) await measureOnce(e, from + j, pass);
+    for (let pass = 0; pass < passes; pass++) {
+      const order = [...todo.keys()];
+      if (pass % 2 === 1) order.reverse();
+      for (const j of order) await measureOnce(todo[j], from + j, pass);
+    }
   };
   const run = async (e: Estimate, i: number): Promise<number> => {
     await measureAll([e], i);

@@ -49,7 +49,7 @@ export const tuneCommand: CommandModule<object, Args> = {
       .option('device', { type: 'string', default: 'host', describe: 'base profile the first search uses and calibration starts from (host: this machine, bench/host.bench.mjs)' })
       .option('runs', { type: 'string', default: '8', describe: 'how many of the best plans to run and calibrate on' })
       .option('steps', { type: 'string', default: '4', describe: 'training steps per run (the first is left out as warm-up)' })
-      .option('passes', { type: 'string', default: '3', describe: 'round-robin passes over the plans: each plan runs once per pass and keeps its fastest run (load from outside only slows a run)' })
+      .option('passes', { type: 'string', default: '3', describe: 'round-robin passes over the plans: each plan runs once per pass, every other pass in reverse order, and keeps its fastest run (load from outside only slows a run)' })
       .option('backend', { type: 'string', default: 'auto', choices: [...BACKENDS], describe: 'tfjs backend for the runs: auto | wasm | cpu | tensorflow' })
       .option('workers', { type: 'string', describe: 'search worker threads (0: inline)' })
       .option('out', { type: 'string', describe: 'write the calibrated profile JSON here' })
