@@ -5,7 +5,7 @@ import { estimatePlan, type LoweringCache } from '../src/cost/estimatePlan.js';
 import { price } from '../src/cost/price.js';
 import { makePricer } from '../src/cost/pricer.js';
 import { lower } from '../src/lower/lower.js';
-import { makePlan } from '../src/lower/plan.js';
+import { makePlan, type Plan } from '../src/lower/plan.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { buildGraph } from '../src/model/graph.js';
 import { getPreset } from '../src/model/presets.js';
@@ -101,5 +101,43 @@ describe('the fast pricer', () => {
       const plan = makePlan(layout, { zero: 2, sequenceParallel });
       expect(estimatePlan(g, m, plan, getDevice('tpu-v2'), cache)).toEqual(estimatePlan(g, m, plan, getDevice('tpu-v2')));
     }
+  });
+  it('estimatePlan through one cache prices every strategy of a layout, in any order, as a fresh estimate does, to the bit', () => {
+    // The cache's memo (price.ts PriceMemo) hands a later plan the walks and strategy terms an
+    // earlier one made, and replays their collectives' notes: every figure must come out as the
+    // plan's own estimate, afresh, says, table order included (JSON text, not numbers within a tolerance).
+    const g = buildGraph(getPreset('small'));
+    // a spans 16 devices, past an 8-GPU node; b and c lie within one.
+    const mesh = parseMesh('a:2;b:2;c:4');
+    const dev = getDevice('a100-80g');
+    // Batch over two network levels (hybrid ZeRO over b), and a pipeline (sends) with heads and d_ff on one axis (sequence parallelism).
+    const cases = [
+      { layout: 'batch:a+b;heads:c', hybrid: ['b'], virtual: [1] },
+      { layout: 'layers:a;batch:b;heads:c;d_ff:c', hybrid: null, virtual: [1, 2] },
+    ];
+    const plans: Plan[] = [];
+    for (const { layout, hybrid, virtual } of cases) {
+      for (const zero of [0, 1, 2, 3] as const) {
+        for (const zeroAxes of zero > 0 && hybrid ? [undefined, hybrid] : [undefined]) {
+          for (const recompute of ['none', 'selective', 'minimal', 'full'] as const) {
+            for (const microbatches of [1, 2, 4]) {
+              for (const sequenceParallel of [false, true]) {
+                for (const virtualStages of virtual) {
+                  if (virtualStages > 1 && microbatches % 2 !== 0) continue;
+                  plans.push(makePlan(layout, { zero, zeroAxes, recompute, microbatches, sequenceParallel, virtualStages }));
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    const fresh = plans.map((plan) => JSON.stringify(estimatePlan(g, mesh, plan, dev)));
+    // Every plan a valid one (the cache serves valid plans; an invalid one is priced relaxed, afresh).
+    for (const e of fresh) expect(JSON.parse(e).valid).toBe(true);
+    fc.assert(fc.property(fc.shuffledSubarray(plans.map((_, i) => i), { minLength: 1 }), (order) => {
+      const cache: LoweringCache = new Map();
+      for (const i of order) expect(JSON.stringify(estimatePlan(g, mesh, plans[i], dev, cache))).toBe(fresh[i]);
+    }), { numRuns: 20, seed: 7 });
   });
 });

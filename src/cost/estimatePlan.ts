@@ -5,11 +5,25 @@ import { instantiate } from '../lower/instantiate.js';
 import { lower, lowerLayout, strategyProblem, type LayoutLowering } from '../lower/lower.js';
 import type { Plan } from '../lower/plan.js';
 import type { Estimate } from './estimate.js';
-import { fmtBytes, price } from './price.js';
+import { fmtBytes, price, priceMemo, type PriceMemo } from './price.js';
 import type { HardwareProfile } from './profile.js';
 
 /** Layout lowerings of one graph and mesh, by layout (estimatePlan's optional cache, keyed by loweringKey). */
 export type LoweringCache = Map<string, LayoutLowering>;
+
+// Per cache, per lowering and profile: what the prices of its plans share (price.ts PriceMemo).
+// Kept as long as the cache is, so the plans one caller estimates together share it, and no others.
+const memos = new WeakMap<LoweringCache, Map<LayoutLowering, Map<HardwareProfile, PriceMemo>>>();
+
+function memoOf(cache: LoweringCache, l: LayoutLowering, profile: HardwareProfile): PriceMemo {
+  let byLowering = memos.get(cache);
+  if (!byLowering) memos.set(cache, (byLowering = new Map()));
+  let byProfile = byLowering.get(l);
+  if (!byProfile) byLowering.set(l, (byProfile = new Map()));
+  let m = byProfile.get(profile);
+  if (!m) byProfile.set(profile, (m = priceMemo()));
+  return m;
+}
 
 /** A plan's key in a LoweringCache: its layout and whether it takes sequence parallelism. */
 export function loweringKey(plan: Plan): string {
@@ -31,7 +45,7 @@ export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: Hard
     const key = loweringKey(plan);
     let l = lowerings.get(key);
     if (!l) lowerings.set(key, (l = lowerLayout(graph, mesh, plan.layout, { sequenceParallel: plan.sequenceParallel })));
-    return price(instantiate(l, plan), profile);
+    return price(instantiate(l, plan), profile, memoOf(lowerings, l, profile));
   }
   const e: Estimate = price(lower(graph, mesh, plan, { relaxed: true }), profile);
   const first = `invalid layout ${formatLayout(plan.layout) || '(replicated)'}: ${divisibility ?? microProblem}`;

@@ -5,7 +5,7 @@ import { paramCount } from '../model/graph.js';
 import { latencySteps, sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { microBatchOf, recomputes, recordFlops, strategyOps } from '../lower/instantiate.js';
 import { ELEMENT_FLOPS, type LayoutLowering } from '../lower/lower.js';
-import { planToJson, type Plan } from '../lower/plan.js';
+import { planToJson, RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import type { Collective, LoweredOp, Program } from '../lower/program.js';
 import { linAt, type GemmShape, type OpRecord } from '../lower/records.js';
 import type { Estimate } from './estimate.js';
@@ -412,6 +412,19 @@ export interface Detail {
   classTime?: Record<string, number>;
   commTime?: Record<string, number>;
   collectives?: Map<string, { kind: string; axes: string[]; bytes: number; count: number }>;
+  /** Instead of byAxis and collectives: each note as made, for a memoised part of a price to replay (PriceMemo). */
+  log?: Noted[];
+}
+
+/** One note of a logging detail: what note() would have added, and where. */
+interface Noted {
+  readonly axesKey: string;
+  readonly key: string;
+  readonly kind: string;
+  readonly axes: readonly string[];
+  readonly bytes: number;
+  readonly sent: number;
+  readonly count: number;
 }
 
 const axesKeys = new WeakMap<readonly string[], string>();
@@ -424,6 +437,11 @@ function axesKey(axes: readonly string[]): string {
 }
 
 function note(detail: Detail | undefined, c: { kind: string; axes: readonly string[]; bytes: number; sent: number }, count: number): void {
+  if (detail?.log) {
+    const axes = axesKey(c.axes);
+    detail.log.push({ axesKey: axes, key: `${c.kind}|${axes}|${c.bytes}`, kind: c.kind, axes: c.axes, bytes: c.bytes, sent: c.sent, count });
+    return;
+  }
   if (!detail?.collectives || !detail.byAxis) return;
   const key = axesKey(c.axes);
   detail.byAxis[key] = (detail.byAxis[key] ?? 0) + c.sent * count;
@@ -431,6 +449,49 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
   const agg = detail.collectives.get(ck);
   if (agg) agg.count += count;
   else detail.collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count });
+}
+
+/** Notes a logging detail kept, made again on `detail` in their order: the very sums and entries the notes would have made there. */
+function replay(detail: { byAxis: Record<string, number>; collectives: NonNullable<Detail['collectives']> }, log: readonly Noted[]): void {
+  for (let i = 0; i < log.length; i++) {
+    const n = log[i];
+    detail.byAxis[n.axesKey] = (detail.byAxis[n.axesKey] ?? 0) + n.sent * n.count;
+    const agg = detail.collectives.get(n.key);
+    if (agg) agg.count += n.count;
+    else detail.collectives.set(n.key, { kind: n.kind, axes: [...n.axes], bytes: n.bytes, count: n.count });
+  }
+}
+
+/** A part of a price with the notes it made. */
+interface Logged<T> {
+  readonly value: T;
+  readonly log: readonly Noted[];
+}
+
+/**
+ * What the prices of several plans of one lowering on one profile share (price's optional memo):
+ * the forward and backward walk per microbatch count, the recompute walk per (mode, microbatches)
+ * and the strategy terms per (ZeRO stage and axes, microbatches), each with the notes of its
+ * collectives, which every price replays into its own table. A search's answers are a handful of
+ * plans on a few layouts (transformer-5b on 16x32: 16 plans, 5 distinct walks of 3 layouts).
+ */
+export interface PriceMemo {
+  readonly base: Map<number, Logged<WalkPart>>;
+  readonly recompute: Map<number, Logged<WalkPart>>;
+  readonly strategy: Map<string, Logged<StrategyCost>>;
+}
+
+export function priceMemo(): PriceMemo {
+  return { base: new Map(), recompute: new Map(), strategy: new Map() };
+}
+
+function logged<K, T>(memo: Map<K, Logged<T>>, key: K, work: (detail: Detail) => T): Logged<T> {
+  let hit = memo.get(key);
+  if (!hit) {
+    const log: Noted[] = [];
+    memo.set(key, (hit = { value: work({ log }), log }));
+  }
+  return hit;
 }
 
 /**
@@ -671,13 +732,34 @@ function flopsAsRun(program: Program, profile: HardwareProfile): Program['flops'
   return { ...program.flops, perDevice: program.flops.perDevice - skipped.perDevice, matmulPerStep: program.flops.matmulPerStep - skipped.matmulPerStep };
 }
 
-/** Price a lowered program on a hardware profile. */
-export function price(program: Program, profile: HardwareProfile): Estimate {
+/**
+ * Price a lowered program on a hardware profile. With a memo (PriceMemo: one per lowering and
+ * profile), the parts it shares with plans priced before are taken from it and their notes
+ * replayed in the order the walk makes them: the same figures, to the bit.
+ */
+export function price(program: Program, profile: HardwareProfile, memo?: PriceMemo): Estimate {
   const { graph, mesh, plan, lowering } = program;
   const detail = { byAxis: {} as Record<string, number>, collectives: new Map<string, { kind: string; axes: string[]; bytes: number; count: number }>() };
-  const w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
-  const s = strategyCost(lowering, plan, profile, detail);
-  sendTime(lowering, plan, profile, detail);
+  let w: Walk, s: StrategyCost;
+  if (!memo) {
+    w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
+    s = strategyCost(lowering, plan, profile, detail);
+    sendTime(lowering, plan, profile, detail);
+  } else {
+    const M = plan.microbatches, mb = microBatchOf(lowering, plan);
+    // walk's two parts in walk's order, then the strategy's terms and the sends, as above.
+    const base = logged(memo.base, M, (d) => walkBase(lowering, M, mb, profile, d));
+    const rec = logged(memo.recompute, M * RECOMPUTE.length + RECOMPUTE_LEVEL[plan.recompute], (d) => walkRecompute(lowering, plan.recompute, M, mb, profile, d));
+    w = combineWalk(M, base.value, rec.value);
+    const st = logged(memo.strategy, `${plan.zero}|${plan.zeroAxes?.join('+') ?? ''}|${M}`, (d) => strategyCost(lowering, plan, profile, d));
+    s = st.value;
+    const sends: Noted[] = [];
+    sendTime(lowering, plan, profile, { log: sends });
+    replay(detail, base.log);
+    replay(detail, rec.log);
+    replay(detail, st.log);
+    replay(detail, sends);
+  }
   const parts = stepParts(lowering, plan, profile, w, s);
   const capacity = profile.memoryBytes;
   const feasible = program.memory.total <= capacity;
