@@ -4,7 +4,9 @@ import { makePricer } from '../src/cost/pricer.js';
 import { compileLayout, layoutProblem } from '../src/layout/layout.js';
 import { buildGraph, DIM_NAMES } from '../src/model/graph.js';
 import { decode, dimMasks, encode, isCanonical, layoutOf, makeSpace, nextCanonical, orbitSize, planOf, splits, strategies, toCanonical } from '../src/search/space.js';
-import { flopsBound, memoryBound, stepBound } from '../src/search/task.js';
+import { bubbleBound, flopsBound, memoryBound, stepBound } from '../src/search/task.js';
+import { SLACK_ROUNDING } from '../src/search/remaining.js';
+import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { sequenceParallelProblem } from '../src/lower/lower.js';
 import { layoutFloor, matmulBound, stateFloor } from '../src/search/bounds.js';
 import { getDevice } from '../src/cost/presets.js';
@@ -89,6 +91,49 @@ describe('the plan space and its bounds', () => {
     expect(tighter).toBeGreaterThan(0);
     // Pricing the layout's own collectives raises it further on some dense layouts (MoE floors carry none).
     if (tag === '') expect(layoutTighter).toBeGreaterThan(0);
+  });
+
+  // MoE models on one axis: on two, a single case can take tens of seconds (estimatePlan per plan).
+  for (const [tag, specs, axes, numRuns, seed] of [['', tinySpec(), 2, 12, 8], [' (MoE models)', tinyMoeSpec(), 1, 6, 9]] as const) it(`a priced plan bounds the strategies after it that the search skips on their own memory, and that memory is the price's${tag}`, () => {
+    // The search prices a layout's strategies in the space's order (ZeRO variant, then recompute
+    // mode, then microbatches) and skips a plan whose own memory (pricer.memory) and a step bound
+    // cannot rank it nor put it on the front (task.ts variant): the bound is a plan priced before it,
+    // its compute plus the layout's least bubble, taken from a plan at one microbatch for the rest
+    // of its ZeRO variant, and from any plan for the rest of its recompute mode. Each such plan is
+    // estimated here the plain way (estimatePlan: its own lowering and price).
+    let pairs = 0;
+    fc.assert(fc.property(specs, tinyMesh(axes), tinyProfile(), (spec, mesh, profile) => {
+      const graph = buildGraph(spec);
+      const space = makeSpace(graph, mesh, profile);
+      const pricer = makePricer(graph, mesh, profile);
+      for (let rank = 0; rank < space.ranks; rank++) {
+        const choice = decode(space, rank, []);
+        if (!isCanonical(space, choice)) continue;
+        const masks = dimMasks(space, choice, new Array(space.dims.length));
+        const split = splits(space, masks);
+        if (!split) continue;
+        const layout = layoutOf(space, masks);
+        for (const sp of sequenceParallelProblem(graph, mesh, layout) === null ? [false, true] : [false]) {
+          const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
+          const all = strategies(space, split, masks);
+          const plans = all.map((st) => planOf(layout, st, sp));
+          const steps = plans.map((plan) => estimatePlan(graph, mesh, plan, profile).time.step);
+          for (let i = 0; i < all.length; i++) {
+            const c = pricer(plans[i]);
+            expect(pricer.memory(plans[i])).toBe(c.memory);
+            const bound = (c.compute + bubble) * SLACK_ROUNDING;
+            for (let j = i + 1; j < all.length; j++) {
+              const a = all[i], b = all[j];
+              if (a.zero !== b.zero || (a.zeroAxes === undefined) !== (b.zeroAxes === undefined)) break;
+              if (a.microbatches !== 1 && a.recompute !== b.recompute) break;
+              expect(steps[j]).toBeGreaterThanOrEqual(bound);
+              pairs++;
+            }
+          }
+        }
+      }
+    }), { numRuns, seed });
+    expect(pairs).toBeGreaterThan(0);
   });
 
   it('gives no floor, and throws nothing, where the stand-in mesh (an axis per split dimension) would pass the mesh size limit', () => {

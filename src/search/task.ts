@@ -223,6 +223,9 @@ function explore(p: Prepared, task: Task): ExploreResult {
   let open = Infinity;
   const choice = new Array<number>(A).fill(0);
   const masks = new Array<number>(space.dims.length).fill(0);
+  // Per ZeRO variant (2 × stage + hybrid) and per (variant, recompute mode): step bounds (variant()).
+  const stepZ = new Float64Array(8);
+  const stepZR = new Float64Array(8 * RECOMPUTE.length);
 
   // What other shares found (real plans, so pruning against them is sound whenever it is read).
   const refresh = () => {
@@ -283,12 +286,16 @@ function explore(p: Prepared, task: Task): ExploreResult {
       const layout = lay();
       let memo = NaN;
       const lbMemory = () => (Number.isNaN(memo) ? (memo = memoryBound(space, pricer, layout, masks, split, sp)) : memo);
-      if (prunable(objective, kth, cap, front, stepBound(space, pricer, layout, masks, split, sp), lbMemory)) return;
+      const sbLayout = stepBound(space, pricer, layout, masks, split, sp);
+      if (prunable(objective, kth, cap, front, sbLayout, lbMemory)) return;
       const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
       // Skips are per ZeRO variant (stage, and hybrid or not): each runs its own recompute x microbatches.
       // Numbered: a ZeRO variant as 2 × stage (+ 1 when hybrid), with its recompute as (modes × that) + the mode's place.
       let skipZero = -1;
       let skipZR = -1;
+      // Step bounds of the ZeRO variants and of their recompute modes priced so far (0: none yet).
+      stepZ.fill(0);
+      stepZR.fill(0);
       for (let i = 0; i < all.length; i++) {
         const s = all[i];
         const zk = 2 * s.zero + (s.zeroAxes ? 1 : 0);
@@ -298,10 +305,16 @@ function explore(p: Prepared, task: Task): ExploreResult {
         // Outside the filter: never priced, so never an incumbent and never a bound.
         if (p.admit && !p.admit.plan(plan)) continue;
         const pr = p.exposedPricer && pricingProfile(ctx.filter, plan, ctx.profile) !== ctx.profile ? p.exposedPricer : pricer;
+        // The plan's own memory (the very figure its price would say, without its walks) against a
+        // bound on its step: the layout's, or its ZeRO variant's, or its recompute mode's at one
+        // microbatch (compute only grows with microbatches and recompute, see below). A plan that
+        // cannot rank nor reach the front that way is never priced.
+        const mem = pr.memory(plan);
         // Over memory, once a plan fits (anywhere) or this one is no nearer to fitting than the
         // nearest seen: no answer can hold it (answers are plans that fit, or else the nearest), so
         // its time is never worked out. At one microbatch it still is: its compute bounds the rest of its ZeRO stage (below).
-        if (s.microbatches > 1 && hopeless(pr.memory(plan))) continue;
+        if (s.microbatches > 1 && hopeless(mem)) continue;
+        if (prunable(objective, kth, cap, front, Math.max(sbLayout, stepZ[zk], stepZR[zr]), mem)) continue;
         const cost = pr(plan);
         if (sp) pricedSp++;
         else if (s.zeroAxes) pricedHybrid++;
@@ -323,10 +336,15 @@ function explore(p: Prepared, task: Task): ExploreResult {
             if (p.kept && cost.feasible) keepLowering(p.kept, c.rank * 2 + (sp ? 1 : 0), pr.lowering(plan));
           }
         }
+        // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
+        // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
+        // Strategies come by ZeRO variant, then recompute mode (fewest records first), then
+        // microbatches ascending: what is left of the ZeRO variant after a plan at one microbatch
+        // recomputes at least as much, and what is left of the mode has more microbatches.
+        const sb = (cost.compute + bubble) * SLACK_ROUNDING;
+        if (s.microbatches === 1 && sb > stepZ[zk]) stepZ[zk] = sb;
+        if (sb > stepZR[zr]) stepZR[zr] = sb;
         if (objective === 'time') {
-          // Compute only grows with microbatches (weights re-read, per-kernel costs) and recompute:
-          // at one microbatch this bounds the rest of the ZeRO stage, otherwise the rest of (zero, recompute).
-          const sb = (cost.compute + bubble) * SLACK_ROUNDING;
           if (prunable(objective, kth, cap, front, sb, lbMemory)) {
             if (s.microbatches === 1) skipZero = zk;
             else skipZR = zr;
