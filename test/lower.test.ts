@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { estimatePlan } from '../src/cost/estimatePlan.js';
 import { getDevice } from '../src/cost/presets.js';
 import { parseLayout } from '../src/layout/layout.js';
-import { lower } from '../src/lower/lower.js';
-import { makePlan } from '../src/lower/plan.js';
+import { lower, lowerLayout } from '../src/lower/lower.js';
+import { instantiate, recomputes } from '../src/lower/instantiate.js';
+import type { OpRecord } from '../src/lower/records.js';
+import { makePlan, RECOMPUTE } from '../src/lower/plan.js';
 import type { Program } from '../src/lower/program.js';
 import { parseMesh } from '../src/mesh/mesh.js';
 import { buildGraph, paramCount } from '../src/model/graph.js';
@@ -49,6 +51,34 @@ describe('FLOPs', () => {
       expect(rel(sum, whole)).toBeLessThan(1e-12);
       expect(rel(p.flops.matmulPerStep, whole)).toBeLessThan(1e-12);
     }), { numRuns: 80 });
+  });
+
+  it('a program runs its records in program order, each as often as its block, and its FLOPs are theirs', () => {
+    // Written out here from the lowering's records: the forward, then block by block in reverse the
+    // recompute its mode runs and the backward (instantiate.ts keeps that order once per lowering).
+    const mesh = parseMesh('2x2x2');
+    fc.assert(fc.property(smallSpec().chain((spec) => {
+      const g = buildGraph(spec);
+      return fc.tuple(fc.constant(g), validLayout(g, mesh), fc.constantFrom(...RECOMPUTE), fc.constantFrom(1, 2));
+    }), ([g, layout, recompute, microbatches]) => {
+      const plan = makePlan(layout, { recompute, microbatches });
+      const l = lowerLayout(g, mesh, plan.layout);
+      fc.pre(g.spec.batch % (l.layout.split.batch * microbatches) === 0);
+      const runs = (r: OpRecord) => r.phase !== 'recompute' || recomputes(r, recompute);
+      const want: OpRecord[] = [...l.forward];
+      for (const b of [...l.blocks].reverse()) want.push(...l.recompute.filter((r) => r.block === b.name && runs(r)), ...l.backward.filter((r) => r.block === b.name));
+      const times = (r: OpRecord) => (r.layered ? l.graph.blocks.find((b) => b.name === r.block)!.repeat / l.layout.split.layers : 1) * microbatches;
+      // Twice: the second program reads the order the first one kept.
+      for (let i = 0; i < 2; i++) {
+        const p = instantiate(l, plan);
+        expect(p.ops.map((o) => [o.name, o.phase, o.count])).toEqual([...want.map((r) => [r.name, r.phase, times(r)]), ...p.ops.slice(want.length).map((o) => [o.name, o.phase, o.count])]);
+        expect(p.ops.slice(want.length).every((o) => o.phase === 'sync' || o.phase === 'optimizer' || o.kind === 'send' || o.name.startsWith('gather:'))).toBe(true);
+        const mb = g.spec.batch / l.layout.split.batch / microbatches;
+        let perDevice = 0;
+        for (const r of want) if (r.klass === 'matmul') perDevice += (r.flops.perSeq * mb + r.flops.fixed) * times(r);
+        expect(p.flops.perDevice).toBe(perDevice);
+      }
+    }), { numRuns: 40 });
   });
 });
 

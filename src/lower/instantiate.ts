@@ -284,12 +284,34 @@ export function planMemoryTotal(l: LayoutLowering, plan: Plan): number {
  * block by block in reverse each layer block's recompute and its backward.
  */
 function eachRecord(l: LayoutLowering, plan: Plan, pick: (r: OpRecord) => boolean, f: (r: OpRecord, count: number) => void): void {
-  const count = (r: OpRecord) => blockCount(l, r.layered, l.blocks.find((b) => b.name === r.block)!.repeat, plan.microbatches);
-  for (const r of l.forward) if (pick(r)) f(r, count(r));
-  for (const b of [...l.blocks].reverse()) {
-    for (const r of l.recompute) if (r.block === b.name && pick(r)) f(r, count(r));
-    for (const r of l.backward) if (r.block === b.name && pick(r)) f(r, count(r));
+  const { records, repeats } = programOrder(l);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (pick(r)) f(r, blockCount(l, r.layered, repeats[i], plan.microbatches));
   }
+}
+
+const programOrders = new WeakMap<LayoutLowering, { records: readonly OpRecord[]; repeats: readonly number[] }>();
+
+/**
+ * A layout's records in program order (eachRecord's), each with its block's repeat, once per
+ * lowering: every estimate of a plan reads them (recordFlops) and the order depends on no strategy.
+ */
+function programOrder(l: LayoutLowering): { records: readonly OpRecord[]; repeats: readonly number[] } {
+  let o = programOrders.get(l);
+  if (!o) {
+    const records: OpRecord[] = [];
+    const repeats: number[] = [];
+    const repeatOf = (r: OpRecord) => l.blocks.find((b) => b.name === r.block)!.repeat;
+    const add = (r: OpRecord) => { records.push(r); repeats.push(repeatOf(r)); };
+    for (const r of l.forward) add(r);
+    for (const b of [...l.blocks].reverse()) {
+      for (const r of l.recompute) if (r.block === b.name) add(r);
+      for (const r of l.backward) if (r.block === b.name) add(r);
+    }
+    programOrders.set(l, (o = { records, repeats }));
+  }
+  return o;
 }
 
 /** The records a plan runs: every forward and backward record, and the recompute its mode runs. */
