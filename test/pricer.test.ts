@@ -102,7 +102,7 @@ describe('the fast pricer', () => {
       expect(estimatePlan(g, m, plan, getDevice('tpu-v2'), cache)).toEqual(estimatePlan(g, m, plan, getDevice('tpu-v2')));
     }
   });
-  it('estimatePlan through one cache prices every strategy of a layout, in any order, as a fresh estimate does, to the bit', () => {
+  it('estimatePlan through one cache prices every strategy of a layout, valid or not, in any order, as a fresh estimate does, to the bit', () => {
     // The cache's memo (price.ts PriceMemo) hands a later plan the walks and strategy terms an
     // earlier one made, and replays their collectives' notes: every figure must come out as the
     // plan's own estimate, afresh, says, table order included (JSON text, not numbers within a tolerance).
@@ -120,10 +120,10 @@ describe('the fast pricer', () => {
       for (const zero of [0, 1, 2, 3] as const) {
         for (const zeroAxes of zero > 0 && hybrid ? [undefined, hybrid] : [undefined]) {
           for (const recompute of ['none', 'selective', 'minimal', 'full'] as const) {
-            for (const microbatches of [1, 2, 4]) {
+            // 8 and 16 microbatches do not divide every per-replica batch, nor 1 the interleaved pipeline's stages: invalid plans of cached layouts.
+            for (const microbatches of [1, 2, 4, 8, 16]) {
               for (const sequenceParallel of [false, true]) {
                 for (const virtualStages of virtual) {
-                  if (virtualStages > 1 && microbatches % 2 !== 0) continue;
                   plans.push(makePlan(layout, { zero, zeroAxes, recompute, microbatches, sequenceParallel, virtualStages }));
                 }
               }
@@ -133,8 +133,10 @@ describe('the fast pricer', () => {
       }
     }
     const fresh = plans.map((plan) => JSON.stringify(estimatePlan(g, mesh, plan, dev)));
-    // Every plan a valid one (the cache serves valid plans; an invalid one is priced relaxed, afresh).
-    for (const e of fresh) expect(JSON.parse(e).valid).toBe(true);
+    // Valid plans, which the cache serves, and invalid ones of the same layouts, which it must not.
+    const valid = fresh.filter((e) => JSON.parse(e).valid).length;
+    expect(valid).toBeGreaterThan(0);
+    expect(valid).toBeLessThan(fresh.length);
     fc.assert(fc.property(fc.shuffledSubarray(plans.map((_, i) => i), { minLength: 1 }), (order) => {
       const cache: LoweringCache = new Map();
       for (const i of order) expect(JSON.stringify(estimatePlan(g, mesh, plans[i], dev, cache))).toBe(fresh[i]);

@@ -36,6 +36,11 @@ export function loweringKey(plan: Plan): string {
  * invalid with its reasons; a layout that puts two dimensions of a tensor on one axis throws.
  */
 export function estimatePlan(graph: Graph, mesh: Mesh, plan: Plan, profile: HardwareProfile, lowerings?: LoweringCache): Estimate {
+  if (lowerings) {
+    // A layout lowered before is valid (its lowering checked it): only the strategy is left to check.
+    const l = lowerings.get(loweringKey(plan));
+    if (l && strategyProblem(graph, l.layout, plan) === null) return price(instantiate(l, plan), profile, memoOf(lowerings, l, profile));
+  }
   const c = compileLayout(plan.layout, mesh);
   const divisibility = divisibilityProblem(graph, c);
   const microProblem = divisibility === null ? strategyProblem(graph, c, plan) : null;

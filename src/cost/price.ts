@@ -452,7 +452,7 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
 }
 
 /** Notes a logging detail kept, made again on `detail` in their order: the very sums and entries the notes would have made there. */
-function replay(detail: { byAxis: Record<string, number>; collectives: NonNullable<Detail['collectives']> }, log: readonly Noted[]): void {
+function replay(detail: NotedTable, log: readonly Noted[]): void {
   for (let i = 0; i < log.length; i++) {
     const n = log[i];
     detail.byAxis[n.axesKey] = (detail.byAxis[n.axesKey] ?? 0) + n.sent * n.count;
@@ -472,17 +472,29 @@ interface Logged<T> {
  * What the prices of several plans of one lowering on one profile share (price's optional memo):
  * the forward and backward walk per microbatch count, the recompute walk per (mode, microbatches)
  * and the strategy terms per (ZeRO stage and axes, microbatches), each with the notes of its
- * collectives, which every price replays into its own table. A search's answers are a handful of
+ * collectives, which every price replays into its own table (the base walk's kept as the table
+ * they make, which each price starts from a copy of). A search's answers are a handful of
  * plans on a few layouts (transformer-5b on 16x32: 16 plans, 5 distinct walks of 3 layouts).
  */
 export interface PriceMemo {
-  readonly base: Map<number, Logged<WalkPart>>;
+  /** By microbatch count: the base walk, with its notes made on an empty table (what every price of that count starts from). */
+  readonly base: Map<number, { readonly value: WalkPart; readonly table: NotedTable }>;
   readonly recompute: Map<number, Logged<WalkPart>>;
   readonly strategy: Map<string, Logged<StrategyCost>>;
 }
 
 export function priceMemo(): PriceMemo {
   return { base: new Map(), recompute: new Map(), strategy: new Map() };
+}
+
+/** What notes make: bytes by axes and the collectives' table, in the order their keys came. */
+type NotedTable = { byAxis: Record<string, number>; collectives: NonNullable<Detail['collectives']> };
+
+/** A fresh copy of a table (entries copied, so that notes made on the copy leave the original as it was). */
+function copyTable(t: NotedTable): NotedTable {
+  const collectives: NotedTable['collectives'] = new Map();
+  for (const [k, v] of t.collectives) collectives.set(k, { kind: v.kind, axes: [...v.axes], bytes: v.bytes, count: v.count });
+  return { byAxis: { ...t.byAxis }, collectives };
 }
 
 function logged<K, T>(memo: Map<K, Logged<T>>, key: K, work: (detail: Detail) => T): Logged<T> {
@@ -739,23 +751,31 @@ function flopsAsRun(program: Program, profile: HardwareProfile): Program['flops'
  */
 export function price(program: Program, profile: HardwareProfile, memo?: PriceMemo): Estimate {
   const { graph, mesh, plan, lowering } = program;
-  const detail = { byAxis: {} as Record<string, number>, collectives: new Map<string, { kind: string; axes: string[]; bytes: number; count: number }>() };
-  let w: Walk, s: StrategyCost;
+  let detail: NotedTable, w: Walk, s: StrategyCost;
   if (!memo) {
+    detail = { byAxis: {}, collectives: new Map() };
     w = walk(lowering, plan.recompute, plan.microbatches, microBatchOf(lowering, plan), profile, detail);
     s = strategyCost(lowering, plan, profile, detail);
     sendTime(lowering, plan, profile, detail);
   } else {
     const M = plan.microbatches, mb = microBatchOf(lowering, plan);
     // walk's two parts in walk's order, then the strategy's terms and the sends, as above.
-    const base = logged(memo.base, M, (d) => walkBase(lowering, M, mb, profile, d));
+    let base = memo.base.get(M);
+    if (!base) {
+      const log: Noted[] = [];
+      const value = walkBase(lowering, M, mb, profile, { log });
+      // The table the base walk's notes make on an empty one: each price starts from a copy of it.
+      const table: NotedTable = { byAxis: {}, collectives: new Map() };
+      replay(table, log);
+      memo.base.set(M, (base = { value, table }));
+    }
     const rec = logged(memo.recompute, M * RECOMPUTE.length + RECOMPUTE_LEVEL[plan.recompute], (d) => walkRecompute(lowering, plan.recompute, M, mb, profile, d));
     w = combineWalk(M, base.value, rec.value);
     const st = logged(memo.strategy, `${plan.zero}|${plan.zeroAxes?.join('+') ?? ''}|${M}`, (d) => strategyCost(lowering, plan, profile, d));
     s = st.value;
     const sends: Noted[] = [];
     sendTime(lowering, plan, profile, { log: sends });
-    replay(detail, base.log);
+    detail = copyTable(base.table);
     replay(detail, rec.log);
     replay(detail, st.log);
     replay(detail, sends);
