@@ -124,7 +124,9 @@ export async function search(given: SearchOptions): Promise<SearchResult> {
     // bound table (synchronous, 0.6 s for the seven-axis case). The default's pool starts only
     // once the search has run inline for a second, as before.
     await runner.start();
-    const shareCtx: Context = { ...ctx, table: rem.share() };
+    // Workers read the table and the floors this thread works out; a search that never starts a
+    // pool (--workers 0) keeps both to itself (no shared floor store to set up).
+    const shareCtx: Context = workers === 0 ? ctx : { ...ctx, table: rem.share() };
     const plans = rem.plans(rem.root), valid = rem.valid(rem.root), maxUsed = rem.maxUsed(rem.root);
     if (maxUsed < mesh.size) {
       throw new InputError(`the mesh ${meshText} has ${mesh.size} devices, more than ${graph.spec.name} can use: no valid layout puts more than ${maxUsed} of them to work; its dimensions ran out of divisors: ${divisorReport(space)}`);
