@@ -688,14 +688,8 @@ export function lowerRecords(graph: Graph, mesh: Mesh, layout: Layout | Compiled
   return lowerCore(graph, mesh, layout, opts, true);
 }
 
-function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean }, recordsOnly: boolean): LayoutLowering | LayoutRecords {
-  const c = withGroup(graph, mesh, 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed));
-  let T = 0;
-  if (opts.sequenceParallel) {
-    const sp = sequenceParallelAxes(graph, c);
-    if ('problem' in sp) throw new InputError(`${formatLayout(c.layout) || '(replicated)'}: ${sp.problem}`);
-    T = sp.mask;
-  }
+/** A lowering's context for a compiled layout (with MoE's group) and sequence parallelism's axes T, its renames' aliases set. */
+function makeCtx(graph: Graph, mesh: Mesh, c: CompiledLayout, T: number, recordsOnly: boolean): Ctx {
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
     alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(), recordsOnly,
@@ -708,6 +702,43 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
       if (ch.kind === 'none' || (T && ch.kind === 'allgather' && ch.mask === T && seqSplit(ctx, op.inputs[0]))) ctx.alias.set(op.output, op.inputs[0]);
     }
   }
+  return ctx;
+}
+
+/**
+ * The forward and backward records of the ops off the residual stream that are neither einsums
+ * nor renames (softmax, masks, dropout, activations, the loss...), as lowerLayout makes them
+ * without sequence parallelism: the same functions on the same context, records only. What they
+ * compute depends on nothing but the layout (no other op's record, no tensor sequence parallelism
+ * splits), so with sequence parallelism they compute the same. A part of a layout's work that
+ * costs a fraction of its lowering (src/search/task.ts opsBound).
+ */
+export function lowerOffResidual(graph: Graph, mesh: Mesh, layout: CompiledLayout): { forward: OpRecord[]; backward: OpRecord[] } {
+  const ctx = makeCtx(graph, mesh, withGroup(graph, mesh, layout), 0, true);
+  const forward: OpRecord[] = [];
+  const backward: OpRecord[] = [];
+  const pending = new Map<string, Set<number>>();
+  for (const b of graph.blocks) {
+    for (const op of b.ops) {
+      if (op.kind === 'einsum' || op.kind === 'rename' || ctx.info.residual.has(op.output) || op.inputs.some((id) => ctx.info.residual.has(id))) continue;
+      ctx.gathered = new Set();
+      const r = forwardOp(ctx, b, op, 'forward');
+      forward.push(r);
+      backwardOp(ctx, b, op, r, pending, backward);
+    }
+  }
+  return { forward, backward };
+}
+
+function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, opts: { relaxed?: boolean; sequenceParallel?: boolean }, recordsOnly: boolean): LayoutLowering | LayoutRecords {
+  const c = withGroup(graph, mesh, 'split' in layout ? (layout as CompiledLayout) : validateLayout(graph, mesh, layout as Layout, opts.relaxed));
+  let T = 0;
+  if (opts.sequenceParallel) {
+    const sp = sequenceParallelAxes(graph, c);
+    if ('problem' in sp) throw new InputError(`${formatLayout(c.layout) || '(replicated)'}: ${sp.problem}`);
+    T = sp.mask;
+  }
+  const ctx = makeCtx(graph, mesh, c, T, recordsOnly);
 
   const forward: OpRecord[] = [];
   const forwardOf = new Map<OpSpec, OpRecord>();

@@ -1,8 +1,8 @@
 import { collectiveCalls, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { compileLayout, type Layout } from '../layout/layout.js';
+import { compileLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/collectives.js';
-import { einsumPasses, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
+import { einsumPasses, lowerOffResidual, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
 import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
@@ -83,6 +83,20 @@ export function matmulBound(graph: Graph, profile: HardwareProfile): (split: rea
     for (let i = 0; i < order.length; i++) t += values[order[i]];
     return t / rate;
   };
+}
+
+/**
+ * A layout's least compute at one microbatch, without its lowering, where it has no pipeline: the
+ * matmul bound of its splits (matmulBound) plus the compute of its ops off the residual stream
+ * (lower.ts lowerOffResidual: their own forward and backward records, walked at one microbatch of
+ * the whole replica batch), the same with sequence parallelism or without. Those records and the
+ * einsums' are apart, and every other record (and recompute) only adds: no plan of the layout
+ * computes less (src/search/task.ts stepBound: more microbatches only add too).
+ */
+export function offResidualBound(graph: Graph, mesh: Mesh, profile: HardwareProfile, layout: CompiledLayout, matmul: number): number {
+  const l = lowerOffResidual(graph, mesh, layout);
+  const w = walkCompute({ graph, mesh }, [l.forward, l.backward], 1, graph.spec.batch / layout.split.batch, profile);
+  return matmul + w.fwd.all + w.fwd.first + w.fwd.last + w.bwd.all + w.bwd.first + w.bwd.last;
 }
 
 /** What any layout with given splits must spend in one variant (with or without sequence parallelism). */

@@ -1,12 +1,12 @@
 import { pipelineFactor } from '../cost/price.js';
 import { makePricer, type Pricer } from '../cost/pricer.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import type { Layout } from '../layout/layout.js';
+import { compileLayout, type Layout } from '../layout/layout.js';
 import { RECOMPUTE, RECOMPUTE_LEVEL, type Plan } from '../lower/plan.js';
 import { parseMesh } from '../mesh/mesh.js';
 import { buildGraph, DIM_NAMES, type Graph } from '../model/graph.js';
 import { sequenceParallelAxes, type LayoutLowering } from '../lower/lower.js';
-import { layoutFloor, matmulBound } from './bounds.js';
+import { layoutFloor, matmulBound, offResidualBound } from './bounds.js';
 import { allowsSequenceParallel, planFilter, pricingProfile } from './filter.js';
 import type { Candidate, Context, ExploreResult, Task, TaskResult } from './protocol.js';
 import { compare, dominated, paretoFront, primary, pushTop } from './rank.js';
@@ -273,6 +273,9 @@ function explore(p: Prepared, task: Task): ExploreResult {
     const rankOf = () => (rankMemo >= 0 ? rankMemo : (rankMemo = encode(space, choice)));
     // A layout the filter refuses whatever its strategy is examined, never priced.
     if (p.admit && !p.admit.layout({ layout: lay(), zero: 0, recompute: 'none', microbatches: 1, sequenceParallel: false, virtualStages: 1 })) return;
+    // Without state floors (floorsPay) and without a pipeline: the layout's matmul bound and the
+    // work of its ops off the residual stream, a fraction of a lowering, for both variants before either is lowered.
+    if (!p.floors && split[LAYERS] === 1 && cut(offResidualBound(space.graph, space.mesh, ctx.profile, compileLayout(lay(), space.mesh), p.matmul(split)) * SLACK_ROUNDING, rem.lbMemory(state))) return;
     const all = strategies(space, split, masks);
     const floor = p.floors ? rem.floor(state) : null;
     const ms = microbatchCounts(space, split);
