@@ -136,6 +136,18 @@ describe('the plan space and its bounds', () => {
     expect(pairs).toBeGreaterThan(0);
   });
 
+  /** Every symmetry-canonical layout of a space that splits no layers: its axis masks, splits and layout. */
+  function* unpipelinedLayouts(space: ReturnType<typeof makeSpace>) {
+    for (let rank = 0; rank < space.ranks; rank++) {
+      const choice = decode(space, rank, []);
+      if (!isCanonical(space, choice)) continue;
+      const masks = dimMasks(space, choice, new Array(space.dims.length));
+      const split = splits(space, masks);
+      if (!split || split[LAYERS] !== 1) continue;
+      yield { masks, split, layout: layoutOf(space, masks) };
+    }
+  }
+
   for (const [tag, specs, axes, numRuns, seed] of [['', tinySpec(), 2, 12, 13], [' (MoE models)', tinyMoeSpec(), 1, 6, 14]] as const) it(`the records off the residual stream are the lowering's own, with sequence parallelism or not, and with the matmul bound no plan of an unpipelined layout computes less${tag}`, () => {
     let checked = 0, sp = 0;
     fc.assert(fc.property(specs, tinyMesh(axes), tinyProfile(), fc.boolean(), (spec, mesh, base, host) => {
@@ -144,13 +156,7 @@ describe('the plan space and its bounds', () => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const matmul = matmulBound(graph, profile);
-      for (let rank = 0; rank < space.ranks; rank++) {
-        const choice = decode(space, rank, []);
-        if (!isCanonical(space, choice)) continue;
-        const masks = dimMasks(space, choice, new Array(space.dims.length));
-        const split = splits(space, masks);
-        if (!split || split[LAYERS] !== 1) continue;
-        const layout = layoutOf(space, masks);
+      for (const { masks, split, layout } of unpipelinedLayouts(space)) {
         const c = compileLayout(layout, mesh);
         const part = lowerOffResidual(graph, mesh, c);
         const bound = offResidualBound(graph, mesh, profile, c, matmul(split));
@@ -188,13 +194,7 @@ describe('the plan space and its bounds', () => {
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
       const matmul = matmulBound(graph, profile);
-      for (let rank = 0; rank < space.ranks; rank++) {
-        const choice = decode(space, rank, []);
-        if (!isCanonical(space, choice)) continue;
-        const masks = dimMasks(space, choice, new Array(space.dims.length));
-        const split = splits(space, masks);
-        if (!split || split[LAYERS] !== 1) continue;
-        const layout = layoutOf(space, masks);
+      for (const { masks, split, layout } of unpipelinedLayouts(space)) {
         const bound = offResidualBound(graph, mesh, profile, compileLayout(layout, mesh), matmul(split)) * SLACK_ROUNDING;
         for (const sp of sequenceParallelProblem(graph, mesh, layout) === null ? [false, true] : [false]) {
           let least = Infinity;
