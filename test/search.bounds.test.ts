@@ -19,6 +19,17 @@ import { tinyMesh, tinyMoeSpec, tinyProfile, tinySpec } from './search.helpers.j
 
 const LAYERS = DIM_NAMES.indexOf('layers');
 
+/** Every valid symmetry-canonical layout of a space: its axis choice, masks, splits and layout. */
+function* canonicalLayouts(space: ReturnType<typeof makeSpace>) {
+  for (let rank = 0; rank < space.ranks; rank++) {
+    const choice = decode(space, rank, []);
+    if (!isCanonical(space, choice)) continue;
+    const masks = dimMasks(space, choice, new Array(space.dims.length));
+    const split = splits(space, masks);
+    if (split) yield { choice, masks, split, layout: layoutOf(space, masks) };
+  }
+}
+
 describe('the plan space and its bounds', () => {
   for (const [tag, specs, numRuns, seed] of [['', tinySpec(), 60, 11], [' (MoE models)', tinyMoeSpec(), 20, 31]] as const) it(`a layout the space calls valid is exactly one the layout module accepts${tag}`, () => {
     fc.assert(fc.property(specs, tinyMesh(), tinyProfile(), fc.nat(), (spec, mesh, profile, seed) => {
@@ -43,13 +54,7 @@ describe('the plan space and its bounds', () => {
       const matmul = matmulBound(graph, profile);
       const rem = makeRemaining(space, graph, profile);
       let checked = 0;
-      for (let rank = 0; rank < space.ranks; rank++) {
-        const choice = decode(space, rank, []);
-        if (!isCanonical(space, choice)) continue;
-        const masks = dimMasks(space, choice, new Array(space.dims.length));
-        const split = splits(space, masks);
-        if (!split) continue;
-        const layout = layoutOf(space, masks);
+      for (const { choice, masks, split, layout } of canonicalLayouts(space)) {
         // The compute floor of the layout's splits (one stand-in lowering per state) bounds every plan of it.
         const state = choice.reduce((st, c, j) => rem.next(st, j, c), rem.root);
         const floor = rem.floorStep(state);
@@ -106,13 +111,7 @@ describe('the plan space and its bounds', () => {
       const graph = buildGraph(spec);
       const space = makeSpace(graph, mesh, profile);
       const pricer = makePricer(graph, mesh, profile);
-      for (let rank = 0; rank < space.ranks; rank++) {
-        const choice = decode(space, rank, []);
-        if (!isCanonical(space, choice)) continue;
-        const masks = dimMasks(space, choice, new Array(space.dims.length));
-        const split = splits(space, masks);
-        if (!split) continue;
-        const layout = layoutOf(space, masks);
+      for (const { masks, split, layout } of canonicalLayouts(space)) {
         for (const sp of sequenceParallelProblem(graph, mesh, layout) === null ? [false, true] : [false]) {
           const bubble = bubbleBound(space, pricer, layout, masks, split, sp);
           const all = strategies(space, split, masks);
@@ -136,16 +135,9 @@ describe('the plan space and its bounds', () => {
     expect(pairs).toBeGreaterThan(0);
   });
 
-  /** Every symmetry-canonical layout of a space that splits no layers: its axis masks, splits and layout. */
+  /** Every symmetry-canonical layout of a space that splits no layers. */
   function* unpipelinedLayouts(space: ReturnType<typeof makeSpace>) {
-    for (let rank = 0; rank < space.ranks; rank++) {
-      const choice = decode(space, rank, []);
-      if (!isCanonical(space, choice)) continue;
-      const masks = dimMasks(space, choice, new Array(space.dims.length));
-      const split = splits(space, masks);
-      if (!split || split[LAYERS] !== 1) continue;
-      yield { masks, split, layout: layoutOf(space, masks) };
-    }
+    for (const l of canonicalLayouts(space)) if (l.split[LAYERS] === 1) yield l;
   }
 
   for (const [tag, specs, axes, numRuns, seed] of [['', tinySpec(), 2, 12, 13], [' (MoE models)', tinyMoeSpec(), 1, 6, 14]] as const) it(`the records off the residual stream are the lowering's own, with sequence parallelism or not, and with the matmul bound no plan of an unpipelined layout computes less${tag}`, () => {
