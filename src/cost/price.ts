@@ -114,7 +114,7 @@ function ringCostOf(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Co
   // A gathering level (an axisLinks override is a level of its own, past the list) reduces as the
   // simulated mesh does, not by ring: gatherCost.
   const reduces = kind === 'allreduce' || kind === 'reduce-scatter';
-  if (reduces && [...groups.keys()].some((level) => profile.levels[level]?.link.reduction === 'gather')) return gatherCost(profile, mesh, mask, kind, n, call);
+  if (reduces && [...groups.keys()].some((level) => profile.levels[level]?.link.reduction === 'gather')) return gatherCost(profile, mesh, mask, groups, kind, n, call);
   if (groups.size <= 1 || kind === 'send' || kind === 'all-to-all') {
     const link = maskLink(profile, mesh, mask, kind);
     return { inv: 1 / link.bandwidth, fixed: latencySteps(kind, n) * link.latency + call };
@@ -146,11 +146,11 @@ function ringCostOf(profile: HardwareProfile, mesh: Mesh, mask: number, kind: Co
  * the rate bench/host measures of these very loops (the perThread level's link; without one, the
  * memory bandwidth). Latency: the outer levels' per call.
  */
-function gatherCost(profile: HardwareProfile, mesh: Mesh, mask: number, kind: CollectiveKind, n: number, call: number): { inv: number; fixed: number } {
+function gatherCost(profile: HardwareProfile, mesh: Mesh, mask: number, groups: ReadonlyMap<number, number>, kind: CollectiveKind, n: number, call: number): { inv: number; fixed: number } {
   const threadLevel = profile.levels.find((l) => l.perThread);
   const L = threadLevel ? localMembers(profile, mesh, mask) : 1;
   let outerMask = 0;
-  for (let i = 0; i < mesh.axes.length; i++) if (mask & (1 << i) && !profile.levels[axisLevel(profile, mesh, i)]?.perThread) outerMask |= 1 << i;
+  for (const [level, lm] of groups) if (!profile.levels[level]?.perThread) outerMask |= lm;
   const outer = L < n ? maskLink(profile, mesh, outerMask || mask, kind) : null;
   const sumRate = threadLevel ? threadLevel.link.bandwidth * (threadLevel.link.efficiency?.[kind] ?? 1) : profile.memoryBandwidth;
   const crossings = outer ? n / (2 * L) / outer.bandwidth : 0;
