@@ -173,6 +173,26 @@ describe('communication, by hand', () => {
     expect(rel(e0.time.exposedCommunication, t + loss)).toBeLessThan(1e-12);
     expect(e1.time.exposedCommunication).toBeLessThan(e1.time.compute);
   });
+  it('Megatron\'s tensor parallelism (Shoeybi et al. 2019, Fig. 3: f and g): two allreduces of b·s·h in each layer\'s forward, two in its backward; tensorParallelOverlap hides the backward\'s only', () => {
+    const L = 2, b = 16, s = 64, h = 256;
+    const g = buildGraph(parseModelSpec({ name: 'tp', layers: L, dModel: h, heads: 4, dKv: 64, dFf: 4 * h, vocab: 1000, seqLen: s, batch: b, dtype: 'bf16', dropout: false }));
+    const mesh = parseMesh('t:4');
+    const prog = lower(g, mesh, makePlan('heads:t;d_ff:t'));
+    const colls = prog.ops.flatMap((o) => o.collectives.map((c) => ({ phase: o.phase, kind: c.kind, bytes: c.bytes, count: o.count })));
+    for (const phase of ['forward', 'backward'] as const) {
+      const mine = colls.filter((c) => c.phase === phase);
+      expect(mine.reduce((n, c) => n + c.count, 0)).toBe(2 * L);
+      for (const c of mine) expect([c.kind, c.bytes]).toEqual(['allreduce', b * s * h * 2]);
+    }
+    expect(colls.every((c) => c.phase === 'forward' || c.phase === 'backward')).toBe(true);
+    // One allreduce of b·s·h 2-byte values on a ring of 4: 2(n−1)/n · B/(β·η) + 2(n−1)·α + the call's latency.
+    const one = ((2 * 3) / 4) * (b * s * h * 2) / (50e9 * 0.8) + 2 * 3 * 2e-6 + 10e-6;
+    // The forward's are always exposed (the next op reads them); o of the backward's hide.
+    for (const o of [0, 0.5, 1]) {
+      const e = price(prog, handProfile({ tensorParallelOverlap: o }));
+      expect(rel(e.time.exposedCommunication, 2 * L * one + (1 - o) * 2 * L * one)).toBeLessThan(1e-12);
+    }
+  });
   it('a collective across two levels runs level by level: inside at the fast link, across on the inner group\'s share', () => {
     const p = handProfile({ levels: [
       { name: 'node', devices: 4, link: { bandwidth: 100e9, latency: 1e-6 } },

@@ -19,6 +19,7 @@ const variant: fc.Arbitrary<VariantFloor | null> = fc.option(fc.record({
     kind: fc.constantFrom(...COLLECTIVE_KINDS),
     dims: fc.uniqueArray(fc.integer({ min: 0, max: DIM_NAMES.length - 1 }), { maxLength: 4 }).map((ds) => [...ds].sort((a, b) => a - b)),
     stage: fc.constantFrom('all' as const, 'first' as const, 'last' as const),
+    backward: fc.boolean(),
     sent: fc.double({ min: 0, max: 1e12, noNaN: true }),
     calls: fc.integer({ min: 1, max: 1000 }),
   }), { maxLength: 12 }),
@@ -87,7 +88,7 @@ describe('state floors shared between threads (src/search/floors.ts)', () => {
       compute: s,
       variants: [{
         compute: { all: s, first: s / 2, last: s / 3 },
-        collectives: Array.from({ length: 60 }, (_, i) => ({ kind: COLLECTIVE_KINDS[i % COLLECTIVE_KINDS.length], dims: [i % DIM_NAMES.length], stage: 'all' as const, sent: s * 1000 + i, calls: 1 + i })),
+        collectives: Array.from({ length: 60 }, (_, i) => ({ kind: COLLECTIVE_KINDS[i % COLLECTIVE_KINDS.length], dims: [i % DIM_NAMES.length], stage: 'all' as const, backward: i % 2 === 0, sent: s * 1000 + i, calls: 1 + i })),
       }, null],
     });
     for (let s = 0; s < 200; s++) a.get(s, () => big(s));

@@ -71,7 +71,9 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
     cores: fc.constantFrom(0, 0, 0, 2, 3),
     // A pipeline as 1F1B, or one microbatch at a time through every stage (the runtime's schedule).
     sequential: fc.boolean(),
-  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed, cores, sequential }) => {
+    // How much of the backward's tensor-parallel collectives hides (the forward's never does).
+    tpOverlap: fc.constantFrom(0, 0.5, 1),
+  }).map(({ base, memoryLog2, nodeDevices, torus, override, needed, cores, sequential, tpOverlap }) => {
     const p = getDevice(base);
     return {
       ...p,
@@ -82,6 +84,7 @@ export function tinyProfile(): fc.Arbitrary<HardwareProfile> {
       fullRecompute: needed ? 'needed' : 'layer',
       ...(cores ? { concurrentDevices: cores } : {}),
       ...(sequential ? { pipelineSchedule: 'sequential' as const } : {}),
+      tensorParallelOverlap: tpOverlap,
     };
   });
 }

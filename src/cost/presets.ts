@@ -53,7 +53,7 @@ function tpu(name: string, description: string, perCore: { torus?: Torus; tpOver
       peak: src, memory: src, ici: src, gemmHalfSize: GEMM_SOURCE,
       launchOverhead: 'assumed 1 µs per XLA-fused op on TPU (ops are fused into few large programs); calibrate',
       collectiveLatency: 'assumed 5 µs per ICI collective call; calibrate',
-      tensorParallelOverlap: perCore.tpOverlap ? 'MaxText\'s TPU scripts set --xla_tpu_enable_async_collective_fusion and --xla_tpu_overlap_compute_collective_tc (src/maxtext/configs/tpu/v5e/128b.sh): collectives overlap compute (1)' : 'Mesh-TF-era XLA overlaps no tensor-parallel collective (0)',
+      tensorParallelOverlap: perCore.tpOverlap ? 'MaxText\'s TPU scripts set --xla_tpu_enable_async_collective_fusion and --xla_tpu_overlap_compute_collective_tc (src/maxtext/configs/tpu/v5e/128b.sh): the backward\'s tensor-parallel collectives overlap the weight gradients\' compute (1); the forward\'s, which the next op reads, cannot' : 'Mesh-TF-era XLA overlaps no tensor-parallel collective (0)',
       float32: 'fp32 matmuls run as several bf16 MXU passes: taken as 1/4 of the bf16 peak',
       latency: 'assumed 2 µs per ICI ring step, 20 µs across the data-centre network; calibrate',
       dcn: perCore.dcnSource ?? 'assumed 100 Gbit/s per host across pods',
@@ -136,8 +136,8 @@ const PRESETS: HardwareProfile[] = [
       // The tpu-v5e fit's dcn overlap (FITTED below; test/accuracy.test.ts holds them equal).
       netOverlap: 0,
       // The tpu-v5e fit's ici overlap (FITTED below; test/accuracy.test.ts holds them equal).
-      nvlinkOverlap: 0.607,
-      nvlinkOverlapSource: 'as much of the FSDP traffic within a VM hides as the tpu-v5e fit found of the FSDP traffic within a slice (linkOverlap ici 0.607): both are MaxText runs whose collectives XLA schedules over the fast links inside the group; a starting point the A3 rows refit',
+      nvlinkOverlap: 0.212,
+      nvlinkOverlapSource: 'as much of the FSDP traffic within a VM hides as the tpu-v5e fit found of the FSDP traffic within a slice (linkOverlap ici 0.212): both are MaxText runs whose collectives XLA schedules over the fast links inside the group; a starting point the A3 rows refit',
       netOverlapSource: 'none of the traffic between VMs hides, as the tpu-v5e fit found for the traffic between slices (linkOverlap dcn 0): both are MaxText runs whose collectives XLA schedules, between hosts over Google\'s data-centre network; a starting point the A3 rows refit',
       netEffSource: 'nccl-tests all_gather_perf on 2 A3 High VMs (16 GPUs) over GPUDirect-TCPX: busbw 50.2 GB/s at 8 GiB, 0.50 of the VMs\' 100 GB/s of data NICs (dstack, examples/distributed-training/a3high-clusters/README.md @3cfa83a8)',
       netSource: 'GKE docs, "Maximize GPU network bandwidth with GPUDirect-TCPX": four secondary NICs of 200 Gbps each for GPU data per 8-GPU A3 VM = 12.5 GB/s per GPU (Compute Engine GPU network docs: A3 High 1,000 Gbps in all, 200 of them on the primary NIC)' },
@@ -177,18 +177,18 @@ const FITTED: Readonly<Record<string, Fitted>> = {
   'a100-80g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: KORTHIKANTI },
   'a100-40g': { matmul: 0.858, gemmHalfSize: 65, elementwise: 0.776, links: { nvlink: 0.64, infiniband: 1 }, rows: `${KORTHIKANTI}, measured on A100 80 GB: the same chip and NVLink` },
   'tpu-v4': { matmul: 0.792, gemmHalfSize: 64, elementwise: 0.756, links: { ici: 0.991 }, linkOverlap: { ici: 0.761, dcn: 0.969 }, rows: 'data/published/steps.csv rows 11-16 (MaxText TPU v4 table: 22B and 52B, 1 to 8 slices; 6 rows)' },
-  'tpu-v5e': { matmul: 0.862, gemmHalfSize: 70, elementwise: 0.668, tensorParallelOverlap: 0.761, links: { ici: 0.801, dcn: 0.871 }, linkOverlap: { ici: 0.607, dcn: 0 }, linkLatency: { dcn: 27.0e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone' },
+  'tpu-v5e': { matmul: 0.932, gemmHalfSize: 65, elementwise: 0.576, tensorParallelOverlap: 1, links: { ici: 1, dcn: 0.989 }, linkOverlap: { ici: 0.212, dcn: 0 }, linkLatency: { dcn: 25.7e-6 }, rows: 'data/published/steps.csv rows 17-40 (MaxText TPU v5e table: 16B to 128B, 1 to 32 slices; 24 rows); tensorParallelOverlap seen by the 128B rows alone (it stays at the datasheet\'s 1)' },
   // One fit over both H100 networks (bench/accuracy fits profiles of one chip together): chip constants shared.
-  'h100-sxm': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, infiniband: 0.909 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
-  'h100-a3-high': { matmul: 0.704, gemmHalfSize: 66, elementwise: 0.662, tensorParallelOverlap: 0.101, links: { nvlink: 1, tcpx: 0.505 }, linkOverlap: { nvlink: 0, tcpx: 0.084 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices; NVLink's overlap (MaxText's FSDP inside a VM) from the v5e fit's inside a slice` },
+  'h100-sxm': { matmul: 0.709, gemmHalfSize: 66, elementwise: 0.656, tensorParallelOverlap: 0.071, links: { nvlink: 1, infiniband: 0.918 }, linkOverlap: { nvlink: 0 }, rows: H100_ROWS },
+  'h100-a3-high': { matmul: 0.709, gemmHalfSize: 66, elementwise: 0.656, tensorParallelOverlap: 0.071, links: { nvlink: 1, tcpx: 0.504 }, linkOverlap: { nvlink: 0, tcpx: 0.071 }, rows: `${H100_ROWS}; GPUDirect-TCPX seen by the A3 rows alone, from its nccl-tests efficiency and the v5e fit's overlap between slices; NVLink's overlap (MaxText's FSDP inside a VM) from the v5e fit's inside a slice` },
 };
 
 /**
  * What a TPU preset with no published rows of its own takes from fitted ones.
  * - Overlaps, from v5e: v5p's and v6e's slices meet over the same data-centre network, and their
  *   collectives are scheduled by the same XLA with the same MaxText flags, as v5e's. The v5e fit
- *   hides none of the gradient all-reduce across slices (linkOverlap dcn 0) and 0.76 of the
- *   tensor-parallel collectives (its 128B rows), where the datasheet profile assumes all (1).
+ *   hides none of the gradient all-reduce across slices (linkOverlap dcn 0) and all of the
+ *   backward's tensor-parallel collectives (its 128B rows), as the datasheet profile assumes (1).
  * - The chip's kernel efficiencies (matmul, its GEMM curve, elementwise), from the fitted chip of
  *   its line, where the datasheet profile has a starting point read off GPUs: v5p from v4 (two
  *   TensorCores as one megacore device, 3D torus), v6e from v5e (one TensorCore, 2D torus).

@@ -517,7 +517,10 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
   // Forward, backward and blocking communication, each by stage part (all, first, last).
   const sums = new Float64Array(9);
   let communication = 0, bytesPerDevice = 0, modelFlops = 0;
-  const tpExposed = 1 - (profile.tensorParallelOverlap ?? 0);
+  // A layout's collectives in the forward (and its recompute) are on the critical path: the next op
+  // reads their result. Those of the backward can hide behind the weight gradients' GEMMs, which do
+  // not read them: tensorParallelOverlap of them does (src/cost/profile.ts).
+  const bwdExposed = 1 - (profile.tensorParallelOverlap ?? 0);
   const perKind = profile.elementSeconds !== undefined;
   // Indexed loops: the one loop every estimate runs, where for-of left iterator objects to collect.
   for (let g = 0; g < groups.length; g++) {
@@ -542,7 +545,7 @@ function walkRecords(l: Pick<LayoutLowering, 'mesh' | 'graph'>, groups: readonly
         const sent = sentBytes(c.kind, bytes, c.groupSize);
         const rc = ringCost(profile, mesh, c.mask, c.kind);
         const t = (sent * rc.inv + rc.fixed) * perMb;
-        sums[6 + stage] += t * tpExposed * share;
+        sums[6 + stage] += (r.phase === 'backward' ? t * bwdExposed : t) * share;
         communication += t * M;
         bytesPerDevice += sent * perMb * M;
         if (detail) note(detail, { kind: c.kind, axes: c.axes, bytes, sent }, perMb * M);

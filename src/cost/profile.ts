@@ -94,7 +94,11 @@ export interface HardwareProfile {
    * Megatron's --overlap-grad-reduce do it, always less the last bucket.
    */
   readonly overlap: number;
-  /** Optional: fraction of tensor-parallel collectives hidden behind compute (0 unless the engine overlaps them). */
+  /**
+   * Optional: fraction of the backward's tensor-parallel collectives (a layout's activation
+   * collectives) hidden behind the weight gradients' GEMMs, which do not depend on them (0 unless
+   * the engine overlaps them). The forward's (and recompute's) are never hidden: the next op reads them.
+   */
   readonly tensorParallelOverlap?: number;
   /**
    * Optional: what full recompute runs again. 'layer' (absent): the layer's whole forward, as

@@ -103,8 +103,12 @@ export function offResidualBound(graph: Graph, mesh: Mesh, profile: HardwareProf
 export interface VariantFloor {
   /** Compute of one step at one microbatch, no recompute, per stage part (price.ts walk's sums, forward and backward). */
   readonly compute: StageSums;
-  /** The records' collectives (all blocking, as walk prices them), merged by kind, dimensions and stage part: bytes sent per step at one microbatch and calls. */
-  readonly collectives: readonly { kind: CollectiveKind; dims: readonly number[]; stage: keyof StageSums; sent: number; calls: number }[];
+  /**
+   * The records' collectives (all blocking, as walk prices them), merged by kind, dimensions, stage
+   * part and whether they are the backward's (which tensorParallelOverlap hides): bytes sent per
+   * step at one microbatch and calls.
+   */
+  readonly collectives: readonly { kind: CollectiveKind; dims: readonly number[]; stage: keyof StageSums; backward: boolean; sent: number; calls: number }[];
 }
 
 export interface StateFloor {
@@ -167,8 +171,8 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     // lowerRecords keeps only the recompute every mode runs (a fused attention kernel's): what 'none' runs.
     const w = walkCompute(l, [forward, backward, l.recompute], 1, perReplica, alone);
     const compute = { all: (w.fwd.all + w.bwd.all) * share, first: (w.fwd.first + w.bwd.first) * share, last: (w.fwd.last + w.bwd.last) * share };
-    // Merged by (dimensions, kind, stage part), keyed as one number: the dimensions' bits, then the kind and the part.
-    const merged = new Map<number, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; sent: number; calls: number }>();
+    // Merged by (dimensions, kind, stage part, backward or not), keyed as one number: the dimensions' bits, then the kind, the part and the phase.
+    const merged = new Map<number, { kind: CollectiveKind; dims: number[]; stage: keyof StageSums; backward: boolean; sent: number; calls: number }>();
     if (!moe) {
       const axisDim = stand.axes.map((a) => (a.name === 'one' ? -1 : Number(a.name.slice(1))));
       for (const records of [forward, l.recompute, backward]) {
@@ -178,12 +182,13 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
             const c = r.collectives[ci];
             let bits = 0;
             for (let a = 0; a < axisDim.length; a++) if (c.mask & (1 << a) && axisDim[a] >= 0) bits |= 1 << axisDim[a];
-            const key = (bits * COLLECTIVE_KINDS.length + COLLECTIVE_KINDS.indexOf(c.kind)) * 3 + STAGES.indexOf(r.stage);
+            const backward = r.phase === 'backward';
+            const key = ((bits * COLLECTIVE_KINDS.length + COLLECTIVE_KINDS.indexOf(c.kind)) * 3 + STAGES.indexOf(r.stage)) * 2 + (backward ? 1 : 0);
             let e = merged.get(key);
             if (!e) {
               const dims: number[] = [];
               for (let d = 0; d < DIM_NAMES.length; d++) if (bits & (1 << d)) dims.push(d);
-              merged.set(key, (e = { kind: c.kind, dims, stage: r.stage, sent: 0, calls: 0 }));
+              merged.set(key, (e = { kind: c.kind, dims, stage: r.stage, backward, sent: 0, calls: 0 }));
             }
             e.sent += sentBytes(c.kind, linAt(c.bytes, perReplica), c.groupSize) * r.perStage;
             e.calls += r.perStage;
@@ -215,12 +220,12 @@ function slowerStage(s: StageSums, p: number): number {
  * axis: they meet in one tensor). Calls per microbatch only multiply with more microbatches.
  */
 export function layoutFloor(profile: HardwareProfile, mesh: Mesh, f: VariantFloor, p: number, masks: readonly number[]): number {
-  const exposed = 1 - (profile.tensorParallelOverlap ?? 0);
+  const bwdExposed = 1 - (profile.tensorParallelOverlap ?? 0);
   const blocking: StageSums = { all: 0, first: 0, last: 0 };
   for (const c of f.collectives) {
     let mask = 0;
     for (const d of c.dims) mask |= masks[d];
-    blocking[c.stage] += collectiveCalls(profile, mesh, c.kind, mask, c.sent, c.calls) * exposed;
+    blocking[c.stage] += collectiveCalls(profile, mesh, c.kind, mask, c.sent, c.calls) * (c.backward ? bwdExposed : 1);
   }
   return slowerStage({ all: f.compute.all + blocking.all, first: f.compute.first + blocking.first, last: f.compute.last + blocking.last }, p);
 }

@@ -74,7 +74,8 @@ export function encodeFloor(f: StateFloor): number[] {
     for (const c of v.collectives) {
       let dims = 0;
       for (const d of c.dims) dims |= 1 << d;
-      out.push(COLLECTIVE_KINDS.indexOf(c.kind), dims, STAGES.indexOf(c.stage), c.sent, c.calls);
+      // The stage part and the phase in one float: part index, plus 3 for the backward's.
+      out.push(COLLECTIVE_KINDS.indexOf(c.kind), dims, STAGES.indexOf(c.stage) + (c.backward ? 3 : 0), c.sent, c.calls);
     }
   }
   return out;
@@ -93,7 +94,7 @@ export function decodeFloor(x: ArrayLike<number>, at: number): StateFloor {
     for (let k = 0; k < n; k++, i += 5) {
       const dims: number[] = [];
       for (let d = 0; d < 31; d++) if (x[i + 1] & (1 << d)) dims.push(d);
-      collectives.push({ kind: COLLECTIVE_KINDS[x[i]], dims, stage: STAGES[x[i + 2]], sent: x[i + 3], calls: x[i + 4] });
+      collectives.push({ kind: COLLECTIVE_KINDS[x[i]], dims, stage: STAGES[x[i + 2] % 3], backward: x[i + 2] >= 3, sent: x[i + 3], calls: x[i + 4] });
     }
     variants.push({ compute: sums, collectives });
   }
