@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { minimalRecompute, neededRecompute, OP_CLASS, type Block, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { DIM_NAMES, minimalRecompute, neededRecompute, OP_CLASS, type Block, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
@@ -80,9 +80,37 @@ interface GraphInfo {
   readonly residual: ReadonlySet<string>;
   /** Each op's backward record names, `name/dwrt` per input (also its GEMM key). */
   readonly gradNames: Map<OpSpec, readonly string[]>;
+  /** Each op's dimensions as indices into DIM_NAMES, and what its hot loops read of the graph (see OpInfo). */
+  readonly ops: Map<OpSpec, OpInfo>;
+  /** Each tensor's dimensions as indices into DIM_NAMES. */
+  readonly tensorDims: Map<string, Int32Array>;
+  /** Per set of free renames (Ctx.aliasKey): each block's saved tensors (blockSaved), worked out for the first layout with that set. */
+  readonly saved: Map<string, BlockSaved[]>;
+}
+
+/**
+ * A block's saved tensors per recompute mode, canonical ids in savedSet's order: those the block
+ * makes (own) and those another block made (shared); and its whole set of mode none (layered blocks).
+ */
+interface BlockSaved {
+  readonly own: Readonly<Record<Recompute, readonly string[]>>;
+  readonly shared: Readonly<Record<Recompute, readonly string[]>>;
+  readonly all: readonly string[];
+}
+
+/** An op's dimensions by index (DIM_NAMES order, as opDims lists them) and the lookups its records need, once per graph. */
+interface OpInfo {
+  readonly dims: Int32Array;
+  /** Its dimensions its output lacks (summed over: a partial sum where split). */
+  readonly notOut: Int32Array;
+  /** Per input: the op's dimensions that input lacks (its gradient's partial sum). */
+  readonly notIn: readonly Int32Array[];
+  /** Whether its output is a routing tensor (no gradient flows back). */
+  readonly routing: boolean;
 }
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
+const DIM_INDEX = Object.fromEntries(DIM_NAMES.map((d, i) => [d, i])) as Record<DimName, number>;
 const B_DIMS = 'batch,length,d_model';
 
 export type GemmPart = 'batch' | 'm' | 'n' | 'k';
@@ -133,7 +161,16 @@ function graphInfo(graph: Graph): GraphInfo {
   const residual = new Set([...graph.tensors].filter(([, t]) => t.dims.join() === B_DIMS).map(([id]) => id));
   const gradNames = new Map<OpSpec, readonly string[]>();
   for (const b of graph.blocks) for (const op of b.ops) gradNames.set(op, op.inputs.map((wrt) => `${op.name}/d${wrt}`));
-  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames };
+  const ops = new Map<OpSpec, OpInfo>();
+  const indexOf = (ds: Iterable<DimName>) => Int32Array.from(ds, (d) => DIM_INDEX[d]);
+  for (const b of graph.blocks) for (const op of b.ops) {
+    const ds = opDims.get(op)!;
+    const missing = (id: string) => indexOf(ds.filter((d) => !outDims.get(id)!.has(d)));
+    ops.set(op, { dims: indexOf(ds), notOut: missing(op.output), notIn: op.inputs.map(missing), routing: graph.tensors.get(op.output)!.role === 'routing' });
+  }
+  const tensorDims = new Map<string, Int32Array>();
+  for (const [id, t] of graph.tensors) tensorDims.set(id, indexOf(t.dims));
+  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames, ops, tensorDims, saved: new Map() };
   graphInfos.set(graph, info);
   return info;
 }
@@ -159,6 +196,11 @@ interface Ctx {
   gemms: Map<string, GemmShape>;
   /** lowerRecords: no gradient sums or weight records, so no bookkeeping for them. */
   recordsOnly: boolean;
+  /** Which renames are free (aliased), one character each: all the saved sets depend on of the layout. */
+  aliasKey: string;
+  /** localSize of each dimension and its axes mask, by index into DIM_NAMES. */
+  local: Float64Array;
+  mask: Int32Array;
 }
 
 const NONE_SPLIT: ReadonlySet<string> = new Set();
@@ -170,10 +212,23 @@ function seqSplit(ctx: Ctx, id: string): boolean {
 
 /** Local size of a dimension; `batch` per sequence of the local microbatch, `group` per such sequence too. */
 function localSize(ctx: Ctx, d: DimName): number {
-  if (d === 'batch') return 1;
-  // The expert side holds the sequences of every device its experts' all-to-all reaches.
-  if (d === 'group') return ctx.c.split.batch / ctx.c.split.group;
-  return ctx.graph.dimSizes[d] / ctx.c.split[d];
+  return ctx.local[DIM_INDEX[d]];
+}
+
+/** Every dimension's local size (localSize) by index, once per lowering. */
+function localSizes(graph: Graph, c: CompiledLayout): Float64Array {
+  return Float64Array.from(DIM_NAMES, (d) =>
+    d === 'batch' ? 1
+      // The expert side holds the sequences of every device its experts' all-to-all reaches.
+      : d === 'group' ? c.split.batch / c.split.group
+        : graph.dimSizes[d] / c.split[d]);
+}
+
+/** The axes mask of the dimensions at these indices. */
+function indexMask(ctx: Ctx, ds: Int32Array): number {
+  let m = 0;
+  for (let i = 0; i < ds.length; i++) m |= ctx.mask[ds[i]];
+  return m;
 }
 
 /** Whether a tensor's size grows with the microbatch (it has `batch`, or the expert side's `group`). */
@@ -200,7 +255,8 @@ function tbytes(ctx: Ctx, id: string): Lin {
   if (hit) return hit;
   const t = ctx.graph.tensors.get(id)!;
   let n = t.bytes;
-  for (const d of t.dims) n *= localSize(ctx, d);
+  const ds = ctx.info.tensorDims.get(id)!;
+  for (let i = 0; i < ds.length; i++) n *= ctx.local[ds[i]];
   if (seqSplit(ctx, id)) n /= ctx.tSize;
   const b = perSequence(t.dims) ? lin(n, 0) : lin(0, n);
   ctx.bytesOf.set(id, b);
@@ -273,8 +329,8 @@ function opDims(ctx: Ctx, op: OpSpec): readonly DimName[] {
   return ctx.info.opDims.get(op)!;
 }
 
-function duplication(ctx: Ctx, block: Block, dims: readonly DimName[]): number {
-  let m = dimsMask(ctx, dims);
+function duplication(ctx: Ctx, block: Block, dims: Int32Array): number {
+  let m = indexMask(ctx, dims);
   if (block.layered) m |= ctx.c.mask.layers;
   return ctx.mesh.size / maskSize(ctx.mesh, m);
 }
@@ -370,6 +426,7 @@ function rows(ctx: Ctx, id: string, d: DimName): Lin {
 /** The forward of one op on one device: local compute and the collectives the layout forces. */
 function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'], recomputeIn?: OpRecord['recomputeIn']): OpRecord {
   const dims = opDims(ctx, op);
+  const oi = ctx.info.ops.get(op)!;
   const out = op.output;
   const colls: CollectiveRecord[] = [];
   let flops: Lin;
@@ -377,7 +434,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
   let gemm: GemmShape | null = null;
   if (op.kind === 'einsum') {
     let f = 2 * causalShare(ctx.graph, op);
-    for (const d of dims) f *= localSize(ctx, d);
+    for (let i = 0; i < oi.dims.length; i++) f *= ctx.local[oi.dims[i]];
     flops = perSequence(dims) ? lin(f, 0) : lin(0, f);
     let bs = 0, bf = 0;
     for (const id of op.inputs) {
@@ -387,9 +444,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     }
     const ob = fullBytes(ctx, out);
     bytes = lin(bs + ob.perSeq, bf + ob.fixed);
-    const outDims = ctx.info.outDims.get(out)!;
-    let partial = 0;
-    for (const d of dims) if (!outDims.has(d)) partial |= ctx.c.mask[d];
+    const partial = indexMask(ctx, oi.notOut);
     if (partial) colls.push(...reduce(ctx, out, partial, tbytes(ctx, out)));
     gemm = gemmShape(ctx, op.name);
   } else {
@@ -449,7 +504,7 @@ function forwardOp(ctx: Ctx, block: Block, op: OpSpec, phase: OpRecord['phase'],
     name: op.name, block: block.name, phase, kind: op.kind, klass: OP_CLASS[op.kind],
     inputs: op.inputs, output: out,
     flops, bytes, gemm, kernel: isFused ? op.kind === 'einsum' && op.name.endsWith('.qk') : !op.inputs.some((id) => ctx.info.fusedAway.has(id)),
-    duplication: duplication(ctx, block, dims), collectives: colls.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
+    duplication: duplication(ctx, block, oi.dims), collectives: colls.length ? colls : NO_COLLECTIVES, model: phase === 'forward', layered: block.layered,
     perStage: perStageOf(ctx, block), stage: stageOf(block), recomputeIn,
   };
 }
@@ -483,8 +538,8 @@ function perStageOf(ctx: Ctx, block: Block): number {
  * `fwd` is the op's forward record: the backward reads its work (FLOPs, bytes, duplication).
  */
 function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: Map<string, Set<number>>, out: OpRecord[]): void {
-  if (ctx.graph.tensors.get(op.output)!.role === 'routing') return; // the dispatch tensor passes no gradient
-  const dims = opDims(ctx, op);
+  const oi = ctx.info.ops.get(op)!;
+  if (oi.routing) return; // the dispatch tensor passes no gradient
   const isFused = fused(ctx, op);
   let first = true;
   const names = ctx.info.gradNames.get(op)!;
@@ -493,7 +548,6 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
     const name = names[wi];
     const ts = ctx.graph.tensors.get(wrt)!;
     if (!gradientFlows(ctx.graph, op, wrt)) continue;
-    const wrtDims = ctx.info.outDims.get(wrt)!;
     const colls: CollectiveRecord[] = [];
     let partial = 0;
     // Einsums cost their forward's FLOPs again; other ops an estimate per element of the gradient.
@@ -530,7 +584,7 @@ function backwardOp(ctx: Ctx, block: Block, op: OpSpec, fwd: OpRecord, pending: 
       flops = ZERO;
     } else {
       // The dimensions the gradient lacks were summed over: split ones leave a partial sum.
-      for (const d of dims) if (!wrtDims.has(d)) partial |= ctx.c.mask[d];
+      partial |= indexMask(ctx, oi.notIn[wi]);
       if (ctx.T && op.kind !== 'einsum' && ts.role === 'weight' && [op.output, ...op.inputs].some((id) => seqSplit(ctx, id))) {
         if (op.kind === 'gather') {
           // The table's gradient from every position (Megatron-LM's backward of the scatter into the
@@ -636,6 +690,29 @@ function savedSet(ctx: Ctx, block: Block, mode: Plan['recompute']): Set<string> 
   return saved;
 }
 
+/** Each block's saved tensors under this lowering's free renames (BlockSaved), worked out once per graph and set of free renames. */
+function blockSaved(ctx: Ctx): BlockSaved[] {
+  let out = ctx.info.saved.get(ctx.aliasKey);
+  if (out) return out;
+  const graph = ctx.graph;
+  out = graph.blocks.map((b) => {
+    // What the block makes: outputs, dropout masks and its input; other saved tensors are shared.
+    const produced = new Set(b.ops.map((o) => canonical(ctx, o.output)));
+    for (const o of b.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask') produced.add(id);
+    if (b.input) produced.add(canonical(ctx, b.input));
+    const own = {} as Record<Recompute, string[]>;
+    const shared = {} as Record<Recompute, string[]>;
+    for (const mode of RECOMPUTE) {
+      const ids = [...savedSet(ctx, b, b.layered ? mode : 'none')];
+      own[mode] = ids.filter((id) => produced.has(id));
+      shared[mode] = ids.filter((id) => !produced.has(id));
+    }
+    return { own, shared, all: b.layered ? [...savedSet(ctx, b, 'none')] : [] };
+  });
+  ctx.info.saved.set(ctx.aliasKey, out);
+  return out;
+}
+
 /** Whether a layout can take sequence parallelism on this mesh: null, or why not. */
 export function sequenceParallelProblem(graph: Graph, mesh: Mesh, layout: Layout): string | null {
   const sp = sequenceParallelAxes(graph, validateLayout(graph, mesh, layout));
@@ -693,13 +770,16 @@ function makeCtx(graph: Graph, mesh: Mesh, c: CompiledLayout, T: number, records
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
     alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(), recordsOnly,
+    aliasKey: '', local: localSizes(graph, c), mask: Int32Array.from(DIM_NAMES, (d) => c.mask[d]),
   };
   for (const b of graph.blocks) {
     for (const op of b.ops) {
       if (op.kind !== 'rename') continue;
       const ch = renameChange(ctx, op);
       // A free rename, or sequence parallelism's gather: the gradient flows to the input as it is.
-      if (ch.kind === 'none' || (T && ch.kind === 'allgather' && ch.mask === T && seqSplit(ctx, op.inputs[0]))) ctx.alias.set(op.output, op.inputs[0]);
+      const free = ch.kind === 'none' || (T && ch.kind === 'allgather' && ch.mask === T && seqSplit(ctx, op.inputs[0]));
+      if (free) ctx.alias.set(op.output, op.inputs[0]);
+      ctx.aliasKey += free ? '1' : '0';
     }
   }
   return ctx;
@@ -745,7 +825,9 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
   const blocks: BlockRecord[] = [];
   const shared: Record<Recompute, Map<string, Lin>> = { none: new Map(), selective: new Map(), minimal: new Map(), full: new Map() };
   let maxPerSeq = 0, maxFixed = 0, bufferPerSeq = 0, minimalBufferPerSeq = 0;
-  for (const b of graph.blocks) {
+  const saved = recordsOnly ? [] : blockSaved(ctx);
+  for (let bi = 0; bi < graph.blocks.length; bi++) {
+    const b = graph.blocks[bi];
     ctx.gathered = new Set();
     for (const op of b.ops) {
       const r = forwardOp(ctx, b, op, 'forward');
@@ -756,22 +838,17 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
       maxFixed = Math.max(maxFixed, ob.fixed);
     }
     if (recordsOnly) continue;
-    // What the block makes: outputs, dropout masks and its input; other saved tensors are shared.
-    const produced = new Set(b.ops.map((o) => canonical(ctx, o.output)));
-    for (const o of b.ops) for (const id of o.saves) if (graph.tensors.get(id)!.role === 'mask') produced.add(id);
-    if (b.input) produced.add(canonical(ctx, b.input));
+    const bs = saved[bi];
     const own = {} as Record<Recompute, Lin>;
     for (const mode of RECOMPUTE) {
       let sum = ZERO;
-      for (const id of savedSet(ctx, b, b.layered ? mode : 'none')) {
-        if (produced.has(id)) sum = linAdd(sum, tbytes(ctx, id));
-        else shared[mode].set(id, tbytes(ctx, id));
-      }
+      for (const id of bs.own[mode]) sum = linAdd(sum, tbytes(ctx, id));
+      for (const id of bs.shared[mode]) shared[mode].set(id, tbytes(ctx, id));
       own[mode] = sum;
     }
     if (b.layered) {
       let all = ZERO;
-      for (const id of savedSet(ctx, b, 'none')) all = linAdd(all, tbytes(ctx, id));
+      for (const id of bs.all) all = linAdd(all, tbytes(ctx, id));
       bufferPerSeq = Math.max(bufferPerSeq, all.perSeq);
       // The block's own tensors of mode none that minimal rebuilds (what other blocks made stays saved).
       minimalBufferPerSeq = Math.max(minimalBufferPerSeq, own.none.perSeq - own.minimal.perSeq);
@@ -793,7 +870,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
           const recomputeIn = recomputedFrom(ctx, b, op);
           // Lighter modes rerun only what the backward reads (minimal's rerun set lies within the needed one).
           const unneeded = recomputeIn === 'full' && !needed.has(op);
-          recompute.push({ ...forwardOf.get(op)!, phase: 'recompute', model: false, recomputeIn, ...(unneeded ? { unneeded } : {}) });
+          recompute.push(recomputeRecord(forwardOf.get(op)!, recomputeIn, unneeded));
         }
       }
       if (ctx.flash) {
@@ -836,6 +913,19 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
     stageMessage: c.split.layers > 1 ? { tensor: firstLayered.input!, bytes: tbytes(ctx, firstLayered.input!) } : null,
     seqSplit: T ? ctx.info.residual : NONE_SPLIT,
   };
+}
+
+/**
+ * A forward record run again in the backward: { ...r, phase: 'recompute', model: false, recomputeIn, unneeded if so },
+ * written out (the spread of a whole record cost a quarter of lowerCore's own time).
+ */
+function recomputeRecord(r: OpRecord, recomputeIn: NonNullable<OpRecord['recomputeIn']>, unneeded: boolean): OpRecord {
+  const out = {
+    name: r.name, block: r.block, phase: 'recompute' as const, kind: r.kind, klass: r.klass, inputs: r.inputs, output: r.output,
+    flops: r.flops, bytes: r.bytes, gemm: r.gemm, kernel: r.kernel, duplication: r.duplication, collectives: r.collectives, model: false,
+    layered: r.layered, perStage: r.perStage, stage: r.stage, recomputeIn,
+  };
+  return unneeded ? { ...out, unneeded } : out;
 }
 
 /** Why a plan's strategy does not fit its layout (microbatches, virtual stages), or null. */
