@@ -163,6 +163,9 @@ interface WeightMemory {
  */
 export function zeroGroupMask(l: LayoutLowering, plan: Plan): number {
   if (!plan.zeroAxes) return ~0;
+  // A search's hybrid plans share one axes list per layout: its mask is looked up once per mesh.
+  const hit = zeroMasks.get(plan.zeroAxes);
+  if (hit && hit.mesh === l.mesh && (hit.mask & l.layout.mask.batch) === hit.mask) return hit.mask;
   let m = 0;
   for (const name of plan.zeroAxes) {
     const i = axisIndex(l.mesh, name);
@@ -170,8 +173,11 @@ export function zeroGroupMask(l: LayoutLowering, plan: Plan): number {
     if (!(l.layout.mask.batch & (1 << i))) throw new InputError(`--zero-axes ${name}: ZeRO shards over axes that split batch, and the layout does not split batch on ${name}`);
     m |= 1 << i;
   }
+  zeroMasks.set(plan.zeroAxes, { mesh: l.mesh, mask: m });
   return m;
 }
+
+const zeroMasks = new WeakMap<readonly string[], { readonly mesh: LayoutLowering['mesh']; readonly mask: number }>();
 
 const weightMemories = new WeakMap<LayoutLowering, WeightMemory>();
 const hybridWeightMemories = new WeakMap<LayoutLowering, Map<number, WeightMemory>>();

@@ -24,18 +24,19 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const INT = /^[0-9]+$/;
 
 export function makeMesh(axes: readonly MeshAxis[]): Mesh {
+  // Messages are written only when a check fails (the search makes a stand-in mesh per state floor).
   check(axes.length > 0, 'a mesh needs at least one axis');
-  check(axes.length <= 16, `a mesh has at most 16 axes, got ${axes.length}`);
+  check(axes.length <= 16, () => `a mesh has at most 16 axes, got ${axes.length}`);
   const seen = new Set<string>();
   let size = 1;
   for (const a of axes) {
-    check(NAME.test(a.name), `mesh axis name "${a.name}" must be letters, digits or _ and start with a letter`);
-    check(!seen.has(a.name), `mesh axis "${a.name}" is named twice`);
-    check(Number.isSafeInteger(a.size) && a.size >= 1, `mesh axis "${a.name}" has size ${a.size}; sizes are positive integers`);
+    check(NAME.test(a.name), () => `mesh axis name "${a.name}" must be letters, digits or _ and start with a letter`);
+    check(!seen.has(a.name), () => `mesh axis "${a.name}" is named twice`);
+    check(Number.isSafeInteger(a.size) && a.size >= 1, () => `mesh axis "${a.name}" has size ${a.size}; sizes are positive integers`);
     seen.add(a.name);
     size *= a.size;
   }
-  check(size <= 1 << 24, `a mesh of ${size} devices is larger than mesh-search handles (at most ${1 << 24})`);
+  check(size <= 1 << 24, () => `a mesh of ${size} devices is larger than mesh-search handles (at most ${1 << 24})`);
   return Object.freeze({ axes: Object.freeze(axes.map((a) => Object.freeze({ ...a }))), size });
 }
 

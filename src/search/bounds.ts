@@ -1,6 +1,6 @@
 import { collectiveCalls, coreShare, shapeFactor, walkCompute, type StageSums } from '../cost/price.js';
 import type { HardwareProfile } from '../cost/profile.js';
-import { compileLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
+import { type CompiledLayout, type Layout } from '../layout/layout.js';
 import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/collectives.js';
 import { einsumPasses, lowerOffResidual, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
@@ -145,10 +145,16 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   const variant = (split: readonly number[], sequenceParallel: boolean): VariantFloor | null => {
     const axes: MeshAxis[] = [];
     const layout = new Map<DimName, string[]>();
+    // What compileLayout makes of the layout on the stand-in mesh, written as the axes are made.
+    const cSplit = {} as Record<DimName, number>, cMask = {} as Record<DimName, number>;
     DIM_NAMES.forEach((d, i) => {
+      cSplit[d] = 1;
+      cMask[d] = 0;
       if (split[i] <= 1) return;
       // Under sequence parallelism heads and d_ff share their axis where their splits agree (else the rule below refuses it).
-      if (sequenceParallel && i === D_FF && split[HEADS] === split[D_FF]) { layout.set(d, layout.get('heads')!); return; }
+      if (sequenceParallel && i === D_FF && split[HEADS] === split[D_FF]) { layout.set(d, layout.get('heads')!); cSplit[d] = cSplit.heads; cMask[d] = cMask.heads; return; }
+      cSplit[d] = split[i];
+      cMask[d] = 1 << axes.length;
       axes.push({ name: `s${i}`, size: split[i] });
       layout.set(d, [`s${i}`]);
     });
@@ -157,9 +163,9 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
     try {
       // Dimensions that share an axis get one each here: a stand-in past the mesh size limit has no floor.
       stand = makeMesh(axes);
-      // Compiled, not validated: the splits divide their dimensions (the state is valid) and no
+      // Compiled (compileLayout's form, above), not validated: the splits divide their dimensions (the state is valid) and no
       // two dimensions of a tensor share a stand-in axis (heads and d_ff never meet in one).
-      const c = compileLayout(layout as Layout, stand);
+      const c: CompiledLayout = { layout: layout as Layout, split: cSplit, mask: cMask };
       // The lowering's own rule, asked before lowering (the lowering would throw): no floor where no layout takes it.
       if (sequenceParallel && 'problem' in sequenceParallelAxes(graph, c)) return null;
       l = lowerRecords(graph, stand, c, { sequenceParallel });
