@@ -83,7 +83,7 @@ interface GraphInfo {
   /** Each op's dimensions as indices into DIM_NAMES, and what its hot loops read of the graph (see OpInfo). */
   readonly ops: Map<OpSpec, OpInfo>;
   /** Each tensor's dimensions as indices into DIM_NAMES. */
-  readonly tensorDims: Map<string, Int32Array>;
+  readonly tensorDims: Map<string, readonly number[]>;
   /** Per set of free renames (Ctx.aliasKey): each block's saved tensors (blockSaved), worked out for the first layout with that set. */
   readonly saved: Map<string, BlockSaved[]>;
 }
@@ -100,11 +100,11 @@ interface BlockSaved {
 
 /** An op's dimensions by index (DIM_NAMES order, as opDims lists them) and the lookups its records need, once per graph. */
 interface OpInfo {
-  readonly dims: Int32Array;
+  readonly dims: readonly number[];
   /** Its dimensions its output lacks (summed over: a partial sum where split). */
-  readonly notOut: Int32Array;
+  readonly notOut: readonly number[];
   /** Per input: the op's dimensions that input lacks (its gradient's partial sum). */
-  readonly notIn: readonly Int32Array[];
+  readonly notIn: readonly (readonly number[])[];
   /** Whether its output is a routing tensor (no gradient flows back). */
   readonly routing: boolean;
 }
@@ -150,7 +150,11 @@ function graphInfo(graph: Graph): GraphInfo {
   const readers = new Map<string, OpSpec[]>();
   const saved = new Set<string>();
   for (const b of graph.blocks) for (const op of b.ops) {
-    for (const id of op.inputs) readers.set(id, [...(readers.get(id) ?? []), op]);
+    for (const id of op.inputs) {
+      const r = readers.get(id);
+      if (r) r.push(op);
+      else readers.set(id, [op]);
+    }
     for (const id of op.saves) saved.add(id);
     if (b.input) saved.add(b.input);
   }
@@ -162,13 +166,13 @@ function graphInfo(graph: Graph): GraphInfo {
   const gradNames = new Map<OpSpec, readonly string[]>();
   for (const b of graph.blocks) for (const op of b.ops) gradNames.set(op, op.inputs.map((wrt) => `${op.name}/d${wrt}`));
   const ops = new Map<OpSpec, OpInfo>();
-  const indexOf = (ds: Iterable<DimName>) => Int32Array.from(ds, (d) => DIM_INDEX[d]);
+  const indexOf = (ds: readonly DimName[]) => ds.map((d) => DIM_INDEX[d]);
   for (const b of graph.blocks) for (const op of b.ops) {
     const ds = opDims.get(op)!;
     const missing = (id: string) => indexOf(ds.filter((d) => !outDims.get(id)!.has(d)));
     ops.set(op, { dims: indexOf(ds), notOut: missing(op.output), notIn: op.inputs.map(missing), routing: graph.tensors.get(op.output)!.role === 'routing' });
   }
-  const tensorDims = new Map<string, Int32Array>();
+  const tensorDims = new Map<string, readonly number[]>();
   for (const [id, t] of graph.tensors) tensorDims.set(id, indexOf(t.dims));
   const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames, ops, tensorDims, saved: new Map() };
   graphInfos.set(graph, info);
@@ -217,15 +221,24 @@ function localSize(ctx: Ctx, d: DimName): number {
 
 /** Every dimension's local size (localSize) by index, once per lowering. */
 function localSizes(graph: Graph, c: CompiledLayout): Float64Array {
-  return Float64Array.from(DIM_NAMES, (d) =>
-    d === 'batch' ? 1
-      // The expert side holds the sequences of every device its experts' all-to-all reaches.
-      : d === 'group' ? c.split.batch / c.split.group
-        : graph.dimSizes[d] / c.split[d]);
+  const out = new Float64Array(DIM_NAMES.length);
+  for (let i = 0; i < DIM_NAMES.length; i++) {
+    const d = DIM_NAMES[i];
+    // The expert side holds the sequences of every device its experts' all-to-all reaches.
+    out[i] = d === 'batch' ? 1 : d === 'group' ? c.split.batch / c.split.group : graph.dimSizes[d] / c.split[d];
+  }
+  return out;
+}
+
+/** Every dimension's axes mask by index into DIM_NAMES. */
+function masksOf(c: CompiledLayout): Int32Array {
+  const out = new Int32Array(DIM_NAMES.length);
+  for (let i = 0; i < DIM_NAMES.length; i++) out[i] = c.mask[DIM_NAMES[i]];
+  return out;
 }
 
 /** The axes mask of the dimensions at these indices. */
-function indexMask(ctx: Ctx, ds: Int32Array): number {
+function indexMask(ctx: Ctx, ds: readonly number[]): number {
   let m = 0;
   for (let i = 0; i < ds.length; i++) m |= ctx.mask[ds[i]];
   return m;
@@ -329,7 +342,7 @@ function opDims(ctx: Ctx, op: OpSpec): readonly DimName[] {
   return ctx.info.opDims.get(op)!;
 }
 
-function duplication(ctx: Ctx, block: Block, dims: Int32Array): number {
+function duplication(ctx: Ctx, block: Block, dims: readonly number[]): number {
   let m = indexMask(ctx, dims);
   if (block.layered) m |= ctx.c.mask.layers;
   return ctx.mesh.size / maskSize(ctx.mesh, m);
@@ -770,7 +783,7 @@ function makeCtx(graph: Graph, mesh: Mesh, c: CompiledLayout, T: number, records
   const ctx: Ctx = {
     graph, info: graphInfo(graph), mesh, c, T, tSize: T ? maskSize(mesh, T) : 1, flash: graph.spec.flashAttention === true,
     alias: new Map(), weightPartial: new Map(), gathered: new Set(), bytesOf: new Map(), elemsOf: new Map(), gemms: new Map(), recordsOnly,
-    aliasKey: '', local: localSizes(graph, c), mask: Int32Array.from(DIM_NAMES, (d) => c.mask[d]),
+    aliasKey: '', local: localSizes(graph, c), mask: masksOf(c),
   };
   for (const b of graph.blocks) {
     for (const op of b.ops) {
