@@ -41,7 +41,8 @@ export function localFloors(): FloorStore {
  * States run past 2^32, so both halves go in.
  */
 export function homeSlot(s: number, shift: number): number {
-  return Math.imul((s % 4294967296) ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> shift;
+  // s's low 32 bits as ^ takes them (ToInt32 is modulo 2^32, as s % 2^32 was, without a float remainder) xor its high bits.
+  return Math.imul(s ^ Math.floor(s / 4294967296), 0x9e3779b1) >>> shift;
 }
 
 const FREE = 0, CLAIMED = 1, WORKING = 2, READY = 3, LOCAL = 4;

@@ -67,7 +67,10 @@ const GROWTH = 4;
 // states; 4096 slots, 196 KiB, cost its fill ~0.1 ms of a 7 ms search). Larger tables grow fourfold.
 const INITIAL_SLOTS = 1 << 10;
 
-/** Open addressing over states (non-negative integers below 2^53); -1 marks a free slot. */
+/**
+ * Open addressing over states (non-negative integers below 2^53 - 1), each kept as state + 1 so
+ * that a fresh buffer's zeros mark free slots (a fill of a shared buffer cost more than its allocation).
+ */
 class Table {
   data: Float64Array;
   count = 0;
@@ -75,7 +78,7 @@ class Table {
   private mask: number;
   private shift: number;
   constructor(capacity = INITIAL_SLOTS, data?: Float64Array, count = 0) {
-    this.data = data ?? new Float64Array(new SharedArrayBuffer(capacity * STRIDE * 8)).fill(-1);
+    this.data = data ?? new Float64Array(new SharedArrayBuffer(capacity * STRIDE * 8));
     this.slots = this.data.length / STRIDE;
     this.mask = this.slots - 1;
     this.shift = 32 - Math.log2(this.slots);
@@ -96,17 +99,18 @@ class Table {
   }
   /** Where a state's figures start in `data`, or -1. Stable until the table grows. */
   find(s: number): number {
+    const key = s + 1;
     for (let i = this.home(s) & this.mask; ; i = (i + 1) & this.mask) {
       const k = this.data[i * STRIDE];
-      if (k === s) return i * STRIDE + 1;
-      if (k === -1) return -1;
+      if (k === key) return i * STRIDE + 1;
+      if (k === 0) return -1;
     }
   }
   insert(s: number, figures: Float64Array): number {
     if (this.readOnly || 2 * (this.count + 1) > this.slots) this.grow();
     let i = this.home(s) & this.mask;
-    while (this.data[i * STRIDE] !== -1) i = (i + 1) & this.mask;
-    this.data[i * STRIDE] = s;
+    while (this.data[i * STRIDE] !== 0) i = (i + 1) & this.mask;
+    this.data[i * STRIDE] = s + 1;
     this.data.set(figures, i * STRIDE + 1);
     this.count++;
     return i * STRIDE + 1;
@@ -114,16 +118,16 @@ class Table {
   private grow(): void {
     const old = this.data, oldSlots = this.slots;
     this.readOnly = false;
-    this.data = new Float64Array(new SharedArrayBuffer(oldSlots * GROWTH * STRIDE * 8)).fill(-1);
+    this.data = new Float64Array(new SharedArrayBuffer(oldSlots * GROWTH * STRIDE * 8));
     this.slots = this.data.length / STRIDE;
     this.mask = this.slots - 1;
     this.shift = 32 - Math.log2(this.slots);
     const nd = this.data, mask = this.mask;
     for (let i = 0; i < oldSlots; i++) {
       const key = old[i * STRIDE];
-      if (key === -1) continue;
-      let j = this.home(key) & mask;
-      while (nd[j * STRIDE] !== -1) j = (j + 1) & mask;
+      if (key === 0) continue;
+      let j = this.home(key - 1) & mask;
+      while (nd[j * STRIDE] !== 0) j = (j + 1) & mask;
       for (let f = 0; f < STRIDE; f++) nd[j * STRIDE + f] = old[i * STRIDE + f];
     }
   }
@@ -136,6 +140,11 @@ const D = DIM_NAMES.length;
 
 // Bounds are scaled down by this much so that a float rounded the other way never prunes an equal plan.
 export const SLACK_ROUNDING = 1 - 1e-9;
+
+/** x mod n for integers 0 ≤ x < 2^53, n ≥ 1, without a float remainder (a call out of optimised code); exact: the floor of such a quotient is. */
+function mod(x: number, n: number): number {
+  return x - Math.floor(x / n) * n;
+}
 
 export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareProfile, shared?: SharedTable, matmul = matmulBound(graph, profile)): Remaining {
   const A = space.sizes.length;
@@ -171,7 +180,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     const b = rest >= bRadix;
     if (b) rest -= bRadix;
     const idx: number[] = [];
-    for (let d = 0; d < D; d++) idx.push(Math.floor(rest / radix[d]) % values[d].length);
+    for (let d = 0; d < D; d++) idx.push(mod(Math.floor(rest / radix[d]), values[d].length));
     return { j, b, idx };
   };
   const splitOf = (s: number) => decodeState(s).idx.map((i, d) => values[d][i]);
@@ -183,12 +192,12 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     const dims = choiceDims[c];
     const tj = step[j];
     let t = s + jRadix;
-    let rest = s % jRadix;
+    let rest = mod(s, jRadix);
     const b = rest >= bRadix;
     if (b) rest -= bRadix;
     for (let q = 0; q < dims.length; q++) {
       const d = dims[q];
-      const i = Math.floor(rest / radix[d]) % values[d].length;
+      const i = mod(Math.floor(rest / radix[d]), values[d].length);
       const k = tj[d][i];
       if (k < 0) return -1;
       t += (k - i) * radix[d];
@@ -204,11 +213,13 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     const block = graph.blocks.find((bl) => bl.ops.some((o) => o.inputs.includes(id)))!;
     return { dims: graph.tensors.get(id)!.dims.map((d) => DIM_NAMES.indexOf(d)), layered: block.layered, repeat: block.repeat };
   });
+  const dimSizes = space.dimSizes;
   const memLaw = (split: readonly number[], b: boolean): number => {
     let n = 0;
-    for (const w of weights) {
+    for (let wi = 0; wi < weights.length; wi++) {
+      const w = weights[wi], ds = w.dims;
       let e = 1;
-      for (const d of w.dims) e *= space.dimSizes[d] / split[d];
+      for (let i = 0; i < ds.length; i++) e *= dimSizes[ds[i]] / split[ds[i]];
       n += e * (w.layered ? w.repeat / split[LAYERS] : 1);
     }
     // ZeRO (only where batch has an axis) shards over the batch and length axes at most (lower.ts zeroMask).
@@ -217,11 +228,30 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   // Compute C at one microbatch bounds a step with its bubble: M microbatch times each at least
   // C / M (src/search/task.ts stepBound), times the least pipeline factor of any layout of the
   // splits (price.ts pipelineFactor: with 1F1B on cores of their own, 1 + (p − 1)/M), least at the most microbatches.
-  const withBubble = (split: readonly number[], compute: number): number => {
-    const perReplica = space.dimSizes[BATCH] / split[BATCH];
+  // Per batch split (by its place in values): the most microbatches (a power of two) and how many
+  // counts there are (1, 2, 4, ... dividing the replica's batch); per (layers split, batch split) the
+  // least pipeline factor. Worked out once each here, not once per complete state (their loops of
+  // float remainders were a third of the table's own time).
+  const batchPlace = index[BATCH], layersPlace = index[LAYERS];
+  const mMaxOf = values[BATCH].map((v) => {
+    const perReplica = space.dimSizes[BATCH] / v;
     let mMax = 1;
     while (perReplica % (mMax * 2) === 0) mMax *= 2;
-    return compute * pipelineFactor(profile, space.mesh, split[LAYERS], mMax) * SLACK_ROUNDING;
+    return mMax;
+  });
+  const countsOf = values[BATCH].map((v) => {
+    const perReplica = space.dimSizes[BATCH] / v;
+    let n = 1;
+    for (let m = 2; perReplica % m === 0; m *= 2) n++;
+    return n;
+  });
+  const factors = new Float64Array(values[LAYERS].length * values[BATCH].length).fill(NaN);
+  const withBubble = (split: readonly number[], compute: number): number => {
+    const bi = batchPlace.get(split[BATCH])!, li = layersPlace.get(split[LAYERS])!;
+    const at = li * values[BATCH].length + bi;
+    let f = factors[at];
+    if (Number.isNaN(f)) f = factors[at] = pipelineFactor(profile, space.mesh, split[LAYERS], mMaxOf[bi]);
+    return compute * f * SLACK_ROUNDING;
   };
   const flops = (split: readonly number[]): number => withBubble(split, matmul(split));
   const floorOf = stateFloor(graph, space.mesh, profile);
@@ -239,12 +269,7 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     }
     return v;
   };
-  const microbatches = (split: readonly number[]): number => {
-    const perReplica = space.dimSizes[BATCH] / split[BATCH];
-    let n = 1;
-    for (let m = 2; perReplica % m === 0; m *= 2) n++;
-    return n;
-  };
+  const microbatches = (split: readonly number[]): number => countsOf[batchPlace.get(split[BATCH])!];
   // Completions of an invalid prefix: every later choice, counted as the scan counts an invalid layout.
   let nb = 0;
   for (const c of space.choices) if (c & (1 << BATCH)) nb++;
@@ -265,12 +290,12 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
     const hit = table.find(s);
     if (hit >= 0) return hit;
     const j = Math.floor(s / jRadix);
-    const b = s % jRadix >= bRadix;
+    const b = mod(s, jRadix) >= bRadix;
     let ls = Infinity, lm = Infinity, plans = 0, valid = 0, mu = -Infinity;
     if (j === A) {
-      let rest = s % jRadix;
+      let rest = mod(s, jRadix);
       if (b) rest -= bRadix;
-      for (let d = 0; d < D; d++) splitScratch[d] = values[d][Math.floor(rest / radix[d]) % values[d].length];
+      for (let d = 0; d < D; d++) splitScratch[d] = values[d][mod(Math.floor(rest / radix[d]), values[d].length)];
       const n = (b ? 4 : 1) * RECOMPUTE.length * microbatches(splitScratch);
       ls = flops(splitScratch); lm = memLaw(splitScratch, b) * SLACK_ROUNDING; plans = n; valid = n; mu = 1;
       complete++;
