@@ -710,14 +710,13 @@ export function stepParts(l: LayoutLowering, plan: Plan, profile: HardwareProfil
   const slowFwd = stageSum(w.fwd, k, p), slowBwd = stageSum(w.bwd, k, p), slowBlocking = stageSum(w.blocking, k, p);
   const layersPerStage = Math.max(1, l.graph.dimSizes.layers / p);
   const o = profile.overlap;
-  const hide = (t: number, behind: number) => hidden(t, behind, layersPerStage, o);
   const send = sendTime(l, plan, profile);
   const computeMb = slowFwd + slowBwd;
   const mbTime = computeMb + slowBlocking + (p > 1 ? send.perMicrobatch : 0);
   const bubble = p > 1 ? bubbleShare(profile, l.mesh, l.layout.mask.layers, M, V) * mbTime : 0;
-  const gatherMb = hide(s.gatherPerMicrobatch / 2, slowFwd) + hide(s.gatherPerMicrobatch / 2, slowBwd);
-  const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hide(s.gradientPerMicrobatch, slowBwd) + gatherMb + s.unhiddenPerMicrobatch;
-  const exposed = M * exposedMb + hide(s.gradientPerStep, slowBwd) + hide(s.gatherPerStep, slowFwd) + s.unhiddenPerStep;
+  const gatherMb = hidden(s.gatherPerMicrobatch / 2, slowFwd, layersPerStage, o) + hidden(s.gatherPerMicrobatch / 2, slowBwd, layersPerStage, o);
+  const exposedMb = slowBlocking + (p > 1 ? send.perMicrobatch : 0) + hidden(s.gradientPerMicrobatch, slowBwd, layersPerStage, o) + gatherMb + s.unhiddenPerMicrobatch;
+  const exposed = M * exposedMb + hidden(s.gradientPerStep, slowBwd, layersPerStage, o) + hidden(s.gatherPerStep, slowFwd, layersPerStage, o) + s.unhiddenPerStep;
   const compute = M * computeMb + s.optimizer;
   const step = compute + exposed + bubble;
   const peak = profile.peakFlops[l.graph.spec.dtype];

@@ -67,6 +67,8 @@ interface GraphInfo {
   readonly outDims: Map<string, Set<DimName>>;
   /** Per einsum (forward) and per (einsum, wrt) (backward): which GEMM part each dimension is. */
   readonly gemmParts: Map<string, [DimName, GemmPart][]>;
+  /** The same by part: each part's dimensions as indices into DIM_NAMES (in the parts' order), and which part scales. */
+  readonly gemmIndex: Map<string, GemmIndex>;
   readonly weightBlock: Map<string, Block>;
   readonly coreMade: Map<Block, Set<string>>;
   readonly readOutsideCore: Map<Block, Set<string>>;
@@ -96,6 +98,14 @@ interface BlockSaved {
   readonly own: Readonly<Record<Recompute, readonly string[]>>;
   readonly shared: Readonly<Record<Recompute, readonly string[]>>;
   readonly all: readonly string[];
+}
+
+interface GemmIndex {
+  readonly batch: readonly number[];
+  readonly m: readonly number[];
+  readonly n: readonly number[];
+  readonly k: readonly number[];
+  readonly scales: GemmShape['scales'];
 }
 
 /** An op's dimensions by index (DIM_NAMES order, as opDims lists them) and the lookups its records need, once per graph. */
@@ -174,7 +184,17 @@ function graphInfo(graph: Graph): GraphInfo {
   }
   const tensorDims = new Map<string, readonly number[]>();
   for (const [id, t] of graph.tensors) tensorDims.set(id, indexOf(t.dims));
-  const info = { opDims, outDims, gemmParts, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames, ops, tensorDims, saved: new Map() };
+  const gemmIndex = new Map<string, GemmIndex>();
+  for (const [key, parts] of gemmParts) {
+    const by: Record<GemmPart, number[]> = { batch: [], m: [], n: [], k: [] };
+    let scales: GemmShape['scales'] = null;
+    for (const [d, part] of parts) {
+      by[part].push(DIM_INDEX[d]);
+      if (d === 'batch' || d === 'group') scales = part;
+    }
+    gemmIndex.set(key, { ...by, scales });
+  }
+  const info = { opDims, outDims, gemmParts, gemmIndex, weightBlock, coreMade, readOutsideCore, fusedAway, residual, gradNames, ops, tensorDims, saved: new Map() };
   graphInfos.set(graph, info);
   return info;
 }
@@ -351,7 +371,17 @@ function duplication(ctx: Ctx, block: Block, dims: readonly number[]): number {
 /** The local GEMM of an einsum (forward: its name; backward: name/dwrt), see GemmShape. */
 function gemmShape(ctx: Ctx, key: string): GemmShape {
   let g = ctx.gemms.get(key);
-  if (!g) ctx.gemms.set(key, (g = gemmShapeOf(ctx.info.gemmParts.get(key)!, (d) => localSize(ctx, d))));
+  if (!g) {
+    // gemmShapeOf of the parts, each part's product in the parts' order.
+    const gi = ctx.info.gemmIndex.get(key)!;
+    const local = ctx.local;
+    const prod = (ds: readonly number[]) => {
+      let x = 1;
+      for (let i = 0; i < ds.length; i++) x *= local[ds[i]];
+      return x;
+    };
+    ctx.gemms.set(key, (g = { batch: prod(gi.batch), m: prod(gi.m), n: prod(gi.n), k: prod(gi.k), scales: gi.scales }));
+  }
   return g;
 }
 
