@@ -1,7 +1,7 @@
 import { InputError } from '../errors.js';
 import { formatLayout, graphDims, maskAxes, maskSize, validateLayout, type CompiledLayout, type Layout } from '../layout/layout.js';
 import type { Mesh } from '../mesh/mesh.js';
-import { DIM_NAMES, minimalRecompute, neededRecompute, OP_CLASS, type Block, type DimName, type Graph, type OpSpec } from '../model/graph.js';
+import { DIM_INDEX, DIM_NAMES, minimalRecompute, neededRecompute, OP_CLASS, type Block, type DimName, type Graph, type OpSpec } from '../model/graph.js';
 import { DTYPE_BYTES } from '../model/spec.js';
 import type { CollectiveKind } from './collectives.js';
 import { instantiate } from './instantiate.js';
@@ -100,6 +100,7 @@ interface BlockSaved {
   readonly all: readonly string[];
 }
 
+/** A GEMM's dimensions by part, as indices into DIM_NAMES; the part holding batch (or group) scales with the microbatch. */
 interface GemmIndex {
   readonly batch: readonly number[];
   readonly m: readonly number[];
@@ -120,7 +121,6 @@ interface OpInfo {
 }
 
 const graphInfos = new WeakMap<Graph, GraphInfo>();
-const DIM_INDEX = Object.fromEntries(DIM_NAMES.map((d, i) => [d, i])) as Record<DimName, number>;
 const B_DIMS = 'batch,length,d_model';
 
 export type GemmPart = 'batch' | 'm' | 'n' | 'k';
@@ -316,12 +316,6 @@ function scaleLin(l: Lin, k: number): Lin {
   return lin(l.perSeq * k, l.fixed * k);
 }
 
-function dimsMask(ctx: Ctx, dims: Iterable<DimName>): number {
-  let m = 0;
-  for (const d of dims) m |= ctx.c.mask[d];
-  return m;
-}
-
 function coll(ctx: Ctx, kind: CollectiveKind, mask: number, tensor: string, bytes: Lin, role: CollectiveRole = 'tensor'): CollectiveRecord {
   return { kind, axes: maskAxes(ctx.mesh, mask), mask, groupSize: maskSize(ctx.mesh, mask), tensor, bytes, role };
 }
@@ -372,7 +366,7 @@ function duplication(ctx: Ctx, block: Block, dims: readonly number[]): number {
 function gemmShape(ctx: Ctx, key: string): GemmShape {
   let g = ctx.gemms.get(key);
   if (!g) {
-    // gemmShapeOf of the parts, each part's product in the parts' order.
+    // Each part's local size: the product of its dimensions' (GemmIndex), in the parts' order.
     const gi = ctx.info.gemmIndex.get(key)!;
     const local = ctx.local;
     const prod = (ds: readonly number[]) => {
@@ -383,21 +377,6 @@ function gemmShape(ctx: Ctx, key: string): GemmShape {
     ctx.gemms.set(key, (g = { batch: prod(gi.batch), m: prod(gi.m), n: prod(gi.n), k: prod(gi.k), scales: gi.scales }));
   }
   return g;
-}
-
-/** A GEMM from its dimensions' parts and their local sizes; the part holding batch (or group) scales with the microbatch. */
-export function gemmShapeOf(parts: readonly (readonly [DimName, GemmPart])[], size: (d: DimName) => number): GemmShape {
-  let batch = 1, m = 1, n = 1, k = 1;
-  let scales: GemmShape['scales'] = null;
-  for (const [d, part] of parts) {
-    const x = size(d);
-    if (part === 'batch') batch *= x;
-    else if (part === 'm') m *= x;
-    else if (part === 'n') n *= x;
-    else k *= x;
-    if (d === 'batch' || d === 'group') scales = part;
-  }
-  return { batch, m, n, k, scales };
 }
 
 /** One GEMM the lowering runs for an einsum: its forward, or its backward for one input. */
@@ -941,7 +920,7 @@ function lowerCore(graph: Graph, mesh: Mesh, layout: Layout | CompiledLayout, op
       // their devices hold the same weight and reduce its gradient too, as Megatron-LM's distributed
       // optimizer shards over data x context parallel ranks. (MoE's expert weights work on the expert
       // side, past the dispatch's sum over length: every length shard holds their whole gradient.)
-      zeroMask: (c.mask.batch | (c.mask.length & (ctx.weightPartial.get(w) ?? 0))) & ~dimsMask(ctx, graph.tensors.get(w)!.dims),
+      zeroMask: (c.mask.batch | (c.mask.length & (ctx.weightPartial.get(w) ?? 0))) & ~indexMask(ctx, ctx.info.tensorDims.get(w)!),
       perStage: perStageOf(ctx, b), stage: stageOf(b),
     };
   });

@@ -12,6 +12,8 @@ export const DIM_NAMES = [
   'experts', 'expert_hidden', 'expert_capacity', 'expert_unsplit', 'group',
 ] as const;
 export type DimName = (typeof DIM_NAMES)[number];
+/** Each dimension's place in DIM_NAMES (the index typed arrays over dimensions use). */
+export const DIM_INDEX = Object.freeze(Object.fromEntries(DIM_NAMES.map((d, i) => [d, i]))) as Readonly<Record<DimName, number>>;
 
 /**
  * Dimensions no layout names. `expert_unsplit` is the router's view of `experts` and

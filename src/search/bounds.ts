@@ -5,11 +5,10 @@ import { COLLECTIVE_KINDS, sentBytes, type CollectiveKind } from '../lower/colle
 import { einsumPasses, lowerOffResidual, lowerRecords, sequenceParallelAxes, type EinsumPass, type GemmPart, type LayoutRecords } from '../lower/lower.js';
 import { linAt, type OpRecord } from '../lower/records.js';
 import { makeMesh, type Mesh, type MeshAxis } from '../mesh/mesh.js';
-import { DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
+import { DIM_INDEX, DIM_NAMES, type DimName, type Graph } from '../model/graph.js';
 
 const BATCH = DIM_NAMES.indexOf('batch');
 const LAYERS = DIM_NAMES.indexOf('layers');
-const DIM_INDEX = new Map<DimName, number>(DIM_NAMES.map((d, i) => [d, i]));
 const STAGES: readonly (keyof StageSums)[] = ['all', 'first', 'last'];
 
 /**
@@ -29,11 +28,11 @@ export function matmulBound(graph: Graph, profile: HardwareProfile): (split: rea
   const rate = profile.peakFlops[graph.spec.dtype] * profile.efficiency.matmul;
   const h = profile.gemmHalfSize ?? 0;
   const sizes = DIM_NAMES.map((d) => graph.dimSizes[d]);
-  const GROUP = DIM_INDEX.get('group')!;
+  const GROUP = DIM_INDEX.group;
   // Each pass's dimensions by GEMM part (price.ts gemmFactor at one microbatch: the batch part is free).
-  const partDims = (p: EinsumPass, part: GemmPart) => Int32Array.from(p.parts.filter(([, q]) => q === part).map(([d]) => DIM_INDEX.get(d)!));
+  const partDims = (p: EinsumPass, part: GemmPart) => Int32Array.from(p.parts.filter(([, q]) => q === part).map(([d]) => DIM_INDEX[d]));
   const all = einsumPasses(graph).map((p) => ({
-    dims: Int32Array.from(p.dims.map((d) => DIM_INDEX.get(d)!)),
+    dims: Int32Array.from(p.dims.map((d) => DIM_INDEX[d])),
     m: partDims(p, 'm'), n: partDims(p, 'n'), k: partDims(p, 'k'),
     repeat: p.block.repeat,
     share: p.share,
@@ -138,7 +137,7 @@ export function stateFloor(graph: Graph, mesh: Mesh, profile: HardwareProfile): 
   const share = coreShare(profile, mesh);
   const alone: HardwareProfile = { ...profile, concurrentDevices: undefined };
   const moe = [...graph.tensors.values()].some((t) => t.dims.includes('group'));
-  const HEADS = DIM_INDEX.get('heads')!, D_FF = DIM_INDEX.get('d_ff')!;
+  const HEADS = DIM_INDEX.heads, D_FF = DIM_INDEX.d_ff;
   // lowerRecords makes no gradient sums; renames and regroups are left out here.
   const keep = (r: OpRecord) => r.kind !== 'rename' && r.kind !== 'regroup';
 
