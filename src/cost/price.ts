@@ -444,21 +444,22 @@ function note(detail: Detail | undefined, c: { kind: string; axes: readonly stri
   }
   if (!detail?.collectives || !detail.byAxis) return;
   const key = axesKey(c.axes);
-  detail.byAxis[key] = (detail.byAxis[key] ?? 0) + c.sent * count;
-  const ck = `${c.kind}|${key}|${c.bytes}`;
-  const agg = detail.collectives.get(ck);
+  addNote(detail as NotedTable, key, `${c.kind}|${key}|${c.bytes}`, c.kind, c.axes, c.bytes, c.sent, count);
+}
+
+/** What one note adds to a table: its bytes sent to its axes' sum, its count to its collective's entry. */
+function addNote(t: NotedTable, axes: string, key: string, kind: string, axesList: readonly string[], bytes: number, sent: number, count: number): void {
+  t.byAxis[axes] = (t.byAxis[axes] ?? 0) + sent * count;
+  const agg = t.collectives.get(key);
   if (agg) agg.count += count;
-  else detail.collectives.set(ck, { kind: c.kind, axes: [...c.axes], bytes: c.bytes, count });
+  else t.collectives.set(key, { kind, axes: [...axesList], bytes, count });
 }
 
 /** Notes a logging detail kept, made again on `detail` in their order: the very sums and entries the notes would have made there. */
 function replay(detail: NotedTable, log: readonly Noted[]): void {
   for (let i = 0; i < log.length; i++) {
     const n = log[i];
-    detail.byAxis[n.axesKey] = (detail.byAxis[n.axesKey] ?? 0) + n.sent * n.count;
-    const agg = detail.collectives.get(n.key);
-    if (agg) agg.count += n.count;
-    else detail.collectives.set(n.key, { kind: n.kind, axes: [...n.axes], bytes: n.bytes, count: n.count });
+    addNote(detail, n.axesKey, n.key, n.kind, n.axes, n.bytes, n.sent, n.count);
   }
 }
 
