@@ -5,7 +5,7 @@ import { DIM_NAMES, type Graph } from '../model/graph.js';
 import type { HardwareProfile } from '../cost/profile.js';
 import { matmulBound, stateFloor, type StateFloor } from './bounds.js';
 import { homeSlot, localFloors, makeSharedFloors, sharedFloors, type FloorStore, type SharedFloors } from './floors.js';
-import type { PlanSpace } from './space.js';
+import { microbatchCounts, type PlanSpace } from './space.js';
 
 /**
  * What the remaining axes can add: for a partial layout (axes 0..j-1 chosen), figures over all
@@ -229,22 +229,13 @@ export function makeRemaining(space: PlanSpace, graph: Graph, profile: HardwareP
   // C / M (src/search/task.ts stepBound), times the least pipeline factor of any layout of the
   // splits (price.ts pipelineFactor: with 1F1B on cores of their own, 1 + (p − 1)/M), least at the most microbatches.
   // Per batch split (by its place in values): the most microbatches (a power of two) and how many
-  // counts there are (1, 2, 4, ... dividing the replica's batch); per (layers split, batch split) the
+  // counts there are (space.ts microbatchCounts: 1, 2, 4, ... dividing the replica's batch); per (layers split, batch split) the
   // least pipeline factor. Worked out once each here, not once per complete state (their loops of
   // float remainders were a third of the table's own time).
   const batchPlace = index[BATCH], layersPlace = index[LAYERS];
-  const mMaxOf = values[BATCH].map((v) => {
-    const perReplica = space.dimSizes[BATCH] / v;
-    let mMax = 1;
-    while (perReplica % (mMax * 2) === 0) mMax *= 2;
-    return mMax;
-  });
-  const countsOf = values[BATCH].map((v) => {
-    const perReplica = space.dimSizes[BATCH] / v;
-    let n = 1;
-    for (let m = 2; perReplica % m === 0; m *= 2) n++;
-    return n;
-  });
+  const countsAt = values[BATCH].map((v) => microbatchCounts(space, DIM_NAMES.map((_, d) => (d === BATCH ? v : 1))));
+  const mMaxOf = countsAt.map((ms) => ms[ms.length - 1]);
+  const countsOf = countsAt.map((ms) => ms.length);
   const factors = new Float64Array(values[LAYERS].length * values[BATCH].length).fill(NaN);
   const withBubble = (split: readonly number[], compute: number): number => {
     const bi = batchPlace.get(split[BATCH])!, li = layersPlace.get(split[LAYERS])!;
